@@ -1,0 +1,13 @@
+// Library entry: everything the CLI does is available as functions.
+export { loadSpec, hasErrors } from "./spec/load.js";
+export { SpecSchema, API_VERSION, ROLES, OS_FAMILIES } from "./spec/schema.js";
+export type { Spec, SpecInput, Host, Vip, Role } from "./spec/schema.js";
+export { SEED_YAML } from "./spec/seed.js";
+export { Topology } from "./spec/topology.js";
+export { specJsonSchema, specMarkdown } from "./spec/jsonschema.js";
+export { renderAll, RENDERERS } from "./render/index.js";
+export type { Artifact, RenderContext } from "./render/types.js";
+export { writeArtifacts } from "./render/write.js";
+export { requiredSecrets, loadOrCreateSecrets, fixedSecrets, Secrets } from "./state/secrets.js";
+export { context, load, InvalidSpec } from "./project.js";
+export { FmcError, type Problem } from "./errors.js";

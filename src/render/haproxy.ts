@@ -1,0 +1,72 @@
+// haproxy.cfg per load balancer: 6443 to the K3s servers, 80/443 to the ingress
+// NodePorts of the agents (never the storage node), stats on localhost only.
+import type { Host } from "../spec/schema.js";
+import type { Artifact, RenderContext } from "./types.js";
+import { HEADER, lines } from "./types.js";
+
+function backend(name: string, servers: readonly Host[], port: number, check: string): string[] {
+  return [
+    `backend ${name}`,
+    "    balance roundrobin",
+    `    default-server ${check}`,
+    ...servers.map((s) => `    server ${s.name} ${s.address}:${port}`),
+    "",
+  ];
+}
+
+export function haproxyConfig(ctx: RenderContext, host: Host): string {
+  const { spec, topo } = ctx;
+  const lb = spec.loadBalancer;
+  const check = `check inter ${lb.check.interMs}ms fall ${lb.check.fall} rise ${lb.check.rise}`;
+  const np = spec.k3s.ingressNodePorts;
+  return lines(
+    HEADER("#"),
+    "global",
+    "    log /dev/log local0",
+    "    maxconn 20000",
+    "    stats socket /run/haproxy/admin.sock mode 600 level admin",
+    "",
+    "defaults",
+    "    mode tcp",
+    "    log global",
+    "    option tcplog",
+    "    option dontlognull",
+    "    timeout connect 5s",
+    "    timeout client 60s",
+    "    timeout server 60s",
+    "    # long-lived kubectl watch/exec and websocket streams",
+    "    timeout tunnel 1h",
+    "",
+    "frontend k8s-api",
+    `    bind :${lb.apiPort}`,
+    "    default_backend k8s-api",
+    "",
+    ...backend("k8s-api", topo.servers, lb.apiPort, check),
+    "frontend ingress-http",
+    `    bind :${lb.httpPort}`,
+    "    default_backend ingress-http",
+    "",
+    ...backend("ingress-http", topo.ingressBackends, np.http, check),
+    "frontend ingress-https",
+    `    bind :${lb.httpsPort}`,
+    "    default_backend ingress-https",
+    "",
+    ...backend("ingress-https", topo.ingressBackends, np.https, check),
+    "frontend stats",
+    "    mode http",
+    `    bind 127.0.0.1:${lb.statsPort}`,
+    "    stats enable",
+    "    stats uri /stats",
+    "    stats refresh 10s",
+    "",
+    "frontend metrics",
+    "    mode http",
+    `    bind ${host.address}:${lb.metricsPort}`,
+    "    http-request use-service prometheus-exporter if { path /metrics }",
+    "    http-request deny",
+  );
+}
+
+export function renderHaproxy(ctx: RenderContext): Artifact[] {
+  return ctx.topo.withRole("loadbalancer").map((h) => ({ path: `haproxy/${h.name}/haproxy.cfg`, content: haproxyConfig(ctx, h) }));
+}

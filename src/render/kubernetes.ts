@@ -1,0 +1,213 @@
+// Kubernetes manifests that K3s applies from /var/lib/rancher/k3s/server/manifests:
+// namespaces, the NFS RWX StorageClass, secrets from the secret store, PVCs, and one
+// HelmChart (helm.cattle.io/v1) per in-cluster service. Built-in kinds are built with
+// kubernetes-models so their shape is checked against the Kubernetes OpenAPI schema.
+import { stringify } from "yaml";
+import { Namespace, PersistentVolumeClaim, Secret } from "kubernetes-models/v1";
+import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
+import type { ChartSpec, ServiceName } from "../spec/schema.js";
+import type { Artifact, RenderContext } from "./types.js";
+import { HEADER } from "./types.js";
+import { STORAGE_TAINT } from "./k3s.js";
+import { staticScrapeJobs } from "./prometheus.js";
+
+export const NFS_STORAGE_CLASS = "nfs-shared";
+
+/** A K3s HelmChart resource; a CRD, so typed here rather than by kubernetes-models. */
+export interface HelmChart {
+  apiVersion: "helm.cattle.io/v1";
+  kind: "HelmChart";
+  metadata: { name: string; namespace: "kube-system" };
+  spec: { chart: string; repo?: string; version: string; targetNamespace: string; createNamespace: boolean; valuesContent: string };
+}
+
+export interface Manifest {
+  readonly file: string;
+  readonly objects: ReadonlyArray<{ toJSON?: () => unknown } | HelmChart>;
+  readonly secret?: boolean;
+}
+
+function helmChart(name: string, c: ChartSpec, values: Record<string, unknown>): HelmChart {
+  const oci = c.repo.startsWith("oci://");
+  return {
+    apiVersion: "helm.cattle.io/v1",
+    kind: "HelmChart",
+    metadata: { name, namespace: "kube-system" },
+    spec: {
+      chart: oci ? `${c.repo}/${c.chart}` : c.chart,
+      ...(oci ? {} : { repo: c.repo }),
+      version: c.version,
+      targetNamespace: c.namespace,
+      createNamespace: true,
+      valuesContent: stringify(values),
+    },
+  };
+}
+
+const toleration = (() => {
+  const [kv, effect] = STORAGE_TAINT.split(":");
+  const [key, value] = kv!.split("=");
+  return { key: key!, operator: "Equal", value: value!, effect: effect! };
+})();
+
+function pvc(name: string, namespace: string, storageClass: string, size: string, mode: "ReadWriteOnce" | "ReadWriteMany") {
+  return new PersistentVolumeClaim({
+    metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "fmc" } },
+    spec: { accessModes: [mode], storageClassName: storageClass, resources: { requests: { storage: size } } },
+  });
+}
+
+function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unknown> {
+  const { spec, topo } = ctx;
+  const c = spec.services[svc];
+  const storageNodes = topo.withRole("storage").length;
+  const host = (name: string) => `${name}.${spec.domain}`;
+  const ingress = (name: string) => ({ enabled: true, ingressClassName: "nginx", hosts: [host(name)] });
+  const persistence = { storageClass: c.storageClass, size: c.size };
+  switch (svc) {
+    case "longhorn":
+      return {
+        defaultSettings: {
+          defaultDataPath: spec.storage?.longhornPath,
+          createDefaultDiskLabeledNodes: true,
+          defaultReplicaCount: Math.min(3, Math.max(1, storageNodes)),
+          taintToleration: STORAGE_TAINT,
+        },
+        persistence: { defaultClass: true, defaultClassReplicaCount: Math.min(3, Math.max(1, storageNodes)) },
+        longhornManager: { tolerations: [toleration] },
+        longhornDriver: { tolerations: [toleration] },
+      };
+    case "nfsCsi":
+      return { controller: { replicas: 1 } };
+    case "ingressNginx":
+      return {
+        controller: {
+          kind: "DaemonSet",
+          service: { type: "NodePort", nodePorts: { http: spec.k3s.ingressNodePorts.http, https: spec.k3s.ingressNodePorts.https } },
+          ingressClassResource: { default: true },
+          config: { "use-forwarded-headers": "true" },
+        },
+      };
+    case "prometheus":
+      return {
+        server: { persistentVolume: { enabled: true, existingClaim: "prometheus-server" }, retention: "15d" },
+        alertmanager: { persistence: { storageClass: c.storageClass, size: "2Gi" } },
+        extraScrapeConfigs: stringify(staticScrapeJobs(ctx)),
+      };
+    case "grafana":
+      return {
+        admin: { existingSecret: "grafana-admin", userKey: "admin-user", passwordKey: "admin-password" },
+        persistence: { enabled: true, existingClaim: "grafana" },
+        ingress: ingress("grafana"),
+        datasources: {
+          "datasources.yaml": {
+            apiVersion: 1,
+            datasources: [{ name: "Prometheus", type: "prometheus", url: `http://prometheus-server.${spec.services.prometheus.namespace}.svc`, isDefault: true }],
+          },
+        },
+      };
+    case "elasticsearch":
+      return {
+        replicas: Math.min(3, Math.max(1, topo.ingressBackends.length)),
+        minimumMasterNodes: Math.floor(Math.min(3, Math.max(1, topo.ingressBackends.length)) / 2) + 1,
+        secret: { enabled: true, password: ctx.secrets.get("elastic") },
+        volumeClaimTemplate: { accessModes: ["ReadWriteOnce"], storageClassName: c.storageClass, resources: { requests: { storage: c.size } } },
+      };
+    case "kibana":
+      return { elasticsearchHosts: `https://elasticsearch-master.${spec.services.elasticsearch.namespace}.svc:9200`, ingress: { ...ingress("kibana"), hosts: [{ host: host("kibana"), paths: [{ path: "/" }] }] } };
+    case "fluentBit":
+      return {
+        tolerations: [toleration],
+        env: [{ name: "ELASTIC_PASSWORD", valueFrom: { secretKeyRef: { name: "elasticsearch-master-credentials", key: "password" } } }],
+        extraVolumes: [{ name: "es-certs", secret: { secretName: "elasticsearch-master-certs" } }],
+        extraVolumeMounts: [{ name: "es-certs", mountPath: "/certs", readOnly: true }],
+        config: {
+          outputs: [
+            "[OUTPUT]",
+            "    Name es",
+            "    Match kube.*",
+            `    Host elasticsearch-master.${spec.services.elasticsearch.namespace}.svc`,
+            "    Port 9200",
+            "    HTTP_User elastic",
+            "    HTTP_Passwd ${ELASTIC_PASSWORD}",
+            "    Logstash_Format On",
+            "    Suppress_Type_Name On",
+            "    tls On",
+            "    tls.verify On",
+            "    tls.ca_file /certs/ca.crt",
+            "",
+          ].join("\n"),
+        },
+      };
+    case "redis":
+      return {
+        architecture: "replication",
+        auth: { enabled: true, existingSecret: "redis-auth", existingSecretPasswordKey: "password" },
+        master: { persistence },
+        replica: { replicaCount: 2, persistence },
+      };
+    case "kafka":
+      return { controller: { replicaCount: 3, persistence }, broker: { persistence } };
+  }
+}
+
+export function manifests(ctx: RenderContext): Manifest[] {
+  const { spec, topo } = ctx;
+  const svc = spec.services;
+  const enabled = (Object.keys(svc) as ServiceName[]).filter((s) => svc[s].enabled);
+  const out: Manifest[] = [];
+  const namespaces = [...new Set(enabled.map((s) => svc[s].namespace))].filter((n) => n !== "kube-system").sort();
+  out.push({
+    file: "00-namespaces.yaml",
+    objects: namespaces.map((n) => new Namespace({ metadata: { name: n, labels: { "app.kubernetes.io/managed-by": "fmc" } } })),
+  });
+  if (svc.nfsCsi.enabled && spec.storage) {
+    out.push({
+      file: "10-storageclass-nfs-shared.yaml",
+      objects: [
+        new StorageClass({
+          metadata: { name: NFS_STORAGE_CLASS },
+          provisioner: "nfs.csi.k8s.io",
+          parameters: { server: topo.host(spec.storage.host).address, share: spec.storage.sharedExport },
+          reclaimPolicy: "Retain",
+          volumeBindingMode: "Immediate",
+          allowVolumeExpansion: true,
+          mountOptions: ["nfsvers=4.1", "hard"],
+        }),
+      ],
+    });
+    out.push({ file: "20-pvc-shared-data.yaml", objects: [pvc("shared-data", "default", NFS_STORAGE_CLASS, "10Gi", "ReadWriteMany")] });
+  }
+  const secrets: Secret[] = [];
+  if (svc.grafana.enabled) {
+    secrets.push(new Secret({ metadata: { name: "grafana-admin", namespace: svc.grafana.namespace }, type: "Opaque", stringData: { "admin-user": "admin", "admin-password": ctx.secrets.get("grafana-admin") } }));
+  }
+  if (svc.redis.enabled) {
+    secrets.push(new Secret({ metadata: { name: "redis-auth", namespace: svc.redis.namespace }, type: "Opaque", stringData: { password: ctx.secrets.get("redis") } }));
+  }
+  if (secrets.length) out.push({ file: "30-secrets.yaml", objects: secrets, secret: true });
+  const claims: PersistentVolumeClaim[] = [];
+  if (svc.prometheus.enabled && svc.prometheus.storageClass) claims.push(pvc("prometheus-server", svc.prometheus.namespace, svc.prometheus.storageClass, svc.prometheus.size ?? "20Gi", "ReadWriteOnce"));
+  if (svc.grafana.enabled && svc.grafana.storageClass) claims.push(pvc("grafana", svc.grafana.namespace, svc.grafana.storageClass, svc.grafana.size ?? "5Gi", "ReadWriteOnce"));
+  if (claims.length) out.push({ file: "40-pvcs.yaml", objects: claims });
+  for (const s of enabled) {
+    const c = svc[s];
+    out.push({
+      file: `50-helmchart-${c.chart}.yaml`,
+      objects: [helmChart(c.chart, c, chartValues(ctx, s))],
+      secret: s === "elasticsearch",
+    });
+  }
+  return out;
+}
+
+export function toYamlDocuments(objects: Manifest["objects"]): string {
+  return objects.map((o) => stringify("toJSON" in o && typeof o.toJSON === "function" ? o.toJSON() : o)).join("---\n");
+}
+
+export function renderKubernetes(ctx: RenderContext): Artifact[] {
+  const head = `# ${HEADER("").trim()}\n`;
+  return manifests(ctx)
+    .filter((m) => m.objects.length > 0)
+    .map((m) => ({ path: `kubernetes/${m.file}`, content: head + toYamlDocuments(m.objects), secret: m.secret }));
+}

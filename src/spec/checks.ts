@@ -1,0 +1,331 @@
+// Semantic checks on a structurally valid spec. Each check appends problems; none stops
+// the others, so one run shows every mistake.
+import { existsSync } from "node:fs";
+import type { Host, Role, Spec } from "./schema.js";
+import { broadcast, contains, isInside, overlaps, parseCidr, parseIp, type Cidr } from "./net.js";
+import { didYouMean, type Problem } from "../errors.js";
+
+/** Reads a public-key file named in the spec; returns undefined when it does not exist. */
+export type KeyReader = (path: string) => string | undefined;
+
+const KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+
+export function isPublicKey(text: string): boolean {
+  return KEY.test(text.trim());
+}
+
+/** Ports each role listens on, for conflict detection: "6443/tcp" -> what uses it. */
+export function rolePorts(spec: Spec, role: Role): Array<[string, string]> {
+  const lb = spec.loadBalancer;
+  switch (role) {
+    case "loadbalancer":
+      return [
+        [`${lb.apiPort}/tcp`, "HAProxy API frontend"],
+        [`${lb.httpPort}/tcp`, "HAProxy HTTP frontend"],
+        [`${lb.httpsPort}/tcp`, "HAProxy HTTPS frontend"],
+        [`${lb.statsPort}/tcp`, "HAProxy stats"],
+        [`${lb.metricsPort}/tcp`, "HAProxy metrics"],
+      ];
+    case "edge":
+      return [["80/tcp", "Traefik web"], ["443/tcp", "Traefik websecure"], [`${spec.edge.metricsPort}/tcp`, "Traefik metrics"]];
+    case "k3s-server":
+      return [["6443/tcp", "kube-apiserver"], ["2379/tcp", "etcd client"], ["2380/tcp", "etcd peer"], ["10250/tcp", "kubelet"]];
+    case "k3s-agent":
+      return [["10250/tcp", "kubelet"]];
+    case "identity":
+      return [["53/udp", "DNS"], ["53/tcp", "DNS"], ["88/tcp", "Kerberos"], ["389/tcp", "LDAP"], ["443/tcp", "FreeIPA web UI"]];
+    case "database":
+      return [["5432/tcp", "PostgreSQL"]];
+    case "storage":
+      return [["2049/tcp", "NFS"]];
+    case "gateway":
+      return [
+        [`${spec.wireguard?.port ?? 51820}/udp`, "WireGuard"],
+        ...(spec.wireguard?.forwardPorts ?? []).map((p): [string, string] => [`${p}/tcp`, "public port forward"]),
+      ];
+    case "firewall":
+      return [];
+  }
+}
+
+export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[] {
+  const out: Problem[] = [];
+  const err = (path: string, message: string, hint?: string) => out.push({ severity: "error", path, message, hint });
+  const warn = (path: string, message: string, hint?: string) => out.push({ severity: "warning", path, message, hint });
+
+  // --- network -------------------------------------------------------------------
+  const net = cidrAt(spec.network.cidr, "network.cidr", err);
+  const subnets: Array<{ name: string; cidr: Cidr; index: number }> = [];
+  const subnetNames = new Map<string, number>();
+  spec.network.subnets.forEach((s, i) => {
+    const path = `network.subnets[${i}]`;
+    if (subnetNames.has(s.name)) err(`${path}.name`, `subnet name "${s.name}" is used twice`);
+    subnetNames.set(s.name, i);
+    const c = cidrAt(s.cidr, `${path}.cidr`, err);
+    if (!c) return;
+    if (net && !isInside(c, net)) err(`${path}.cidr`, `${s.cidr} is outside network.cidr ${spec.network.cidr}`);
+    for (const other of subnets) {
+      if (overlaps(c, other.cidr)) err(`${path}.cidr`, `${s.cidr} overlaps subnet "${other.name}" (${other.cidr.text})`);
+    }
+    if (s.gateway !== undefined) {
+      const g = parseIp(s.gateway);
+      if (g === undefined) err(`${path}.gateway`, `"${s.gateway}" is not an IPv4 address`);
+      else if (!contains(c, g)) err(`${path}.gateway`, `${s.gateway} is outside ${s.cidr}`);
+    }
+    subnets.push({ name: s.name, cidr: c, index: i });
+  });
+  const subnetOf = (ip: number) => subnets.find((s) => contains(s.cidr, ip));
+
+  // --- hosts ---------------------------------------------------------------------
+  const byName = new Map<string, number>();
+  const byAddress = new Map<number, string>();
+  const hostIps = new Map<string, number>();
+  spec.hosts.forEach((h, i) => {
+    const path = `hosts[${i}]`;
+    if (byName.has(h.name)) err(`${path}.name`, `hostname "${h.name}" is already used by hosts[${byName.get(h.name)}]`);
+    else byName.set(h.name, i);
+    const dupRoles = h.roles.filter((r, j) => h.roles.indexOf(r) !== j);
+    if (dupRoles.length) warn(`${path}.roles`, `role "${dupRoles[0]}" is listed twice`);
+    const ip = parseIp(h.address);
+    if (ip === undefined) {
+      err(`${path}.address`, `"${h.address}" is not an IPv4 address`);
+    } else {
+      hostIps.set(h.name, ip);
+      const owner = byAddress.get(ip);
+      if (owner !== undefined) err(`${path}.address`, `${h.address} is already used by ${owner}`);
+      else byAddress.set(ip, h.name);
+      const s = subnetOf(ip);
+      if (!s) {
+        err(`${path}.address`, `${h.address} is outside every subnet`, `add a subnet to network.subnets or move ${h.name} into one of: ${subnets.map((x) => `${x.name} ${x.cidr.text}`).join(", ")}`);
+      } else if (ip === s.cidr.network || ip === broadcast(s.cidr)) {
+        err(`${path}.address`, `${h.address} is the network or broadcast address of subnet "${s.name}"`);
+      } else if (!h.roles.includes("firewall") && !h.roles.includes("gateway") && gatewayIp(spec, s.index, s.cidr) === ip) {
+        err(`${path}.address`, `${h.address} is the gateway of subnet "${s.name}"`, "pick another address or set the subnet's gateway");
+      }
+    }
+    if (h.publicAddress !== undefined && parseIp(h.publicAddress) === undefined) {
+      err(`${path}.publicAddress`, `"${h.publicAddress}" is not an IPv4 address`);
+    }
+    if (h.vm && h.os === "debian" && h.roles.includes("gateway")) {
+      warn(`${path}.vm`, "the gateway is a public VPS; Terraform's libvirt VMs live in the LAN");
+    }
+    checkPorts(spec, h, path, err);
+  });
+
+  // --- SSH keys ------------------------------------------------------------------
+  const globalKeys = checkKeys(spec.ssh.keys, "ssh.keys", readKeyFile, err);
+  spec.hosts.forEach((h, i) => {
+    const own = checkKeys(h.ssh?.keys ?? [], `hosts[${i}].ssh.keys`, readKeyFile, err);
+    if (globalKeys + own === 0 && !spec.ssh.generatedKey) {
+      err(`hosts[${i}].ssh.keys`, `no SSH key for ${h.name}: nobody could log in`, "add a key to ssh.keys or set ssh.generatedKey: true");
+    }
+  });
+
+  // --- VIPs ----------------------------------------------------------------------
+  const vipNames = new Map<string, number>();
+  const routerIds = new Map<number, string>();
+  spec.vips.forEach((v, i) => {
+    const path = `vips[${i}]`;
+    if (vipNames.has(v.name)) err(`${path}.name`, `VIP name "${v.name}" is used twice`);
+    vipNames.set(v.name, i);
+    if (byName.has(v.name)) err(`${path}.name`, `VIP name "${v.name}" is also a hostname`);
+    if (routerIds.has(v.routerId)) err(`${path}.routerId`, `virtual router id ${v.routerId} is already used by VIP "${routerIds.get(v.routerId)}"`);
+    routerIds.set(v.routerId, v.name);
+    const ip = parseIp(v.address);
+    if (ip === undefined) return err(`${path}.address`, `"${v.address}" is not an IPv4 address`);
+    const owner = byAddress.get(ip);
+    if (owner !== undefined) err(`${path}.address`, `${v.address} is the address of host ${owner}`, "a VIP needs an address no host uses");
+    byAddress.set(ip, `VIP ${v.name}`);
+    const s = subnetOf(ip);
+    if (!s) return err(`${path}.address`, `${v.address} is outside every subnet`);
+    const holders = spec.hosts.filter((h) => h.roles.includes(v.role));
+    if (holders.length === 0) err(`${path}.role`, `no host has role ${v.role} to hold VIP ${v.name}`);
+    else if (holders.length === 1) warn(`${path}.role`, `only ${holders[0]!.name} holds VIP ${v.name}: no failover`);
+    for (const h of holders) {
+      const hip = hostIps.get(h.name);
+      if (hip !== undefined && !contains(s.cidr, hip)) {
+        err(`${path}.address`, `${v.address} is in subnet "${s.name}" but holder ${h.name} (${h.address}) is not`, "VRRP moves a VIP only inside the holders' own subnet");
+      }
+    }
+  });
+  for (const role of ["loadbalancer", "edge"] as const) {
+    if (spec.hosts.some((h) => h.roles.includes(role)) && !spec.vips.some((v) => v.role === role)) {
+      warn("vips", `hosts have role ${role} but no VIP has role ${role}`);
+    }
+  }
+
+  // --- K3s -----------------------------------------------------------------------
+  const servers = spec.hosts.filter((h) => h.roles.includes("k3s-server"));
+  const agents = spec.hosts.filter((h) => h.roles.includes("k3s-agent"));
+  if (servers.length === 0) {
+    err("hosts", "no host has role k3s-server", agents.length ? "k3s-agent hosts need at least one k3s-server to join" : "add at least one k3s-server (three for HA)");
+  } else if (servers.length % 2 === 0) {
+    warn("hosts", `${servers.length} k3s-server hosts: an even count tolerates no more failures than ${servers.length - 1}`, "use an odd number of servers (1, 3, 5) for etcd quorum");
+  }
+  const apiVip = spec.vips.find((v) => v.name === spec.k3s.apiVip);
+  if (!apiVip) err("k3s.apiVip", `no VIP named "${spec.k3s.apiVip}"`, didYouMean(spec.k3s.apiVip, vipNames.keys()));
+  const clusterCidr = cidrAt(spec.k3s.clusterCidr, "k3s.clusterCidr", err);
+  const serviceCidr = cidrAt(spec.k3s.serviceCidr, "k3s.serviceCidr", err);
+  if (clusterCidr && serviceCidr && overlaps(clusterCidr, serviceCidr)) err("k3s.serviceCidr", `${spec.k3s.serviceCidr} overlaps k3s.clusterCidr`);
+  for (const [c, p] of [[clusterCidr, "k3s.clusterCidr"], [serviceCidr, "k3s.serviceCidr"]] as const) {
+    if (c && net && overlaps(c, net)) err(p, `${c.text} overlaps network.cidr ${spec.network.cidr}`, "pods and services need their own ranges");
+  }
+  if (spec.k3s.airgapPath !== undefined && !spec.k3s.airgapPath.startsWith("/")) err("k3s.airgapPath", "must be an absolute path");
+  if (spec.k3s.ingressNodePorts.http === spec.k3s.ingressNodePorts.https) err("k3s.ingressNodePorts", "http and https NodePorts are the same");
+  for (const [k, p] of Object.entries(spec.k3s.ingressNodePorts)) {
+    if (p < 30000 || p > 32767) err(`k3s.ingressNodePorts.${k}`, `${p} is outside the NodePort range 30000-32767`);
+  }
+  spec.hosts.forEach((h, i) => {
+    if ((h.roles.includes("k3s-server") || h.roles.includes("k3s-agent")) && h.os !== "flatcar") {
+      warn(`hosts[${i}].os`, `${h.name} runs K3s on ${h.os}: only Flatcar nodes get an Ignition config`);
+    }
+  });
+
+  // --- references to hosts by role -------------------------------------------------
+  const needHost = (path: string, name: string, role: Role) => {
+    const i = byName.get(name);
+    if (i === undefined) return err(path, `no host named "${name}"`, didYouMean(name, byName.keys()));
+    if (!spec.hosts[i]!.roles.includes(role)) err(path, `host ${name} does not have role ${role}`, `add ${role} to hosts[${i}].roles`);
+  };
+
+  // --- storage -------------------------------------------------------------------
+  const st = spec.storage;
+  const exportPaths = new Set(st?.exports.map((e) => e.path) ?? []);
+  if (st) {
+    needHost("storage.host", st.host, "storage");
+    absolute(st.device, "storage.device", err);
+    absolute(st.longhornPath, "storage.longhornPath", err);
+    const mounts = new Set<string>();
+    st.volumes.forEach((v, i) => {
+      absolute(v.mount, `storage.volumes[${i}].mount`, err);
+      if (mounts.has(v.mount)) err(`storage.volumes[${i}].mount`, `${v.mount} is mounted twice`);
+      mounts.add(v.mount);
+    });
+    const free = st.volumes.filter((v) => v.size.endsWith("%FREE"));
+    if (free.length > 1) err("storage.volumes", "only one volume can take the remaining space (%FREE)");
+    if (free.length === 1 && st.volumes.at(-1) !== free[0]) err("storage.volumes", "the %FREE volume must be the last one", "LVM allocates volumes in order");
+    st.exports.forEach((e, i) => {
+      absolute(e.path, `storage.exports[${i}].path`, err);
+      if (e.path.startsWith("/") && !st.volumes.some((v) => e.path === v.mount || e.path.startsWith(`${v.mount}/`))) {
+        warn(`storage.exports[${i}].path`, `${e.path} is not on any storage volume: it lives on the root disk`);
+      }
+      e.clients.forEach((c, j) => {
+        const ok = c.includes("/") ? typeof parseCidr(c) === "object" : parseIp(c) !== undefined;
+        if (!ok) err(`storage.exports[${i}].clients[${j}]`, `"${c}" is not an IPv4 address or CIDR`);
+      });
+    });
+    if (st.longhornPath.startsWith("/") && !mounts.has(st.longhornPath)) {
+      warn("storage.longhornPath", `${st.longhornPath} is not a storage volume mount: Longhorn would fill the root disk`);
+    }
+    if (spec.services.nfsCsi.enabled && !exportPaths.has(st.sharedExport)) {
+      err("storage.sharedExport", `${st.sharedExport} is not in storage.exports`, "the RWX StorageClass needs an NFS export");
+    }
+  }
+  if (spec.services.longhorn.enabled && !spec.hosts.some((h) => h.roles.includes("storage"))) {
+    err("services.longhorn", "Longhorn is enabled but no host has role storage", "add role storage to a host or set services.longhorn.enabled: false");
+  }
+  if (spec.services.nfsCsi.enabled && !st) err("services.nfsCsi", "the NFS StorageClass is enabled but there is no storage section");
+  for (const [svc, chart] of Object.entries(spec.services)) {
+    if (!/^(https|oci):\/\//.test(chart.repo)) err(`services.${svc}.repo`, `"${chart.repo}" must start with https:// or oci://`);
+    if (!chart.enabled || !chart.storageClass) continue;
+    const backing = chart.storageClass === "longhorn" ? spec.services.longhorn : spec.services.nfsCsi;
+    if (!backing.enabled) err(`services.${svc}.storageClass`, `${chart.storageClass} is used but its provider is disabled`);
+  }
+
+  // --- database ------------------------------------------------------------------
+  const db = spec.database;
+  if (db) {
+    needHost("database.host", db.host, "database");
+    absolute(db.dataDir, "database.dataDir", err);
+    if (db.nfsExport !== undefined) {
+      const exp = st?.exports.find((e) => e.path === db.nfsExport);
+      if (!exp) {
+        err("database.nfsExport", `PostgreSQL data on NFS needs the export ${db.nfsExport}, which storage.exports does not have`, didYouMean(db.nfsExport, exportPaths));
+      } else {
+        const dbIp = hostIps.get(db.host);
+        const allowed = exp.clients.some((c) => {
+          const cidr = parseCidr(c.includes("/") ? c : `${c}/32`);
+          return typeof cidr === "object" && dbIp !== undefined && contains(cidr, dbIp);
+        });
+        if (dbIp !== undefined && !allowed) err("database.nfsExport", `export ${exp.path} does not allow ${db.host} (${spec.hosts[byName.get(db.host)!]!.address})`);
+      }
+    }
+  }
+
+  // --- identity, WireGuard, firewall ---------------------------------------------
+  if (spec.identity) needHost("identity.host", spec.identity.host, "identity");
+  const wg = spec.wireguard;
+  if (wg) {
+    needHost("wireguard.lanPeer", wg.lanPeer, "firewall");
+    const gws = spec.hosts.filter((h) => h.roles.includes("gateway"));
+    if (gws.length !== 1) err("wireguard", `WireGuard needs exactly one host with role gateway (the VPS); found ${gws.length}`);
+    else if (!gws[0]!.publicAddress) warn(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress; Cloudflare records need one");
+  } else if (spec.hosts.some((h) => h.roles.includes("gateway"))) {
+    err("wireguard", "a host has role gateway but there is no wireguard section");
+  }
+  const fw = spec.firewall;
+  if (fw) {
+    needHost("firewall.host", fw.host, "firewall");
+    const names = [...subnetNames.keys(), ...byName.keys(), ...vipNames.keys(), "any"];
+    const resolvable = (ref: string) => names.includes(ref) || parseIp(ref.split("/")[0] ?? "") !== undefined;
+    fw.rules.forEach((r, i) => {
+      for (const side of ["from", "to"] as const) {
+        if (!resolvable(r[side])) err(`firewall.rules[${i}].${side}`, `"${r[side]}" is not a subnet, host, VIP, CIDR or any`, didYouMean(r[side], names));
+      }
+      if ((r.protocol === "icmp" || r.protocol === "any") && r.ports.length) err(`firewall.rules[${i}].ports`, `ports make no sense for protocol ${r.protocol}`);
+    });
+    const fwdPorts = new Set<string>();
+    fw.portForwards.forEach((f, i) => {
+      if (!byName.has(f.to) && !vipNames.has(f.to)) err(`firewall.portForwards[${i}].to`, `"${f.to}" is not a host or VIP`, didYouMean(f.to, [...byName.keys(), ...vipNames.keys()]));
+      const key = `${f.port}/${f.protocol}`;
+      if (fwdPorts.has(key)) err(`firewall.portForwards[${i}].port`, `${key} is forwarded twice`);
+      fwdPorts.add(key);
+    });
+  }
+  if (spec.cloudflare && !spec.wireguard) warn("cloudflare", "Cloudflare records point at the gateway, but there is no wireguard section");
+  return out;
+}
+
+function gatewayIp(spec: Spec, index: number, cidr: Cidr): number {
+  const g = spec.network.subnets[index]?.gateway;
+  return g !== undefined ? (parseIp(g) ?? -1) : cidr.network + 1;
+}
+
+function cidrAt(text: string, path: string, err: (p: string, m: string, h?: string) => void): Cidr | undefined {
+  const c = parseCidr(text);
+  if (c === undefined) err(path, `"${text}" is not an IPv4 CIDR`, "write it like 10.17.4.0/24");
+  else if (typeof c === "string") err(path, `${text}: ${c}`);
+  else return c;
+  return undefined;
+}
+
+function absolute(path: string, at: string, err: (p: string, m: string, h?: string) => void) {
+  if (!path.startsWith("/")) err(at, `"${path}" is a relative path`, `use an absolute path such as /${path.replace(/^\.?\/?/, "")}`);
+}
+
+function checkKeys(keys: readonly string[], path: string, read: KeyReader | undefined, err: (p: string, m: string, h?: string) => void): number {
+  let n = 0;
+  keys.forEach((k, i) => {
+    if (isPublicKey(k)) return void n++;
+    if (/^(~|\.|\/)/.test(k)) {
+      const text = read ? read(k) : existsSync(k) ? "" : undefined;
+      if (text === undefined) err(`${path}[${i}]`, `key file ${k} does not exist`);
+      else if (read && !text.split("\n").some((l) => isPublicKey(l))) err(`${path}[${i}]`, `${k} holds no OpenSSH public key`);
+      else n++;
+      return;
+    }
+    err(`${path}[${i}]`, "not an OpenSSH public key or a path to one", 'expected "ssh-ed25519 AAAA… comment" or "~/.ssh/id_ed25519.pub"');
+  });
+  return n;
+}
+
+function checkPorts(spec: Spec, h: Host, path: string, err: (p: string, m: string, h?: string) => void) {
+  const used = new Map<string, string>();
+  for (const role of new Set(h.roles)) {
+    for (const [port, what] of rolePorts(spec, role)) {
+      const prev = used.get(port);
+      if (prev && prev !== what) err(`${path}.roles`, `port ${port} on ${h.name} is used by both ${prev} and ${what}`, "put these roles on different hosts");
+      else used.set(port, what);
+    }
+  }
+}
