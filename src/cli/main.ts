@@ -31,6 +31,8 @@ function printProblems(problems: readonly Problem[]) {
   for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
 }
 
+const n = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
+
 function specName(file: string | undefined): string {
   return file ? relative(process.cwd(), file) || file : "built-in seed topology";
 }
@@ -66,7 +68,7 @@ const validate = defineCommand({
         const servers = s.hosts.filter((h) => h.roles.includes("k3s-server")).length;
         const agents = s.hosts.filter((h) => h.roles.includes("k3s-agent")).length;
         process.stdout.write(
-          `${specName(loaded.source.file)}: valid — ${s.hosts.length} hosts (${servers} servers, ${agents} agents), ${s.vips.length} VIPs, ${s.network.subnets.length} subnets${warnings ? `, ${warnings} warning(s)` : ""}\n`,
+          `${specName(loaded.source.file)}: valid — ${n(s.hosts.length, "host")} (${n(servers, "server")}, ${n(agents, "agent")}), ${n(s.vips.length, "VIP")}, ${n(s.network.subnets.length, "subnet")}${warnings ? `, ${n(warnings, "warning")}` : ""}\n`,
         );
       } else {
         process.stderr.write(`${specName(loaded.source.file)}: ${errors} error(s), ${warnings} warning(s)\n`);

@@ -23,7 +23,7 @@ const MIGRATIONS: Record<string, (doc: Record<string, unknown>) => Record<string
 
 export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
       problems: doc.errors.map((e) => ({
@@ -52,6 +52,7 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
 
   const problems: Problem[] = [];
   const removed: Removed = new Map();
+  const removedNames = new Set<string>();
   let result = SpecSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     problems.push(...result.error.issues.map((issue) => toProblem(issue, lineOf)));
@@ -59,13 +60,16 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
     // rest. Problems of the repaired document are not shown: they echo the ones above.
     let repaired = raw;
     for (let round = 0; round < 4 && !result.success; round++) {
-      repaired = repair(repaired, result.error.issues, removed);
+      repaired = repair(repaired, result.error.issues, removed, removedNames);
       result = SpecSchema.safeParse(repaired, { reportInput: true });
     }
   }
   if (!result.success) return { problems };
   const spec = result.data;
+  // Items dropped by repair would show up as "no host named X": those are echoes too.
+  const dropped = [...removedNames];
   for (const p of semanticProblems(spec, options.readKeyFile)) {
+    if (dropped.some((n) => new RegExp(`\\b${n}\\b`).test(p.message))) continue;
     const original = originalPath(pathArray(p.path), removed);
     problems.push({ ...p, path: formatPath(original), line: p.line ?? lineOf(original) });
   }
@@ -137,7 +141,7 @@ function originalPath(path: ReadonlyArray<PropertyKey>, removed: Removed): Prope
 }
 
 /** A copy of the input without the values the issues point at. */
-function repair(raw: unknown, issues: readonly z.core.$ZodIssue[], removed: Removed): unknown {
+function repair(raw: unknown, issues: readonly z.core.$ZodIssue[], removed: Removed, names: Set<string>): unknown {
   const copy = structuredClone(raw);
   const removals: Array<[unknown[], number, PropertyKey[]]> = [];
   for (const issue of issues) {
@@ -163,6 +167,10 @@ function repair(raw: unknown, issues: readonly z.core.$ZodIssue[], removed: Remo
     const original = originalPath(at, removed);
     const list = formatPath(original.slice(0, -1));
     removed.set(list, [...(removed.get(list) ?? []), original.at(-1) as number]);
+  }
+  for (const [arr, i] of removals) {
+    const name = (arr[i] as { name?: unknown } | undefined)?.name;
+    if (typeof name === "string" && /^[a-z0-9-]+$/.test(name)) names.add(name);
   }
   removals.sort((a, b) => b[1] - a[1]).forEach(([arr, i]) => arr.splice(i, 1));
   return copy;

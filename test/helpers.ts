@@ -1,0 +1,65 @@
+// Shared test helpers: the seed context with fixed secrets, the CLI as a child process,
+// temporary directories and throwaway network namespaces that are always removed.
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { loadSpec } from "../src/spec/load.js";
+import { SEED_YAML } from "../src/spec/seed.js";
+import { Topology } from "../src/spec/topology.js";
+import { fixedSecrets, requiredSecrets } from "../src/state/secrets.js";
+import type { RenderContext } from "../src/render/types.js";
+import type { Spec } from "../src/spec/schema.js";
+
+export const ROOT = resolve(import.meta.dirname, "..");
+export const FMC = join(ROOT, "bin", "fmc.js");
+
+export function specFrom(yaml: string): Spec {
+  const r = loadSpec(yaml);
+  if (!r.spec) throw new Error(`spec invalid: ${JSON.stringify(r.problems, null, 2)}`);
+  return r.spec;
+}
+
+export function contextFor(yaml = SEED_YAML, seed = "test"): RenderContext {
+  const spec = specFrom(yaml);
+  const secrets = fixedSecrets(requiredSecrets(spec), seed);
+  const admin = secrets.adminPublicKey();
+  const keys = new Map(spec.hosts.map((h) => [h.name, [...spec.ssh.keys, ...(admin ? [admin] : [])]]));
+  return { spec, topo: new Topology(spec, keys), secrets };
+}
+
+export function tempDir(t: { after: (fn: () => void) => void }, prefix = "fmc-test-"): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+export interface RunResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function fmc(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): RunResult {
+  const r = spawnSync(process.execPath, [FMC, ...args], { cwd, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", ...env } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export function requireTool(name: string): void {
+  try {
+    execFileSync("sh", ["-c", `command -v ${name}`], { stdio: "ignore" });
+  } catch {
+    throw new Error(`${name} is not installed; .ci/run installs it (apt-get install) before the tests`);
+  }
+}
+
+/** Runs fn with a fresh network namespace that is deleted afterwards, even on failure. */
+export function inNetns<T>(fn: (ns: string) => T): T {
+  const ns = `fmc-t${process.pid}-${Math.floor(Math.random() * 1e6)}`;
+  execFileSync("ip", ["netns", "add", ns]);
+  try {
+    return fn(ns);
+  } finally {
+    execFileSync("ip", ["netns", "del", ns]);
+  }
+}
