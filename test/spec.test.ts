@@ -141,3 +141,8 @@ test("YAML syntax errors carry a line", () => {
   assert.match(ps[0]!.message, /^YAML:/);
   assert.equal(typeof ps[0]!.line, "number");
 });
+
+test("a VM needs a subnet that Terraform can provide", () => {
+  const ps = errors(edit(["{ name: dmz,     cidr: 10.17.2.0/24, libvirt: bridge }", "{ name: dmz,     cidr: 10.17.2.0/24 }"]));
+  assert.match(find(ps, "hosts[11].vm")!.message, /traefik1 is a VM but its subnet "dmz" has libvirt: none/);
+});

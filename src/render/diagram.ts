@@ -11,6 +11,7 @@ interface Box {
 
 const BOX_W = 170;
 const BOX_H = 46;
+const SIDE_W = 240;
 const GAP = 18;
 const ROW_H = 92;
 const COLORS = { external: "#e8eef7", host: "#ffffff", vip: "#fff4d6" } as const;
@@ -40,7 +41,7 @@ export function diagramSvg(ctx: RenderContext): string {
   const leftW = 120;
   const mainW = Math.max(...rows.map((r) => r.boxes.length)) * (BOX_W + GAP);
   const sideX = leftW + mainW + 40;
-  const width = sideX + (side.length ? BOX_W + 40 : 0);
+  const width = sideX + (side.length ? SIDE_W + 40 : 0);
   const height = rows.length * ROW_H + 60;
   const out: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
@@ -49,11 +50,11 @@ export function diagramSvg(ctx: RenderContext): string {
     `<rect width="${width}" height="${height}" fill="#fafafa"/>`,
     `<text x="16" y="28" font-size="16" font-weight="bold">${esc(ctx.spec.name)} — ${esc(ctx.spec.network.cidr)}</text>`,
   ];
-  const box = (x: number, y: number, b: Box) => {
+  const box = (x: number, y: number, b: Box, w = BOX_W) => {
     out.push(
-      `<g><rect x="${x}" y="${y}" width="${BOX_W}" height="${BOX_H}" rx="6" fill="${COLORS[b.kind]}" stroke="#667"${b.kind === "vip" ? ' stroke-dasharray="4 3"' : ""}/>`,
-      `<text x="${x + BOX_W / 2}" y="${y + 19}" text-anchor="middle" font-weight="bold">${esc(b.title)}</text>`,
-      `<text x="${x + BOX_W / 2}" y="${y + 36}" text-anchor="middle" fill="#333">${esc(b.detail)}</text></g>`,
+      `<g><rect x="${x}" y="${y}" width="${w}" height="${BOX_H}" rx="6" fill="${COLORS[b.kind]}" stroke="#667"${b.kind === "vip" ? ' stroke-dasharray="4 3"' : ""}/>`,
+      `<text x="${x + w / 2}" y="${y + 19}" text-anchor="middle" font-weight="bold">${esc(b.title)}</text>`,
+      `<text x="${x + w / 2}" y="${y + 36}" text-anchor="middle" fill="#333">${esc(b.detail)}</text></g>`,
     );
   };
   rows.forEach((row, i) => {
@@ -65,7 +66,7 @@ export function diagramSvg(ctx: RenderContext): string {
       out.push(`<line x1="${x}" y1="${y - ROW_H + BOX_H}" x2="${x}" y2="${y - 2}" stroke="#555" marker-end="url(#arrow)"/>`);
     }
   });
-  side.forEach((h, i) => box(sideX, 50 + i * ROW_H, { title: h.name, detail: `${h.address} (${h.roles.join(", ")})`, kind: "host" }));
+  side.forEach((h, i) => box(sideX, 50 + i * ROW_H, { title: h.name, detail: `${h.address} (${h.roles.join(", ")})`, kind: "host" }, SIDE_W));
   out.push("</svg>");
   return out.join("\n") + "\n";
 }

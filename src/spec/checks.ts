@@ -106,6 +106,10 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
     if (h.publicAddress !== undefined && parseIp(h.publicAddress) === undefined) {
       err(`${path}.publicAddress`, `"${h.publicAddress}" is not an IPv4 address`);
     }
+    const home = ip === undefined ? undefined : subnetOf(ip);
+    if (h.vm && home && spec.network.subnets[home.index]!.libvirt === "none") {
+      err(`${path}.vm`, `${h.name} is a VM but its subnet "${home.name}" has libvirt: none`, `set network.subnets[${home.index}].libvirt to nat or bridge`);
+    }
     if (h.vm && h.os === "debian" && h.roles.includes("gateway")) {
       warn(`${path}.vm`, "the gateway is a public VPS; Terraform's libvirt VMs live in the LAN");
     }
