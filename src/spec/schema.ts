@@ -118,6 +118,13 @@ const LoadBalancer = z.strictObject({
   httpsPort: port.default(443),
   statsPort: port.default(8404).describe("HAProxy stats page, bound to 127.0.0.1 only"),
   metricsPort: port.default(8405).describe("HAProxy Prometheus exporter on the host address"),
+  maxconn: z
+    .number()
+    .int()
+    .min(100)
+    .max(200000)
+    .default(8000)
+    .describe("HAProxy global maxconn; needs about 2 file descriptors per connection"),
   check: HealthCheck.default({ interMs: 3000, fall: 3, rise: 2 }),
 });
 

@@ -68,6 +68,12 @@ export class Secrets {
     return v ? (JSON.parse(v) as { public: string }).public : undefined;
   }
 
+  /** The admin key's OpenSSH private key, for fmc's own SSH connections. */
+  adminPrivateKey(): string | undefined {
+    const v = this.values.get("admin-ssh");
+    return v ? (JSON.parse(v) as { private: string }).private : undefined;
+  }
+
   /** Replaces every secret value in text with a mask naming it. */
   mask(text: string): string {
     let out = text;

@@ -1,0 +1,121 @@
+// plan and apply: facts from live hosts, an exact per-host plan, and its execution.
+import { createInterface } from "node:readline/promises";
+import { defineCommand } from "citty";
+import { FmcError } from "../errors.js";
+import { openSession, type Session, type SessionOptions } from "../engine/session.js";
+import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
+import { acquireLock } from "../engine/lock.js";
+import type { Change } from "../ops/change.js";
+import { bold, dim, fileArg, n, red, stateArg, yellow } from "./ui.js";
+
+const sessionArgs = {
+  file: fileArg,
+  state: stateArg,
+  identity: { type: "string", alias: "i", description: "extra private key file(s), comma-separated (fmc's admin key and ssh-agent are always tried)" },
+  "accept-new": { type: "boolean", description: "trust unknown host keys on first contact (changed keys are always refused)", default: false },
+  jump: { type: "string", description: "reach hosts through this spec host (e.g. the VPS)" },
+  concurrency: { type: "string", description: "hosts worked on at once", default: "16" },
+  phase: { type: "string", description: "only these phases, comma-separated (base, loadbalancer)" },
+  json: { type: "boolean", description: "machine-readable plan on stdout", default: false },
+} as const;
+
+type SessionArgs = { file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; phase?: string };
+
+function sessionOptions(a: SessionArgs): SessionOptions {
+  const concurrency = Number(a.concurrency ?? 16);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new FmcError("USAGE", `--concurrency ${a.concurrency}: a positive integer please`);
+  return {
+    file: a.file,
+    stateDir: a.state,
+    identities: a.identity?.split(",").filter(Boolean),
+    acceptNew: a["accept-new"],
+    jump: a.jump,
+    concurrency,
+    phases: a.phase?.split(",").filter(Boolean),
+  };
+}
+
+const progress = (e: Event) => {
+  if (e.type === "facts") process.stderr.write(dim(`[${e.host}] facts read\n`));
+  if (e.type === "phase") process.stderr.write(bold(`phase ${e.phase}: ${n(e.hosts, "host")}\n`));
+  if (e.type === "change") process.stderr.write(`[${e.change.host}] ${e.change.phase}: ${e.change.title}\n`);
+  if (e.type === "done") process.stderr.write(dim(`[${e.change.host}] ${e.change.phase}: done in ${Math.round(e.ms)} ms\n`));
+};
+
+function printPlan(s: Session, p: Plan): void {
+  const byHost = new Map<string, Change[]>();
+  for (const c of p.changes) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c]);
+  for (const [host, changes] of byHost) {
+    const t = s.inventory.targets.get(host);
+    process.stdout.write(`${bold(host)} ${dim(`(${t?.address ?? "?"})`)}\n`);
+    let phase = "";
+    for (const c of changes) {
+      if (c.phase !== phase) process.stdout.write(`  ${dim(c.phase)}\n`);
+      phase = c.phase;
+      process.stdout.write(`    ${yellow("~")} ${c.title}\n`);
+      for (const note of c.notes) process.stdout.write(`      ${red("!")} ${note}\n`);
+      if (c.diff) for (const line of c.diff.trimEnd().split("\n")) process.stdout.write(`      ${line}\n`);
+    }
+  }
+  if (p.skippedHosts.length) process.stdout.write(dim(`not in the ${s.inventory.source} inventory, skipped: ${p.skippedHosts.join(", ")}\n`));
+  process.stdout.write(p.changes.length ? `Plan: ${n(p.changes.length, "change")} on ${n(byHost.size, "host")}.\n` : "No changes: the hosts match the spec.\n");
+}
+
+function planJson(p: Plan): string {
+  return JSON.stringify(
+    { changes: p.changes.map((c) => ({ host: c.host, phase: c.phase, title: c.title, notes: c.notes, diff: c.diff, commands: c.commands.map((x) => x.display) })), skippedHosts: p.skippedHosts },
+    null,
+    2,
+  );
+}
+
+export const plan = defineCommand({
+  meta: { name: "plan", description: "Read facts from the hosts and show exactly what apply would change" },
+  args: { ...sessionArgs, "detailed-exitcode": { type: "boolean", description: "exit 0: no changes, 2: changes, 1: error (as Terraform)", default: false } },
+  async run({ args }) {
+    const s = await openSession(sessionOptions(args));
+    try {
+      const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: args.json ? undefined : progress });
+      if (args.json) process.stdout.write(planJson(p) + "\n");
+      else printPlan(s, p);
+      process.exitCode = args["detailed-exitcode"] && p.changes.length > 0 ? 2 : 0;
+    } finally {
+      s.close();
+    }
+  },
+});
+
+async function confirm(question: string): Promise<boolean> {
+  if (!process.stdin.isTTY) throw new FmcError("CONFIRM", "apply needs confirmation and stdin is not a terminal", "use --yes");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
+
+export const apply = defineCommand({
+  meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run" },
+  args: { ...sessionArgs, yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false } },
+  async run({ args }) {
+    const s = await openSession(sessionOptions(args));
+    let lock: { release(): void } | undefined;
+    try {
+      lock = acquireLock(s.stateDir);
+      const started = performance.now();
+      const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: progress });
+      printPlan(s, p);
+      if (p.changes.length === 0) return;
+      if (!args.yes && !(await confirm(`Apply ${n(p.changes.length, "change")}? [y/N] `))) {
+        process.stderr.write("nothing applied\n");
+        return;
+      }
+      await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress });
+      process.stdout.write(`Applied ${n(p.changes.length, "change")} in ${((performance.now() - started) / 1000).toFixed(1)} s.\n`);
+    } finally {
+      lock?.release();
+      s.close();
+    }
+  },
+});

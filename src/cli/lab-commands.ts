@@ -1,0 +1,45 @@
+// fmc lab up | status | down: the local lab of real Linux hosts on this machine.
+import { defineCommand } from "citty";
+import { context } from "../project.js";
+import { labDown, labStatus, labUp } from "../lab/lab.js";
+import { bold, dim, fileArg, n, red, stateArg } from "./ui.js";
+
+const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
+
+const up = defineCommand({
+  meta: { name: "up", description: "Start one lab host per spec host (root required); writes an inventory overlay for plan/apply" },
+  args: { file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
+  async run({ args }) {
+    const { ctx, stateDir } = context({ file: args.file, stateDir: args.state });
+    const started = performance.now();
+    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, only: args.only?.split(",").filter(Boolean), log });
+    for (const h of state.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ssh root@${h.address}\n`);
+    process.stdout.write(`lab ${state.lab}: ${n(state.hosts.length, "host")} up in ${((performance.now() - started) / 1000).toFixed(1)} s. fmc plan and fmc apply now target the lab; fmc lab down removes it.\n`);
+  },
+});
+
+const status = defineCommand({
+  meta: { name: "status", description: "Show the lab's hosts and whether they run and answer SSH" },
+  async run() {
+    const s = await labStatus();
+    if (!s.state) {
+      process.stdout.write("no lab is up\n");
+      return;
+    }
+    for (const h of s.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ${h.running ? "running" : red("stopped")} ${h.ssh ? "ssh ok" : red("no ssh")}\n`);
+    process.exitCode = s.hosts.every((h) => h.running && h.ssh) ? 0 : 1;
+  },
+});
+
+const down = defineCommand({
+  meta: { name: "down", description: "Remove the lab and anything labelled fmclab (idempotent, also after a crash)" },
+  async run() {
+    const r = await labDown(log);
+    process.stdout.write(r.removed ? "lab removed\n" : "no lab to remove\n");
+  },
+});
+
+export const lab = defineCommand({
+  meta: { name: "lab", description: "A local lab: real Linux hosts in network namespaces on this machine" },
+  subCommands: { up, status, down },
+});

@@ -1,0 +1,92 @@
+// Commands on the spec itself: init, validate, render, schema, docs.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
+import { defineCommand } from "citty";
+import { FmcError } from "../errors.js";
+import { context, load } from "../project.js";
+import { SEED_YAML } from "../spec/seed.js";
+import { specJsonSchema, specMarkdown } from "../spec/jsonschema.js";
+import { renderAll } from "../render/index.js";
+import { summarize, writeArtifacts } from "../render/write.js";
+import { bold, dim, fileArg, n, printProblems, specName, stateArg } from "./ui.js";
+
+export const init = defineCommand({
+  meta: { name: "init", description: "Write the seed topology as a commented spec to edit" },
+  args: {
+    out: { type: "string", alias: "o", description: "where to write it", default: "cluster.yaml" },
+    force: { type: "boolean", description: "overwrite an existing file", default: false },
+  },
+  run({ args }) {
+    const out = resolve(args.out);
+    if (existsSync(out) && !args.force) throw new FmcError("EXISTS", `${args.out} already exists`, "use --force to overwrite it");
+    mkdirSync(dirname(out), { recursive: true });
+    writeFileSync(out, SEED_YAML);
+    process.stdout.write(`wrote ${args.out}: the seed topology (15 hosts). Next: edit it, then fmc validate -f ${args.out}\n`);
+  },
+});
+
+export const validate = defineCommand({
+  meta: { name: "validate", description: "Check the spec and report every problem with its path" },
+  args: { file: fileArg, json: { type: "boolean", description: "machine-readable output", default: false } },
+  run({ args }) {
+    const loaded = load(args.file);
+    const errors = loaded.problems.filter((p) => p.severity === "error").length;
+    const warnings = loaded.problems.length - errors;
+    if (args.json) {
+      process.stdout.write(JSON.stringify({ valid: errors === 0, spec: loaded.source.file ?? null, problems: loaded.problems }, null, 2) + "\n");
+    } else {
+      printProblems(loaded.problems);
+      if (loaded.spec && errors === 0) {
+        const s = loaded.spec;
+        const servers = s.hosts.filter((h) => h.roles.includes("k3s-server")).length;
+        const agents = s.hosts.filter((h) => h.roles.includes("k3s-agent")).length;
+        process.stdout.write(
+          `${specName(loaded.source.file)}: valid — ${n(s.hosts.length, "host")} (${n(servers, "server")}, ${n(agents, "agent")}), ${n(s.vips.length, "VIP")}, ${n(s.network.subnets.length, "subnet")}${warnings ? `, ${n(warnings, "warning")}` : ""}\n`,
+        );
+      } else {
+        process.stderr.write(`${specName(loaded.source.file)}: ${errors} error(s), ${warnings} warning(s)\n`);
+      }
+    }
+    process.exitCode = errors === 0 ? 0 : 1;
+  },
+});
+
+export const render = defineCommand({
+  meta: { name: "render", description: "Render every artifact (Terraform, Ignition, K3s, HAProxy, …) into a directory" },
+  args: {
+    file: fileArg,
+    out: { type: "string", alias: "o", description: "output directory", default: "out" },
+    state: stateArg,
+  },
+  run({ args }) {
+    const started = performance.now();
+    const { ctx, loaded, stateDir } = context({ file: args.file, stateDir: args.state });
+    printProblems(loaded.problems); // warnings only: errors stop before this
+    const artifacts = renderAll(ctx);
+    writeArtifacts(args.out, artifacts);
+    const secret = artifacts.filter((a) => a.secret).length;
+    process.stdout.write(`${bold(args.out + "/")} ${dim(`from ${specName(loaded.source.file)}`)}\n`);
+    for (const line of summarize(artifacts)) process.stdout.write(`${line}\n`);
+    process.stdout.write(
+      `${artifacts.length} files in ${Math.round(performance.now() - started)} ms; ${secret} hold secrets (0600, listed in ${args.out}/.gitignore); secrets kept in ${relative(process.cwd(), stateDir) || stateDir}\n`,
+    );
+  },
+});
+
+export const schema = defineCommand({
+  meta: { name: "schema", description: "Print the spec's JSON Schema (for editor completion)" },
+  run() {
+    process.stdout.write(JSON.stringify(specJsonSchema(), null, 2) + "\n");
+  },
+});
+
+export const docs = defineCommand({
+  meta: { name: "docs", description: "Write docs/spec.md, the spec reference generated from the schema" },
+  args: { out: { type: "string", alias: "o", description: "output file", default: "docs/spec.md" } },
+  run({ args }) {
+    mkdirSync(dirname(resolve(args.out)), { recursive: true });
+    writeFileSync(args.out, specMarkdown());
+    process.stdout.write(`wrote ${args.out}\n`);
+  },
+});
+

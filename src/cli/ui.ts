@@ -1,0 +1,30 @@
+// Terminal output shared by the commands: colours (NO_COLOR respected), problems.
+import { relative } from "node:path";
+import type { Problem } from "../errors.js";
+
+export const color = !process.env.NO_COLOR && process.stderr.isTTY;
+const paint = (code: number) => (s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
+export const red = paint(31);
+export const yellow = paint(33);
+export const dim = paint(2);
+export const bold = paint(1);
+
+export const fileArg = { type: "string", alias: "f", description: "cluster spec (default: ./cluster.yaml, else the built-in seed topology)" } as const;
+export const stateArg = { type: "string", description: "state directory for secrets (default: .fmc/ next to the spec)" } as const;
+
+export function formatProblem(p: Problem): string {
+  const where = `${p.path || "(spec)"}${p.line ? dim(` (line ${p.line})`) : ""}`;
+  const tag = p.severity === "error" ? red("error") : yellow("warning");
+  return `${tag} ${where}: ${p.message}${p.hint ? `\n    ${dim("hint:")} ${p.hint}` : ""}`;
+}
+
+export function printProblems(problems: readonly Problem[]) {
+  for (const p of problems) process.stderr.write(formatProblem(p) + "\n");
+}
+
+export const n = (count: number, word: string) => `${count} ${word}${count === 1 ? "" : "s"}`;
+
+export function specName(file: string | undefined): string {
+  return file ? relative(process.cwd(), file) || file : "built-in seed topology";
+}
+

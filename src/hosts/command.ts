@@ -1,0 +1,42 @@
+// Commands are values, not strings glued by hand: arguments are quoted in one place,
+// and secret parts are marked so that plans and logs show a mask instead.
+
+export interface SecretPart {
+  readonly secret: string;
+  readonly name: string;
+}
+export type Part = string | SecretPart;
+
+const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
+
+export function quote(arg: string): string {
+  return arg !== "" && SAFE.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+export interface Command {
+  /** What the remote shell runs, with real values. */
+  readonly shell: string;
+  /** What people see: secrets masked, long stdin summarised. */
+  readonly display: string;
+  /** Data fed to the command's standard input. */
+  readonly stdin?: string;
+  /** Whether stdin holds a secret (never shown). */
+  readonly stdinSecret?: boolean;
+}
+
+/** A program and its arguments, each quoted. */
+export function cmd(...parts: Part[]): Command {
+  return {
+    shell: parts.map((p) => quote(typeof p === "string" ? p : p.secret)).join(" "),
+    display: parts.map((p) => (typeof p === "string" ? quote(p) : `<secret:${p.name}>`)).join(" "),
+  };
+}
+
+/** A shell script we wrote ourselves; `display` says what it does in a few words. */
+export function script(body: string, display: string, stdin?: { data: string; secret?: boolean }): Command {
+  return { shell: body, display, stdin: stdin?.data, stdinSecret: stdin?.secret };
+}
+
+export function secret(value: string, name: string): SecretPart {
+  return { secret: value, name };
+}

@@ -1,0 +1,17 @@
+import type { Command } from "../hosts/command.js";
+
+/** One planned change on one host: what it does, the commands, and what to watch. */
+export interface Change {
+  readonly host: string;
+  readonly phase: string;
+  readonly title: string;
+  readonly commands: readonly Command[];
+  /** Unified diff for file changes, secrets masked. */
+  readonly diff?: string;
+  /** Risk notes: restarts, VIP moves, skipped settings. */
+  readonly notes: readonly string[];
+  /** The file this change replaces, so services can reload after it. */
+  readonly path?: string;
+}
+
+export type Desired<T> = Omit<T, "host" | "phase">;

@@ -1,0 +1,14 @@
+// Packages through the OS family's manager; Flatcar has none, so a missing package
+// there is a problem to report, not a command to run.
+import type { HostFacts } from "../hosts/facts.js";
+import type { OsFamily } from "../hosts/os.js";
+import type { Change } from "./change.js";
+import { FmcError } from "../errors.js";
+
+export function packageChange(facts: HostFacts, family: OsFamily, names: readonly string[], ctx: { host: string; phase: string }): Change | undefined {
+  const missing = names.filter((n) => !facts.packages.get(n));
+  if (missing.length === 0) return undefined;
+  const install = family.installPackages(missing);
+  if (!install) throw new FmcError("NO_PACKAGES", `${ctx.host}: ${missing.join(", ")} missing and ${family.name} has no package manager`, "Flatcar hosts get their software from Ignition or containers");
+  return { host: ctx.host, phase: ctx.phase, title: `install ${missing.join(", ")}`, commands: [install], notes: [] };
+}

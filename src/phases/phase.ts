@@ -1,0 +1,23 @@
+import type { Host } from "../spec/schema.js";
+import type { RenderContext } from "../render/types.js";
+import type { FactRequest, HostFacts } from "../hosts/facts.js";
+import type { Change } from "../ops/change.js";
+import type { Masker } from "../ops/file.js";
+
+export interface PhaseContext {
+  readonly render: RenderContext;
+  readonly mask: Masker;
+  /** The user fmc logs in as on each host (its authorized_keys is managed). */
+  readonly loginUser: (host: Host) => string;
+}
+
+/** One step of apply. plan() is pure: (facts, desired) -> changes; apply runs them. */
+export interface Phase {
+  readonly name: string;
+  readonly description: string;
+  /** The spec hosts this phase touches. */
+  hosts(pc: PhaseContext): Host[];
+  /** What it needs to know about a host. */
+  facts(pc: PhaseContext, host: Host): Partial<FactRequest>;
+  plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[];
+}
