@@ -34,6 +34,8 @@ export function writeFileCommand(f: FileSpec): Command {
     `chown ${quote(`${f.owner ?? "root"}:${f.group ?? "root"}`)} "$tmp"`,
     ...(validate ? [`if ! out=$(${validate} 2>&1); then echo "$out" >&2; echo "fmc: ${f.path} failed its check; the current file is unchanged" >&2; exit 3; fi`] : []),
     `if [ -e ${p} ]; then cp -p ${p} ${quote(`${f.path}.fmc-prev`)}; fi`,
+    // fault-injection for the tests: widens the window in which a connection can die
+    ...(process.env.FMC_TEST_PAUSE_BEFORE_RENAME ? [`sleep ${Number(process.env.FMC_TEST_PAUSE_BEFORE_RENAME)}`] : []),
     `mv -f "$tmp" ${p}`,
     "trap - EXIT HUP INT TERM",
   ].join("\n");

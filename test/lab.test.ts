@@ -1,0 +1,196 @@
+// End to end on the lab: real hosts (systemd-nspawn, sshd, HAProxy, Keepalived) in
+// network namespaces on this machine, driven by the real CLI. Needs root, like CI.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { fmc, ROOT, tempDir } from "./helpers.js";
+import { labExec, LABEL } from "../src/lab/lab.js";
+import { LAB_ROOT } from "../src/lab/rootfs.js";
+import { acquireLock } from "../src/engine/lock.js";
+import { SshTransport } from "../src/hosts/ssh.js";
+import { writeFileCommand } from "../src/ops/file.js";
+import { inventory } from "../src/engine/inventory.js";
+import { context } from "../src/project.js";
+
+const VIP = "10.30.5.10";
+let dir = "";
+let spec = "";
+const run = (...args: string[]) => fmc([...args], dir);
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+const inHost = (host: string, ...args: string[]) => labExec(host, args);
+const holder = () => ["lb1", "lb2"].find((h) => spawnSync("ip", ["-n", `${LABEL}-${h}`, "-o", "-4", "addr", "show", "dev", "eth0"], { encoding: "utf8" }).stdout.includes(`${VIP}/`));
+const curlVip = () => inHost("agent1", "curl", "-s", "--max-time", "2", `http://${VIP}/`).stdout.trim();
+const editSpec = (from: string, to: string) => {
+  const text = readFileSync(spec, "utf8");
+  assert.ok(text.includes(from), `spec lacks ${from}`);
+  writeFileSync(spec, text.replace(from, to));
+};
+
+before(async () => {
+  dir = tempDir({ after: () => {} }, "fmc-lab-e2e-");
+  spec = join(dir, "cluster.yaml");
+  copyFileSync(join(ROOT, "test/fixtures/lab-spec.yaml"), spec);
+  run("lab", "down"); // a lab left by an earlier crashed run
+  const up = run("lab", "up", "--only", "loadbalancer,k3s-agent");
+  assert.equal(up.status, 0, up.stderr);
+  assert.match(up.stdout, /lab labtest: 4 hosts up in [\d.]+ s/);
+});
+
+after(() => {
+  const down = run("lab", "down");
+  assert.equal(down.status, 0, down.stderr);
+});
+
+test("lab status: every host runs and answers SSH", () => {
+  const s = run("lab", "status");
+  assert.equal(s.status, 0, s.stdout);
+  for (const h of ["lb1", "lb2", "agent1", "agent2"]) assert.match(s.stdout, new RegExp(`${h}\\s+10\\.30\\.\\d+\\.\\d+\\s+running ssh ok`));
+  // each host has its own hostname and filesystem
+  assert.equal(inHost("lb1", "hostname").stdout.trim(), "lb1");
+  assert.equal(inHost("agent2", "cat", "/etc/hostname").stdout.trim(), "agent2");
+});
+
+test("plan shows changes, apply converges, then plan is empty (exit 0)", () => {
+  const p = run("plan", "--detailed-exitcode");
+  assert.equal(p.status, 2, p.stderr);
+  assert.match(p.stdout, /lb1 \(10\.30\.5\.11\)\n  base\n/);
+  assert.match(p.stdout, /create \/etc\/haproxy\/haproxy\.cfg|update \/etc\/haproxy\/haproxy\.cfg/);
+  assert.doesNotMatch(p.stdout, new RegExp(context({ file: spec }).ctx.secrets.get("vrrp-api")), "secrets are masked in plans");
+  assert.match(p.stdout, /<secret:vrrp-api>/);
+  const a = run("apply", "--yes");
+  assert.equal(a.status, 0, a.stderr);
+  assert.match(a.stdout, /Applied \d+ changes in/);
+  const again = run("plan", "--detailed-exitcode");
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /No changes: the hosts match the spec\./);
+  assert.equal(inHost("lb1", "systemctl", "is-active", "haproxy", "keepalived").stdout.trim(), "active\nactive");
+});
+
+test("the VIP answers from a third host, and moves when HAProxy stops on its holder", async (t) => {
+  for (const h of ["agent1", "agent2"]) {
+    const r = inHost(h, "sh", "-c", `mkdir -p /srv/www && hostname > /srv/www/index.html && systemd-run --unit=web python3 -m http.server 30080 -d /srv/www`);
+    assert.equal(r.status, 0, r.stderr);
+  }
+  const first = await until("the VIP to answer", () => /^agent[12]$/.test(curlVip()) && holder());
+  const other = first === "lb1" ? "lb2" : "lb1";
+  assert.equal(inHost(first, "systemctl", "stop", "haproxy").status, 0);
+  const started = Date.now();
+  await until(`the VIP to move to ${other}`, () => holder() === other);
+  const moved = Date.now() - started;
+  const answer = await until("the VIP to answer again", () => (/^agent[12]$/.test(curlVip()) ? curlVip() : undefined));
+  assert.match(answer, /^agent[12]$/);
+  t.diagnostic(`VIP moved from ${first} to ${other} ${(moved / 1000).toFixed(1)} s after HAProxy stopped`);
+  // the next plan notices the stopped HAProxy and apply brings it back
+  const p = run("plan", "--detailed-exitcode");
+  assert.equal(p.status, 2);
+  assert.match(p.stdout, new RegExp(`${first} [\\s\\S]*start haproxy\\.service`));
+  assert.equal(run("apply", "--yes").status, 0);
+  // the higher priority takes the VIP back once its HAProxy runs again (preemption)
+  await until("lb1 to hold the VIP again", () => holder() === "lb1");
+});
+
+test("changing one spec value plans exactly that change", () => {
+  editSpec("check: { interMs: 1000, fall: 2, rise: 1 }", "check: { interMs: 1500, fall: 2, rise: 1 }");
+  const p = run("plan", "--json");
+  assert.equal(p.status, 0, p.stderr);
+  const changes = JSON.parse(p.stdout).changes as Array<{ host: string; title: string; diff?: string; notes: string[] }>;
+  assert.deepEqual(
+    changes.map((c) => `${c.host}: ${c.title}`).sort(),
+    ["lb1: reload (configuration changed) haproxy.service", "lb1: update /etc/haproxy/haproxy.cfg", "lb2: reload (configuration changed) haproxy.service", "lb2: update /etc/haproxy/haproxy.cfg"],
+  );
+  const diff = changes.find((c) => c.host === "lb1" && c.diff)!.diff!;
+  assert.match(diff, /^-    default-server check inter 1000ms fall 2 rise 1$/m);
+  assert.match(diff, /^\+    default-server check inter 1500ms fall 2 rise 1$/m);
+  const vipHolder = holder()!;
+  const reload = changes.find((c) => c.host === vipHolder && c.title.startsWith("reload"))!;
+  assert.deepEqual(reload.notes, [`reloads HAProxy on ${vipHolder} while it holds VIP api (${VIP})`]);
+  assert.equal(run("apply", "--yes").status, 0);
+  assert.equal(run("plan", "--detailed-exitcode").status, 0);
+});
+
+test("a config that fails its check never replaces the working one", async () => {
+  const { ctx, stateDir } = context({ file: spec });
+  const inv = inventory(ctx.spec, stateDir);
+  const before = inHost("lb1", "cat", "/etc/haproxy/haproxy.cfg").stdout;
+  const t = await SshTransport.connect(inv.targets.get("lb1")!, { privateKeys: [ctx.secrets.adminPrivateKey()!], knownHostsFile: inv.knownHostsFile });
+  try {
+    const r = await t.exec(writeFileCommand({ path: "/etc/haproxy/haproxy.cfg", content: "global\n    no-such-directive 1\n", validate: "haproxy -c -q -f %s" }), "broken config");
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /failed its check; the current file is unchanged/);
+  } finally {
+    t.close();
+  }
+  assert.equal(inHost("lb1", "cat", "/etc/haproxy/haproxy.cfg").stdout, before);
+  assert.equal(inHost("lb1", "sh", "-c", "ls /etc/haproxy | grep -c fmc-tmp || true").stdout.trim(), "0");
+  assert.equal(inHost("lb1", "systemctl", "is-active", "haproxy").stdout.trim(), "active");
+});
+
+test("a second apply is refused while one holds the lock", () => {
+  const { stateDir } = context({ file: spec });
+  const lock = acquireLock(stateDir);
+  try {
+    const r = run("apply", "--yes");
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`error\\[LOCKED\\] another fmc apply is running \\(pid ${process.pid}`));
+  } finally {
+    lock.release();
+  }
+});
+
+test("an SSH connection lost mid-apply names the host, leaves no half-written file, and a re-run completes", async () => {
+  editSpec("check: { interMs: 1500, fall: 2, rise: 1 }", "check: { interMs: 2000, fall: 2, rise: 1 }");
+  const child = spawn(process.execPath, [join(ROOT, "bin/fmc.js"), "apply", "--yes"], {
+    cwd: dir,
+    env: { ...process.env, NO_COLOR: "1", FMC_TEST_PAUSE_BEFORE_RENAME: "2" },
+  });
+  let stderr = "";
+  child.stderr.on("data", (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on("close", resolve));
+  await until("apply to start writing on lb2", () => stderr.includes("[lb2] loadbalancer: update /etc/haproxy/haproxy.cfg"));
+  await sleep(300);
+  const killed = inHost("lb2", "pkill", "-KILL", "-x", "sshd");
+  assert.equal(killed.status, 0, "sshd was running on lb2");
+  const code = await exited;
+  assert.equal(code, 1, stderr);
+  assert.match(stderr, /lb2: lost the SSH connection during loadbalancer: update \/etc\/haproxy\/haproxy\.cfg/);
+  // whatever the remote shell managed to do, the file is whole: old or new, never half
+  await sleep(2500);
+  assert.equal(inHost("lb2", "sh", "-c", "ls -a /etc/haproxy | grep -c fmc-tmp || true").stdout.trim(), "0");
+  const cfg = inHost("lb2", "cat", "/etc/haproxy/haproxy.cfg").stdout;
+  assert.match(cfg, /default-server check inter (1500|2000)ms fall 2 rise 1\n/);
+  assert.equal(inHost("lb2", "haproxy", "-c", "-q", "-f", "/etc/haproxy/haproxy.cfg").status, 0);
+  // sshd back (systemd may already have restarted it), then the re-run converges
+  inHost("lb2", "systemctl", "start", "ssh");
+  await until("sshd on lb2", () => inHost("lb2", "systemctl", "is-active", "ssh").stdout.trim() === "active");
+  const rerun = run("apply", "--yes");
+  assert.equal(rerun.status, 0, rerun.stderr);
+  const final = run("plan", "--detailed-exitcode");
+  assert.equal(final.status, 0, final.stdout);
+  assert.match(inHost("lb2", "cat", "/etc/haproxy/haproxy.cfg").stdout, /inter 2000ms/);
+});
+
+test("lab down leaves no namespace, mount, process or interface behind", () => {
+  const down = run("lab", "down");
+  assert.equal(down.status, 0, down.stderr);
+  assert.doesNotMatch(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout, new RegExp(LABEL));
+  assert.notEqual(spawnSync("ip", ["link", "show", `${LABEL}0`]).status, 0);
+  assert.doesNotMatch(readFileSync("/proc/mounts", "utf8"), new RegExp(join(LAB_ROOT, "labs")));
+  assert.equal(spawnSync("pgrep", ["-f", `systemd-nspawn .*${LAB_ROOT}/labs`]).status, 1, "no nspawn left");
+  assert.doesNotMatch(spawnSync("ip", ["route"], { encoding: "utf8" }).stdout, /10\.30\./);
+  const again = run("lab", "down");
+  assert.equal(again.status, 0);
+  assert.match(again.stdout, /no lab to remove/);
+  assert.equal(existsSync(join(dir, ".fmc/lab/inventory.json")), false, "the inventory overlay is gone: plan targets the spec again");
+});
