@@ -11,6 +11,7 @@ import { LAB_ROOT } from "../src/lab/rootfs.js";
 import { acquireLock } from "../src/engine/lock.js";
 import { SshTransport } from "../src/hosts/ssh.js";
 import { writeFileCommand } from "../src/ops/file.js";
+import { cmd } from "../src/hosts/command.js";
 import { inventory } from "../src/engine/inventory.js";
 import { context } from "../src/project.js";
 
@@ -179,6 +180,49 @@ test("an SSH connection lost mid-apply names the host, leaves no half-written fi
   const final = run("plan", "--detailed-exitcode");
   assert.equal(final.status, 0, final.stdout);
   assert.match(inHost("lb2", "cat", "/etc/haproxy/haproxy.cfg").stdout, /inter 2000ms/);
+});
+
+test("SSH: unknown host keys need --accept-new, changed ones are refused; sudo and a jump host work", async (t) => {
+  const { ctx, stateDir } = context({ file: spec });
+  const inv = inventory(ctx.spec, stateDir);
+  const key = ctx.secrets.adminPrivateKey()!;
+  const lb1 = inv.targets.get("lb1")!;
+  const kh = join(tempDir(t), "known_hosts");
+  writeFileSync(kh, "");
+  await assert.rejects(SshTransport.connect(lb1, { privateKeys: [key], knownHostsFile: kh }), /unknown host key for lb1 \(10\.30\.5\.11\); run with --accept-new/);
+  const first = await SshTransport.connect(lb1, { privateKeys: [key], knownHostsFile: kh, acceptNew: true });
+  first.close();
+  assert.match(readFileSync(kh, "utf8"), /^10\.30\.5\.11 ssh-ed25519 \S+$/m);
+  // lb2's key presented as lb1's: a changed host key is refused even with --accept-new
+  const lb2Key = readFileSync(inv.knownHostsFile, "utf8").split("\n").find((l) => l.startsWith("10.30.5.12 "))!.split(" ").slice(1).join(" ");
+  writeFileSync(kh, `10.30.5.11 ${lb2Key}\n`);
+  await assert.rejects(SshTransport.connect(lb1, { privateKeys: [key], knownHostsFile: kh, acceptNew: true }), /HOST KEY CHANGED for lb1/);
+
+  // a non-root user: commands run through sudo
+  const setup = inHost("lb1", "sh", "-c", [
+    "id deploy >/dev/null 2>&1 || useradd --create-home --shell /bin/bash deploy",
+    "install -d -m 700 -o deploy -g deploy /home/deploy/.ssh",
+    "install -m 600 -o deploy -g deploy /root/.ssh/authorized_keys /home/deploy/.ssh/authorized_keys",
+    "echo 'deploy ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/deploy && chmod 440 /etc/sudoers.d/deploy",
+  ].join(" && "));
+  assert.equal(setup.status, 0, setup.stderr);
+  const asDeploy = await SshTransport.connect({ ...lb1, user: "deploy" }, { privateKeys: [key], knownHostsFile: inv.knownHostsFile });
+  try {
+    const r = await asDeploy.exec(cmd("sh", "-c", "echo $(id -u) $SUDO_USER"), "whoami");
+    assert.equal(r.stdout.trim(), "0 deploy");
+  } finally {
+    asDeploy.close();
+  }
+
+  // through a jump host: agent1 reached via lb1
+  const viaJump = await SshTransport.connect(inv.targets.get("agent1")!, { privateKeys: [key], knownHostsFile: inv.knownHostsFile, jump: lb1 });
+  try {
+    assert.equal((await viaJump.exec(cmd("hostname"), "hostname")).stdout.trim(), "agent1");
+  } finally {
+    viaJump.close();
+  }
+  const p = run("plan", "--jump", "lb1", "--detailed-exitcode");
+  assert.equal(p.status, 0, p.stdout + p.stderr);
 });
 
 test("lab down leaves no namespace, mount, process or interface behind", () => {

@@ -4,9 +4,11 @@ import { defineCommand, runCommand, showUsage, type ArgsDef, type CommandDef } f
 import { FmcError } from "../errors.js";
 import { InvalidSpec } from "../project.js";
 import { dim, printProblems, red } from "./ui.js";
-import { docs, init, render, schema, validate } from "./spec-commands.js";
-import { apply, plan } from "./apply-commands.js";
-import { lab } from "./lab-commands.js";
+
+// Commands load on demand: `fmc apply` never pays for the renderers of Kubernetes
+// manifests, and `fmc render` never loads ssh2.
+const spec = () => import("./spec-commands.js");
+const engine = () => import("./apply-commands.js");
 
 export const fmc = defineCommand({
   meta: {
@@ -14,7 +16,16 @@ export const fmc = defineCommand({
     version: "0.1.0",
     description: "FlatcarMicroCloud: one spec for a highly available K3s on a few servers and VMs",
   },
-  subCommands: { init, validate, render, schema, docs, plan, apply, lab },
+  subCommands: {
+    init: () => spec().then((m) => m.init),
+    validate: () => spec().then((m) => m.validate),
+    render: () => spec().then((m) => m.render),
+    schema: () => spec().then((m) => m.schema),
+    docs: () => spec().then((m) => m.docs),
+    plan: () => engine().then((m) => m.plan),
+    apply: () => engine().then((m) => m.apply),
+    lab: () => import("./lab-commands.js").then((m) => m.lab),
+  },
 });
 
 /** Follows positional words down the subcommand tree. */
@@ -23,11 +34,12 @@ async function resolveCommand(cmd: CommandDef, argv: string[]): Promise<[Command
   let parent: CommandDef | undefined;
   let rest = argv;
   for (;;) {
-    const subs = (await current.subCommands) as Record<string, CommandDef> | undefined;
+    const subs = (await current.subCommands) as Record<string, CommandDef | (() => Promise<CommandDef>)> | undefined;
     const word = rest.find((a) => !a.startsWith("-"));
     if (!subs || word === undefined || !(word in subs)) return [current, parent, rest];
     parent = current;
-    current = subs[word]!;
+    const sub = subs[word]!;
+    current = typeof sub === "function" ? await sub() : sub;
     rest = rest.filter((a) => a !== word);
   }
 }

@@ -30,21 +30,42 @@ export interface HostFacts {
   readonly packages: ReadonlyMap<string, boolean>;
   /** null: the key does not exist on this kernel. */
   readonly sysctl: ReadonlyMap<string, { value: string; writable: boolean } | null>;
+  readonly dirs: ReadonlyMap<string, { mode: number; owner: string; group: string } | null>;
+  /** Live mounts by mount point. */
+  readonly mounts: ReadonlyMap<string, { device: string; type: string; options: string }>;
+  /** Block devices (lsblk), by path. */
+  readonly blockDevices: ReadonlyMap<string, { size: number; type: string; fstype: string | null }>;
+  /** LVM volume groups and logical volumes ("vg/lv") with sizes in bytes. */
+  readonly lvm: { readonly vgs: ReadonlyMap<string, number>; readonly lvs: ReadonlyMap<string, number> };
+  /** Users by name (getent passwd). */
+  readonly users: ReadonlyMap<string, { uid: number; home: string; shell: string } | null>;
+  /** Exit codes of guard commands, by guard id. */
+  readonly guards: ReadonlyMap<string, number>;
 }
 
 export interface FactRequest {
   files: Set<string>;
+  dirs: Set<string>;
   units: Set<string>;
   packages: Set<string>;
   sysctl: Set<string>;
+  users: Set<string>;
+  /** Guard id -> a shell test; its exit code becomes a fact. */
+  guards: Map<string, string>;
+  /** Mounts, block devices and LVM: read only when a phase needs them. */
+  storage: boolean;
 }
 
+const SET_KEYS = ["files", "dirs", "units", "packages", "sysctl", "users"] as const;
+
 export function emptyRequest(): FactRequest {
-  return { files: new Set(), units: new Set(), packages: new Set(), sysctl: new Set() };
+  return { files: new Set(), dirs: new Set(), units: new Set(), packages: new Set(), sysctl: new Set(), users: new Set(), guards: new Map(), storage: false };
 }
 
 export function mergeRequests(a: FactRequest, b: Partial<FactRequest>): FactRequest {
-  for (const k of ["files", "units", "packages", "sysctl"] as const) for (const v of b[k] ?? []) a[k].add(v);
+  for (const k of SET_KEYS) for (const v of b[k] ?? []) a[k].add(v);
+  for (const [id, test] of b.guards ?? []) a.guards.set(id, test);
+  a.storage ||= b.storage ?? false;
   return a;
 }
 
@@ -57,10 +78,22 @@ export function factScript(req: FactRequest): string {
     "echo @hostname; hostname",
     "echo @addr; ip -o -4 addr show 2>/dev/null | awk '{print $2, $4}'",
     "echo @swap; tail -n +2 /proc/swaps 2>/dev/null",
-    `echo @units; for u in ${words(req.units)}; do echo "$u $(systemctl is-active "$u" 2>/dev/null | head -1) $(systemctl is-enabled "$u" 2>/dev/null | head -1)"; done`,
-    `echo @packages; for p in ${words(req.packages)}; do if command -v dpkg-query >/dev/null; then s=$(dpkg-query -W -f='\${Status}' "$p" 2>/dev/null); elif command -v rpm >/dev/null; then rpm -q "$p" >/dev/null 2>&1 && s="install ok installed"; fi; echo "$p \${s:-none}" | sed 's/install ok installed/installed/'; s=; done`,
+    // one systemctl and one package query for all names: each extra process costs ms
+    `echo @units; ${req.units.size ? `systemctl show --property=Id,ActiveState,UnitFileState -- ${words(req.units)} 2>/dev/null` : ""}`,
+    `echo @packages${req.packages.size ? `; if command -v dpkg-query >/dev/null; then dpkg-query -W -f='\${Package} \${Status}\\n' -- ${words(req.packages)} 2>/dev/null; elif command -v rpm >/dev/null; then rpm -q --qf '%{NAME} install ok installed\\n' -- ${words(req.packages)} 2>/dev/null | grep ' installed$'; fi; true` : ""}`,
     `echo @sysctl; for k in ${words(req.sysctl)}; do f=/proc/sys/$(echo "$k" | tr . /); if [ -w "$f" ]; then echo "$k=$(tr '\\t' ' ' < "$f")"; elif [ -r "$f" ]; then echo "$k!$(tr '\\t' ' ' < "$f")"; else echo "$k"; fi; done`,
     `echo @files; for f in ${words(req.files)}; do if [ -f "$f" ]; then echo "$f $(stat -c '%a %U %G' "$f") $(base64 -w0 < "$f")"; else echo "$f -"; fi; done`,
+    `echo @dirs; for d in ${words(req.dirs)}; do if [ -d "$d" ]; then echo "$d $(stat -c '%a %U %G' "$d")"; else echo "$d -"; fi; done`,
+    `echo @users; for u in ${words(req.users)}; do e=$(getent passwd "$u") && echo "$e" || echo "$u"; done`,
+    ...[...req.guards].map(([id, test]) => `echo @guard; (${test}) >/dev/null 2>&1; echo "${id.replace(/[^A-Za-z0-9_.:/-]/g, "_")} $?"`),
+    ...(req.storage
+      ? [
+          "echo @mounts; cat /proc/mounts",
+          "echo @lsblk; lsblk -J -b -p -o NAME,SIZE,TYPE,FSTYPE 2>/dev/null",
+          "echo @vgs; vgs --noheadings --units b --nosuffix -o vg_name,vg_size 2>/dev/null; true",
+          "echo @lvs; lvs --noheadings --units b --nosuffix -o vg_name,lv_name,lv_size 2>/dev/null; true",
+        ]
+      : []),
     "echo @end",
   ].join("\n");
 }
@@ -71,7 +104,7 @@ export function parseFacts(host: string, out: string): HostFacts {
   for (const line of out.split("\n")) {
     if (/^@[a-z]+$/.test(line)) {
       current = line.slice(1);
-      sections.set(current, []);
+      if (!sections.has(current)) sections.set(current, []);
     } else if (current) sections.get(current)!.push(line);
   }
   if (!sections.has("end")) throw new FmcError("FACTS", `${host}: could not read facts (output ended early)`);
@@ -85,11 +118,13 @@ export function parseFacts(host: string, out: string): HostFacts {
     const [dev, cidr] = l.split(" ");
     if (dev && cidr) addresses.set(dev, [...(addresses.get(dev) ?? []), cidr]);
   }
-  const units = new Map(lines("units").map((l) => {
-    const [u, active, enabled] = l.split(" ");
-    return [u!, { active: active || "unknown", enabled: enabled || "not-found" }];
-  }));
-  const packages = new Map(lines("packages").map((l) => [l.split(" ")[0]!, l.endsWith(" installed")]));
+  // systemctl show: blocks of Id=, ActiveState=, UnitFileState= per unit
+  const units = new Map<string, UnitFact>();
+  for (const block of (sections.get("units") ?? []).join("\n").split(/\n\s*\n/)) {
+    const kv = Object.fromEntries(block.split("\n").filter((l) => l.includes("=")).map((l) => [l.slice(0, l.indexOf("=")), l.slice(l.indexOf("=") + 1)]));
+    if (kv.Id) units.set(kv.Id, { active: kv.ActiveState || "unknown", enabled: kv.UnitFileState || "not-found" });
+  }
+  const packages = new Map(lines("packages").map((l) => [l.split(" ")[0]!, l.endsWith(" install ok installed")]));
   const sysctl = new Map(
     lines("sysctl").map((l) => {
       const at = l.search(/[=!]/);
@@ -102,7 +137,49 @@ export function parseFacts(host: string, out: string): HostFacts {
     if (mode === "-" || mode === undefined) files.set(path!, null);
     else files.set(path!, { mode: parseInt(mode, 8), owner: owner!, group: group!, content: Buffer.from(b64 ?? "", "base64").toString("utf8") });
   }
+  const dirs = new Map(
+    lines("dirs").map((l) => {
+      const [path, mode, owner, group] = l.split(" ");
+      return [path!, mode === "-" || mode === undefined ? null : { mode: parseInt(mode, 8), owner: owner!, group: group! }];
+    }),
+  );
+  const users = new Map(
+    lines("users").map((l) => {
+      const f = l.split(":");
+      return [f[0]!, f.length >= 7 ? { uid: Number(f[2]), home: f[5]!, shell: f[6]! } : null];
+    }),
+  );
+  const guards = new Map(lines("guard").map((l) => [l.slice(0, l.lastIndexOf(" ")), Number(l.slice(l.lastIndexOf(" ") + 1))]));
+  const mounts = new Map(
+    lines("mounts").map((l) => {
+      const [device, point, type, options] = l.split(" ");
+      return [point!.replace(/\\040/g, " "), { device: device!, type: type!, options: options! }];
+    }),
+  );
+  const blockDevices = new Map<string, { size: number; type: string; fstype: string | null }>();
+  const lsblk = lines("lsblk").join("\n");
+  if (lsblk) {
+    const walk = (devs: Array<{ name: string; size: number | string; type: string; fstype: string | null; children?: unknown[] }>) => {
+      for (const d of devs) {
+        blockDevices.set(d.name, { size: Number(d.size), type: d.type, fstype: d.fstype });
+        if (d.children) walk(d.children as typeof devs);
+      }
+    };
+    try {
+      walk((JSON.parse(lsblk) as { blockdevices: Parameters<typeof walk>[0] }).blockdevices ?? []);
+    } catch {
+      // lsblk without JSON support: no block device facts
+    }
+  }
+  const vgs = new Map(lines("vgs").map((l) => l.trim().split(/\s+/)).map(([n, sz]) => [n!, Number(sz)]));
+  const lvs = new Map(lines("lvs").map((l) => l.trim().split(/\s+/)).map(([vg, lv, sz]) => [`${vg}/${lv}`, Number(sz)]));
   return {
+    dirs,
+    users,
+    guards,
+    mounts,
+    blockDevices,
+    lvm: { vgs, lvs },
     os: { id, versionId: osRelease.VERSION_ID ?? "", family },
     hostname: lines("hostname")[0] ?? "",
     addresses,

@@ -13,6 +13,8 @@ const SUITE = "bookworm";
 const PACKAGES = [
   "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "sudo", "curl", "iputils-ping",
   "haproxy", "keepalived", "nftables", "systemd-timesyncd", "python3",
+  // for the Ansible baseline of bench/apply-vs-ansible (its apt module)
+  "python3-apt",
 ];
 
 /** The Debian mirror this machine's apt already uses (never a hard-coded host). */

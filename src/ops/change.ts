@@ -1,4 +1,5 @@
 import type { Command } from "../hosts/command.js";
+import type { FileSpec } from "./file.js";
 
 /** One planned change on one host: what it does, the commands, and what to watch. */
 export interface Change {
@@ -12,6 +13,8 @@ export interface Change {
   readonly notes: readonly string[];
   /** The file this change replaces, so services can reload after it. */
   readonly path?: string;
+  /** For file changes: the desired file (exports, e.g. to an Ansible playbook). */
+  readonly file?: FileSpec;
 }
 
 export type Desired<T> = Omit<T, "host" | "phase">;

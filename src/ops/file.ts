@@ -68,5 +68,6 @@ export function fileChange(facts: HostFacts, f: FileSpec, ctx: { host: string; p
     diff,
     notes,
     path: f.path,
+    file: f,
   };
 }

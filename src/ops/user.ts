@@ -1,0 +1,37 @@
+// users: exist, with a shell and a home; their authorized keys are a file change.
+import { cmd } from "../hosts/command.js";
+import type { HostFacts } from "../hosts/facts.js";
+import type { Change } from "./change.js";
+import { fileChange, type Masker } from "./file.js";
+
+export interface UserSpec {
+  readonly name: string;
+  readonly shell?: string;
+  readonly keys?: readonly string[];
+  readonly groups?: readonly string[];
+}
+
+export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+  const out: Change[] = [];
+  const cur = facts.users.get(u.name);
+  const shell = u.shell ?? "/bin/bash";
+  const home = cur?.home ?? (u.name === "root" ? "/root" : `/home/${u.name}`);
+  if (!cur) {
+    out.push({
+      host: ctx.host,
+      phase: ctx.phase,
+      title: `create user ${u.name}`,
+      commands: [cmd("useradd", "--create-home", "--shell", shell, ...(u.groups?.length ? ["--groups", u.groups.join(",")] : []), u.name)],
+      notes: [],
+    });
+  } else if (cur.shell !== shell) {
+    out.push({ host: ctx.host, phase: ctx.phase, title: `set shell of ${u.name} to ${shell}`, commands: [cmd("usermod", "--shell", shell, u.name)], notes: [] });
+  }
+  if (u.keys) {
+    const keys = fileChange(facts, { path: `${home}/.ssh/authorized_keys`, content: `${u.keys.join("\n")}\n`, mode: 0o600, owner: u.name, group: u.name === "root" ? "root" : u.name }, ctx);
+    if (keys) out.push({ ...keys, commands: [cmd("install", "-d", "-m", "0700", "-o", u.name, "-g", u.name === "root" ? "root" : u.name, `${home}/.ssh`), ...keys.commands] });
+  }
+  return out;
+}
+
+export const userFacts = (name: string, home = name === "root" ? "/root" : `/home/${name}`) => ({ users: new Set([name]), files: new Set([`${home}/.ssh/authorized_keys`]) });

@@ -1,0 +1,220 @@
+// Engine tests without hosts: facts parsed from captured output, pure operations from
+// (facts, desired), generated scripts run by the real bash on temp files, and plan/apply
+// over a recording transport.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { parseFacts, factScript, emptyRequest, type HostFacts } from "../src/hosts/facts.js";
+import { cmd, quote } from "../src/hosts/command.js";
+import { fileChange, writeFileCommand } from "../src/ops/file.js";
+import { serviceChange } from "../src/ops/service.js";
+import { sysctlChanges } from "../src/ops/sysctl.js";
+import { lvmChanges } from "../src/ops/lvm.js";
+import { mountChanges, mountUnit } from "../src/ops/mount.js";
+import { guardedChange } from "../src/ops/guarded.js";
+import { userChanges } from "../src/ops/user.js";
+import { directoryChange } from "../src/ops/directory.js";
+import { RecordingTransport } from "../src/hosts/transport.js";
+import { plan, apply } from "../src/engine/run.js";
+import { PHASES } from "../src/phases/index.js";
+import { haproxyConfig } from "../src/render/haproxy.js";
+import { contextFor, tempDir } from "./helpers.js";
+
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+const ctx = { host: "h1", phase: "test", mask: (t: string) => t.replace(/hunter2/g, "<secret:pw>") };
+
+function factsText(extra: Partial<Record<string, string[]>> = {}): string {
+  const sections: Record<string, string[]> = {
+    os: ['PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', "ID=debian", 'VERSION_ID="12"'],
+    hostname: ["h1"],
+    addr: ["lo 127.0.0.1/8", "eth0 10.17.5.11/24", "eth0 10.17.5.10/24"],
+    swap: [],
+    units: ["Id=haproxy.service", "ActiveState=active", "UnitFileState=enabled", "", "Id=keepalived.service", "ActiveState=inactive", "UnitFileState=disabled"],
+    packages: ["haproxy install ok installed", "keepalived install ok installed", "chrony unknown ok not-installed"],
+    sysctl: ["net.ipv4.ip_forward=0", "vm.swappiness!60", "net.bridge.bridge-nf-call-iptables"],
+    files: [`/etc/app.conf 644 root root ${b64("a=1\npassword=hunter2\n")}`, "/etc/missing.conf -"],
+    dirs: ["/srv/data 755 root root", "/srv/none -"],
+    users: ["core:x:500:500::/home/core:/bin/bash", "ghost"],
+    guard: ["done-already 0", "not-yet 1"],
+    mounts: ["/dev/vda1 / ext4 rw 0 0", "/dev/data/shared_lv /srv/nfs/shared ext4 rw,noatime 0 0"],
+    lsblk: [JSON.stringify({ blockdevices: [{ name: "/dev/vdb", size: 85899345920, type: "disk", fstype: null }, { name: "/dev/vdc", size: 1073741824, type: "disk", fstype: "ext4" }] })],
+    vgs: [],
+    lvs: [],
+    ...extra,
+  };
+  return Object.entries(sections).map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n";
+}
+const facts = (extra?: Partial<Record<string, string[]>>): HostFacts => parseFacts("h1", factsText(extra));
+
+test("facts parse into typed values", () => {
+  const f = facts();
+  assert.deepEqual(f.os, { id: "debian", versionId: "12", family: "debian-like" });
+  assert.deepEqual(f.addresses.get("eth0"), ["10.17.5.11/24", "10.17.5.10/24"]);
+  assert.deepEqual(f.units.get("keepalived.service"), { active: "inactive", enabled: "disabled" });
+  assert.equal(f.packages.get("haproxy"), true);
+  assert.equal(f.packages.get("chrony"), false);
+  assert.deepEqual(f.sysctl.get("vm.swappiness"), { value: "60", writable: false });
+  assert.equal(f.sysctl.get("net.bridge.bridge-nf-call-iptables"), null);
+  assert.equal(f.files.get("/etc/app.conf")?.content, "a=1\npassword=hunter2\n");
+  assert.equal(f.files.get("/etc/missing.conf"), null);
+  assert.equal(f.users.get("core")?.home, "/home/core");
+  assert.equal(f.users.get("ghost"), null);
+  assert.equal(f.guards.get("done-already"), 0);
+  assert.equal(f.mounts.get("/srv/nfs/shared")?.device, "/dev/data/shared_lv");
+  assert.equal(f.blockDevices.get("/dev/vdb")?.size, 80 * 1024 ** 3);
+  assert.throws(() => parseFacts("h1", "@os\nID=debian\n"), /h1: could not read facts/);
+});
+
+test("the fact script is valid shell and reads this machine", () => {
+  const req = emptyRequest();
+  req.files.add("/etc/hostname");
+  req.sysctl.add("net.ipv4.ip_forward");
+  req.guards.set("true-guard", "true");
+  req.storage = true;
+  const r = spawnSync("bash", ["-c", factScript(req)], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const f = parseFacts("local", r.stdout);
+  assert.equal(f.files.get("/etc/hostname")?.content, readFileSync("/etc/hostname", "utf8"));
+  assert.equal(f.guards.get("true-guard"), 0);
+  assert.ok(f.mounts.has("/"));
+});
+
+test("file: no change when equal; a masked diff when not; mode-only changes say so", () => {
+  const f = facts();
+  assert.equal(fileChange(f, { path: "/etc/app.conf", content: "a=1\npassword=hunter2\n" }, ctx), undefined);
+  const c = fileChange(f, { path: "/etc/app.conf", content: "a=2\npassword=hunter2\n" }, ctx)!;
+  assert.equal(c.title, "update /etc/app.conf");
+  assert.match(c.diff!, /^-a=1$/m);
+  assert.match(c.diff!, /^\+a=2$/m);
+  assert.doesNotMatch(c.diff!, /hunter2/);
+  const m = fileChange(f, { path: "/etc/app.conf", content: "a=1\npassword=hunter2\n", mode: 0o600 }, ctx)!;
+  assert.equal(m.diff, undefined);
+  assert.deepEqual(m.notes, ["mode/owner 644 root:root -> 600 root:root"]);
+  assert.equal(fileChange(f, { path: "/etc/missing.conf", content: "x\n" }, ctx)!.title, "create /etc/missing.conf");
+});
+
+test("file writes are atomic and checked: the real bash runs the generated script", (t) => {
+  const dir = tempDir(t);
+  const target = join(dir, "sub", "app.cfg");
+  const run = (content: string, validate?: string) => {
+    const c = writeFileCommand({ path: target, content, mode: 0o640, validate });
+    return spawnSync("bash", ["-c", c.shell], { input: c.stdin, encoding: "utf8" });
+  };
+  assert.equal(run("one\n").status, 0);
+  assert.equal(readFileSync(target, "utf8"), "one\n");
+  assert.equal(run("two\n", "grep -q two %s").status, 0);
+  assert.equal(readFileSync(target, "utf8"), "two\n");
+  assert.equal(readFileSync(`${target}.fmc-prev`, "utf8"), "one\n", "the previous version is kept");
+  const bad = run("three\n", "grep -q nope %s");
+  assert.equal(bad.status, 3);
+  assert.match(bad.stderr, /failed its check; the current file is unchanged/);
+  assert.equal(readFileSync(target, "utf8"), "two\n");
+  assert.deepEqual(readdirSync(join(dir, "sub")).sort(), ["app.cfg", "app.cfg.fmc-prev"], "no temp file is left");
+  // a shell killed before the rename leaves the target whole and removes its temp file
+  const slow = writeFileCommand({ path: target, content: "four\n" });
+  const killed = spawnSync("bash", ["-c", slow.shell.replace('mv -f "$tmp"', 'kill -TERM $$; mv -f "$tmp"')], { input: slow.stdin, encoding: "utf8" });
+  assert.notEqual(killed.status, 0);
+  assert.equal(readFileSync(target, "utf8"), "two\n");
+  assert.deepEqual(readdirSync(join(dir, "sub")).sort(), ["app.cfg", "app.cfg.fmc-prev"]);
+});
+
+test("commands quote their arguments and mask secrets", () => {
+  const c = cmd("echo", "it's", "a b", { secret: "hunter2", name: "pw" });
+  assert.equal(c.shell, `echo 'it'\\''s' 'a b' hunter2`);
+  assert.equal(c.display, "echo 'it'\\''s' 'a b' <secret:pw>");
+  assert.equal(spawnSync("bash", ["-c", c.shell], { encoding: "utf8" }).stdout, "it's a b hunter2\n");
+  assert.equal(quote(""), "''");
+});
+
+test("service: enable, start, reload only when needed", () => {
+  const f = facts();
+  assert.equal(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true }, ctx), undefined);
+  assert.deepEqual(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true }, ctx)!.commands.map((c) => c.display), ["systemctl reload haproxy.service"]);
+  assert.deepEqual(serviceChange(f, { unit: "keepalived.service", enabled: true, running: true, reload: true }, ctx)!.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl start keepalived.service"]);
+});
+
+test("sysctl: keys this host cannot set are skipped with a note", () => {
+  const changes = sysctlChanges(facts(), "/etc/sysctl.d/90-fmc.conf", { "net.ipv4.ip_forward": "1", "vm.swappiness": "0", "net.bridge.bridge-nf-call-iptables": "1" }, ctx);
+  const file = changes.find((c) => c.path)!;
+  assert.match(file.diff!, /^\+net\.ipv4\.ip_forward = 1$/m);
+  assert.doesNotMatch(file.diff!, /swappiness|bridge/);
+  assert.deepEqual(file.notes, ["skipped net.bridge.bridge-nf-call-iptables: not present on this kernel", "skipped vm.swappiness: read-only on this host"]);
+  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["sysctl -q -p /etc/sysctl.d/90-fmc.conf"]);
+});
+
+test("LVM: creates what is missing, in order, and refuses a disk with another filesystem", () => {
+  const spec = { device: "/dev/vdb", volumeGroup: "data", volumes: [{ name: "shared_lv", size: "20G", filesystem: "ext4" as const }, { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const }] };
+  const fresh = lvmChanges(facts(), spec, ctx).flatMap((c) => c.commands.map((x) => x.display));
+  assert.deepEqual(fresh.slice(0, 4), ["pvcreate --yes /dev/vdb", "vgcreate data /dev/vdb", "lvcreate --yes -n shared_lv -L 20G data", "mkfs.ext4 /dev/data/shared_lv unless it has a filesystem"]);
+  assert.equal(fresh[4], "lvcreate --yes -n longhorn_lv -l 100%FREE data");
+  const done = facts({
+    vgs: ["  data 85899345920"],
+    lvs: ["  data shared_lv 21474836480", "  data longhorn_lv 64424509440"],
+    lsblk: [JSON.stringify({ blockdevices: [{ name: "/dev/vdb", size: 1, type: "disk", fstype: "LVM2_member", children: [{ name: "/dev/data/shared_lv", size: 1, type: "lvm", fstype: "ext4" }, { name: "/dev/data/longhorn_lv", size: 1, type: "lvm", fstype: "ext4" }] }] })],
+  });
+  assert.deepEqual(lvmChanges(done, spec, ctx), []);
+  assert.throws(() => lvmChanges(facts(), { ...spec, device: "/dev/vdc" }, ctx), /holds a ext4 filesystem; refusing/);
+  assert.throws(() => lvmChanges(facts(), { ...spec, device: "/dev/vdz" }, ctx), /does not exist/);
+});
+
+test("mount: a systemd mount unit, daemon-reload, enabled and mounted", () => {
+  assert.equal(mountUnit("/mnt/longhorn-disk"), "mnt-longhorn\\x2ddisk.mount");
+  const escaped = spawnSync("systemd-escape", ["--path", "--suffix=mount", "/mnt/longhorn-disk"], { encoding: "utf8" }).stdout.trim();
+  assert.equal(mountUnit("/mnt/longhorn-disk"), escaped);
+  const changes = mountChanges(facts(), { what: "10.17.4.27:/srv/nfs/postgresql", where: "/var/lib/pgsql", type: "nfs4", options: "rw,hard", after: ["network-online.target"] }, ctx);
+  assert.equal(changes[0]!.title, "create /etc/systemd/system/var-lib-pgsql.mount");
+  assert.match(changes[0]!.diff!, /^\+WantedBy=remote-fs\.target$/m);
+  assert.equal(changes[0]!.commands.at(-1)!.display, "systemctl daemon-reload");
+  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["systemctl enable var-lib-pgsql.mount", "systemctl start var-lib-pgsql.mount"]);
+});
+
+test("users, directories and guarded commands", () => {
+  const f = facts();
+  assert.equal(userChanges(f, { name: "ghost" }, ctx)[0]!.commands[0]!.display, "useradd --create-home --shell /bin/bash ghost");
+  assert.deepEqual(userChanges(f, { name: "core" }, ctx), []);
+  const keys = userChanges(f, { name: "core", keys: ["ssh-ed25519 AAAA k1", "ssh-ed25519 BBBB k2"] }, ctx);
+  assert.equal(keys[0]!.path, "/home/core/.ssh/authorized_keys");
+  assert.equal(directoryChange(f, { path: "/srv/data" }, ctx), undefined);
+  assert.match(directoryChange(f, { path: "/srv/none", mode: 0o700 }, ctx)!.title, /create directory \/srv\/none \(0700 root:root\)/);
+  assert.equal(guardedChange(f, { id: "done-already", title: "x", unless: "true", run: "x" }, ctx), undefined);
+  assert.equal(guardedChange(f, { id: "not-yet", title: "init db", unless: "test -f /x", run: "initdb" }, ctx)!.title, "init db");
+});
+
+test("plan and apply over a recording transport: phases in order, failures name host and step", async () => {
+  const render = contextFor(undefined, "engine");
+  const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
+  const lb1 = render.topo.host("loadbalancer1");
+  const cfg = haproxyConfig(render, lb1);
+  const factsFor = (host: string) => (c: { display: string }) =>
+    c.display === "read facts"
+      ? {
+          code: 0,
+          stderr: "",
+          stdout: factsText({ hostname: [host], addr: host === "loadbalancer1" ? ["eth0 10.17.5.11/24", "eth0 10.17.5.10/24"] : ["eth0 10.17.5.12/24"], files: [`/etc/haproxy/haproxy.cfg 644 root root ${b64(cfg.replace("maxconn 8000", "maxconn 100"))}`] }),
+        }
+      : undefined;
+  const transports = new Map(["loadbalancer1", "loadbalancer2"].map((h) => [h, new RecordingTransport(h, [factsFor(h)])]));
+  const p = await plan(pc, PHASES, transports, { concurrency: 4 });
+  assert.ok(p.skippedHosts.includes("master1"), "hosts without a transport are skipped, not contacted");
+  const phasesInOrder = [...new Set(p.changes.map((c) => c.phase))];
+  assert.deepEqual(phasesInOrder, ["base", "loadbalancer"]);
+  const reload = p.changes.find((c) => c.host === "loadbalancer1" && c.title.startsWith("reload"))!;
+  assert.deepEqual(reload.notes, ["reloads HAProxy on loadbalancer1 while it holds VIP api (10.17.5.10)"]);
+  const vrrp = render.secrets.get("vrrp-api");
+  for (const c of p.changes) {
+    assert.ok(!(c.diff ?? "").includes(vrrp), "secrets are masked in diffs");
+    for (const x of c.commands) assert.ok(!x.display.includes(vrrp));
+  }
+  await apply(p, transports, { concurrency: 4 });
+  const ran = transports.get("loadbalancer1")!.log.map((c) => c.display);
+  assert.ok(ran.indexOf("systemctl reload haproxy.service") > ran.findIndex((d) => d.startsWith("write /etc/haproxy/haproxy.cfg")), "reload comes after the checked write");
+  assert.ok(ran.some((d) => d === "write /etc/haproxy/haproxy.cfg (0644, checked by haproxy)"));
+
+  // a failing step stops the run after its phase and names host and step
+  const failing = new Map(["loadbalancer1", "loadbalancer2"].map((h) => [h, new RecordingTransport(h, [factsFor(h), (c) => (h === "loadbalancer2" && c.display.startsWith("write /etc/resolv.conf") ? { code: 1, stdout: "", stderr: "disk full" } : undefined)])]));
+  const p2 = await plan(pc, PHASES, failing, { concurrency: 4 });
+  await assert.rejects(apply(p2, failing, { concurrency: 4 }), /apply stopped in phase base:\n\s+loadbalancer2: base: (create|update) \/etc\/resolv\.conf failed \(exit 1\):\ndisk full/);
+  assert.ok(!failing.get("loadbalancer1")!.log.some((c) => c.display.startsWith("write /etc/haproxy")), "the loadbalancer phase did not start");
+});
