@@ -274,3 +274,18 @@ test("example specs validate and render", async () => {
     assert.ok(out.length > 20, `${dir} rendered ${out.length} files`);
   }
 });
+
+test("firewall and VPS rulesets: port forwards into the tunnel and default-drop between subnets", () => {
+  const fw = file("firewall/nftables.nft");
+  assert.match(fw, /chain forward \{\n\s+type filter hook forward priority filter; policy drop;/);
+  assert.match(fw, /iifname "wg0" tcp dport 80 dnat ip to 10\.17\.2\.10 comment "HTTP from the tunnel to Traefik"/);
+  assert.match(fw, /ip saddr 10\.17\.2\.0\/24 ip daddr 10\.17\.5\.10\/32 tcp dport \{ 80, 443 \} accept comment "Traefik to the ingress VIP"/);
+  assert.match(fw, /ip saddr 10\.17\.0\.0\/16 oifname "eth0" masquerade/);
+  const vps = file("wireguard/vps1/nftables.nft");
+  assert.match(vps, /iifname "eth0" tcp dport \{ 80, 443 \} dnat ip to 10\.17\.0\.2/);
+  assert.match(vps, /iifname "eth0" udp dport 51820 accept/);
+  assert.match(vps, /oifname "wg0" masquerade/);
+  const pf = file("firewall/pfsense.xml");
+  assert.match(pf, /<target>FMC_edge<\/target>/);
+  assert.match(pf, /<name>FMC_edge<\/name>\n\s+<type>host<\/type>\n\s+<address>10\.17\.2\.10<\/address>/);
+});

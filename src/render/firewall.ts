@@ -3,6 +3,7 @@
 // pfSense fragment (aliases, NAT, filter rules) to import on a pfSense box.
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
+import { nftTable } from "./nft.js";
 
 interface Rule {
   readonly description: string;
@@ -36,42 +37,21 @@ export function firewallNftables(ctx: RenderContext): string {
   const wgIf = ctx.spec.wireguard?.interface;
   const lan = ctx.spec.network.cidr;
   const forwards = fw.portForwards.map((f) => ({ ...f, target: resolved(ctx, f.to).replace("/32", "") }));
-  return lines(
-    "#!/usr/sbin/nft -f",
-    HEADER("#"),
-    "table inet fmc_firewall",
-    "delete table inet fmc_firewall",
-    "table inet fmc_firewall {",
-    "    chain input {",
-    "        type filter hook input priority filter; policy drop;",
-    "        ct state established,related accept",
-    "        ct state invalid drop",
-    '        iifname "lo" accept',
-    "        ip protocol icmp accept",
-    `        ip saddr ${lan} tcp dport 22 accept comment "SSH from the private network"`,
-    wgIf && ctx.spec.wireguard && `        iifname "${fw.wanInterface}" udp dport ${ctx.spec.wireguard.port} accept comment "WireGuard"`,
-    "    }",
-    "    chain forward {",
-    "        type filter hook forward priority filter; policy drop;",
-    "        ct state established,related accept",
-    "        ct state invalid drop",
-    '        ct status dnat accept comment "port forwards below"',
-    ...fw.rules.map((r) => `        ${nftMatch(ctx, r)}`),
-    `        ip saddr ${lan} oifname "${fw.wanInterface}" accept comment "outbound to the internet"`,
-    "    }",
-    "    chain prerouting {",
-    "        type nat hook prerouting priority dstnat;",
-    ...forwards.map(
-      (f) =>
-        `        ${wgIf ? `iifname "${wgIf}" ` : ""}${f.protocol} dport ${f.port} dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""} comment "${f.description}"`,
+  return nftTable("fmc_firewall", {
+    input: [
+      `ip saddr ${lan} tcp dport 22 accept comment "SSH from the private network"`,
+      ...(wgIf && ctx.spec.wireguard ? [`iifname "${fw.wanInterface}" udp dport ${ctx.spec.wireguard.port} accept comment "WireGuard"`] : []),
+    ],
+    forward: [
+      'ct status dnat accept comment "port forwards below"',
+      ...fw.rules.map((r) => nftMatch(ctx, r)),
+      `ip saddr ${lan} oifname "${fw.wanInterface}" accept comment "outbound to the internet"`,
+    ],
+    prerouting: forwards.map(
+      (f) => `${wgIf ? `iifname "${wgIf}" ` : ""}${f.protocol} dport ${f.port} dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""} comment "${f.description}"`,
     ),
-    "    }",
-    "    chain postrouting {",
-    "        type nat hook postrouting priority srcnat;",
-    `        ip saddr ${lan} oifname "${fw.wanInterface}" masquerade`,
-    "    }",
-    "}",
-  );
+    postrouting: [`ip saddr ${lan} oifname "${fw.wanInterface}" masquerade`],
+  });
 }
 
 const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");

@@ -3,6 +3,7 @@
 // mapping open with PersistentKeepalive; both sides share one MTU.
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
+import { nftTable } from "./nft.js";
 import type { Host } from "../spec/schema.js";
 
 export interface Tunnel {
@@ -54,37 +55,13 @@ export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
   const wg = ctx.spec.wireguard!;
   const ports = wg.forwardPorts.join(", ");
   const pub = wg.publicInterface;
-  return lines(
-    "#!/usr/sbin/nft -f",
-    HEADER("#"),
-    "table inet fmc_gateway",
-    "delete table inet fmc_gateway",
-    "table inet fmc_gateway {",
-    "    chain input {",
-    "        type filter hook input priority filter; policy drop;",
-    "        ct state established,related accept",
-    "        ct state invalid drop",
-    '        iifname "lo" accept',
-    "        ip protocol icmp accept",
-    "        tcp dport 22 accept",
-    `        iifname "${pub}" udp dport ${wg.port} accept`,
-    "    }",
-    "    chain forward {",
-    "        type filter hook forward priority filter; policy drop;",
-    "        ct state established,related accept",
-    `        iifname "${pub}" oifname "${wg.interface}" ip daddr ${t.lanPeer.address} tcp dport { ${ports} } ct status dnat accept`,
-    "    }",
-    "    chain prerouting {",
-    "        type nat hook prerouting priority dstnat;",
-    `        iifname "${pub}" tcp dport { ${ports} } dnat ip to ${t.lanPeer.address}`,
-    "    }",
-    "    chain postrouting {",
-    "        type nat hook postrouting priority srcnat;",
-    "        # replies must come back through the tunnel, so the LAN sees the VPS as the client",
-    `        oifname "${wg.interface}" masquerade`,
-    "    }",
-    "}",
-  );
+  return nftTable("fmc_gateway", {
+    input: ["tcp dport 22 accept", `iifname "${pub}" udp dport ${wg.port} accept`],
+    forward: [`iifname "${pub}" oifname "${wg.interface}" ip daddr ${t.lanPeer.address} tcp dport { ${ports} } ct status dnat accept`],
+    prerouting: [`iifname "${pub}" tcp dport { ${ports} } dnat ip to ${t.lanPeer.address}`],
+    // replies must come back through the tunnel, so the LAN sees the VPS as the client
+    postrouting: [`oifname "${wg.interface}" masquerade`],
+  });
 }
 
 export function renderWireguard(ctx: RenderContext): Artifact[] {
