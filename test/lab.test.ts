@@ -54,6 +54,15 @@ after(() => {
   assert.equal(down.status, 0, down.stderr);
 });
 
+test("the lab needs root and says so", (t) => {
+  const d = tempDir(t);
+  spawnSync("chown", ["nobody", d]);
+  const r = spawnSync("runuser", ["-u", "nobody", "--", process.execPath, join(ROOT, "bin/fmc.js"), "lab", "up"], { cwd: d, encoding: "utf8", env: { ...process.env, NO_COLOR: "1" } });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /error\[LAB_ROOT\] the lab needs root/);
+  assert.match(r.stderr, /hint: run: sudo npx fmc lab up/);
+});
+
 test("lab status: every host runs and answers SSH", () => {
   const s = run("lab", "status");
   assert.equal(s.status, 0, s.stdout);
@@ -226,6 +235,8 @@ test("SSH: unknown host keys need --accept-new, changed ones are refused; sudo a
 });
 
 test("lab down leaves no namespace, mount, process or interface behind", () => {
+  // a leftover of a crashed run: found by its label
+  assert.equal(spawnSync("ip", ["netns", "add", `${LABEL}-stray`]).status, 0);
   const down = run("lab", "down");
   assert.equal(down.status, 0, down.stderr);
   assert.doesNotMatch(spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout, new RegExp(LABEL));

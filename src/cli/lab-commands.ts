@@ -1,7 +1,7 @@
 // fmc lab up | status | down: the local lab of real Linux hosts on this machine.
 import { defineCommand } from "citty";
 import { context } from "../project.js";
-import { labDown, labStatus, labUp } from "../lab/lab.js";
+import { labDown, labStatus, labUp, requireRoot } from "../lab/lab.js";
 import { bold, dim, fileArg, n, red, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
@@ -10,6 +10,7 @@ const up = defineCommand({
   meta: { name: "up", description: "Start one lab host per spec host (root required); writes an inventory overlay for plan/apply" },
   args: { file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
   async run({ args }) {
+    requireRoot(); // before anything is read or written
     const { ctx, stateDir } = context({ file: args.file, stateDir: args.state });
     const started = performance.now();
     const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, only: args.only?.split(",").filter(Boolean), log });
