@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import { parseFacts, factScript, emptyRequest, type HostFacts } from "../src/hosts/facts.js";
 import { cmd, quote } from "../src/hosts/command.js";

@@ -7,7 +7,6 @@ import ajvDraft04 from "ajv-draft-04";
 import * as k8s from "kubernetes-models";
 import { renderAll } from "../src/render/index.js";
 import { ignitionConfig } from "../src/render/ignition.js";
-import { k3sConfig } from "../src/render/k3s.js";
 import { wireguardPublicKey } from "../src/state/secrets.js";
 import { contextFor, ROOT } from "./helpers.js";
 

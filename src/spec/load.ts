@@ -1,7 +1,7 @@
 // Spec loading: YAML text -> typed Spec with defaults, or every problem with its path
 // and line. Structural problems come from zod; network and cross-reference problems
-// from checks.ts. Unknown keys are reported and then dropped so that the semantic
-// checks still run and the user sees everything in one pass.
+// from checks.ts. Whatever zod rejects (unknown keys, bad values) is reported, then
+// dropped from a copy so that the semantic checks still run: one pass shows everything.
 import { LineCounter, parseDocument, type Node } from "yaml";
 import { z } from "zod";
 import { API_VERSION, SpecSchema, type Spec } from "./schema.js";
