@@ -3,7 +3,8 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fmc, ROOT, tempDir } from "./helpers.js";
 import { labExec, LABEL } from "../src/lab/lab.js";
@@ -40,7 +41,7 @@ const editSpec = (from: string, to: string) => {
 };
 
 before(async () => {
-  dir = tempDir({ after: () => {} }, "fmc-lab-e2e-");
+  dir = mkdtempSync(join(tmpdir(), "fmc-lab-e2e-"));
   spec = join(dir, "cluster.yaml");
   copyFileSync(join(ROOT, "test/fixtures/lab-spec.yaml"), spec);
   run("lab", "down"); // a lab left by an earlier crashed run
@@ -51,6 +52,7 @@ before(async () => {
 
 after(() => {
   const down = run("lab", "down");
+  rmSync(dir, { recursive: true, force: true });
   assert.equal(down.status, 0, down.stderr);
 });
 
