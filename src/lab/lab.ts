@@ -10,7 +10,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import type { Host, Spec } from "../spec/schema.js";
 import type { Topology } from "../spec/topology.js";
-import { cidrOf, formatIp, broadcast } from "../spec/net.js";
+import { cidrOf, formatIp, broadcast, overlaps } from "../spec/net.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { labInventoryPath, type LabInventoryFile } from "../engine/inventory.js";
@@ -63,11 +63,7 @@ function checkRoutesFree(prefixes: readonly string[]): void {
     if (r.dst === "default" || r.dev === ROOT_LINK) continue;
     const dst = r.dst.includes("/") ? r.dst : `${r.dst}/32`;
     for (const p of prefixes) {
-      const a = cidrOf(p);
-      const b = cidrOf(dst);
-      const shorter = Math.min(a.prefix, b.prefix);
-      const m = shorter === 0 ? 0 : (0xffffffff << (32 - shorter)) >>> 0;
-      if (((a.network & m) >>> 0) === ((b.network & m) >>> 0)) {
+      if (overlaps(cidrOf(p), cidrOf(dst))) {
         throw new FmcError("LAB_ROUTES", `this machine already routes ${r.dst} (dev ${r.dev}), which overlaps the lab's ${p}`, "the lab never changes this machine's own networking; use a spec whose network.cidr is unused here");
       }
     }

@@ -4,6 +4,9 @@ import type { HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
 import { fileChange, type Masker } from "./file.js";
 
+/** Where a user's home (and so its authorized_keys) is, before facts say otherwise. */
+export const homeOf = (user: string) => (user === "root" ? "/root" : `/home/${user}`);
+
 export interface UserSpec {
   readonly name: string;
   readonly shell?: string;
@@ -15,7 +18,7 @@ export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; 
   const out: Change[] = [];
   const cur = facts.users.get(u.name);
   const shell = u.shell ?? "/bin/bash";
-  const home = cur?.home ?? (u.name === "root" ? "/root" : `/home/${u.name}`);
+  const home = cur?.home ?? homeOf(u.name);
   if (!cur) {
     out.push({
       host: ctx.host,
@@ -34,4 +37,4 @@ export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; 
   return out;
 }
 
-export const userFacts = (name: string, home = name === "root" ? "/root" : `/home/${name}`) => ({ users: new Set([name]), files: new Set([`${home}/.ssh/authorized_keys`]) });
+export const userFacts = (name: string, home = homeOf(name)) => ({ users: new Set([name]), files: new Set([`${home}/.ssh/authorized_keys`]) });

@@ -7,6 +7,7 @@ import { fileChange } from "../ops/file.js";
 import { hostnameChanges, swapOffChange } from "../ops/host.js";
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
+import { homeOf } from "../ops/user.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
 import type { Change } from "../ops/change.js";
@@ -30,9 +31,7 @@ export function sysctlFor(host: Host): Record<string, string> {
 
 const TIME_PACKAGE: Record<string, string | undefined> = { "debian-like": "systemd-timesyncd", "rhel-like": "chrony", flatcar: undefined };
 
-function authorizedKeysPath(user: string): string {
-  return user === "root" ? "/root/.ssh/authorized_keys" : `/home/${user}/.ssh/authorized_keys`;
-}
+const authorizedKeysPath = (user: string) => `${homeOf(user)}/.ssh/authorized_keys`;
 
 export const base: Phase = {
   name: "base",

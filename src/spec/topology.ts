@@ -1,7 +1,7 @@
 // Derived, read-only views of a valid spec that renderers share: who holds which role,
 // which subnet a host sits in, which hosts back which VIP. Computed once per render.
 import type { Host, Role, Spec, Subnet, Vip } from "./schema.js";
-import { cidrOf, contains, ipOf } from "./net.js";
+import { cidrOf, contains, formatIp, ipOf } from "./net.js";
 
 export class Topology {
   readonly hostsByName: ReadonlyMap<string, Host>;
@@ -45,9 +45,7 @@ export class Topology {
     const s = this.subnetOf(address);
     if (!s) return undefined;
     if (s.gateway) return s.gateway;
-    const c = cidrOf(s.cidr);
-    const ip = c.network + 1;
-    return [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join(".");
+    return formatIp(cidrOf(s.cidr).network + 1);
   }
 
   vip(name: string): Vip | undefined {
