@@ -3,7 +3,7 @@
 // read from files that `fmc apply` places with mode 0600; they never appear here.
 import { createHash } from "node:crypto";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER, lines } from "./types.js";
+import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { cidrOf, ipOf, reverseLabel } from "../spec/net.js";
 
 interface Rec {
@@ -44,7 +44,7 @@ function serial(body: string): number {
 function soa(ctx: RenderContext, origin: string, body: string[]): string {
   const ns = nameServer(ctx);
   return lines(
-    `; ${HEADER("").trim()}`,
+    `; ${HEADER_TEXT}`,
     `$ORIGIN ${origin}.`,
     "$TTL 300",
     `@ IN SOA ${ns} hostmaster.${ctx.spec.domain}. ( ${serial(body.join("\n"))} 3600 900 604800 300 )`,

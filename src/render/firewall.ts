@@ -2,7 +2,7 @@
 // subnets, port forwards from the tunnel, NAT to the WAN) and the same policy as a
 // pfSense fragment (aliases, NAT, filter rules) to import on a pfSense box.
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER, lines } from "./types.js";
+import { lines, HEADER_TEXT } from "./types.js";
 import { nftTable } from "./nft.js";
 
 interface Rule {
@@ -65,7 +65,7 @@ export function pfsenseFragment(ctx: RenderContext): string {
   const wgIf = ctx.spec.wireguard ? "opt1" : "wan";
   return lines(
     '<?xml version="1.0"?>',
-    `<!-- ${HEADER("").trim()} -->`,
+    `<!-- ${HEADER_TEXT} -->`,
     `<!-- Interface names: lan = ${fw.lanInterface}, wan = ${fw.wanInterface}, opt1 = the WireGuard tunnel. -->`,
     "<pfsense>",
     "  <aliases>",

@@ -4,7 +4,7 @@
 // NFS server, all as systemd units so they come back after every reboot.
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER, lines } from "./types.js";
+import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { k3sConfigText } from "./k3s.js";
 import { unitFile } from "./systemd.js";
 import { exportsFile, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits } from "./storage.js";
@@ -92,7 +92,7 @@ function k3sUnit(server: boolean): string {
       ],
       Install: [["WantedBy", "multi-user.target"]],
     },
-    HEADER("").trim(),
+    HEADER_TEXT,
   );
 }
 
@@ -111,7 +111,7 @@ export function networkdFile(ctx: RenderContext, host: Host): string {
         ["Domains", spec.domain],
       ],
     },
-    HEADER("").trim(),
+    HEADER_TEXT,
   );
 }
 

@@ -3,7 +3,7 @@
 import { stringify } from "yaml";
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER } from "./types.js";
+import { HEADER_TEXT } from "./types.js";
 
 export const STORAGE_TAINT = "node-role.fmc.dev/storage=true:NoSchedule";
 export const LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk";
@@ -45,7 +45,7 @@ export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknow
 }
 
 export function k3sConfigText(ctx: RenderContext, host: Host): string {
-  return `# ${HEADER("").trim()}\n${stringify(k3sConfig(ctx, host))}`;
+  return `# ${HEADER_TEXT}\n${stringify(k3sConfig(ctx, host))}`;
 }
 
 export function renderK3s(ctx: RenderContext): Artifact[] {

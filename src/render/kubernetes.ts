@@ -7,7 +7,7 @@ import { Namespace, PersistentVolumeClaim, Secret } from "kubernetes-models/v1";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER } from "./types.js";
+import { HEADER_TEXT } from "./types.js";
 import { STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
 
@@ -206,7 +206,7 @@ export function toYamlDocuments(objects: Manifest["objects"]): string {
 }
 
 export function renderKubernetes(ctx: RenderContext): Artifact[] {
-  const head = `# ${HEADER("").trim()}\n`;
+  const head = `# ${HEADER_TEXT}\n`;
   return manifests(ctx)
     .filter((m) => m.objects.length > 0)
     .map((m) => ({ path: `kubernetes/${m.file}`, content: head + toYamlDocuments(m.objects), secret: m.secret }));

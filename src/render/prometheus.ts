@@ -3,7 +3,7 @@
 // extraScrapeConfigs; the chart's own jobs cover Kubernetes through service discovery.
 import { stringify } from "yaml";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER } from "./types.js";
+import { HEADER_TEXT } from "./types.js";
 
 export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unknown>> {
   const { spec, topo } = ctx;
@@ -32,5 +32,5 @@ export function prometheusConfig(ctx: RenderContext): Record<string, unknown> {
 
 export function renderPrometheus(ctx: RenderContext): Artifact[] {
   if (!ctx.spec.services.prometheus.enabled) return [];
-  return [{ path: "monitoring/prometheus.yml", content: `# ${HEADER("").trim()}\n${stringify(prometheusConfig(ctx))}` }];
+  return [{ path: "monitoring/prometheus.yml", content: `# ${HEADER_TEXT}\n${stringify(prometheusConfig(ctx))}` }];
 }

@@ -2,7 +2,7 @@
 // every boot), mount units so the volumes come back after reboots, the NFS exports,
 // and the database host's NFS mount of its data directory.
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER, lines } from "./types.js";
+import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
 
 export const LVM_SERVICE = "fmc-lvm.service";
@@ -53,7 +53,7 @@ export function volumeMountUnits(ctx: RenderContext): Array<{ name: string; cont
         ],
         Install: [["WantedBy", "multi-user.target"]],
       },
-      HEADER("").trim(),
+      HEADER_TEXT,
     ),
   }));
 }
@@ -73,7 +73,7 @@ export function lvmService(): string {
       ],
       Install: [["WantedBy", "multi-user.target"]],
     },
-    HEADER("").trim(),
+    HEADER_TEXT,
   );
 }
 
@@ -88,7 +88,7 @@ export function exportsFile(ctx: RenderContext): string {
 /** nfs-server waits for the exported volumes to be mounted. */
 export function nfsServerDropIn(ctx: RenderContext): string {
   const paths = ctx.spec.storage!.exports.map((e) => e.path).join(" ");
-  return unitFile({ Unit: [["RequiresMountsFor", paths]] }, HEADER("").trim());
+  return unitFile({ Unit: [["RequiresMountsFor", paths]] }, HEADER_TEXT);
 }
 
 export function databaseMount(ctx: RenderContext): { name: string; content: string } | undefined {
@@ -113,7 +113,7 @@ export function databaseMount(ctx: RenderContext): { name: string; content: stri
         ],
         Install: [["WantedBy", "remote-fs.target"]],
       },
-      HEADER("").trim(),
+      HEADER_TEXT,
     ),
   };
 }
@@ -133,7 +133,7 @@ export function renderStorage(ctx: RenderContext): Artifact[] {
     out.push({ path: `storage/${ctx.spec.database.host}/${dbm.name}`, content: dbm.content });
     out.push({
       path: `storage/${ctx.spec.database.host}/postgresql.service.d/fmc.conf`,
-      content: unitFile({ Unit: [["RequiresMountsFor", ctx.spec.database.dataDir]] }, HEADER("").trim()),
+      content: unitFile({ Unit: [["RequiresMountsFor", ctx.spec.database.dataDir]] }, HEADER_TEXT),
     });
   }
   return out;

@@ -5,7 +5,7 @@
 import { stringify } from "yaml";
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER } from "./types.js";
+import { HEADER_TEXT } from "./types.js";
 
 const GiB = 1024 ** 3;
 const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
@@ -117,7 +117,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
     };
   }
   return {
-    "//": HEADER("").trim(),
+    "//": HEADER_TEXT,
     terraform: { required_providers: { libvirt: { source: "dmacvicar/libvirt", version: "~> 0.8.3" } } },
     provider: { libvirt: { uri: "${var.libvirt_uri}" } },
     variable,
@@ -145,7 +145,7 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
   };
   if (cf.dnssec) resource.cloudflare_zone_dnssec = { zone: { zone_id: zone, status: "active" } };
   return {
-    "//": HEADER("").trim(),
+    "//": HEADER_TEXT,
     terraform: { required_providers: { cloudflare: { source: "cloudflare/cloudflare", version: "~> 5.22" } } },
     provider: { cloudflare: { api_token: "${var.cloudflare_api_token}" } },
     variable: {

@@ -3,7 +3,7 @@
 // ingress port where HAProxy spreads it over the agents.
 import { stringify } from "yaml";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER } from "./types.js";
+import { HEADER_TEXT } from "./types.js";
 
 export function traefikStatic(ctx: RenderContext): Record<string, unknown> {
   const e = ctx.spec.edge;
@@ -54,7 +54,7 @@ export function traefikDynamic(ctx: RenderContext): Record<string, unknown> {
 }
 
 export function renderTraefik(ctx: RenderContext): Artifact[] {
-  const head = `# ${HEADER("").trim()}\n`;
+  const head = `# ${HEADER_TEXT}\n`;
   return ctx.topo.withRole("edge").flatMap((h) => [
     { path: `traefik/${h.name}/traefik.yml`, content: head + stringify(traefikStatic(ctx)) },
     { path: `traefik/${h.name}/dynamic/fmc.yml`, content: head + stringify(traefikDynamic(ctx)) },

@@ -32,4 +32,6 @@ export function lines(...parts: Array<string | false | undefined | null | string
   return out.join("\n").replace(/\n*$/, "\n");
 }
 
-export const HEADER = (comment: string) => `${comment} Rendered by fmc from the cluster spec. Edit the spec, not this file.`;
+export const HEADER_TEXT = "Rendered by fmc from the cluster spec. Edit the spec, not this file.";
+/** The header line in a file's own comment syntax. */
+export const HEADER = (comment: string) => `${comment} ${HEADER_TEXT}`;
