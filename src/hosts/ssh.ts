@@ -124,37 +124,31 @@ export class SshTransport implements Transport {
     const wrapped = this.target.user === "root" ? command.shell : `sudo -n -- bash -c ${quote(command.shell)}`;
     return new Promise((resolve, reject) => {
       const timeoutMs = this.opts.commandTimeoutMs ?? 120_000;
+      // Exactly one of: the result, a timeout, a lost connection. settle() ends the rest.
       let done = false;
-      const timer = setTimeout(() => {
-        done = true;
-        reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s`));
-      }, timeoutMs);
-      const onClose = () => {
+      const settle = (outcome: () => void) => {
         if (done) return;
         done = true;
         clearTimeout(timer);
-        reject(this.lostError(step));
+        this.client.off("close", onClose);
+        outcome();
       };
+      const timer = setTimeout(() => settle(() => reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s`))), timeoutMs);
+      const onClose = () => settle(() => reject(this.lostError(step)));
       this.client.once("close", onClose);
       this.client.exec(wrapped, (err, stream) => {
-        if (err) {
-          done = true;
-          clearTimeout(timer);
-          this.client.off("close", onClose);
-          return reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`));
-        }
+        if (err) return settle(() => reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`)));
         const out: Buffer[] = [];
         const errs: Buffer[] = [];
         stream.on("data", (d: Buffer) => out.push(d));
         stream.stderr.on("data", (d: Buffer) => errs.push(d));
-        stream.on("close", (code: number | null) => {
-          this.client.off("close", onClose);
-          if (done) return;
-          done = true;
-          clearTimeout(timer);
-          if (code === null || code === undefined) return reject(this.lostError(step));
-          resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errs).toString("utf8") });
-        });
+        stream.on("close", (code: number | null) =>
+          settle(() =>
+            code === null || code === undefined
+              ? reject(this.lostError(step))
+              : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errs).toString("utf8") }),
+          ),
+        );
         if (command.stdin !== undefined) stream.end(command.stdin);
         else stream.end();
       });

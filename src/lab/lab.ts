@@ -230,15 +230,18 @@ export async function labDown(log: (line: string) => void): Promise<{ removed: n
   const state = readState();
   let removed = 0;
   const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`));
-  // 1. ask each container to power off, then make sure nothing is left in the namespaces
+  // 1. ask each container to power off, then make sure nothing is left: no process in
+  //    the namespaces, no nspawn (a zombie does not count)
+  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || (state?.hosts ?? []).some((h) => h.pid && running(h.pid));
+  const settle = async (ms: number) => {
+    const deadline = Date.now() + ms;
+    while (Date.now() < deadline && busy()) await sleep(50);
+  };
   for (const h of state?.hosts ?? []) if (h.pid) tryRun("kill", ["-TERM", String(h.pid)]);
-  const deadline = Date.now() + 5000;
-  while (Date.now() < deadline && namespaces.some((n) => netnsPids(n).length > 0)) await sleep(100);
+  await settle(5000);
   for (const n of namespaces) for (const pid of netnsPids(n)) tryRun("kill", ["-KILL", String(pid)]);
   for (const h of state?.hosts ?? []) if (h.pid && running(h.pid)) tryRun("kill", ["-KILL", String(h.pid)]);
-  const killDeadline = Date.now() + 5000;
-  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || (state?.hosts ?? []).some((h) => h.pid && running(h.pid));
-  while (Date.now() < killDeadline && busy()) await sleep(50);
+  await settle(5000);
   // 2. mounts: every overlay under the lab root, deepest first
   const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(join(LAB_ROOT, "labs")));
   for (const m of mounts.sort((a, b) => b.length - a.length)) {
