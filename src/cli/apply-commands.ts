@@ -16,7 +16,6 @@ const sessionArgs = {
   jump: { type: "string", description: "reach hosts through this spec host (e.g. the VPS)" },
   concurrency: { type: "string", description: "hosts worked on at once", default: "16" },
   phase: { type: "string", description: "only these phases, comma-separated (base, loadbalancer)" },
-  json: { type: "boolean", description: "machine-readable plan on stdout", default: false },
 } as const;
 
 type SessionArgs = { file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; phase?: string };
@@ -71,7 +70,11 @@ function planJson(p: Plan): string {
 
 export const plan = defineCommand({
   meta: { name: "plan", description: "Read facts from the hosts and show exactly what apply would change" },
-  args: { ...sessionArgs, "detailed-exitcode": { type: "boolean", description: "exit 0: no changes, 2: changes, 1: error (as Terraform)", default: false } },
+  args: {
+    ...sessionArgs,
+    "detailed-exitcode": { type: "boolean", description: "exit 0: no changes, 2: changes, 1: error (as Terraform)", default: false },
+    json: { type: "boolean", description: "machine-readable plan on stdout", default: false },
+  },
   async run({ args }) {
     const s = await openSession(sessionOptions(args));
     try {
