@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { parse as parseYaml, parseAllDocuments } from "yaml";
 import ajvDraft04 from "ajv-draft-04";
 import * as k8s from "kubernetes-models";
-import { renderAll } from "../src/render/index.js";
-import { ignitionConfig } from "../src/render/ignition.js";
-import { wireguardPublicKey } from "../src/state/secrets.js";
-import { contextFor, ROOT } from "./helpers.js";
+import { renderAll } from "../../src/render/index.js";
+import { ignitionConfig } from "../../src/render/ignition.js";
+import { wireguardPublicKey } from "../../src/state/secrets.js";
+import { contextFor, ROOT } from "../helpers.js";
 
 const fixture = (name: string) => JSON.parse(readFileSync(join(ROOT, "test", "fixtures", name), "utf8"));
 const ctx = contextFor();

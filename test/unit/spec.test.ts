@@ -1,9 +1,9 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadSpec } from "../src/spec/load.js";
-import { SEED_YAML } from "../src/spec/seed.js";
-import { parseCidr, parseIp, overlaps, cidrOf } from "../src/spec/net.js";
-import type { Problem } from "../src/errors.js";
+import { loadSpec } from "../../src/spec/load.js";
+import { SEED_YAML } from "../../src/spec/seed.js";
+import { parseCidr, parseIp, overlaps, cidrOf } from "../../src/spec/net.js";
+import type { Problem } from "../../src/errors.js";
 
 const errors = (yaml: string) => loadSpec(yaml).problems.filter((p) => p.severity === "error");
 const find = (ps: Problem[], path: string) => ps.find((p) => p.path === path);

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { fmc, tempDir } from "./helpers.js";
+import { fmc, ROOT, tempDir } from "../helpers.js";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -134,7 +134,7 @@ test("fmc schema prints a JSON Schema; docs/spec.md is generated from it", (t) =
   assert.equal(d.status, 0, d.stderr);
   const generated = readFileSync(join(dir, "spec.md"), "utf8");
   assert.match(generated, /\| `routerId` \| integer \|/);
-  const committed = readFileSync(new URL("../docs/spec.md", import.meta.url), "utf8");
+  const committed = readFileSync(join(ROOT, "docs/spec.md"), "utf8");
   assert.equal(committed, generated, "docs/spec.md is stale: run npm run docs");
 });
 

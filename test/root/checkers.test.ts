@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmc, inNetns, requireTool } from "./helpers.js";
+import { fmc, inNetns, requireTool } from "../helpers.js";
 
 let dir: string;
 let out: string;
