@@ -1,11 +1,115 @@
-// One apply at a time per cluster: an exclusive lock file in the state directory.
-// A lock left by a process that no longer runs is taken over.
-import { openSync, writeSync, closeSync, readFileSync, rmSync, mkdirSync } from "node:fs";
+// One apply at a time per cluster: a lock file <stateDir>/<what>.lock holding
+// {pid, host, token, started}. Why this is safe against concurrent fmc processes:
+// - A lock file appears complete or not at all: the record is written to a temp file that is
+//   then hard-linked to the lock path; link() fails with EEXIST if the path exists.
+// - Only a lock whose pid is dead on this host is stale; one that does not parse or comes from
+//   another host can't be judged and counts as held.
+// - Deleting a stale lock is the racy step, so only the owner of the marker
+//   <lock>.takeover-<token> may do it. The marker is itself taken like a lock (one left by a
+//   process that died mid-takeover is taken over the same way, one level deeper). The marker
+//   owner deletes the lock only if it still holds the exact stale content; tokens are random,
+//   so a lock created since never matches. After that, link() picks exactly one winner.
+// - Release deletes the lock only if it still carries this acquisition's token. Nobody else
+//   deletes a lock whose holder is alive, so it can't change between that check and the delete.
+import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import { FmcError } from "../errors.js";
 
 export interface Lock {
   release(): void;
+}
+
+const LockFile = z.object({
+  pid: z.number().int().positive().max(2 ** 31 - 1),
+  host: z.string().min(1),
+  token: z.string().regex(/^[0-9a-f]{16,64}$/), // becomes part of the marker's file name
+  started: z.string(),
+});
+type LockFile = z.infer<typeof LockFile>;
+
+/** Markers of markers: each level needs a process that died in the middle of a takeover. */
+const MAX_DEPTH = 3;
+/** How long to wait for someone else's takeover, which normally lasts microseconds. */
+const TAKEOVER_WAIT_MS = 3000;
+
+type Outcome =
+  | { kind: "mine"; token: string }
+  | { kind: "held"; file: string; holder: LockFile }
+  | { kind: "invalid"; file: string }
+  | { kind: "stuck"; file: string };
+
+export function acquireLock(stateDir: string, what = "apply"): Lock {
+  io(stateDir, "create the state directory", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }));
+  const path = join(stateDir, `${what}.lock`);
+  const r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+  switch (r.kind) {
+    case "mine":
+      return { release: () => release(path, r.token) };
+    case "held": {
+      const h = r.holder;
+      const local = h.host === hostname();
+      if (r.file === path) {
+        throw new FmcError(
+          "LOCKED",
+          local ? `another fmc ${what} is running (pid ${h.pid}, since ${h.started})` : `another fmc ${what} holds the lock (pid ${h.pid} on host ${h.host}, since ${h.started})`,
+          local ? `wait for it to finish; if no fmc runs, remove ${path}` : `the state directory is shared with ${h.host}; if no fmc runs there, remove ${path}`,
+        );
+      }
+      throw new FmcError(
+        "LOCKED",
+        `another fmc ${what} is taking over a stale lock (pid ${h.pid}${local ? "" : ` on host ${h.host}`}, since ${h.started})`,
+        `try again; if no fmc runs, remove ${path} and ${r.file}`,
+      );
+    }
+    case "invalid":
+      throw new FmcError("LOCKED", `${r.file} is not a valid fmc lock file; it counts as held`, `if no fmc ${what} runs, remove ${r.file}`);
+    case "stuck":
+      throw new FmcError("LOCKED", `too many abandoned takeovers of ${path}`, `if no fmc ${what} runs, remove ${path} and ${path}.takeover-*`);
+  }
+}
+
+/** Creates the lock file at path, taking over a stale one; never throws LOCKED itself. */
+function take(path: string, depth: number, deadline: number): Outcome {
+  for (;;) {
+    const token = randomBytes(16).toString("hex");
+    const record: LockFile = { pid: process.pid, host: hostname(), token, started: new Date().toISOString() };
+    if (create(path, JSON.stringify(record), token)) return { kind: "mine", token };
+    const raw = read(path);
+    if (raw === undefined) continue; // released meanwhile: try again
+    const holder = parse(raw);
+    if (!holder) return { kind: "invalid", file: path };
+    if (holder.host !== hostname() || alive(holder.pid)) return { kind: "held", file: path, holder };
+    if (depth >= MAX_DEPTH) return { kind: "stuck", file: path };
+    const marker = `${path}.takeover-${holder.token}`;
+    const m = take(marker, depth + 1, deadline);
+    if (m.kind === "mine") {
+      try {
+        if (read(path) === raw) remove(path);
+      } finally {
+        release(marker, m.token);
+      }
+      continue; // the path is free (or someone else was faster): link() decides
+    }
+    if (m.kind !== "held" || Date.now() > deadline) return m;
+    sleep(1 + Math.random() * 5); // another process is taking it over right now
+  }
+}
+
+function release(path: string, token: string): void {
+  const raw = read(path);
+  if (raw !== undefined && parse(raw)?.token === token) remove(path);
+}
+
+function parse(raw: string): LockFile | undefined {
+  try {
+    const r = LockFile.safeParse(JSON.parse(raw));
+    return r.success ? r.data : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function alive(pid: number): boolean {
@@ -13,33 +117,58 @@ function alive(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    return (e as NodeJS.ErrnoException).code !== "ESRCH"; // EPERM: alive, owned by another user
   }
 }
 
-export function acquireLock(stateDir: string, what = "apply"): Lock {
-  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
-  const path = join(stateDir, `${what}.lock`);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, JSON.stringify({ pid: process.pid, started: new Date().toISOString() }));
-      closeSync(fd);
-      return { release: () => rmSync(path, { force: true }) };
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      let holder: { pid: number; started: string } | undefined;
+/** Writes content to a temp file and links it to path: false if path exists. */
+function create(path: string, content: string, token: string): boolean {
+  const tmp = `${path}.tmp-${token}`;
+  io(tmp, "write", () => writeFileSync(tmp, content, { flag: "wx", mode: 0o600 }));
+  try {
+    return io(path, "create", () => {
       try {
-        holder = JSON.parse(readFileSync(path, "utf8"));
-      } catch {
-        holder = undefined; // being written right now, or garbage: treat as held
+        linkSync(tmp, path);
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+        throw e;
       }
-      if (holder && !alive(holder.pid)) {
-        rmSync(path, { force: true }); // stale: its process is gone
-        continue;
-      }
-      throw new FmcError("LOCKED", `another fmc ${what} is running${holder ? ` (pid ${holder.pid}, since ${holder.started})` : ""}`, `wait for it to finish; if no fmc runs, remove ${path}`);
-    }
+    });
+  } finally {
+    remove(tmp);
   }
-  throw new FmcError("LOCKED", `could not take ${path}`);
+}
+
+function read(path: string): string | undefined {
+  return io(path, "read", () => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw e;
+    }
+  });
+}
+
+function remove(path: string): void {
+  io(path, "remove", () => {
+    try {
+      unlinkSync(path);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+    }
+  });
+}
+
+function io<T>(path: string, action: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new FmcError("LOCK_IO", `cannot ${action} ${path}: ${(e as Error).message}`, "check that the state directory is a writable local directory");
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
