@@ -34,8 +34,8 @@ export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknow
     if (spec.k3s.disable.length) cfg.disable = [...spec.k3s.disable];
     cfg["write-kubeconfig-mode"] = "0600";
     cfg["secrets-encryption"] = true;
-    cfg["etcd-snapshot-schedule-cron"] = "0 */6 * * *";
-    cfg["etcd-snapshot-retention"] = 20;
+    cfg["etcd-snapshot-schedule-cron"] = spec.k3s.snapshotSchedule;
+    cfg["etcd-snapshot-retention"] = spec.k3s.snapshotRetention;
     Object.assign(cfg, spec.k3s.serverArgs);
   } else {
     cfg.server = `https://${vip}:${spec.loadBalancer.apiPort}`;

@@ -3,7 +3,40 @@
 import { existsSync } from "node:fs";
 import type { Host, Role, Spec } from "./schema.js";
 import { broadcast, contains, isInside, overlaps, parseCidr, parseIp, type Cidr } from "./net.js";
+import { K3S_AGENT_FLAGS, K3S_SERVER_FLAGS } from "./k3s-flags.js";
 import { didYouMean, type Problem } from "../errors.js";
+
+/**
+ * A problem from checks. `aggregateOf` names the list whose item count the message depends
+ * on ("no host has role storage"): when a broken item of that list was dropped to keep
+ * checking, the message could be an echo of that item's own error, so it is left out.
+ */
+export type CheckProblem = Problem & { readonly aggregateOf?: string };
+
+/** config.yaml keys fmc writes itself; serverArgs/agentArgs may not override them. */
+export const K3S_MANAGED_KEYS: Readonly<Record<string, string>> = {
+  token: "generated into the secret store",
+  "token-file": "fmc manages the join token",
+  "agent-token": "fmc manages the join tokens",
+  "agent-token-file": "fmc manages the join tokens",
+  server: "every node joins through the API VIP (k3s.apiVip)",
+  "cluster-init": "the first k3s-server initialises the cluster",
+  "cluster-reset": "a day-2 operation, never a standing setting",
+  "cluster-reset-restore-path": "a day-2 operation, never a standing setting",
+  "node-name": "the host's name",
+  "node-ip": "the host's address",
+  "node-label": "use hosts[].labels",
+  "node-taint": "use hosts[].taints",
+  "tls-san": "the API VIP, api.<domain> and every server are added",
+  "cluster-cidr": "use k3s.clusterCidr",
+  "service-cidr": "use k3s.serviceCidr",
+  disable: "use k3s.disable",
+  "write-kubeconfig-mode": "fmc keeps the admin kubeconfig 0600",
+  "secrets-encryption": "always on",
+  "etcd-snapshot-schedule-cron": "use k3s.snapshotSchedule",
+  "etcd-snapshot-retention": "use k3s.snapshotRetention",
+  config: "fmc writes /etc/rancher/k3s/config.yaml",
+};
 
 /** Reads a public-key file named in the spec; returns undefined when it does not exist. */
 export type KeyReader = (path: string) => string | undefined;
@@ -14,22 +47,25 @@ export function isPublicKey(text: string): boolean {
   return KEY.test(text.trim());
 }
 
-/** Ports each role listens on, for conflict detection: "6443/tcp" -> what uses it. */
-export function rolePorts(spec: Spec, role: Role): Array<[string, string]> {
+/** The port K3s servers serve the Kubernetes API on, whatever the load balancer's frontend port. */
+export const K3S_API_PORT = 6443;
+
+/** Ports each role listens on, for conflict detection: "6443/tcp", what uses it, and the setting that chose it. */
+export function rolePorts(spec: Spec, role: Role): Array<[string, string, string?]> {
   const lb = spec.loadBalancer;
   switch (role) {
     case "loadbalancer":
       return [
-        [`${lb.apiPort}/tcp`, "HAProxy API frontend"],
-        [`${lb.httpPort}/tcp`, "HAProxy HTTP frontend"],
-        [`${lb.httpsPort}/tcp`, "HAProxy HTTPS frontend"],
-        [`${lb.statsPort}/tcp`, "HAProxy stats"],
-        [`${lb.metricsPort}/tcp`, "HAProxy metrics"],
+        [`${lb.apiPort}/tcp`, "HAProxy API frontend", "loadBalancer.apiPort"],
+        [`${lb.httpPort}/tcp`, "HAProxy HTTP frontend", "loadBalancer.httpPort"],
+        [`${lb.httpsPort}/tcp`, "HAProxy HTTPS frontend", "loadBalancer.httpsPort"],
+        [`${lb.statsPort}/tcp`, "HAProxy stats", "loadBalancer.statsPort"],
+        [`${lb.metricsPort}/tcp`, "HAProxy metrics", "loadBalancer.metricsPort"],
       ];
     case "edge":
-      return [["80/tcp", "Traefik web"], ["443/tcp", "Traefik websecure"], [`${spec.edge.metricsPort}/tcp`, "Traefik metrics"]];
+      return [["80/tcp", "Traefik web"], ["443/tcp", "Traefik websecure"], [`${spec.edge.metricsPort}/tcp`, "Traefik metrics", "edge.metricsPort"]];
     case "k3s-server":
-      return [["6443/tcp", "kube-apiserver"], ["2379/tcp", "etcd client"], ["2380/tcp", "etcd peer"], ["10250/tcp", "kubelet"]];
+      return [[`${K3S_API_PORT}/tcp`, "kube-apiserver"], ["2379/tcp", "etcd client"], ["2380/tcp", "etcd peer"], ["10250/tcp", "kubelet"]];
     case "k3s-agent":
       return [["10250/tcp", "kubelet"]];
     case "identity":
@@ -40,18 +76,21 @@ export function rolePorts(spec: Spec, role: Role): Array<[string, string]> {
       return [["2049/tcp", "NFS"]];
     case "gateway":
       return [
-        [`${spec.wireguard?.port ?? 51820}/udp`, "WireGuard"],
-        ...(spec.wireguard?.forwardPorts ?? []).map((p): [string, string] => [`${p}/tcp`, "public port forward"]),
+        [`${spec.wireguard?.port ?? 51820}/udp`, "WireGuard", "wireguard.port"],
+        ...(spec.wireguard?.forwardPorts ?? []).map((p, i): [string, string, string] => [`${p}/tcp`, "public port forward", `wireguard.forwardPorts[${i}]`]),
       ];
     case "firewall":
       return [];
   }
 }
 
-export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[] {
-  const out: Problem[] = [];
+export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProblem[] {
+  const out: CheckProblem[] = [];
   const err = (path: string, message: string, hint?: string) => out.push({ severity: "error", path, message, hint });
   const warn = (path: string, message: string, hint?: string) => out.push({ severity: "warning", path, message, hint });
+  // problems that depend on how many items a list has (see CheckProblem)
+  const errOf = (list: string) => (path: string, message: string, hint?: string) => out.push({ severity: "error", path, message, hint, aggregateOf: list });
+  const warnOf = (list: string) => (path: string, message: string, hint?: string) => out.push({ severity: "warning", path, message, hint, aggregateOf: list });
 
   // --- network -------------------------------------------------------------------
   const net = cidrAt(spec.network.cidr, "network.cidr", err);
@@ -96,7 +135,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
       else byAddress.set(ip, h.name);
       const s = subnetOf(ip);
       if (!s) {
-        err(`${path}.address`, `${h.address} is outside every subnet`, `add a subnet to network.subnets or move ${h.name} into one of: ${subnets.map((x) => `${x.name} ${x.cidr.text}`).join(", ")}`);
+        errOf("network.subnets")(`${path}.address`, `${h.address} is outside every subnet`, `add a subnet to network.subnets or move ${h.name} into one of: ${subnets.map((x) => `${x.name} ${x.cidr.text}`).join(", ")}`);
       } else if (ip === s.cidr.network || ip === broadcast(s.cidr)) {
         err(`${path}.address`, `${h.address} is the network or broadcast address of subnet "${s.name}"`);
       } else if (!h.roles.includes("firewall") && !h.roles.includes("gateway") && gatewayIp(spec, s.index, s.cidr) === ip) {
@@ -138,13 +177,15 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
     const ip = parseIp(v.address);
     if (ip === undefined) return err(`${path}.address`, `"${v.address}" is not an IPv4 address`);
     const owner = byAddress.get(ip);
-    if (owner !== undefined) err(`${path}.address`, `${v.address} is the address of host ${owner}`, "a VIP needs an address no host uses");
+    if (owner !== undefined) {
+      err(`${path}.address`, owner.startsWith("VIP ") ? `${v.address} is already used by ${owner}` : `${v.address} is the address of host ${owner}`, "a VIP needs an address nothing else uses");
+    }
     byAddress.set(ip, `VIP ${v.name}`);
     const s = subnetOf(ip);
-    if (!s) return err(`${path}.address`, `${v.address} is outside every subnet`);
+    if (!s) return errOf("network.subnets")(`${path}.address`, `${v.address} is outside every subnet`);
     const holders = spec.hosts.filter((h) => h.roles.includes(v.role));
-    if (holders.length === 0) err(`${path}.role`, `no host has role ${v.role} to hold VIP ${v.name}`);
-    else if (holders.length === 1) warn(`${path}.role`, `only ${holders[0]!.name} holds VIP ${v.name}: no failover`);
+    if (holders.length === 0) errOf("hosts")(`${path}.role`, `no host has role ${v.role} to hold VIP ${v.name}`);
+    else if (holders.length === 1) warnOf("hosts")(`${path}.role`, `only ${holders[0]!.name} holds VIP ${v.name}: no failover`);
     for (const h of holders) {
       const hip = hostIps.get(h.name);
       if (hip !== undefined && !contains(s.cidr, hip)) {
@@ -154,7 +195,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   });
   for (const role of ["loadbalancer", "edge"] as const) {
     if (spec.hosts.some((h) => h.roles.includes(role)) && !spec.vips.some((v) => v.role === role)) {
-      warn("vips", `hosts have role ${role} but no VIP has role ${role}`);
+      warnOf("vips")("vips", `hosts have role ${role} but no VIP has role ${role}`);
     }
   }
 
@@ -162,9 +203,9 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   const servers = spec.hosts.filter((h) => h.roles.includes("k3s-server"));
   const agents = spec.hosts.filter((h) => h.roles.includes("k3s-agent"));
   if (servers.length === 0) {
-    err("hosts", "no host has role k3s-server", agents.length ? "k3s-agent hosts need at least one k3s-server to join" : "add at least one k3s-server (three for HA)");
+    errOf("hosts")("hosts", "no host has role k3s-server", agents.length ? "k3s-agent hosts need at least one k3s-server to join" : "add at least one k3s-server (three for HA)");
   } else if (servers.length % 2 === 0) {
-    warn("hosts", `${servers.length} k3s-server hosts: an even count tolerates no more failures than ${servers.length - 1}`, "use an odd number of servers (1, 3, 5) for etcd quorum");
+    warnOf("hosts")("hosts", `${servers.length} k3s-server hosts: an even count tolerates no more failures than ${servers.length - 1}`, "use an odd number of servers (1, 3, 5) for etcd quorum");
   }
   const apiVip = spec.vips.find((v) => v.name === spec.k3s.apiVip);
   if (!apiVip) err("k3s.apiVip", `no VIP named "${spec.k3s.apiVip}"`, didYouMean(spec.k3s.apiVip, vipNames.keys()));
@@ -174,7 +215,8 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   for (const [c, p] of [[clusterCidr, "k3s.clusterCidr"], [serviceCidr, "k3s.serviceCidr"]] as const) {
     if (c && net && overlaps(c, net)) err(p, `${c.text} overlaps network.cidr ${spec.network.cidr}`, "pods and services need their own ranges");
   }
-  if (spec.k3s.airgapPath !== undefined && !spec.k3s.airgapPath.startsWith("/")) err("k3s.airgapPath", "must be an absolute path");
+  checkK3sArgs(spec.k3s.serverArgs, "k3s.serverArgs", K3S_SERVER_FLAGS, "server", err);
+  checkK3sArgs(spec.k3s.agentArgs, "k3s.agentArgs", K3S_AGENT_FLAGS, "agent", err);
   if (spec.k3s.ingressNodePorts.http === spec.k3s.ingressNodePorts.https) err("k3s.ingressNodePorts", "http and https NodePorts are the same");
   for (const [k, p] of Object.entries(spec.k3s.ingressNodePorts)) {
     if (p < 30000 || p > 32767) err(`k3s.ingressNodePorts.${k}`, `${p} is outside the NodePort range 30000-32767`);
@@ -197,20 +239,22 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   const exportPaths = new Set(st?.exports.map((e) => e.path) ?? []);
   if (st) {
     needHost("storage.host", st.host, "storage");
-    absolute(st.device, "storage.device", err);
-    absolute(st.longhornPath, "storage.longhornPath", err);
     const mounts = new Set<string>();
+    const lvNames = new Set<string>();
     st.volumes.forEach((v, i) => {
-      absolute(v.mount, `storage.volumes[${i}].mount`, err);
+      if (lvNames.has(v.name)) err(`storage.volumes[${i}].name`, `logical volume ${v.name} is listed twice`);
+      lvNames.add(v.name);
       if (mounts.has(v.mount)) err(`storage.volumes[${i}].mount`, `${v.mount} is mounted twice`);
       mounts.add(v.mount);
     });
     const free = st.volumes.filter((v) => v.size.endsWith("%FREE"));
     if (free.length > 1) err("storage.volumes", "only one volume can take the remaining space (%FREE)");
     if (free.length === 1 && st.volumes.at(-1) !== free[0]) err("storage.volumes", "the %FREE volume must be the last one", "LVM allocates volumes in order");
+    const exported = new Set<string>();
     st.exports.forEach((e, i) => {
-      absolute(e.path, `storage.exports[${i}].path`, err);
-      if (e.path.startsWith("/") && !st.volumes.some((v) => e.path === v.mount || e.path.startsWith(`${v.mount}/`))) {
+      if (exported.has(e.path)) err(`storage.exports[${i}].path`, `${e.path} is exported twice`, "list all its clients in one entry");
+      exported.add(e.path);
+      if (!st.volumes.some((v) => e.path === v.mount || e.path.startsWith(`${v.mount}/`))) {
         warn(`storage.exports[${i}].path`, `${e.path} is not on any storage volume: it lives on the root disk`);
       }
       e.clients.forEach((c, j) => {
@@ -218,7 +262,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
         if (!ok) err(`storage.exports[${i}].clients[${j}]`, `"${c}" is not an IPv4 address or CIDR`);
       });
     });
-    if (st.longhornPath.startsWith("/") && !mounts.has(st.longhornPath)) {
+    if (!mounts.has(st.longhornPath)) {
       warn("storage.longhornPath", `${st.longhornPath} is not a storage volume mount: Longhorn would fill the root disk`);
     }
     if (spec.services.nfsCsi.enabled && !exportPaths.has(st.sharedExport)) {
@@ -226,11 +270,10 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
     }
   }
   if (spec.services.longhorn.enabled && !spec.hosts.some((h) => h.roles.includes("storage"))) {
-    err("services.longhorn", "Longhorn is enabled but no host has role storage", "add role storage to a host or set services.longhorn.enabled: false");
+    errOf("hosts")("services.longhorn", "Longhorn is enabled but no host has role storage", "add role storage to a host or set services.longhorn.enabled: false");
   }
   if (spec.services.nfsCsi.enabled && !st) err("services.nfsCsi", "the NFS StorageClass is enabled but there is no storage section");
   for (const [svc, chart] of Object.entries(spec.services)) {
-    if (!/^(https|oci):\/\//.test(chart.repo)) err(`services.${svc}.repo`, `"${chart.repo}" must start with https:// or oci://`);
     if (!chart.enabled || !chart.storageClass) continue;
     const backing = chart.storageClass === "longhorn" ? spec.services.longhorn : spec.services.nfsCsi;
     if (!backing.enabled) err(`services.${svc}.storageClass`, `${chart.storageClass} is used but its provider is disabled`);
@@ -240,7 +283,6 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   const db = spec.database;
   if (db) {
     needHost("database.host", db.host, "database");
-    absolute(db.dataDir, "database.dataDir", err);
     if (db.nfsExport !== undefined) {
       const exp = st?.exports.find((e) => e.path === db.nfsExport);
       if (!exp) {
@@ -262,10 +304,10 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): Problem[]
   if (wg) {
     needHost("wireguard.lanPeer", wg.lanPeer, "firewall");
     const gws = spec.hosts.filter((h) => h.roles.includes("gateway"));
-    if (gws.length !== 1) err("wireguard", `WireGuard needs exactly one host with role gateway (the VPS); found ${gws.length}`);
+    if (gws.length !== 1) errOf("hosts")("wireguard", `WireGuard needs exactly one host with role gateway (the VPS); found ${gws.length}`);
     else if (!gws[0]!.publicAddress) warn(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress; Cloudflare records need one");
   } else if (spec.hosts.some((h) => h.roles.includes("gateway"))) {
-    err("wireguard", "a host has role gateway but there is no wireguard section");
+    errOf("hosts")("wireguard", "a host has role gateway but there is no wireguard section");
   }
   const fw = spec.firewall;
   if (fw) {
@@ -295,16 +337,43 @@ function gatewayIp(spec: Spec, index: number, cidr: Cidr): number {
   return g !== undefined ? (parseIp(g) ?? -1) : cidr.network + 1;
 }
 
+/**
+ * Parses a CIDR, reporting a bad one. A CIDR with host bits set is reported once and then
+ * used as the network it names, so the hosts inside it don't each get an echo error.
+ */
 function cidrAt(text: string, path: string, err: (p: string, m: string, h?: string) => void): Cidr | undefined {
   const c = parseCidr(text);
-  if (c === undefined) err(path, `"${text}" is not an IPv4 CIDR`, "write it like 10.17.4.0/24");
-  else if (typeof c === "string") err(path, `${text}: ${c}`);
-  else return c;
-  return undefined;
+  if (c === undefined) {
+    err(path, `"${text}" is not an IPv4 CIDR`, "write it like 10.17.4.0/24");
+    return undefined;
+  }
+  if (typeof c === "string") {
+    err(path, `${text}: ${c}`);
+    const [ip, len] = text.split("/");
+    const prefix = Number(len);
+    const addr = parseIp(ip!)!;
+    const network = prefix === 0 ? 0 : (addr & ((0xffffffff << (32 - prefix)) >>> 0)) >>> 0;
+    return { network, prefix, text };
+  }
+  return c;
 }
 
-function absolute(path: string, at: string, err: (p: string, m: string, h?: string) => void) {
-  if (!path.startsWith("/")) err(at, `"${path}" is a relative path`, `use an absolute path such as /${path.replace(/^\.?\/?/, "")}`);
+function checkK3sArgs(
+  args: Readonly<Record<string, unknown>>,
+  at: string,
+  known: ReadonlySet<string>,
+  kind: "server" | "agent",
+  err: (p: string, m: string, h?: string) => void,
+) {
+  for (const key of Object.keys(args)) {
+    const path = `${at}.${key}`;
+    const managed = K3S_MANAGED_KEYS[key];
+    if (managed) err(path, `fmc sets ${key} itself: ${managed}`, "remove it from the spec");
+    else if (!known.has(key)) {
+      const serverOnly = kind === "agent" && K3S_SERVER_FLAGS.has(key);
+      err(path, serverOnly ? `${key} is a k3s server flag, not an agent flag` : `"${key}" is not a k3s ${kind} flag`, serverOnly ? "put it in k3s.serverArgs" : didYouMean(key, known));
+    }
+  }
 }
 
 function checkKeys(keys: readonly string[], path: string, read: KeyReader | undefined, err: (p: string, m: string, h?: string) => void): number {
@@ -312,7 +381,12 @@ function checkKeys(keys: readonly string[], path: string, read: KeyReader | unde
   keys.forEach((k, i) => {
     if (isPublicKey(k)) return void n++;
     if (/^(~|\.|\/)/.test(k)) {
-      const text = read ? read(k) : existsSync(k) ? "" : undefined;
+      let text: string | undefined;
+      try {
+        text = read ? read(k) : existsSync(k) ? "" : undefined;
+      } catch (e) {
+        return void err(`${path}[${i}]`, (e as Error).message, (e as { hint?: string }).hint);
+      }
       if (text === undefined) err(`${path}[${i}]`, `key file ${k} does not exist`);
       else if (read && !text.split("\n").some((l) => isPublicKey(l))) err(`${path}[${i}]`, `${k} holds no OpenSSH public key`);
       else n++;
@@ -323,13 +397,19 @@ function checkKeys(keys: readonly string[], path: string, read: KeyReader | unde
   return n;
 }
 
+/**
+ * Two listeners on one port. Within one role it is a setting that clashes (blamed on that
+ * setting, once for the whole spec); across roles it is the host's roles that clash.
+ */
 function checkPorts(spec: Spec, h: Host, path: string, err: (p: string, m: string, h?: string) => void) {
-  const used = new Map<string, string>();
+  const used = new Map<string, { what: string; role: Role; at?: string }>();
   for (const role of new Set(h.roles)) {
-    for (const [port, what] of rolePorts(spec, role)) {
+    for (const [port, what, at] of rolePorts(spec, role)) {
       const prev = used.get(port);
-      if (prev && prev !== what) err(`${path}.roles`, `port ${port} on ${h.name} is used by both ${prev} and ${what}`, "put these roles on different hosts");
-      else used.set(port, what);
+      if (!prev) used.set(port, { what, role, at });
+      else if (prev.what === what) continue;
+      else if (prev.role === role) err(at ?? prev.at ?? `${path}.roles`, `port ${port} is used by both ${prev.what} and ${what}`, "give each its own port");
+      else err(`${path}.roles`, `port ${port} on ${h.name} is used by both ${prev.what} and ${what}`, "put these roles on different hosts");
     }
   }
 }

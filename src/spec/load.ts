@@ -6,6 +6,7 @@ import { LineCounter, parseDocument, type Node } from "yaml";
 import { z } from "zod";
 import { API_VERSION, SpecSchema, type Spec } from "./schema.js";
 import { semanticProblems, type KeyReader } from "./checks.js";
+import { controlChar } from "./formats.js";
 import { didYouMean, formatPath, type Problem } from "../errors.js";
 
 export interface LoadResult {
@@ -21,9 +22,17 @@ export interface LoadOptions {
 /** Older apiVersions and how to bring them to the current one (none yet). */
 const MIGRATIONS: Record<string, (doc: Record<string, unknown>) => Record<string, unknown>> = {};
 
+/** YAML aliases a spec may expand; far more than any real spec uses, far less than a "billion laughs" needs. */
+const MAX_ALIASES = 200;
+
 export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
+  } catch (e) {
+    return { problems: [yamlLimit(e)] };
+  }
   if (doc.errors.length > 0) {
     return {
       problems: doc.errors.map((e) => ({
@@ -42,7 +51,12 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
     return undefined;
   };
 
-  let raw = doc.toJS() as unknown;
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: MAX_ALIASES }) as unknown;
+  } catch (e) {
+    return { problems: [yamlLimit(e)] };
+  }
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) {
     return { problems: [{ severity: "error", path: "", message: "the spec must be a YAML mapping", line: 1 }] };
   }
@@ -51,8 +65,13 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
   if (migrate) raw = migrate(raw as Record<string, unknown>);
 
   const problems: Problem[] = [];
+  // Control characters first, at their exact path; the value is then dropped, so the
+  // schema's own complaint about it (or its absence) is suppressed as an echo below.
   const removed: Removed = new Map();
   const removedNames = new Set<string>();
+  const controls = controlProblems(raw, lineOf);
+  problems.push(...controls.map((c) => c.problem));
+  if (controls.length) raw = repair(raw, controls.map((c) => c.issue), removed, removedNames);
   let result = SpecSchema.safeParse(raw, { reportInput: true });
   if (!result.success) {
     problems.push(...result.error.issues.map((issue) => toProblem(issue, lineOf)));
@@ -64,18 +83,77 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
       result = SpecSchema.safeParse(repaired, { reportInput: true });
     }
   }
-  if (!result.success) return { problems };
+  if (!result.success) return { problems: onePerPath(problems) };
   const spec = result.data;
-  // Items dropped by repair would show up as "no host named X": those are echoes too.
+  // Items dropped by repair would show up as "no host named X", or change a count ("no
+  // host has role storage"): those are echoes of the item's own error.
   const dropped = [...removedNames];
-  for (const p of semanticProblems(spec, options.readKeyFile)) {
+  for (const { aggregateOf, ...p } of semanticProblems(spec, options.readKeyFile)) {
     if (dropped.some((n) => new RegExp(`\\b${n}\\b`).test(p.message))) continue;
+    if (aggregateOf !== undefined && removed.has(aggregateOf)) continue;
     const original = originalPath(pathArray(p.path), removed);
     problems.push({ ...p, path: formatPath(original), line: p.line ?? lineOf(original) });
   }
-  problems.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
+  const reported = onePerPath(problems);
+  reported.sort((a, b) => (a.line ?? 0) - (b.line ?? 0));
   // A spec that needed repair is never returned: nothing may be rendered from it.
-  return hasErrors(problems) ? { problems } : { spec, problems };
+  return hasErrors(reported) ? { problems: reported } : { spec, problems: reported };
+}
+
+/**
+ * One mistake, one error: the first error at a path wins (later ones there are echoes of
+ * it), as does an error on a whole list item over errors inside that item. Warnings are
+ * dropped where an error already stands, and repeated warnings are shown once.
+ */
+function onePerPath(problems: readonly Problem[]): Problem[] {
+  const errorPaths = new Set<string>();
+  const itemErrors: string[] = [];
+  const out: Problem[] = [];
+  const shadowed = (path: string) => errorPaths.has(path) || itemErrors.some((item) => path.startsWith(`${item}.`) || path.startsWith(`${item}[`));
+  for (const p of problems.filter((x) => x.severity === "error")) {
+    if (shadowed(p.path)) continue;
+    errorPaths.add(p.path);
+    if (p.path.endsWith("]")) itemErrors.push(p.path);
+    out.push(p);
+  }
+  const seen = new Set<string>();
+  for (const p of problems.filter((x) => x.severity === "warning")) {
+    const key = `${p.path}\u0000${p.message}`;
+    if (seen.has(key) || shadowed(p.path)) continue;
+    seen.add(key);
+    out.push(p);
+  }
+  return out;
+}
+
+function yamlLimit(e: unknown): Problem {
+  const message = e instanceof RangeError ? "the document nests too deeply" : e instanceof ReferenceError ? `more than ${MAX_ALIASES} alias expansions (a YAML "billion laughs" is refused)` : (e as Error).message;
+  return { severity: "error", path: "", message: `YAML: ${message}` };
+}
+
+/** Every key or string value with a control character, as a problem and a repair issue. */
+function controlProblems(raw: unknown, lineOf: (p: ReadonlyArray<PropertyKey>) => number | undefined) {
+  const found: Array<{ problem: Problem; issue: z.core.$ZodIssue }> = [];
+  const visit = (v: unknown, path: PropertyKey[]) => {
+    if (typeof v === "string") {
+      const c = controlChar(v);
+      if (c) add(path, `contains the control character ${c}`, "spec values are single-line text without control characters");
+    } else if (Array.isArray(v)) v.forEach((x, i) => visit(x, [...path, i]));
+    else if (v && typeof v === "object") {
+      for (const [k, x] of Object.entries(v)) {
+        const c = controlChar(k);
+        if (c) add([...path, k], `the key contains the control character ${c}`);
+        else visit(x, [...path, k]);
+      }
+    }
+  };
+  const add = (path: PropertyKey[], message: string, hint?: string) =>
+    found.push({
+      problem: { severity: "error", path: formatPath(path), message, hint, line: lineOf(path) },
+      issue: { code: "custom", path, message, input: undefined } as z.core.$ZodIssue,
+    });
+  visit(raw, []);
+  return found;
 }
 
 export function hasErrors(problems: readonly Problem[]): boolean {

@@ -1,7 +1,14 @@
 // The cluster spec: one declarative file describes the whole infrastructure.
-// Zod checks shape, types and enums here; network logic and cross-references are
-// checked in validate.ts so every problem can be reported at once.
+// Zod checks shape, types, enums and the strict format of every string (formats.ts);
+// network logic and cross-references are checked in checks.ts, so every problem can be
+// reported at once.
 import { z } from "zod";
+import {
+  absPath, cidr, description, devicePath, dnsLabel, domainName, endpointRef, hostOrIp, ifname, ipv4, labelKey, labelValue,
+  libvirtUri, lvmName, lvmSize, nfsOption, postgresVersion, realm, recordName, repoUrl, semver, shortVersion, sqlIdentifier,
+  sshKeyEntry, storageQuantity, taint, userName,
+} from "./formats.js";
+import { K3S_DISABLE_ITEMS } from "./k3s-flags.js";
 
 export const API_VERSION = "fmc.dev/v1alpha1";
 
@@ -21,18 +28,16 @@ export type Role = (typeof ROLES)[number];
 export const OS_FAMILIES = ["flatcar", "almalinux", "debian"] as const;
 export type OsFamily = (typeof OS_FAMILIES)[number];
 
-const name = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, "must be a lowercase DNS label (a-z, 0-9, -)");
+const name = dnsLabel;
 const port = z.number().int().min(1).max(65535);
-const absPath = z.string().describe("absolute path");
-const size = z
-  .string()
-  .regex(/^(\d+[KMGT]|\d+%FREE)$/, 'must look like "20G", "512M" or "100%FREE"')
-  .describe('LVM size such as "20G" or "100%FREE"');
+const size = lvmSize.describe('LVM size such as "20G" or "100%FREE"');
+/** Lists are bounded so that a hostile spec can't make fmc do unbounded work. */
+const list = <T extends z.ZodType>(item: T, max: number) => z.array(item).max(max);
 
 const Subnet = z.strictObject({
   name: name.describe("short name used in rules, e.g. cluster"),
-  cidr: z.string().describe("IPv4 CIDR inside network.cidr"),
-  gateway: z.string().optional().describe("default gateway of the subnet (defaults to the first address, held by the firewall)"),
+  cidr: cidr.describe("IPv4 CIDR inside network.cidr"),
+  gateway: ipv4.optional().describe("default gateway of the subnet (defaults to the first address, held by the firewall)"),
   libvirt: z
     .enum(["nat", "bridge", "none"])
     .default("none")
@@ -40,51 +45,57 @@ const Subnet = z.strictObject({
 });
 
 const Network = z.strictObject({
-  cidr: z.string().default("10.17.0.0/16").describe("the private network; all cluster traffic stays inside it"),
-  subnets: z.array(Subnet).min(1),
-  bridge: z.string().default("br0").describe("host bridge to the physical LAN, for subnets with libvirt: bridge"),
-  ntp: z.array(z.string()).default(["0.flatcar.pool.ntp.org", "1.flatcar.pool.ntp.org"]),
-  upstreamDns: z.array(z.string()).default(["1.1.1.1", "9.9.9.9"]).describe("forwarders used by the internal DNS server only"),
+  cidr: cidr.default("10.17.0.0/16").describe("the private network; all cluster traffic stays inside it"),
+  subnets: list(Subnet, 256).min(1),
+  bridge: ifname.default("br0").describe("host bridge to the physical LAN, for subnets with libvirt: bridge"),
+  ntp: list(hostOrIp, 16).default(["0.flatcar.pool.ntp.org", "1.flatcar.pool.ntp.org"]).describe("NTP servers: host names or IPv4 addresses"),
+  upstreamDns: list(ipv4, 8).default(["1.1.1.1", "9.9.9.9"]).describe("forwarders (IPv4) used by the internal DNS server only"),
 });
 
 const SshAccess = z.strictObject({
-  user: z.string().optional(),
+  user: userName.optional(),
   port: port.optional(),
-  keys: z.array(z.string()).optional().describe("public keys (ssh-ed25519 …, ssh-rsa …); every key is installed"),
-  host: z.string().optional().describe("address to connect to when it differs from the host's address (e.g. the VPS's public IP)"),
+  keys: list(sshKeyEntry, 64).optional().describe("public keys (ssh-ed25519 …, ssh-rsa …); every key is installed"),
+  host: hostOrIp.optional().describe("address to connect to when it differs from the host's address (e.g. the VPS's public IP)"),
 });
 
 const Disk = z.strictObject({
   name: name,
-  sizeGiB: z.number().int().positive(),
+  sizeGiB: z.number().int().positive().max(65536),
 });
 
 const Vm = z.strictObject({
-  vcpu: z.number().int().positive(),
-  memoryMiB: z.number().int().min(256),
-  diskGiB: z.number().int().positive(),
-  dataDisks: z.array(Disk).default([]),
+  vcpu: z.number().int().positive().max(512),
+  memoryMiB: z.number().int().min(256).max(16 * 1024 * 1024),
+  diskGiB: z.number().int().positive().max(65536),
+  dataDisks: list(Disk, 16).default([]),
 });
 
 const Host = z.strictObject({
   name: name,
-  roles: z.array(z.enum(ROLES)).min(1),
+  roles: list(z.enum(ROLES), ROLES.length).min(1),
   os: z.enum(OS_FAMILIES),
-  address: z.string().describe("primary IPv4 address inside one of network.subnets"),
-  publicAddress: z.string().optional().describe("public address (gateway role)"),
-  interface: z.string().default("eth0").describe("network interface that carries the address"),
+  address: ipv4.describe("primary IPv4 address inside one of network.subnets"),
+  publicAddress: ipv4.optional().describe("public address (gateway role)"),
+  interface: ifname.default("eth0").describe("network interface that carries the address"),
   ssh: SshAccess.optional(),
   vm: Vm.optional().describe("present when Terraform provisions this host as a libvirt VM"),
-  labels: z.record(z.string(), z.string()).default({}).describe("extra Kubernetes node labels"),
-  taints: z.array(z.string()).default([]).describe("extra Kubernetes node taints, key=value:Effect"),
+  labels: z.record(labelKey, labelValue).default({}).describe("extra Kubernetes node labels"),
+  taints: list(taint, 32).default([]).describe("extra Kubernetes node taints, key=value:Effect"),
 });
 
 const Vip = z.strictObject({
   name: name,
-  address: z.string(),
+  address: ipv4,
   role: z.enum(["loadbalancer", "edge"]).describe("hosts of this role hold the VIP with Keepalived"),
   routerId: z.number().int().min(1).max(255).describe("VRRP virtual_router_id, unique on the segment"),
 });
+
+const cronSchedule = z
+  .string()
+  .regex(/^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every \d{1,4}[smh]|[0-9*\/,-]{1,20}( [0-9*\/,-]{1,20}){4})$/, 'must be a cron schedule such as "0 */6 * * *"');
+const argText = z.string().max(1024);
+const argValue = z.union([argText, z.boolean(), z.number().int(), list(argText, 64)]);
 
 const K3s = z.strictObject({
   version: z.string().regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, 'must look like "v1.33.4+k3s1"').default("v1.33.4+k3s1"),
@@ -93,23 +104,25 @@ const K3s = z.strictObject({
     .regex(/^[a-f0-9]{64}$/)
     .optional()
     .describe("sha256 of the k3s binary; when absent, nodes verify against the release's sha256sum-amd64.txt"),
-  airgapPath: z.string().optional().describe("absolute path of a pre-placed k3s binary on the nodes; no download"),
-  apiVip: z.string().default("api").describe("name of the VIP that fronts the Kubernetes API"),
-  clusterCidr: z.string().default("10.42.0.0/16"),
-  serviceCidr: z.string().default("10.43.0.0/16"),
-  disable: z.array(z.string()).default(["traefik", "servicelb"]),
+  airgapPath: absPath.optional().describe("absolute path of a pre-placed k3s binary on the nodes; no download"),
+  apiVip: name.default("api").describe("name of the VIP that fronts the Kubernetes API"),
+  clusterCidr: cidr.default("10.42.0.0/16"),
+  serviceCidr: cidr.default("10.43.0.0/16"),
+  disable: list(z.enum(K3S_DISABLE_ITEMS), K3S_DISABLE_ITEMS.length).default(["traefik", "servicelb"]).describe("packaged K3s components not to deploy"),
+  snapshotSchedule: cronSchedule.default("0 */6 * * *").describe("etcd snapshot schedule (cron, on every server)"),
+  snapshotRetention: z.number().int().min(1).max(1000).default(20).describe("etcd snapshots kept per server"),
   ingressNodePorts: z
     .strictObject({ http: port.default(30080), https: port.default(30443) })
     .default({ http: 30080, https: 30443 })
     .describe("NodePorts of the in-cluster ingress controller that HAProxy forwards 80/443 to"),
-  serverArgs: z.record(z.string(), z.union([z.string(), z.boolean(), z.array(z.string())])).default({}),
-  agentArgs: z.record(z.string(), z.union([z.string(), z.boolean(), z.array(z.string())])).default({}),
+  serverArgs: z.record(z.string().max(64), argValue).default({}).describe("extra K3s server config.yaml keys; unknown keys and keys fmc manages are errors"),
+  agentArgs: z.record(z.string().max(64), argValue).default({}).describe("extra K3s agent config.yaml keys; unknown keys and keys fmc manages are errors"),
 });
 
 const HealthCheck = z.strictObject({
-  interMs: z.number().int().positive().default(3000),
-  fall: z.number().int().positive().default(3),
-  rise: z.number().int().positive().default(2),
+  interMs: z.number().int().min(100).max(3_600_000).default(3000),
+  fall: z.number().int().positive().max(100).default(3),
+  rise: z.number().int().positive().max(100).default(2),
 });
 
 const LoadBalancer = z.strictObject({
@@ -129,99 +142,99 @@ const LoadBalancer = z.strictObject({
 });
 
 const Edge = z.strictObject({
-  vip: z.string().default("edge").describe("name of the VIP the firewall forwards 80/443 to"),
-  traefikVersion: z.string().default("v3.5"),
+  vip: name.default("edge").describe("name of the VIP the firewall forwards 80/443 to"),
+  traefikVersion: shortVersion.default("v3.5"),
   certFile: absPath.default("/etc/traefik/certs/origin.pem"),
   keyFile: absPath.default("/etc/traefik/certs/origin-key.pem"),
   metricsPort: port.default(8082),
 });
 
 const LogicalVolume = z.strictObject({
-  name: z.string().regex(/^[a-zA-Z0-9_]+$/),
+  name: lvmName,
   size: size,
-  mount: z.string(),
+  mount: absPath,
   filesystem: z.enum(["ext4", "xfs"]).default("ext4"),
 });
 
 const NfsExport = z.strictObject({
-  path: z.string(),
-  clients: z.array(z.string()).min(1).describe("CIDRs or addresses allowed to mount"),
-  options: z.array(z.string()).default(["rw", "sync", "no_subtree_check", "no_root_squash"]),
+  path: absPath,
+  clients: list(z.string().max(18), 64).min(1).describe("CIDRs or addresses allowed to mount"),
+  options: list(nfsOption, 16).default(["rw", "sync", "no_subtree_check", "no_root_squash"]).describe("exports(5) options from a known set"),
 });
 
 const Storage = z.strictObject({
   host: name.default("storage1"),
-  device: z.string().default("/dev/vdb").describe("data disk that holds the LVM physical volume"),
-  volumeGroup: z.string().regex(/^[a-zA-Z0-9_]+$/).default("data"),
-  volumes: z.array(LogicalVolume).default([]),
-  exports: z.array(NfsExport).default([]),
-  longhornPath: z.string().default("/mnt/longhorn-disk"),
-  sharedExport: z.string().default("/srv/nfs/shared").describe("export behind the RWX StorageClass"),
+  device: devicePath.default("/dev/vdb").describe("data disk that holds the LVM physical volume"),
+  volumeGroup: lvmName.default("data"),
+  volumes: list(LogicalVolume, 64).default([]),
+  exports: list(NfsExport, 64).default([]),
+  longhornPath: absPath.default("/mnt/longhorn-disk"),
+  sharedExport: absPath.default("/srv/nfs/shared").describe("export behind the RWX StorageClass"),
 });
 
 const Database = z.strictObject({
   host: name.default("postgresql1"),
-  postgresVersion: z.string().default("16"),
-  dataDir: z.string().default("/var/lib/pgsql"),
-  nfsExport: z.string().optional().describe("storage export mounted at dataDir (PostgreSQL data on NFS)"),
-  databases: z.array(name).default(["app"]),
+  postgresVersion: postgresVersion.default("16"),
+  dataDir: absPath.default("/var/lib/pgsql"),
+  nfsExport: absPath.optional().describe("storage export mounted at dataDir (PostgreSQL data on NFS)"),
+  databases: list(sqlIdentifier, 64).default(["app"]),
 });
 
 const WireGuard = z.strictObject({
-  endpoint: z.string().describe("public DNS name or address of the VPS"),
+  endpoint: hostOrIp.describe("public DNS name or address of the VPS"),
   port: port.default(51820),
-  interface: z.string().default("wg0"),
+  interface: ifname.default("wg0"),
   mtu: z.number().int().min(1280).max(1500).default(1420),
   persistentKeepalive: z.number().int().min(0).max(3600).default(25),
   lanPeer: name.describe("host that terminates the tunnel inside the LAN (the firewall)"),
-  publicInterface: z.string().default("eth0").describe("the VPS's internet-facing interface"),
-  forwardPorts: z.array(port).default([80, 443]).describe("public TCP ports the VPS forwards into the tunnel"),
+  publicInterface: ifname.default("eth0").describe("the VPS's internet-facing interface"),
+  forwardPorts: list(port, 32).default([80, 443]).describe("public TCP ports the VPS forwards into the tunnel"),
 });
 
 const Rule = z.strictObject({
-  description: z.string(),
-  from: z.string().describe("subnet name, host name, VIP name, CIDR, or any"),
-  to: z.string().describe("subnet name, host name, VIP name, CIDR, or any"),
+  description: description,
+  from: endpointRef.describe("subnet name, host name, VIP name, CIDR, or any"),
+  to: endpointRef.describe("subnet name, host name, VIP name, CIDR, or any"),
   protocol: z.enum(["tcp", "udp", "icmp", "any"]).default("tcp"),
-  ports: z.array(port).default([]),
+  ports: list(port, 64).default([]),
 });
 
 const PortForward = z.strictObject({
-  description: z.string(),
+  description: description,
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
   port: port,
-  to: z.string().describe("host or VIP name"),
+  to: name.describe("host or VIP name"),
   toPort: port.optional(),
 });
 
 const Firewall = z.strictObject({
   host: name.default("firewall1"),
-  wanInterface: z.string().default("eth0"),
-  lanInterface: z.string().default("eth1"),
-  rules: z.array(Rule).default([]),
-  portForwards: z.array(PortForward).default([]),
+  wanInterface: ifname.default("eth0"),
+  lanInterface: ifname.default("eth1"),
+  rules: list(Rule, 1024).default([]),
+  portForwards: list(PortForward, 256).default([]),
 });
 
 const CfRecord = z.strictObject({
-  name: z.string().describe('record name relative to the zone; "@" is the apex'),
+  name: recordName.describe('record name relative to the zone; "@" is the apex'),
   proxied: z.boolean().default(true),
 });
 
 const Cloudflare = z.strictObject({
-  zone: z.string().describe("public zone, e.g. example.com"),
-  records: z.array(CfRecord).default([{ name: "@", proxied: true }]),
+  zone: domainName.describe("public zone, e.g. example.com"),
+  records: list(CfRecord, 256).default([{ name: "@", proxied: true }]),
   sslMode: z.enum(["off", "flexible", "full", "strict"]).default("strict"),
   dnssec: z.boolean().default(true),
 });
 
 const Chart = z.strictObject({
   enabled: z.boolean().default(true),
-  repo: z.string(),
-  chart: z.string(),
-  version: z.string(),
+  repo: repoUrl,
+  chart: name,
+  version: semver,
   namespace: name,
   storageClass: z.enum(["longhorn", "nfs-shared"]).optional(),
-  size: z.string().regex(/^\d+(Mi|Gi|Ti)$/).optional(),
+  size: storageQuantity.optional(),
 });
 
 export const SERVICE_NAMES = [
@@ -243,27 +256,26 @@ const Services = z.strictObject(
 );
 
 const Provisioning = z.strictObject({
-  libvirtUri: z.string().default("qemu:///system"),
-  poolPath: z.string().default("/var/lib/libvirt/images/fmc"),
+  libvirtUri: libvirtUri.default("qemu:///system"),
+  poolPath: absPath.default("/var/lib/libvirt/images/fmc"),
   flatcarChannel: z.enum(["stable", "beta", "alpha", "lts"]).default("stable"),
 });
 
 const Identity = z.strictObject({
   host: name.default("freeipa1"),
-  realm: z.string().optional().describe("Kerberos realm; defaults to the upper-cased domain"),
+  realm: realm.optional().describe("Kerberos realm; defaults to the upper-cased domain"),
 });
 
 export const SpecSchema = z.strictObject({
   apiVersion: z.literal(API_VERSION),
   kind: z.literal("Cluster"),
   name: name,
-  domain: z.string().regex(/^([a-z0-9-]+\.)+[a-z]{2,}$/, "must be a DNS domain such as fmc.lan"),
+  domain: domainName,
   ssh: z
     .strictObject({
-      user: z.string().default("core"),
+      user: userName.default("core"),
       port: port.default(22),
-      keys: z
-        .array(z.string())
+      keys: list(sshKeyEntry, 64)
         .default([])
         .describe("public keys, or paths to .pub files (~ allowed), installed on every host in addition to a host's own"),
       generatedKey: z
@@ -273,8 +285,8 @@ export const SpecSchema = z.strictObject({
     })
     .default({ user: "core", port: 22, keys: [], generatedKey: true }),
   network: Network,
-  hosts: z.array(Host).min(1),
-  vips: z.array(Vip).default([]),
+  hosts: list(Host, 5000).min(1),
+  vips: list(Vip, 64).default([]),
   k3s: K3s.default(K3s.parse({})),
   loadBalancer: LoadBalancer.default(LoadBalancer.parse({})),
   edge: Edge.default(Edge.parse({})),
