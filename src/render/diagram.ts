@@ -2,6 +2,7 @@
 // K3s nodes, one row per tier, every host with its address, side services at the right.
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
+import { xmlText } from "./quote.js";
 
 interface Box {
   readonly title: string;
@@ -16,7 +17,7 @@ const GAP = 18;
 const ROW_H = 92;
 const COLORS = { external: "#e8eef7", host: "#ffffff", vip: "#fff4d6" } as const;
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+const esc = xmlText;
 const hostBox = (h: Host): Box => ({ title: h.name, detail: h.address, kind: "host" });
 
 export function diagramRows(ctx: RenderContext): Array<{ label: string; boxes: Box[] }> {

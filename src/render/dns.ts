@@ -5,6 +5,7 @@ import { createHash } from "node:crypto";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { cidrOf, ipOf, reverseLabel } from "../spec/net.js";
+import { sh, zoneName } from "./quote.js";
 
 interface Rec {
   readonly name: string;
@@ -45,16 +46,16 @@ function soa(ctx: RenderContext, origin: string, body: string[]): string {
   const ns = nameServer(ctx);
   return lines(
     `; ${HEADER_TEXT}`,
-    `$ORIGIN ${origin}.`,
+    `$ORIGIN ${zoneName(`${origin}.`)}`,
     "$TTL 300",
-    `@ IN SOA ${ns} hostmaster.${ctx.spec.domain}. ( ${serial(body.join("\n"))} 3600 900 604800 300 )`,
-    `@ IN NS ${ns}`,
+    `@ IN SOA ${zoneName(ns)} ${zoneName(`hostmaster.${ctx.spec.domain}.`)} ( ${serial(body.join("\n"))} 3600 900 604800 300 )`,
+    `@ IN NS ${zoneName(ns)}`,
     ...body,
   );
 }
 
 export function forwardZone(ctx: RenderContext): string {
-  const body = dnsRecords(ctx).map((r) => `${r.name.padEnd(16)} IN ${r.type.padEnd(5)} ${r.value}`);
+  const body = dnsRecords(ctx).map((r) => `${zoneName(r.name).padEnd(16)} IN ${r.type.padEnd(5)} ${zoneName(r.value)}`);
   return soa(ctx, ctx.spec.domain, body);
 }
 
@@ -68,7 +69,7 @@ export function reverseZoneName(ctx: RenderContext): string {
 
 export function reverseZone(ctx: RenderContext): string {
   const prefix = Math.floor(cidrOf(ctx.spec.network.cidr).prefix / 8) * 8;
-  const body = ctx.spec.hosts.map((h) => `${reverseLabel(ipOf(h.address), prefix).padEnd(10)} IN PTR ${ctx.topo.fqdn(h.name)}.`);
+  const body = ctx.spec.hosts.map((h) => `${reverseLabel(ipOf(h.address), prefix).padEnd(10)} IN PTR ${zoneName(`${ctx.topo.fqdn(h.name)}.`)}`);
   return soa(ctx, reverseZoneName(ctx), body);
 }
 
@@ -88,17 +89,17 @@ export function ipaServerInstall(ctx: RenderContext): string {
     "if ! ipactl status >/dev/null 2>&1; then",
     "  dnf install -y freeipa-server freeipa-server-dns",
     "  ipa-server-install --unattended \\",
-    `    --realm ${realm} --domain ${spec.domain} \\`,
-    `    --hostname ${topo.fqdn(host.name)} --ip-address ${host.address} \\`,
-    `    --setup-dns ${spec.network.upstreamDns.map((f) => `--forwarder ${f}`).join(" ")} \\`,
-    `    --reverse-zone ${reverseZoneName(ctx)}. \\`,
+    `    --realm ${sh(realm)} --domain ${sh(spec.domain)} \\`,
+    `    --hostname ${sh(topo.fqdn(host.name))} --ip-address ${sh(host.address)} \\`,
+    `    --setup-dns ${spec.network.upstreamDns.map((f) => `--forwarder ${sh(f)}`).join(" ")} \\`,
+    `    --reverse-zone ${sh(`${reverseZoneName(ctx)}.`)} \\`,
     '    --ds-password "$DM_PASSWORD" --admin-password "$ADMIN_PASSWORD"',
     "fi",
     'echo "$ADMIN_PASSWORD" | kinit admin >/dev/null',
     "# Import the records of the rendered zone; existing ones are left as they are.",
     ...records.map((r) => {
-      const flag = r.type === "A" ? `--a-rec=${r.value} --a-create-reverse` : `--cname-rec=${r.value}`;
-      return `ipa dnsrecord-show ${spec.domain} ${r.name} >/dev/null 2>&1 || ipa dnsrecord-add ${spec.domain} ${r.name} ${flag}`;
+      const flag = r.type === "A" ? `${sh(`--a-rec=${r.value}`)} --a-create-reverse` : sh(`--cname-rec=${r.value}`);
+      return `ipa dnsrecord-show ${sh(spec.domain)} ${sh(r.name)} >/dev/null 2>&1 || ipa dnsrecord-add ${sh(spec.domain)} ${sh(r.name)} ${flag}`;
     }),
   );
 }
@@ -115,8 +116,8 @@ export function ipaClientInstall(ctx: RenderContext, hostName: string): string {
     `ADMIN_PASSWORD=$(cat ${SECRET_DIR}/ipa-admin)`,
     "dnf install -y freeipa-client",
     "ipa-client-install --unattended --mkhomedir \\",
-    `  --domain ${spec.domain} --realm ${realm} \\`,
-    `  --server ${topo.fqdn(server.name)} --hostname ${topo.fqdn(hostName)} \\`,
+    `  --domain ${sh(spec.domain)} --realm ${sh(realm)} \\`,
+    `  --server ${sh(topo.fqdn(server.name))} --hostname ${sh(topo.fqdn(hostName))} \\`,
     '  --principal admin --password "$ADMIN_PASSWORD"',
   );
 }

@@ -4,6 +4,7 @@
 import type { Artifact, RenderContext } from "./types.js";
 import { lines, HEADER_TEXT } from "./types.js";
 import { nftTable } from "./nft.js";
+import { nftString, xmlComment, xmlText } from "./quote.js";
 
 interface Rule {
   readonly description: string;
@@ -29,7 +30,7 @@ function nftMatch(ctx: RenderContext, r: Rule): string {
   else if (r.protocol !== "any") {
     parts.push(r.ports.length ? `${r.protocol} dport { ${r.ports.join(", ")} }` : `meta l4proto ${r.protocol}`);
   }
-  return `${parts.join(" ")} accept comment "${r.description.replace(/"/g, "'")}"`;
+  return `${parts.join(" ")} accept comment ${nftString(r.description)}`;
 }
 
 export function firewallNftables(ctx: RenderContext): string {
@@ -40,21 +41,21 @@ export function firewallNftables(ctx: RenderContext): string {
   return nftTable("fmc_firewall", {
     input: [
       `ip saddr ${lan} tcp dport 22 accept comment "SSH from the private network"`,
-      ...(wgIf && ctx.spec.wireguard ? [`iifname "${fw.wanInterface}" udp dport ${ctx.spec.wireguard.port} accept comment "WireGuard"`] : []),
+      ...(wgIf && ctx.spec.wireguard ? [`iifname ${nftString(fw.wanInterface)} udp dport ${ctx.spec.wireguard.port} accept comment "WireGuard"`] : []),
     ],
     forward: [
       'ct status dnat accept comment "port forwards below"',
       ...fw.rules.map((r) => nftMatch(ctx, r)),
-      `ip saddr ${lan} oifname "${fw.wanInterface}" accept comment "outbound to the internet"`,
+      `ip saddr ${lan} oifname ${nftString(fw.wanInterface)} accept comment "outbound to the internet"`,
     ],
     prerouting: forwards.map(
-      (f) => `${wgIf ? `iifname "${wgIf}" ` : ""}${f.protocol} dport ${f.port} dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""} comment "${f.description}"`,
+      (f) => `${wgIf ? `iifname ${nftString(wgIf)} ` : ""}${f.protocol} dport ${f.port} dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""} comment ${nftString(f.description)}`,
     ),
-    postrouting: [`ip saddr ${lan} oifname "${fw.wanInterface}" masquerade`],
+    postrouting: [`ip saddr ${lan} oifname ${nftString(fw.wanInterface)} masquerade`],
   });
 }
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+const esc = xmlText;
 
 /** pfSense config.xml sections; import with Diagnostics > Backup & Restore per area. */
 export function pfsenseFragment(ctx: RenderContext): string {
@@ -66,7 +67,7 @@ export function pfsenseFragment(ctx: RenderContext): string {
   return lines(
     '<?xml version="1.0"?>',
     `<!-- ${HEADER_TEXT} -->`,
-    `<!-- Interface names: lan = ${fw.lanInterface}, wan = ${fw.wanInterface}, opt1 = the WireGuard tunnel. -->`,
+    `<!-- Interface names: lan = ${xmlComment(fw.lanInterface)}, wan = ${xmlComment(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
     "<pfsense>",
     "  <aliases>",
     ...refs.flatMap((ref) => [

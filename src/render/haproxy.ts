@@ -1,15 +1,20 @@
-// haproxy.cfg per load balancer: 6443 to the K3s servers, 80/443 to the ingress
+// haproxy.cfg per load balancer: the API frontend (loadBalancer.apiPort) to the K3s
+// servers' 6443, 80/443 to the ingress
 // NodePorts of the agents (never the storage node), stats on localhost only.
 import type { Host } from "../spec/schema.js";
+import { K3S_API_PORT } from "../spec/checks.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
+import { configWord } from "./quote.js";
+
+const word = (v: string) => configWord("haproxy.cfg", v);
 
 function backend(name: string, servers: readonly Host[], port: number, check: string): string[] {
   return [
     `backend ${name}`,
     "    balance roundrobin",
     `    default-server ${check}`,
-    ...servers.map((s) => `    server ${s.name} ${s.address}:${port}`),
+    ...servers.map((s) => `    server ${word(s.name)} ${word(s.address)}:${port}`),
     "",
   ];
 }
@@ -43,7 +48,8 @@ export function haproxyConfig(ctx: RenderContext, host: Host): string {
     `    bind :${lb.apiPort}`,
     "    default_backend k8s-api",
     "",
-    ...backend("k8s-api", topo.servers, lb.apiPort, check),
+    // K3s serves the API on 6443 whatever port the frontend listens on
+    ...backend("k8s-api", topo.servers, K3S_API_PORT, check),
     "frontend ingress-http",
     `    bind :${lb.httpPort}`,
     "    default_backend ingress-http",
@@ -63,7 +69,7 @@ export function haproxyConfig(ctx: RenderContext, host: Host): string {
     "",
     "frontend metrics",
     "    mode http",
-    `    bind ${host.address}:${lb.metricsPort}`,
+    `    bind ${word(host.address)}:${lb.metricsPort}`,
     "    http-request use-service prometheus-exporter if { path /metrics }",
     "    http-request deny",
   );

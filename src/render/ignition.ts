@@ -7,6 +7,7 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { k3sConfigText } from "./k3s.js";
 import { unitFile } from "./systemd.js";
+import { pathPart, sh } from "./quote.js";
 import { exportsFile, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits } from "./storage.js";
 
 export const IGNITION_VERSION = "3.4.0";
@@ -40,20 +41,20 @@ export const K3S_SYSCTL = [
 export function k3sInstallScript(ctx: RenderContext): string {
   const k = ctx.spec.k3s;
   const verify = k.sha256
-    ? [`EXPECTED=${k.sha256}`]
+    ? [`EXPECTED=${sh(k.sha256)}`]
     : ['curl -sfL --retry 5 -o "$TMP/sha256sum-amd64.txt" "$BASE/sha256sum-amd64.txt"', "EXPECTED=$(awk '$2 == \"k3s\" { print $1 }' \"$TMP/sha256sum-amd64.txt\")"];
   return lines(
     "#!/bin/bash",
     HEADER("#"),
     "# Installs the pinned K3s binary once; a re-run with the same version does nothing.",
     "set -euo pipefail",
-    `VERSION=${k.version}`,
+    `VERSION=${sh(k.version)}`,
     "BIN=/opt/bin/k3s",
     'if [ -x "$BIN" ] && "$BIN" --version | grep -qF "$VERSION"; then exit 0; fi',
     "mkdir -p /opt/bin",
     'TMP=$(mktemp -d); trap \'rm -rf "$TMP"\' EXIT',
     k.airgapPath
-      ? [`cp ${k.airgapPath} "$TMP/k3s"`, ...(k.sha256 ? [`EXPECTED=${k.sha256}`] : ['EXPECTED=""'])]
+      ? [`cp ${sh(k.airgapPath)} "$TMP/k3s"`, ...(k.sha256 ? [`EXPECTED=${sh(k.sha256)}`] : ['EXPECTED=""'])]
       : [
           'BASE="https://github.com/k3s-io/k3s/releases/download/${VERSION//+/%2B}"',
           'curl -sfL --retry 5 -o "$TMP/k3s" "$BASE/k3s"',
@@ -121,7 +122,7 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
   const isServer = host.roles.includes("k3s-server");
   const files: IgnFile[] = [
     file("/etc/hostname", `${host.name}\n`),
-    file(`/etc/systemd/network/00-${host.interface}.network`, networkdFile(ctx, host)),
+    file(`/etc/systemd/network/00-${pathPart(host.interface)}.network`, networkdFile(ctx, host)),
     file("/etc/systemd/resolved.conf.d/fmc.conf", unitFile({ Resolve: [["DNS", topo.dnsServers.join(" ")], ["Domains", spec.domain], ["FallbackDNS", ""]] })),
     file("/etc/systemd/timesyncd.conf.d/fmc.conf", unitFile({ Time: [["NTP", spec.network.ntp.join(" ")]] })),
     // Reboots after updates are coordinated by the operator, never all nodes at once.

@@ -4,6 +4,9 @@
 import type { Host, Vip } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
+import { configWord } from "./quote.js";
+
+const word = (v: string) => configWord("keepalived.conf", v);
 
 /** The service a VIP's holders must be running for the VIP to stay on them. */
 export function trackedService(vip: Vip): string {
@@ -17,7 +20,7 @@ export function keepalivedConfig(ctx: RenderContext, host: Host): string {
   return lines(
     HEADER("#"),
     "global_defs {",
-    `    router_id ${host.name}`,
+    `    router_id ${word(host.name)}`,
     "    enable_script_security",
     "    script_user root",
     "}",
@@ -37,22 +40,22 @@ export function keepalivedConfig(ctx: RenderContext, host: Host): string {
       const rank = holders.findIndex((h) => h.name === host.name);
       const peers = holders.filter((h) => h.name !== host.name);
       return [
-        `vrrp_instance VI_${vip.name} {`,
+        `vrrp_instance VI_${word(vip.name)} {`,
         "    state BACKUP",
-        `    interface ${host.interface}`,
+        `    interface ${word(host.interface)}`,
         `    virtual_router_id ${vip.routerId}`,
         `    priority ${Math.max(1, 110 - rank * 10)}`,
         "    advert_int 1",
-        `    unicast_src_ip ${host.address}`,
+        `    unicast_src_ip ${word(host.address)}`,
         "    unicast_peer {",
-        ...peers.map((p) => `        ${p.address}`),
+        ...peers.map((p) => `        ${word(p.address)}`),
         "    }",
         "    authentication {",
         "        auth_type PASS",
-        `        auth_pass ${ctx.secrets.get(`vrrp-${vip.name}`)}`,
+        `        auth_pass ${word(ctx.secrets.get(`vrrp-${vip.name}`))}`,
         "    }",
         "    virtual_ipaddress {",
-        `        ${vip.address}/${topo.prefixOf(vip.address)} dev ${host.interface}`,
+        `        ${word(vip.address)}/${topo.prefixOf(vip.address)} dev ${word(host.interface)}`,
         "    }",
         "    track_script {",
         `        chk_${trackedService(vip)}`,

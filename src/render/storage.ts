@@ -4,6 +4,7 @@
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
+import { configWord, sh, systemdPath } from "./quote.js";
 
 export const LVM_SERVICE = "fmc-lvm.service";
 export const LVM_SCRIPT_PATH = "/opt/fmc/lvm-plan.sh";
@@ -16,19 +17,19 @@ export function lvmPlan(ctx: RenderContext): string {
     HEADER("#"),
     "# Idempotent: creates only what is missing, never resizes or formats a filesystem that exists.",
     "set -euo pipefail",
-    `DEVICE=${st.device}`,
-    `VG=${vg}`,
+    `DEVICE=${sh(st.device)}`,
+    `VG=${sh(vg)}`,
     'if ! vgs "$VG" >/dev/null 2>&1; then',
     '  pvs "$DEVICE" >/dev/null 2>&1 || pvcreate --yes "$DEVICE"',
     '  vgcreate "$VG" "$DEVICE"',
     "fi",
     ...st.volumes.flatMap((v) => {
-      const sizeArg = v.size.endsWith("%FREE") ? `-l ${v.size}` : `-L ${v.size}`;
-      const dev = `/dev/${vg}/${v.name}`;
+      const sizeArg = v.size.endsWith("%FREE") ? `-l ${sh(v.size)}` : `-L ${sh(v.size)}`;
+      const dev = sh(`/dev/${vg}/${v.name}`);
       return [
-        `lvs "$VG/${v.name}" >/dev/null 2>&1 || lvcreate --yes -n ${v.name} ${sizeArg} "$VG"`,
-        `blkid -s TYPE -o value ${dev} >/dev/null 2>&1 || mkfs.${v.filesystem} -L ${v.name.slice(0, 12)} ${dev}`,
-        `mkdir -p ${v.mount}`,
+        `lvs ${sh(`${vg}/${v.name}`)} >/dev/null 2>&1 || lvcreate --yes -n ${sh(v.name)} ${sizeArg} "$VG"`,
+        `blkid -s TYPE -o value ${dev} >/dev/null 2>&1 || mkfs.${v.filesystem} -L ${sh(v.name.slice(0, 12))} ${dev}`,
+        `mkdir -p ${sh(v.mount)}`,
       ];
     }),
   );
@@ -46,10 +47,11 @@ export function volumeMountUnits(ctx: RenderContext): Array<{ name: string; cont
           ["After", LVM_SERVICE],
         ],
         Mount: [
-          ["What", `/dev/${st.volumeGroup}/${v.name}`],
-          ["Where", v.mount],
+          ["What", systemdPath(`/dev/${st.volumeGroup}/${v.name}`)],
+          ["Where", systemdPath(v.mount)],
           ["Type", v.filesystem],
-          ["Options", "defaults,noatime"],
+          // nofail: a missing data disk must not stop the boot; nfs-server waits for these mounts anyway
+          ["Options", "defaults,noatime,nofail"],
         ],
         Install: [["WantedBy", "multi-user.target"]],
       },
@@ -58,13 +60,21 @@ export function volumeMountUnits(ctx: RenderContext): Array<{ name: string; cont
   }));
 }
 
+/**
+ * Runs early, before local-fs.target like a mount does: with default dependencies it
+ * would wait for sysinit.target, which waits for local-fs.target, which waits for the
+ * mounts that wait for this service (an ordering cycle systemd breaks at random).
+ */
 export function lvmService(): string {
   return unitFile(
     {
       Unit: [
         ["Description", "fmc: create the LVM volumes of the data disk"],
-        ["After", "systemd-udev-settle.service lvm2-monitor.service"],
+        ["DefaultDependencies", "no"],
+        ["After", "systemd-udev-settle.service lvm2-monitor.service local-fs-pre.target"],
         ["Wants", "systemd-udev-settle.service"],
+        ["Before", "local-fs.target shutdown.target"],
+        ["Conflicts", "shutdown.target"],
       ],
       Service: [
         ["Type", "oneshot"],
@@ -81,13 +91,16 @@ export function exportsFile(ctx: RenderContext): string {
   const st = ctx.spec.storage!;
   return lines(
     HEADER("#"),
-    ...st.exports.map((e) => `${e.path} ${e.clients.map((c) => `${c}(${e.options.join(",")})`).join(" ")}`),
+    ...st.exports.map((e) => {
+      const word = (v: string) => configWord("/etc/exports", v);
+      return `${word(e.path)} ${e.clients.map((c) => `${word(c)}(${e.options.map(word).join(",")})`).join(" ")}`;
+    }),
   );
 }
 
 /** nfs-server waits for the exported volumes to be mounted. */
 export function nfsServerDropIn(ctx: RenderContext): string {
-  const paths = ctx.spec.storage!.exports.map((e) => e.path).join(" ");
+  const paths = ctx.spec.storage!.exports.map((e) => systemdPath(e.path)).join(" ");
   return unitFile({ Unit: [["RequiresMountsFor", paths]] }, HEADER_TEXT);
 }
 
@@ -106,8 +119,8 @@ export function databaseMount(ctx: RenderContext): { name: string; content: stri
           ["After", "network-online.target"],
         ],
         Mount: [
-          ["What", `${server}:${db.nfsExport}`],
-          ["Where", db.dataDir],
+          ["What", systemdPath(`${server}:${db.nfsExport}`)],
+          ["Where", systemdPath(db.dataDir)],
           ["Type", "nfs4"],
           ["Options", "rw,hard,noatime,vers=4.2,_netdev"],
         ],
@@ -133,7 +146,7 @@ export function renderStorage(ctx: RenderContext): Artifact[] {
     out.push({ path: `storage/${ctx.spec.database.host}/${dbm.name}`, content: dbm.content });
     out.push({
       path: `storage/${ctx.spec.database.host}/postgresql.service.d/fmc.conf`,
-      content: unitFile({ Unit: [["RequiresMountsFor", ctx.spec.database.dataDir]] }, HEADER_TEXT),
+      content: unitFile({ Unit: [["RequiresMountsFor", systemdPath(ctx.spec.database.dataDir)]] }, HEADER_TEXT),
     });
   }
   return out;

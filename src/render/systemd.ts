@@ -1,5 +1,6 @@
 // Small helpers for systemd unit names and files, shared by the Ignition and storage
-// renderers.
+// renderers. Every value goes through systemdValue(): one line, "%" doubled.
+import { systemdValue } from "./quote.js";
 
 /** `systemd-escape --path`: /mnt/longhorn-disk -> mnt-longhorn\x2ddisk */
 export function escapePath(path: string): string {
@@ -28,7 +29,7 @@ export function unitFile(sections: UnitSections, comment?: string): string {
   for (const [name, entries] of Object.entries(sections)) {
     if (out.length) out.push("");
     out.push(`[${name}]`);
-    for (const [k, v] of entries) out.push(`${k}=${v}`);
+    for (const [k, v] of entries) out.push(`${k}=${systemdValue(v)}`);
   }
   return out.join("\n") + "\n";
 }

@@ -6,6 +6,7 @@ import { stringify } from "yaml";
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
+import { tfString as lit } from "./quote.js";
 
 const GiB = 1024 ** 3;
 const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
@@ -13,8 +14,8 @@ const ref = (type: string, name: string, attr = "id") => `\${${type}.${id(name)}
 
 function networkInterface(ctx: RenderContext, h: Host): Record<string, unknown> {
   const subnet = ctx.topo.subnetOf(h.address)!;
-  const base = { addresses: [h.address], hostname: h.name, wait_for_lease: false };
-  return subnet.libvirt === "nat" ? { ...base, network_id: ref("libvirt_network", subnet.name) } : { ...base, bridge: ctx.spec.network.bridge };
+  const base = { addresses: [lit(h.address)], hostname: lit(h.name), wait_for_lease: false };
+  return subnet.libvirt === "nat" ? { ...base, network_id: ref("libvirt_network", subnet.name) } : { ...base, bridge: lit(ctx.spec.network.bridge) };
 }
 
 export function cloudInit(ctx: RenderContext, h: Host): { userData: string; networkConfig: string } {
@@ -50,7 +51,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   const vms = spec.hosts.filter((h) => h.vm);
   const pool = "fmc";
   const resource: Record<string, Record<string, unknown>> = {
-    libvirt_pool: { [pool]: { name: `${spec.name}-pool`, type: "dir", path: spec.provisioning.poolPath } },
+    libvirt_pool: { [pool]: { name: lit(`${spec.name}-pool`), type: "dir", path: lit(spec.provisioning.poolPath) } },
     libvirt_network: {},
     libvirt_volume: {},
     libvirt_ignition: {},
@@ -59,10 +60,10 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   };
   for (const s of spec.network.subnets.filter((x) => x.libvirt === "nat")) {
     resource.libvirt_network![id(s.name)] = {
-      name: `${spec.name}-${s.name}`,
+      name: lit(`${spec.name}-${s.name}`),
       mode: "nat",
-      domain: spec.domain,
-      addresses: [s.cidr],
+      domain: lit(spec.domain),
+      addresses: [lit(s.cidr)],
       autostart: true,
       dhcp: { enabled: false },
       dns: { enabled: false },
@@ -75,12 +76,12 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   for (const h of vms) {
     const vm = h.vm!;
     const volumes = resource.libvirt_volume!;
-    volumes[`${h.name}_root`] = { name: `${h.name}-root.qcow2`, pool: ref("libvirt_pool", pool, "name"), base_volume_id: ref("libvirt_volume", `${h.os}_base`), size: vm.diskGiB * GiB, format: "qcow2" };
+    volumes[`${h.name}_root`] = { name: lit(`${h.name}-root.qcow2`), pool: ref("libvirt_pool", pool, "name"), base_volume_id: ref("libvirt_volume", `${h.os}_base`), size: vm.diskGiB * GiB, format: "qcow2" };
     for (const d of vm.dataDisks) {
-      volumes[`${h.name}_${d.name}`] = { name: `${h.name}-${d.name}.qcow2`, pool: ref("libvirt_pool", pool, "name"), size: d.sizeGiB * GiB, format: "qcow2" };
+      volumes[`${h.name}_${d.name}`] = { name: lit(`${h.name}-${d.name}.qcow2`), pool: ref("libvirt_pool", pool, "name"), size: d.sizeGiB * GiB, format: "qcow2" };
     }
     const domain: Record<string, unknown> = {
-      name: h.name,
+      name: lit(h.name),
       vcpu: vm.vcpu,
       memory: vm.memoryMiB,
       autostart: true,
@@ -105,7 +106,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   }
   for (const k of Object.keys(resource)) if (Object.keys(resource[k]!).length === 0) delete resource[k];
   const variable: Record<string, unknown> = {
-    libvirt_uri: { type: "string", default: spec.provisioning.libvirtUri, description: "libvirt connection URI" },
+    libvirt_uri: { type: "string", default: lit(spec.provisioning.libvirtUri), description: "libvirt connection URI" },
   };
   for (const os of [...images].sort()) {
     variable[`${os}_image`] = {
@@ -133,7 +134,7 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
   const records: Record<string, unknown> = {};
   for (const r of cf.records) {
     const fqdn = r.name === "@" ? cf.zone : `${r.name}.${cf.zone}`;
-    records[id(r.name === "@" ? "apex" : r.name)] = { zone_id: zone, name: fqdn, type: "A", content: gateway.publicAddress, proxied: r.proxied, ttl: 1 };
+    records[id(r.name === "@" ? "apex" : r.name)] = { zone_id: zone, name: lit(fqdn), type: "A", content: lit(gateway.publicAddress), proxied: r.proxied, ttl: 1 };
   }
   const resource: Record<string, unknown> = {
     cloudflare_dns_record: records,
@@ -150,7 +151,7 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
     provider: { cloudflare: { api_token: "${var.cloudflare_api_token}" } },
     variable: {
       cloudflare_api_token: { type: "string", sensitive: true, description: "API token with Zone:DNS:Edit and Zone:Settings:Edit" },
-      cloudflare_zone_id: { type: "string", description: `zone id of ${cf.zone}` },
+      cloudflare_zone_id: { type: "string", description: lit(`zone id of ${cf.zone}`) },
     },
     resource,
   };

@@ -4,6 +4,7 @@
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { nftTable } from "./nft.js";
+import { nftString, pathPart, wgValue } from "./quote.js";
 import type { Host } from "../spec/schema.js";
 
 export interface Tunnel {
@@ -45,7 +46,7 @@ export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan")
     side === "gateway"
       ? `AllowedIPs = ${[`${peer.address}/32`, ...lanPrefixes(ctx, t)].join(", ")}`
       : `AllowedIPs = ${peer.address}/32`,
-    side === "lan" && `Endpoint = ${wg.endpoint}:${wg.port}`,
+    side === "lan" && `Endpoint = ${wgValue(wg.endpoint)}:${wg.port}`,
     side === "lan" && `PersistentKeepalive = ${wg.persistentKeepalive}`,
   );
 }
@@ -54,23 +55,24 @@ export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan")
 export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
   const wg = ctx.spec.wireguard!;
   const ports = wg.forwardPorts.join(", ");
-  const pub = wg.publicInterface;
+  const pub = nftString(wg.publicInterface);
+  const tun = nftString(wg.interface);
   return nftTable("fmc_gateway", {
-    input: ["tcp dport 22 accept", `iifname "${pub}" udp dport ${wg.port} accept`],
-    forward: [`iifname "${pub}" oifname "${wg.interface}" ip daddr ${t.lanPeer.address} tcp dport { ${ports} } ct status dnat accept`],
-    prerouting: [`iifname "${pub}" tcp dport { ${ports} } dnat ip to ${t.lanPeer.address}`],
+    input: ["tcp dport 22 accept", `iifname ${pub} udp dport ${wg.port} accept`],
+    forward: [`iifname ${pub} oifname ${tun} ip daddr ${t.lanPeer.address} tcp dport { ${ports} } ct status dnat accept`],
+    prerouting: [`iifname ${pub} tcp dport { ${ports} } dnat ip to ${t.lanPeer.address}`],
     // replies must come back through the tunnel, so the LAN sees the VPS as the client
-    postrouting: [`oifname "${wg.interface}" masquerade`],
+    postrouting: [`oifname ${tun} masquerade`],
   });
 }
 
 export function renderWireguard(ctx: RenderContext): Artifact[] {
   const t = tunnelOf(ctx);
   if (!t) return [];
-  const wg = ctx.spec.wireguard!;
+  const iface = pathPart(ctx.spec.wireguard!.interface);
   return [
-    { path: `wireguard/${t.gateway.name}/${wg.interface}.conf`, content: wgConfig(ctx, t, "gateway"), secret: true },
-    { path: `wireguard/${t.lanPeer.name}/${wg.interface}.conf`, content: wgConfig(ctx, t, "lan"), secret: true },
+    { path: `wireguard/${t.gateway.name}/${iface}.conf`, content: wgConfig(ctx, t, "gateway"), secret: true },
+    { path: `wireguard/${t.lanPeer.name}/${iface}.conf`, content: wgConfig(ctx, t, "lan"), secret: true },
     { path: `wireguard/${t.gateway.name}/nftables.nft`, content: vpsNftables(ctx, t) },
     {
       path: `wireguard/${t.gateway.name}/sysctl.conf`,

@@ -8,6 +8,15 @@ import * as k8s from "kubernetes-models";
 import { renderAll } from "../../src/render/index.js";
 import { ignitionConfig } from "../../src/render/ignition.js";
 import { wireguardPublicKey } from "../../src/state/secrets.js";
+import { spawnSync } from "node:child_process";
+import { SEED_YAML } from "../../src/spec/seed.js";
+import { K3S_AGENT_FLAGS, K3S_DISABLE_ITEMS, K3S_SERVER_FLAGS } from "../../src/spec/k3s-flags.js";
+import { Topology } from "../../src/spec/topology.js";
+import { exportsFile, lvmPlan, volumeMountUnits } from "../../src/render/storage.js";
+import { firewallNftables, pfsenseFragment } from "../../src/render/firewall.js";
+import { renderWireguard, tunnelOf, wgConfig } from "../../src/render/wireguard.js";
+import { keepalivedConfig } from "../../src/render/keepalived.js";
+import { ipaServerInstall } from "../../src/render/dns.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 const fixture = (name: string) => JSON.parse(readFileSync(join(ROOT, "test", "fixtures", name), "utf8"));
@@ -58,7 +67,7 @@ test("the full seed artifact set is rendered", () => {
 });
 
 test("K3s: first server initialises the cluster, every other node joins through the VIP", () => {
-  const flags = fixture("k3s-flags.json");
+  const flags = { server: K3S_SERVER_FLAGS, agent: K3S_AGENT_FLAGS };
   const m1 = parseYaml(file("k3s/master1/config.yaml"));
   const m2 = parseYaml(file("k3s/master2/config.yaml"));
   const w1 = parseYaml(file("k3s/worker1/config.yaml"));
@@ -73,9 +82,9 @@ test("K3s: first server initialises the cluster, every other node joins through 
   assert.equal(w1["node-ip"], "10.17.4.24");
   assert.ok(st["node-taint"].includes("node-role.fmc.dev/storage=true:NoSchedule"));
   for (const [cfg, kind] of [[m1, "server"], [m2, "server"], [w1, "agent"], [st, "agent"]] as const) {
-    for (const key of Object.keys(cfg)) assert.ok(flags[kind].includes(key), `${key} is not a k3s ${kind} flag`);
+    for (const key of Object.keys(cfg)) assert.ok(flags[kind].has(key), `${key} is not a k3s ${kind} flag`);
   }
-  for (const item of m1.disable) assert.ok(flags.disableItems.includes(item));
+  for (const item of m1.disable) assert.ok((K3S_DISABLE_ITEMS as readonly string[]).includes(item));
 });
 
 test("HAProxy: 6443 to servers, ingress to agents but never the storage node", () => {
@@ -287,4 +296,53 @@ test("firewall and VPS rulesets: port forwards into the tunnel and default-drop 
   const pf = file("firewall/pfsense.xml");
   assert.match(pf, /<target>FMC_edge<\/target>/);
   assert.match(pf, /<name>FMC_edge<\/name>\n\s+<type>host<\/type>\n\s+<address>10\.17\.2\.10<\/address>/);
+});
+
+test("renderers quote for their target or refuse, even for values that skipped validation", () => {
+  type Mutable = { -readonly [K in keyof typeof ctx.spec]: (typeof ctx.spec)[K] };
+  const hostile = (edit: (s: Mutable) => void) => {
+    const spec = structuredClone(ctx.spec) as Mutable;
+    edit(spec);
+    return { ...ctx, spec, topo: new Topology(spec, ctx.topo.sshKeys) };
+  };
+  // shell: the value arrives as one literal word, whatever it holds
+  const evil = "/dev/vdb$(touch /tmp/fmc-pwned)`reboot`';x";
+  const script = lvmPlan(hostile((s) => (s.storage!.device = evil)));
+  const device = spawnSync("bash", ["-c", `${script.split("\n").find((l) => l.startsWith("DEVICE="))}; printf %s "$DEVICE"`], { encoding: "utf8" });
+  assert.equal(device.stdout, evil);
+  const realm = ipaServerInstall(hostile((s) => (s.identity = { host: "freeipa1", realm: "X --ds-password y" })));
+  assert.match(realm, /--realm 'X --ds-password y'/);
+  // targets that cannot represent the value refuse it
+  const refuses = (what: string, fn: () => unknown) => assert.throws(fn, (e: Error & { code?: string }) => e.code === "RENDER_UNSAFE", what);
+  refuses("a newline in a shell word", () => lvmPlan(hostile((s) => (s.storage!.device = "/dev/vdb\nreboot"))));
+  refuses("a space in a mount unit path", () => volumeMountUnits(hostile((s) => (s.storage!.volumes[0]!.mount = "/srv/a b"))));
+  refuses("a newline in an NFS option", () => exportsFile(hostile((s) => (s.storage!.exports[0]!.options = ["rw)\n/ *(rw"]))));
+  refuses("a quote in an nft comment", () => firewallNftables(hostile((s) => (s.firewall!.rules[0]!.description = 'DNS" drop'))));
+  refuses("a newline in the WireGuard endpoint", () => {
+    const c = hostile((s) => (s.wireguard!.endpoint = "vps.example.com\nPostUp = touch /tmp/x"));
+    return wgConfig(c, tunnelOf(c)!, "lan");
+  });
+  refuses("a WireGuard interface that is a path", () => renderWireguard(hostile((s) => (s.wireguard!.interface = "../../../../tmp/x"))));
+  refuses("a brace in a keepalived interface", () => {
+    const c = hostile((s) => (s.hosts[9]!.interface = "eth0 }"));
+    return keepalivedConfig(c, c.topo.host("loadbalancer1"));
+  });
+  refuses("an Ignition file path out of its directory", () => {
+    const c = hostile((s) => (s.hosts[0]!.interface = "../../../etc/cron.d/x"));
+    return ignitionConfig(c, c.topo.host("master1"));
+  });
+  // XML escapes what it can
+  const pf = pfsenseFragment(hostile((s) => (s.firewall!.rules[0]!.description = "<script>&'")));
+  assert.match(pf, /<descr>&lt;script&gt;&amp;&apos;<\/descr>/);
+});
+
+test("HAProxy: the API frontend port is configurable, the servers are reached on 6443", () => {
+  const yaml = SEED_YAML.replace("k3s:\n", "loadBalancer:\n  apiPort: 7443\nk3s:\n");
+  const c = contextFor(yaml);
+  const cfg = renderAll(c).find((a) => a.path === "haproxy/loadbalancer1/haproxy.cfg")!.content;
+  assert.match(cfg, /^frontend k8s-api\n\s+bind :7443\n/m);
+  const api = cfg.split(/^backend k8s-api\n/m)[1]!.split("\n\n")[0]!;
+  assert.deepEqual(api.split("\n").filter((l) => l.trim().startsWith("server")).map((l) => l.trim().split(" ")[2]), ["10.17.4.21:6443", "10.17.4.22:6443", "10.17.4.23:6443"]);
+  // nodes join through the frontend port
+  assert.equal(parseYaml(renderAll(c).find((a) => a.path === "k3s/worker1/config.yaml")!.content).server, "https://10.17.5.10:7443");
 });
