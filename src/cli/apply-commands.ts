@@ -6,9 +6,10 @@ import { openSession, type Session, type SessionOptions } from "../engine/sessio
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
 import { acquireLock } from "../engine/lock.js";
 import type { Change } from "../ops/change.js";
-import { bold, dim, fileArg, n, red, stateArg, yellow } from "./ui.js";
+import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg, yellow } from "./ui.js";
 
 const sessionArgs = {
+  spec: specArg,
   file: fileArg,
   state: stateArg,
   identity: { type: "string", alias: "i", description: "extra private key file(s), comma-separated (fmc's admin key and ssh-agent are always tried)" },
@@ -18,13 +19,13 @@ const sessionArgs = {
   phase: { type: "string", description: "only these phases, comma-separated (base, loadbalancer)" },
 } as const;
 
-type SessionArgs = { file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; phase?: string };
+type SessionArgs = { spec?: string; file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; phase?: string };
 
 function sessionOptions(a: SessionArgs): SessionOptions {
   const concurrency = Number(a.concurrency ?? 16);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new FmcError("USAGE", `--concurrency ${a.concurrency}: a positive integer please`);
   return {
-    file: a.file,
+    file: specFileOf(a),
     stateDir: a.state,
     identities: a.identity?.split(",").filter(Boolean),
     acceptNew: a["accept-new"],

@@ -44,6 +44,32 @@ async function resolveCommand(cmd: CommandDef, argv: string[]): Promise<[Command
   }
 }
 
+/** Words that are neither options, option values nor allowed positionals. */
+function surplusWords(args: ArgsDef, argv: string[]): string[] {
+  const defs = Object.entries(args);
+  const takesValue = new Set<string>();
+  for (const [name, def] of defs) {
+    if (def.type !== "string" && def.type !== "enum") continue;
+    takesValue.add(name);
+    for (const a of ["alias" in def ? (def.alias ?? []) : []].flat()) takesValue.add(a);
+  }
+  const allowed = defs.filter(([, d]) => d.type === "positional").length;
+  const words: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === "--") {
+      words.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith("-") && a !== "-") {
+      if (!a.includes("=") && takesValue.has(a.replace(/^--?/, ""))) i++;
+      continue;
+    }
+    words.push(a);
+  }
+  return words.slice(allowed);
+}
+
 function unknownFlags(args: ArgsDef, argv: string[]): string[] {
   const known = new Set<string>(["help", "h"]);
   for (const [name, def] of Object.entries(args)) {
@@ -58,7 +84,7 @@ function unknownFlags(args: ArgsDef, argv: string[]): string[] {
 
 export async function main(argv: string[]): Promise<void> {
   try {
-    const [cmd, parent] = await resolveCommand(fmc, argv);
+    const [cmd, parent, rest] = await resolveCommand(fmc, argv);
     if (argv.includes("--help") || argv.includes("-h") || (cmd === fmc && !argv.some((a) => a === "--version"))) {
       await showUsage(cmd, parent);
       if (cmd === fmc && argv.length > 0 && !argv.includes("--help") && !argv.includes("-h")) {
@@ -75,8 +101,12 @@ export async function main(argv: string[]): Promise<void> {
       await showUsage(cmd, parent);
       return;
     }
-    const bad = unknownFlags(((await cmd.args) ?? {}) as ArgsDef, argv);
-    if (bad.length) throw new FmcError("USAGE", `unknown option: --${bad[0]}`, `see: fmc ${(await cmd.meta as { name?: string })?.name ?? ""} --help`);
+    const argsDef = ((await cmd.args) ?? {}) as ArgsDef;
+    const usage = `see: fmc ${parent && parent !== fmc ? `${((await parent.meta) as { name?: string })?.name} ` : ""}${((await cmd.meta) as { name?: string })?.name ?? ""} --help`;
+    const bad = unknownFlags(argsDef, argv);
+    if (bad.length) throw new FmcError("USAGE", `unknown option: --${bad[0]}`, usage);
+    const surplus = surplusWords(argsDef, rest);
+    if (surplus.length) throw new FmcError("USAGE", `unexpected argument: ${surplus[0]}`, usage);
     await runCommand(fmc, { rawArgs: argv });
   } catch (e) {
     if (e instanceof InvalidSpec) {

@@ -7,8 +7,8 @@ import { context, load } from "../project.js";
 import { SEED_YAML } from "../spec/seed.js";
 import { specJsonSchema, specMarkdown } from "../spec/jsonschema.js";
 import { renderAll } from "../render/index.js";
-import { summarize, writeArtifacts } from "../render/write.js";
-import { bold, dim, fileArg, n, printProblems, specName, stateArg } from "./ui.js";
+import { checkOutDir, summarize, writeArtifacts } from "../render/write.js";
+import { bold, dim, fileArg, n, printProblems, specArg, specFileOf, specName, stateArg } from "./ui.js";
 
 export const init = defineCommand({
   meta: { name: "init", description: "Write the seed topology as a commented spec to edit" },
@@ -27,9 +27,9 @@ export const init = defineCommand({
 
 export const validate = defineCommand({
   meta: { name: "validate", description: "Check the spec and report every problem with its path" },
-  args: { file: fileArg, json: { type: "boolean", description: "machine-readable output", default: false } },
+  args: { spec: specArg, file: fileArg, json: { type: "boolean", description: "machine-readable output", default: false } },
   run({ args }) {
-    const loaded = load(args.file);
+    const loaded = load(specFileOf(args));
     const errors = loaded.problems.filter((p) => p.severity === "error").length;
     const warnings = loaded.problems.length - errors;
     if (args.json) {
@@ -54,22 +54,26 @@ export const validate = defineCommand({
 export const render = defineCommand({
   meta: { name: "render", description: "Render every artifact (Terraform, Ignition, K3s, HAProxy, …) into a directory" },
   args: {
+    spec: specArg,
     file: fileArg,
-    out: { type: "string", alias: "o", description: "output directory", default: "out" },
+    out: { type: "string", alias: "o", description: "output directory (fmc only ever replaces or removes files it wrote there)", default: "out" },
     state: stateArg,
   },
   run({ args }) {
     const started = performance.now();
-    const { ctx, loaded, stateDir } = context({ file: args.file, stateDir: args.state });
+    checkOutDir(args.out); // before any secret is generated
+    const { ctx, loaded, stateDir } = context({ file: specFileOf(args), stateDir: args.state });
     printProblems(loaded.problems); // warnings only: errors stop before this
     const artifacts = renderAll(ctx);
-    writeArtifacts(args.out, artifacts);
+    const result = writeArtifacts(args.out, artifacts);
     const secret = artifacts.filter((a) => a.secret).length;
     process.stdout.write(`${bold(args.out + "/")} ${dim(`from ${specName(loaded.source.file)}`)}\n`);
     for (const line of summarize(artifacts)) process.stdout.write(`${line}\n`);
     process.stdout.write(
-      `${artifacts.length} files in ${Math.round(performance.now() - started)} ms; ${secret} hold secrets (0600, listed in ${args.out}/.gitignore); secrets kept in ${relative(process.cwd(), stateDir) || stateDir}\n`,
+      `${artifacts.length} files (${result.written} written, ${result.unchanged} unchanged) in ${Math.round(performance.now() - started)} ms; ${secret} hold secrets (0600, listed in ${args.out}/.gitignore); secrets kept in ${relative(process.cwd(), stateDir) || stateDir}\n`,
     );
+    if (result.removed.length) process.stdout.write(`removed ${n(result.removed.length, "file")} fmc wrote before and no longer renders: ${result.removed.join(", ")}\n`);
+    if (result.kept.length) process.stdout.write(dim(`left alone ${n(result.kept.length, "file")} fmc did not write: ${result.kept.slice(0, 8).join(", ")}${result.kept.length > 8 ? ", …" : ""}\n`));
   },
 });
 

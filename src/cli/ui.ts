@@ -1,6 +1,6 @@
 // Terminal output shared by the commands: colours (NO_COLOR respected), problems.
 import { relative } from "node:path";
-import type { Problem } from "../errors.js";
+import { FmcError, type Problem } from "../errors.js";
 
 export const color = !process.env.NO_COLOR && process.stderr.isTTY;
 const paint = (code: number) => (s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
@@ -10,6 +10,16 @@ export const dim = paint(2);
 export const bold = paint(1);
 
 export const fileArg = { type: "string", alias: "f", description: "cluster spec (default: ./cluster.yaml, else the built-in seed topology)" } as const;
+/** The spec may also be named as the first word after the command: fmc validate cluster.yaml. */
+export const specArg = { type: "positional", required: false, valueHint: "SPEC", description: "cluster spec file (the same as -f SPEC)" } as const;
+
+/** The spec named by -f or by position; both at once must agree. */
+export function specFileOf(args: { file?: string; spec?: string }): string | undefined {
+  if (args.spec !== undefined && args.file !== undefined && args.spec !== args.file) {
+    throw new FmcError("USAGE", `two spec files given: ${args.spec} and -f ${args.file}`, "name one");
+  }
+  return args.spec ?? args.file;
+}
 export const stateArg = { type: "string", description: "state directory for secrets (default: .fmc/ next to the spec)" } as const;
 
 export function formatProblem(p: Problem): string {

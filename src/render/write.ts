@@ -1,48 +1,237 @@
-// Writes a rendered artifact set as a whole: everything goes to a temporary directory
-// next to the target, then replaces it with two renames, so a failure never leaves a
-// half-written output. Files with secrets get 0600 and are listed in .gitignore.
-import { chmodSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+// Writes a rendered artifact set into an output directory without ever destroying what
+// fmc did not write there. A manifest (.fmc-render) lists the files fmc owns; each file
+// is written beside its target and renamed into place, files fmc wrote earlier but no
+// longer renders are removed, and everything else stays: Terraform's working files
+// (state, .terraform/, lock file, tfvars) and anything a user added. A file fmc would
+// have to overwrite but does not own stops the render with its name. No path may leave
+// the output directory: artifact paths are checked, and symlinks inside it are refused.
+import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve, sep } from "node:path";
+import { z } from "zod";
 import type { Artifact } from "./types.js";
 import { FmcError } from "../errors.js";
 
 export const MARKER = ".fmc-render";
+const GITIGNORE = ".gitignore";
 
-export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): void {
-  const target = resolve(outDir);
-  if (existsSync(target)) {
-    const entries = readdirSync(target);
-    if (entries.length > 0 && !entries.includes(MARKER)) {
-      throw new FmcError("OUT_NOT_EMPTY", `${outDir} exists, is not empty and was not written by fmc`, "pick another -o directory or empty this one");
-    }
+/** What Terraform keeps in its working directory: never fmc's to touch. */
+const TERRAFORM_FILES = [/^terraform\.tfstate(\.backup|\.d)?$/, /^\.terraform(\.lock\.hcl|\.tfstate\.lock\.info)?$/, /\.tfvars(\.json)?$/, /^crash\.log$/];
+export const isTerraformWorkingFile = (rel: string) => {
+  const [top, name] = rel.split("/");
+  return top === "terraform" && name !== undefined && TERRAFORM_FILES.some((r) => r.test(name));
+};
+
+const Manifest = z.object({ files: z.array(z.string()) });
+const TMP = /^\..+\.fmc-tmp-\d+$/;
+
+/** An artifact path: relative, "/"-separated, plain names, no "." or ".." segments. */
+export function checkArtifactPath(p: string): void {
+  const ok = p.length > 0 && p.length <= 1024 && p.split("/").every((s) => /^[A-Za-z0-9_@\\][A-Za-z0-9._@\\-]{0,254}$/.test(s) || /^\.[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(s));
+  if (!ok || p.split("/").some((s) => s === "." || s === "..")) {
+    throw new FmcError("RENDER_PATH", `refusing to write ${JSON.stringify(p)}: not a plain relative path inside the output directory`, "this is a bug in a renderer; please report it");
   }
-  mkdirSync(dirname(target), { recursive: true });
-  const tmp = `${target}.tmp-${process.pid}`;
-  const old = `${target}.old-${process.pid}`;
-  rmSync(tmp, { recursive: true, force: true });
+}
+
+export interface WriteResult {
+  readonly written: number;
+  readonly unchanged: number;
+  readonly removed: readonly string[];
+  /** Files in the output directory that fmc did not write and left alone. */
+  readonly kept: readonly string[];
+}
+
+function fsError(e: unknown, what: string, outDir: string): FmcError {
+  const err = e as NodeJS.ErrnoException;
+  if (err instanceof FmcError) return err;
+  switch (err.code) {
+    case "ENOTDIR":
+    case "EEXIST":
+      return new FmcError("OUT_NOT_DIR", `${what}: part of the path ${err.path ?? outDir} is a file, not a directory`, "pick another -o directory");
+    case "EACCES":
+    case "EPERM":
+    case "EROFS":
+      return new FmcError("OUT_UNWRITABLE", `${what}: ${err.path ?? outDir} is not writable`, "pick a directory you can write to");
+    case "ENOSPC":
+      return new FmcError("OUT_FULL", `${what}: no space left on the device of ${outDir}`);
+    default:
+      return new FmcError("OUT_IO", `${what}: ${err.message}`);
+  }
+}
+
+/** Every file (and symlink) under dir, relative, "/"-separated; directories Terraform owns are not entered. */
+function listFiles(dir: string, base = dir): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const abs = join(dir, e.name);
+    const rel = relative(base, abs).split(sep).join("/");
+    if (e.isDirectory() && !isTerraformWorkingFile(rel)) out.push(...listFiles(abs, base));
+    else out.push(rel);
+  }
+  return out;
+}
+
+function readManifest(target: string): Set<string> | undefined {
+  const file = join(target, MARKER);
+  let text: string;
   try {
-    mkdirSync(tmp, { mode: 0o755 });
-    for (const a of artifacts) {
-      const file = join(tmp, a.path);
-      mkdirSync(dirname(file), { recursive: true });
-      const mode = a.secret ? (a.executable ? 0o700 : 0o600) : a.executable ? 0o755 : 0o644;
-      writeFileSync(file, a.content, { mode });
-      chmodSync(file, mode); // the umask must not widen or narrow what we chose
-    }
-    const secretPaths = artifacts.filter((a) => a.secret).map((a) => `/${a.path}`);
-    writeFileSync(
-      join(tmp, ".gitignore"),
-      ["# Rendered by fmc. These files hold secrets (mode 0600): never commit them.", ...secretPaths, ""].join("\n"),
-    );
-    writeFileSync(join(tmp, MARKER), JSON.stringify({ files: artifacts.map((a) => a.path) }, null, 2) + "\n");
-    if (existsSync(target)) renameSync(target, old);
-    renameSync(tmp, target);
+    text = readFileSync(file, "utf8");
   } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    if (existsSync(old) && !existsSync(target)) renameSync(old, target);
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw fsError(e, "reading the render manifest", target);
+  }
+  let parsed: z.infer<typeof Manifest>;
+  try {
+    parsed = Manifest.parse(JSON.parse(text));
+  } catch {
+    throw new FmcError("OUT_MANIFEST", `${file} is not a manifest fmc wrote`, "remove it only if nothing else in that directory is yours to keep");
+  }
+  for (const p of parsed.files) checkArtifactPath(p);
+  return new Set(parsed.files);
+}
+
+/** The directory of `rel` under target, created as needed; a symlink on the way is refused. */
+function ensureDir(target: string, rel: string): void {
+  let cur = target;
+  for (const part of rel.split("/").slice(0, -1)) {
+    cur = join(cur, part);
+    let st;
+    try {
+      st = lstatSync(cur);
+    } catch {
+      mkdirSync(cur, { mode: 0o755 });
+      continue;
+    }
+    if (st.isSymbolicLink()) throw new FmcError("OUT_SYMLINK", `${cur} is a symlink; fmc writes only inside the output directory`, "replace the link with a real directory or pick another -o");
+    if (!st.isDirectory()) throw new FmcError("OUT_NOT_DIR", `${cur} is a file where fmc needs a directory`, "move it away or pick another -o");
+  }
+}
+
+const modeOf = (a: Artifact) => (a.secret ? (a.executable ? 0o700 : 0o600) : a.executable ? 0o755 : 0o644);
+
+function writeOne(target: string, rel: string, content: string, mode: number): boolean {
+  const file = join(target, rel);
+  try {
+    const st = lstatSync(file);
+    if (st.isFile() && (st.mode & 0o777) === mode && readFileSync(file, "utf8") === content) return false;
+  } catch {
+    // absent: write it
+  }
+  const tmp = join(dirname(file), `.${rel.split("/").pop()}.fmc-tmp-${process.pid}`); // matches TMP
+  try {
+    writeFileSync(tmp, content, { mode });
+    chmodSync(tmp, mode); // the umask must not widen or narrow what we chose
+    renameSync(tmp, file);
+  } catch (e) {
+    try {
+      unlinkSync(tmp);
+    } catch {
+      // nothing to clean
+    }
     throw e;
   }
-  rmSync(old, { recursive: true, force: true });
+  return true;
+}
+
+function manifestText(files: Iterable<string>): string {
+  return JSON.stringify({ files: [...files].sort() }, null, 2) + "\n";
+}
+
+export function checkOutDir(outDir: string): void {
+  if (outDir.trim() === "") throw new FmcError("USAGE", "the output directory name is empty", "use -o out (or any directory name)");
+}
+
+export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): WriteResult {
+  checkOutDir(outDir);
+  for (const a of artifacts) checkArtifactPath(a.path);
+  const target = resolve(outDir);
+  try {
+    // a symlink to a directory is followed and kept; anything else that is not a directory is refused
+    let st;
+    try {
+      st = statSync(target);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
+      mkdirSync(target, { recursive: true, mode: 0o755 });
+      st = statSync(target);
+    }
+    if (!st.isDirectory()) throw new FmcError("OUT_NOT_DIR", `${outDir} is a file, not a directory`, "pick another -o directory");
+
+    const manifest = readManifest(target);
+    const owned = manifest ?? new Set<string>();
+    const wanted = new Map(artifacts.map((a) => [a.path, a] as const));
+    // a temp file left by an interrupted render is fmc's own
+    const existing = listFiles(target).filter((rel) => {
+      if (!TMP.test(rel.split("/").pop()!)) return true;
+      unlinkSync(join(target, rel));
+      return false;
+    });
+    if (!manifest) {
+      // fmc has never written here: only an empty directory (or Terraform's own files) will do
+      const foreign = existing.filter((rel) => !isTerraformWorkingFile(rel));
+      if (foreign.length) {
+        throw new FmcError(
+          "OUT_NOT_EMPTY",
+          `${outDir} is not empty and fmc has not written there before: ${foreign.slice(0, 8).join(", ")}${foreign.length > 8 ? `, … (${foreign.length})` : ""}`,
+          "pick another -o directory or empty this one; fmc never overwrites files it did not write",
+        );
+      }
+    }
+    const isOurs = (rel: string) => owned.has(rel) || rel === MARKER || (rel === GITIGNORE && owned.size > 0);
+    // a file fmc must write over but does not own: stop before anything changes
+    const collisions = existing.filter((rel) => !isOurs(rel) && (wanted.has(rel) || rel === GITIGNORE || rel === MARKER));
+    const blocking = [...collisions, ...[...wanted.keys()].filter((rel) => existing.some((e) => rel.startsWith(`${e}/`)) && !owned.has(rel))];
+    if (blocking.length) {
+      throw new FmcError(
+        "OUT_NOT_OURS",
+        `${outDir} holds files fmc did not write where it needs to write: ${blocking.slice(0, 8).join(", ")}${blocking.length > 8 ? `, … (${blocking.length})` : ""}`,
+        "move them away, or render into another -o directory; fmc never overwrites files it did not write",
+      );
+    }
+    for (const rel of wanted.keys()) {
+      if (existing.includes(rel) && lstatSync(join(target, rel)).isSymbolicLink()) {
+        throw new FmcError("OUT_SYMLINK", `${join(outDir, rel)} is a symlink; fmc writes only inside the output directory`, "remove the link");
+      }
+    }
+
+    // Claim every path first: if the render stops half-way, the next one still knows
+    // which files are fmc's (and a re-run finishes the job).
+    writeOne(target, MARKER, manifestText(new Set([...owned, ...wanted.keys()])), 0o644);
+    let written = 0;
+    let unchanged = 0;
+    for (const a of artifacts) {
+      ensureDir(target, a.path);
+      if (writeOne(target, a.path, a.content, modeOf(a))) written++;
+      else unchanged++;
+    }
+    const secretPaths = artifacts.filter((a) => a.secret).map((a) => `/${a.path}`);
+    writeOne(target, GITIGNORE, ["# Rendered by fmc. These files hold secrets (mode 0600): never commit them.", ...secretPaths, ""].join("\n"), 0o644);
+
+    // Files fmc wrote before and no longer renders; their directories if now empty.
+    const removed: string[] = [];
+    for (const rel of owned) {
+      if (wanted.has(rel)) continue;
+      const abs = join(target, rel);
+      try {
+        if (!lstatSync(abs).isFile()) continue;
+        unlinkSync(abs);
+        removed.push(rel);
+      } catch {
+        continue; // already gone
+      }
+      for (let d = dirname(abs); d.startsWith(target + sep); d = dirname(d)) {
+        try {
+          rmdirSync(d); // only succeeds when empty
+        } catch {
+          break;
+        }
+      }
+    }
+    writeOne(target, MARKER, manifestText(wanted.keys()), 0o644);
+    const kept = existing.filter((rel) => !isOurs(rel) && !wanted.has(rel));
+    return { written, unchanged, removed: removed.sort(), kept };
+  } catch (e) {
+    throw fsError(e, `writing into ${outDir}`, target);
+  }
 }
 
 /** A short tree: one line per top-level directory with its file count. */
