@@ -35,8 +35,8 @@ export interface HostFacts {
   readonly mounts: ReadonlyMap<string, { device: string; type: string; options: string }>;
   /** Block devices (lsblk), by path. */
   readonly blockDevices: ReadonlyMap<string, { size: number; type: string; fstype: string | null }>;
-  /** LVM volume groups and logical volumes ("vg/lv") with sizes in bytes. */
-  readonly lvm: { readonly vgs: ReadonlyMap<string, number>; readonly lvs: ReadonlyMap<string, number> };
+  /** LVM volume groups and logical volumes ("vg/lv"): sizes in bytes, an LV's device-mapper path. */
+  readonly lvm: { readonly vgs: ReadonlyMap<string, { size: number; free: number }>; readonly lvs: ReadonlyMap<string, { size: number; dmPath: string }> };
   /** Users by name (getent passwd). */
   readonly users: ReadonlyMap<string, { uid: number; home: string; shell: string } | null>;
   /** Exit codes of guard commands, by guard id. */
@@ -90,8 +90,8 @@ export function factScript(req: FactRequest): string {
       ? [
           "echo @mounts; cat /proc/mounts",
           "echo @lsblk; lsblk -J -b -p -o NAME,SIZE,TYPE,FSTYPE 2>/dev/null",
-          "echo @vgs; vgs --noheadings --units b --nosuffix -o vg_name,vg_size 2>/dev/null; true",
-          "echo @lvs; lvs --noheadings --units b --nosuffix -o vg_name,lv_name,lv_size 2>/dev/null; true",
+          "echo @vgs; vgs --noheadings --units b --nosuffix -o vg_name,vg_size,vg_free 2>/dev/null; true",
+          "echo @lvs; lvs --noheadings --units b --nosuffix -o vg_name,lv_name,lv_size,lv_dm_path 2>/dev/null; true",
         ]
       : []),
     "echo @end",
@@ -171,8 +171,13 @@ export function parseFacts(host: string, out: string): HostFacts {
       // lsblk without JSON support: no block device facts
     }
   }
-  const vgs = new Map(lines("vgs").map((l) => l.trim().split(/\s+/)).map(([n, sz]) => [n!, Number(sz)]));
-  const lvs = new Map(lines("lvs").map((l) => l.trim().split(/\s+/)).map(([vg, lv, sz]) => [`${vg}/${lv}`, Number(sz)]));
+  // vgs/lvs pad their columns with spaces (leading, and trailing after the last one)
+  const vgs = new Map(lines("vgs").map((l) => l.trim().split(/\s+/)).map(([n, sz, free]) => [n!, { size: Number(sz), free: Number(free ?? 0) }]));
+  const lvs = new Map(
+    lines("lvs")
+      .map((l) => l.trim().split(/\s+/))
+      .map(([vg, lv, sz, dm]) => [`${vg}/${lv}`, { size: Number(sz), dmPath: dm ?? dmPathOf(vg!, lv!) }]),
+  );
   return {
     dirs,
     users,
@@ -189,6 +194,18 @@ export function parseFacts(host: string, out: string): HostFacts {
     packages,
     sysctl,
   };
+}
+
+/** The device-mapper path LVM gives a volume: /dev/mapper/<vg>-<lv>, hyphens inside names doubled. */
+export function dmPathOf(vg: string, lv: string): string {
+  return `/dev/mapper/${vg.replace(/-/g, "--")}-${lv.replace(/-/g, "--")}`;
+}
+
+/** The name the kernel shows for a device: /dev/VG/LV of a known volume becomes its /dev/mapper path. */
+export function canonicalDevice(facts: HostFacts, device: string): string {
+  const m = /^\/dev\/([^/]+)\/([^/]+)$/.exec(device);
+  const lv = m && m[1] !== "mapper" ? facts.lvm.lvs.get(`${m[1]}/${m[2]}`) : undefined;
+  return lv?.dmPath ?? device;
 }
 
 export async function gatherFacts(t: Transport, req: FactRequest): Promise<HostFacts> {

@@ -2,7 +2,7 @@
 // filesystem on each; never resizes, never reformats. The last volume may take the
 // remaining space (100%FREE).
 import { cmd, quote, script } from "../hosts/command.js";
-import type { HostFacts } from "../hosts/facts.js";
+import { dmPathOf, type HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
 import { FmcError } from "../errors.js";
 
@@ -30,7 +30,9 @@ export function lvmChanges(facts: HostFacts, l: LvmSpec, ctx: { host: string; ph
       const size = v.size.endsWith("%FREE") ? ["-l", v.size] : ["-L", v.size];
       out.push(c(`create logical volume ${id} (${v.size})`, cmd("lvcreate", "--yes", "-n", v.name, ...size, l.volumeGroup)));
     }
-    if (!facts.blockDevices.get(dev)?.fstype) {
+    // lsblk names LVs by their device-mapper path, never /dev/VG/LV
+    const dm = facts.lvm.lvs.get(id)?.dmPath ?? dmPathOf(l.volumeGroup, v.name);
+    if (!facts.blockDevices.get(dm)?.fstype) {
       // guarded on the host too: blkid decides at run time, so a volume made above is formatted once
       out.push(c(`make ${v.filesystem} on ${dev}`, script(`blkid -s TYPE -o value ${quote(dev)} >/dev/null || mkfs.${v.filesystem} -L ${quote(v.name.slice(0, 12))} ${quote(dev)}`, `mkfs.${v.filesystem} ${dev} unless it has a filesystem`)));
     }

@@ -2,7 +2,7 @@
 // is writable but whose fstab habits differ), enabled and mounted now.
 import { escapePath, unitFile } from "../render/systemd.js";
 import { cmd } from "../hosts/command.js";
-import type { HostFacts } from "../hosts/facts.js";
+import { canonicalDevice, type HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
 import type { Masker } from "./file.js";
 import { unitChanges, unitPath } from "./unit.js";
@@ -34,7 +34,7 @@ export function mountChanges(facts: HostFacts, m: MountSpec, ctx: { host: string
   const unit = mountUnit(m.where);
   const out = unitChanges(facts, { unit, content: mountUnitText(m), enabled: true, running: true }, ctx);
   const live = facts.mounts.get(m.where);
-  if (live && live.device !== m.what && !out.length) {
+  if (live && canonicalDevice(facts, live.device) !== canonicalDevice(facts, m.what) && !out.length) {
     out.push({
       host: ctx.host,
       phase: ctx.phase,
