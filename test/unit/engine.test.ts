@@ -152,7 +152,7 @@ test("LVM: creates what is missing, in order, and refuses a disk with another fi
   const done = facts({
     vgs: ["  data 85899345920"],
     lvs: ["  data shared_lv 21474836480", "  data longhorn_lv 64424509440"],
-    lsblk: [JSON.stringify({ blockdevices: [{ name: "/dev/vdb", size: 1, type: "disk", fstype: "LVM2_member", children: [{ name: "/dev/data/shared_lv", size: 1, type: "lvm", fstype: "ext4" }, { name: "/dev/data/longhorn_lv", size: 1, type: "lvm", fstype: "ext4" }] }] })],
+    lsblk: [JSON.stringify({ blockdevices: [{ name: "/dev/vdb", size: 1, type: "disk", fstype: "LVM2_member", children: [{ name: "/dev/mapper/data-shared_lv", size: 1, type: "lvm", fstype: "ext4" }, { name: "/dev/mapper/data-longhorn_lv", size: 1, type: "lvm", fstype: "ext4" }] }] })],
   });
   assert.deepEqual(lvmChanges(done, spec, ctx), []);
   assert.throws(() => lvmChanges(facts(), { ...spec, device: "/dev/vdc" }, ctx), /holds a ext4 filesystem; refusing/);
