@@ -25,6 +25,7 @@ export const fmc = defineCommand({
     plan: () => engine().then((m) => m.plan),
     apply: () => engine().then((m) => m.apply),
     lab: () => import("./lab-commands.js").then((m) => m.lab),
+    secrets: () => import("./secrets-commands.js").then((m) => m.secrets),
   },
 });
 
@@ -83,6 +84,13 @@ function unknownFlags(args: ArgsDef, argv: string[]): string[] {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // a reader that stops early (fmc … | head) is not an error
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(process.exitCode ?? 0);
+      throw e;
+    });
+  }
   try {
     const [cmd, parent, rest] = await resolveCommand(fmc, argv);
     if (argv.includes("--help") || argv.includes("-h") || (cmd === fmc && !argv.some((a) => a === "--version"))) {

@@ -2,14 +2,25 @@
 // 0600 in a 0700 directory with its own .gitignore. They are created once and reused,
 // so renders are reproducible; renderers get values, logs get masks.
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
-import { execFileSync } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
 import ssh2 from "ssh2";
+import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
 
-export type SecretKind = "token" | "password" | "vrrp" | "wireguard" | "wireguard-psk" | "ssh-ed25519";
+export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
+export type SecretKind = (typeof SECRET_KINDS)[number];
+
+/** secrets.json as written by fmc; anything else is refused rather than half-used. */
+const StoreFile = z.object({
+  version: z.literal(1),
+  secrets: z.record(
+    z.string().regex(/^[a-z0-9][a-z0-9-]{0,127}$/),
+    z.object({ kind: z.enum(SECRET_KINDS), value: z.string().min(1).max(16384) }),
+  ),
+});
 
 export interface SecretSpec {
   readonly name: string;
@@ -136,22 +147,61 @@ export function stateDirFor(specFile: string | undefined, override?: string): St
   return { path: join(base, ".fmc") };
 }
 
+/** Filesystem trouble with the state directory as a coded error (e.g. a root-owned .fmc/ used by another user). */
+function stateIo<T>(path: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err instanceof FmcError) throw err;
+    if (err.code === "EACCES" || err.code === "EPERM") {
+      let owner = "";
+      try {
+        owner = ` (owned by uid ${statSync(path).uid})`;
+      } catch {
+        // unknown
+      }
+      throw new FmcError("STATE_PERMISSION", `cannot ${what} ${path}${owner}: permission denied`, `run fmc as the user who owns it, or give it to yourself: chown -R "$(id -u)" ${dirname(path).endsWith(".fmc") ? dirname(path) : path}`);
+    }
+    throw new FmcError("STATE_IO", `cannot ${what} ${path}: ${err.message}`);
+  }
+}
+
 function ensureStateDir(dir: StateDir) {
-  mkdirSync(dir.path, { recursive: true, mode: 0o700 });
-  chmodSync(dir.path, 0o700);
+  stateIo(dir.path, "create", () => mkdirSync(dir.path, { recursive: true, mode: 0o700 }));
+  stateIo(dir.path, "secure", () => chmodSync(dir.path, 0o700));
   const ignore = join(dir.path, ".gitignore");
-  if (!existsSync(ignore)) writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 });
+  if (!existsSync(ignore)) stateIo(ignore, "write", () => writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 }));
   refuseTrackedState(dir);
 }
 
-/** fmc refuses to run when git tracks anything in its state directory. */
-function refuseTrackedState(dir: StateDir) {
-  let tracked = "";
-  try {
-    tracked = execFileSync("git", ["ls-files", "--", "."], { cwd: dir.path, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
-  } catch {
-    return; // not a git work tree, or no git: nothing can be tracked
+/** The nearest directory at or above `start` that holds a .git (directory or file). */
+function gitWorkTree(start: string): string | undefined {
+  for (let d = resolve(start); ; d = dirname(d)) {
+    if (existsSync(join(d, ".git"))) return d;
+    if (dirname(d) === d) return undefined;
   }
+}
+
+/**
+ * fmc refuses to run when git tracks anything in its state directory. The check fails
+ * closed: inside a git work tree, any git error (not installed, a repository owned by
+ * another user, a broken index) refuses, because then nothing proves the secrets are untracked.
+ */
+export function refuseTrackedState(dir: StateDir) {
+  const tree = gitWorkTree(dir.path);
+  if (!tree) return; // no repository around: nothing can be tracked
+  const r = spawnSync("git", ["ls-files", "--", "."], { cwd: dir.path, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GIT_OPTIONAL_LOCKS: "0" } });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === "ENOENT" ? "git is not installed" : r.error.message) : (r.stderr.trim().split("\n")[0] ?? `git exited ${r.status}`);
+    const dubious = /dubious ownership/.test(r.stderr ?? "");
+    throw new FmcError(
+      "STATE_CHECK",
+      `${tree} is a git work tree, and git could not confirm that ${dir.path} is untracked: ${why}`,
+      dubious ? `the repository belongs to another user; run fmc as its owner, or trust it: git config --global --add safe.directory ${tree}` : "fix git (or move the spec out of the repository), then run fmc again",
+    );
+  }
+  const tracked = r.stdout.trim();
   if (tracked) {
     throw new FmcError("STATE_TRACKED", `git tracks files in ${dir.path}: ${tracked.split("\n").join(", ")}`, `remove them from git (git rm --cached) and rotate the secrets they held`);
   }
@@ -166,11 +216,15 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   const file = join(dir.path, "secrets.json");
   let stored: Record<string, { kind: SecretKind; value: string }> = {};
   if (existsSync(file)) {
+    const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
+    let parsed: z.infer<typeof StoreFile>;
     try {
-      stored = (JSON.parse(readFileSync(file, "utf8")) as { secrets: typeof stored }).secrets;
+      parsed = StoreFile.parse(JSON.parse(text));
     } catch (e) {
-      throw new FmcError("STATE_CORRUPT", `cannot read ${file}: ${(e as Error).message}`, "restore it from a backup; deleting it rotates every secret");
+      const why = e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).slice(0, 3).join("; ") : (e as Error).message;
+      throw new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup; deleting it rotates every secret");
     }
+    stored = parsed.secrets;
   }
   let changed = false;
   for (const s of needed) {
@@ -181,10 +235,10 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   if (changed) {
     const tmp = `${file}.tmp-${process.pid}`;
     const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-    writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 });
-    renameSync(tmp, file);
+    stateIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
+    stateIo(file, "replace", () => renameSync(tmp, file));
   }
-  chmodSync(file, 0o600);
+  stateIo(file, "secure", () => chmodSync(file, 0o600));
   return new Secrets(new Map(needed.map((s) => [s.name, stored[s.name]!.value])));
 }
 

@@ -154,3 +154,44 @@ test("help, unknown commands and unknown options", (t) => {
   assert.match(opt.stderr, /unknown option: --outt/);
   assert.equal(existsSync(join(dir, "x")), false);
 });
+
+test("the git check fails closed: a repository git won't read refuses, it never passes", (t) => {
+  const dir = tempDir(t);
+  execFileSync("git", ["init", "-q"], { cwd: dir });
+  // git refuses repositories owned by another user ("dubious ownership"); as a non-root
+  // user, a broken repository is the way to make git fail
+  if (process.getuid?.() === 0) execFileSync("chown", ["-R", "nobody", dir]);
+  else writeFileSync(join(dir, ".git/HEAD"), "garbage\n");
+  const r = fmc(["render", "-o", "out"], dir);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error\[STATE_CHECK\] .* is a git work tree, and git could not confirm that .*\.fmc is untracked/);
+  assert.equal(existsSync(join(dir, "out")), false, "nothing was rendered");
+});
+
+test("a secret store fmc did not write is refused, not half-used", (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, ".fmc"), { mode: 0o700 });
+  writeFileSync(join(dir, ".fmc/secrets.json"), JSON.stringify({ version: 1, secrets: { "k3s-token": { kind: "rsa", value: "x" } } }));
+  const r = fmc(["render", "-o", "out"], dir);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error\[STATE_CORRUPT\] .*secrets\.json is not a secret store fmc wrote: secrets\.k3s-token\.kind/);
+  assert.equal(existsSync(join(dir, "out")), false);
+});
+
+test("fmc secrets: list names only; show reveals exactly one value on purpose", (t) => {
+  const dir = tempDir(t);
+  const list = fmc(["secrets", "list"], dir);
+  assert.equal(list.status, 0, list.stderr);
+  const store = JSON.parse(readFileSync(join(dir, ".fmc/secrets.json"), "utf8")).secrets as Record<string, { value: string }>;
+  assert.match(list.stdout, /^grafana-admin\s+Grafana admin \(password\)$/m);
+  for (const [name, s] of Object.entries(store)) assert.ok(!list.stdout.includes(s.value.slice(0, 20)), `${name} leaked into the list`);
+  const show = fmc(["secrets", "show", "grafana-admin"], dir);
+  assert.equal(show.status, 0, show.stderr);
+  assert.equal(show.stdout, `${store["grafana-admin"]!.value}\n`);
+  const key = fmc(["secrets", "show", "admin-ssh"], dir);
+  assert.match(key.stdout, /^-----BEGIN OPENSSH PRIVATE KEY-----\n/);
+  const typo = fmc(["secrets", "show", "grafana-admn"], dir);
+  assert.equal(typo.status, 1);
+  assert.match(typo.stderr, /error\[SECRET_UNKNOWN\] this spec has no secret named grafana-admn\n\s+hint: did you mean "grafana-admin"\?/);
+  assert.equal(typo.stdout, "");
+});
