@@ -16,14 +16,17 @@ const sessionArgs = {
   "accept-new": { type: "boolean", description: "trust unknown host keys on first contact (changed keys are always refused)", default: false },
   jump: { type: "string", description: "reach hosts through this spec host (e.g. the VPS)" },
   concurrency: { type: "string", description: "hosts worked on at once", default: "16" },
+  timeout: { type: "string", description: "seconds a remote command may take before it is stopped (connecting waits at most 15 s)", default: "120" },
   phase: { type: "string", description: "only these phases, comma-separated (base, loadbalancer)" },
 } as const;
 
-type SessionArgs = { spec?: string; file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; phase?: string };
+type SessionArgs = { spec?: string; file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; concurrency?: string; timeout?: string; phase?: string };
 
 function sessionOptions(a: SessionArgs): SessionOptions {
   const concurrency = Number(a.concurrency ?? 16);
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new FmcError("USAGE", `--concurrency ${a.concurrency}: a positive integer please`);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) throw new FmcError("USAGE", `--concurrency ${a.concurrency}: a whole number from 1 to 1024 please`);
+  const timeout = Number(a.timeout ?? 120);
+  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 86_400) throw new FmcError("USAGE", `--timeout ${a.timeout}: seconds, more than 0 and at most 86400 please`);
   return {
     file: specFileOf(a),
     stateDir: a.state,
@@ -31,6 +34,7 @@ function sessionOptions(a: SessionArgs): SessionOptions {
     acceptNew: a["accept-new"],
     jump: a.jump,
     concurrency,
+    timeoutMs: Math.round(timeout * 1000),
     phases: a.phase?.split(",").filter(Boolean),
   };
 }
@@ -58,19 +62,28 @@ function printPlan(s: Session, p: Plan): void {
     }
   }
   if (p.skippedHosts.length) process.stdout.write(dim(`not in the ${s.inventory.source} inventory, skipped: ${p.skippedHosts.join(", ")}\n`));
+  printUnreachable(s);
   process.stdout.write(p.changes.length ? `Plan: ${n(p.changes.length, "change")} on ${n(byHost.size, "host")}.\n` : "No changes: the hosts match the spec.\n");
 }
 
-function planJson(p: Plan): string {
+function printUnreachable(s: Session): void {
+  for (const [host, why] of s.unreachable) process.stderr.write(`${red("unreachable")} ${bold(host)}: ${why}\n`);
+}
+
+function planJson(s: Session, p: Plan): string {
   return JSON.stringify(
-    { changes: p.changes.map((c) => ({ host: c.host, phase: c.phase, title: c.title, notes: c.notes, diff: c.diff, commands: c.commands.map((x) => x.display) })), skippedHosts: p.skippedHosts },
+    {
+      changes: p.changes.map((c) => ({ host: c.host, phase: c.phase, title: c.title, notes: c.notes, diff: c.diff, commands: c.commands.map((x) => x.display) })),
+      skippedHosts: p.skippedHosts,
+      unreachable: Object.fromEntries(s.unreachable),
+    },
     null,
     2,
   );
 }
 
 export const plan = defineCommand({
-  meta: { name: "plan", description: "Read facts from the hosts and show exactly what apply would change" },
+  meta: { name: "plan", description: "Read facts from the hosts and show exactly what apply would change (after fmc lab up, the lab's hosts); a host that can't be reached is reported and the exit code is 1" },
   args: {
     ...sessionArgs,
     "detailed-exitcode": { type: "boolean", description: "exit 0: no changes, 2: changes, 1: error (as Terraform)", default: false },
@@ -80,9 +93,10 @@ export const plan = defineCommand({
     const s = await openSession(sessionOptions(args));
     try {
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: args.json ? undefined : progress });
-      if (args.json) process.stdout.write(planJson(p) + "\n");
+      if (args.json) process.stdout.write(planJson(s, p) + "\n");
       else printPlan(s, p);
-      process.exitCode = args["detailed-exitcode"] && p.changes.length > 0 ? 2 : 0;
+      // hosts that could not be reached make the plan incomplete: that is an error
+      process.exitCode = s.unreachable.size > 0 ? 1 : args["detailed-exitcode"] && p.changes.length > 0 ? 2 : 0;
     } finally {
       s.close();
     }
@@ -100,12 +114,16 @@ async function confirm(question: string): Promise<boolean> {
 }
 
 export const apply = defineCommand({
-  meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run" },
+  meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run (after fmc lab up, on the lab's hosts); refuses while a host can't be reached" },
   args: { ...sessionArgs, yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false } },
   async run({ args }) {
     const s = await openSession(sessionOptions(args));
     let lock: { release(): void } | undefined;
     try {
+      if (s.unreachable.size > 0) {
+        printUnreachable(s);
+        throw new FmcError("UNREACHABLE", `${n(s.unreachable.size, "host")} could not be reached; nothing was applied`, "bring them back and run apply again; fmc plan shows what the reachable hosts need meanwhile");
+      }
       lock = acquireLock(s.stateDir);
       const started = performance.now();
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: progress });

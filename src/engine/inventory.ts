@@ -2,8 +2,11 @@
 // `fmc lab up` writes so plan/apply target the lab with no edits.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
+import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import type { SshTarget } from "../hosts/ssh.js";
+import { ipv4 } from "../spec/formats.js";
+import { FmcError } from "../errors.js";
 
 export interface Inventory {
   readonly source: "spec" | "lab";
@@ -19,10 +22,29 @@ export interface LabInventoryFile {
 
 export const labInventoryPath = (stateDir: string) => join(stateDir, "lab", "inventory.json");
 
+/** The overlay as `fmc lab up` writes it; a file of any other shape is refused. */
+const LabInventory = z.object({
+  lab: z.string(),
+  hosts: z.array(z.object({ name: z.string().regex(/^[a-z0-9-]{1,63}$/), address: ipv4, port: z.number().int().min(1).max(65535), user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/) })),
+  knownHosts: z.string().startsWith("/"),
+});
+
+function readLabInventory(path: string): LabInventoryFile {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    throw new FmcError("LAB_INVENTORY", `cannot read the lab inventory ${path}: ${(e as Error).message}`, "fmc lab down, then fmc lab up, writes it again");
+  }
+  const r = LabInventory.safeParse(parsed);
+  if (!r.success) throw new FmcError("LAB_INVENTORY", `${path} is not a lab inventory fmc wrote (${r.error.issues[0]?.path.join(".")}: ${r.error.issues[0]?.message})`, "fmc lab down, then fmc lab up, writes it again");
+  return r.data;
+}
+
 export function inventory(spec: Spec, stateDir: string): Inventory {
   const lab = labInventoryPath(stateDir);
   if (existsSync(lab)) {
-    const inv = JSON.parse(readFileSync(lab, "utf8")) as LabInventoryFile;
+    const inv = readLabInventory(lab);
     return {
       source: "lab",
       targets: new Map(inv.hosts.filter((h) => spec.hosts.some((s) => s.name === h.name)).map((h) => [h.name, { ...h }])),

@@ -1,14 +1,16 @@
-// A session: the spec's context, where its hosts are, and one SSH connection per host,
-// closed at the end whatever happens.
+// A session: the spec's context, where its hosts are, and one SSH connection per host
+// (through one shared connection to the jump host, if any), closed at the end whatever
+// happens. A host that can't be reached does not stop the others: it is recorded.
 import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { context } from "../project.js";
 import { inventory, type Inventory } from "./inventory.js";
-import { SshTransport, type SshOptions } from "../hosts/ssh.js";
+import { openJump, SshTransport, type SshOptions } from "../hosts/ssh.js";
 import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool } from "./run.js";
+import { DEFAULT_COMMAND_TIMEOUT_MS } from "../hosts/ssh.js";
 import type { RenderContext } from "../render/types.js";
 import { FmcError } from "../errors.js";
 
@@ -20,6 +22,8 @@ export interface SessionOptions {
   readonly jump?: string;
   readonly concurrency?: number;
   readonly phases?: readonly string[];
+  /** Per-command limit; connecting waits at most 15 s or this, whichever is less. */
+  readonly timeoutMs?: number;
 }
 
 export interface Session {
@@ -29,6 +33,8 @@ export interface Session {
   readonly stateDir: string;
   readonly phases: readonly Phase[];
   readonly transports: Map<string, Transport>;
+  /** Hosts the phases need that could not be reached, with the reason. */
+  readonly unreachable: ReadonlyMap<string, string>;
   readonly concurrency: number;
   close(): void;
 }
@@ -55,23 +61,39 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   ];
   const jumpHost = o.jump ? inv.targets.get(o.jump) : undefined;
   if (o.jump && !jumpHost) throw new FmcError("USAGE", `--jump ${o.jump}: no such host`);
-  const sshOptions: SshOptions = {
+  const timeoutMs = o.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+  const base: SshOptions = {
     privateKeys: keys,
     agent: process.env.SSH_AUTH_SOCK,
     knownHostsFile: inv.knownHostsFile,
     acceptNew: o.acceptNew,
     jump: jumpHost,
+    connectTimeoutMs: Math.min(15_000, timeoutMs),
+    commandTimeoutMs: timeoutMs,
+    mask: pc.mask,
   };
+  // one connection to the jump host, shared: one per target would exceed sshd's MaxStartups
+  const via = jumpHost ? await openJump(jumpHost, base) : undefined;
+  const sshOptions: SshOptions = { ...base, via };
   const wanted = new Set(phases.flatMap((p) => p.hosts(pc).map((h) => h.name)));
   const targets = [...inv.targets.values()].filter((t) => wanted.has(t.name));
   const concurrency = o.concurrency ?? 16;
   const transports = new Map<string, Transport>();
-  const results = await pool(targets, concurrency, async (t) => transports.set(t.name, await SshTransport.connect(t, sshOptions)));
-  const failed = results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => (r.reason as Error).message);
-  const close = () => transports.forEach((t) => t.close());
-  if (failed.length) {
+  const unreachable = new Map<string, string>();
+  await pool(targets, concurrency, async (t) => {
+    try {
+      transports.set(t.name, await SshTransport.connect(t, sshOptions));
+    } catch (e) {
+      unreachable.set(t.name, pc.mask((e as Error).message));
+    }
+  });
+  const close = () => {
+    transports.forEach((t) => t.close());
+    via?.end();
+  };
+  if (transports.size === 0 && unreachable.size > 0) {
     close();
-    throw new FmcError("SSH_CONNECT", failed.join("\n"), inv.source === "lab" ? "is the lab up? fmc lab status" : "check addresses, keys (-i) and known_hosts (--accept-new on first contact)");
+    throw new FmcError("SSH_CONNECT", [...unreachable.values()].join("\n"), inv.source === "lab" ? "is the lab up? fmc lab status" : "check addresses, keys (-i) and known_hosts (--accept-new on first contact)");
   }
-  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, concurrency, close };
+  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, unreachable, concurrency, close };
 }

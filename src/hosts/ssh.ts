@@ -1,7 +1,8 @@
 // SSH transport on ssh2: one connection per host for the whole run, TCP_NODELAY (ssh2's
 // small writes otherwise wait on Nagle + delayed ACK, ≈40 ms per command), host keys
-// checked against a known_hosts file, an optional jump host, sudo for non-root users,
-// and errors that name the host and the step.
+// checked against a known_hosts file, one shared connection to a jump host, sudo for
+// non-root users, a timeout that ends the remote process too, bounded output, remote
+// error output masked, and errors that name the host and the step.
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { connect as tcpConnect, type Socket } from "node:net";
 import ssh2 from "ssh2";
@@ -25,9 +26,21 @@ export interface SshOptions {
   /** Add unknown host keys to known_hosts instead of refusing them. Changed keys are always refused. */
   readonly acceptNew?: boolean;
   readonly jump?: SshTarget;
+  /** An open connection to the jump host, shared by every target (see openJump). */
+  readonly via?: ssh2.Client;
   readonly connectTimeoutMs?: number;
   readonly commandTimeoutMs?: number;
+  /** Largest stdout a command may produce; beyond it the command is stopped. */
+  readonly maxOutputBytes?: number;
+  /** Applied to remote error output before it reaches an error message or a log. */
+  readonly mask?: (text: string) => string;
 }
+
+export const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
+const DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024;
+const MAX_STDERR = 256 * 1024;
+/** Grace the remote `timeout` gives a command after fmc gave up, before it kills the group. */
+const REMOTE_GRACE_S = 5;
 
 const hostLabel = (t: SshTarget) => (t.port === 22 ? t.address : `[${t.address}]:${t.port}`);
 
@@ -91,6 +104,21 @@ function authMethods(username: string, opts: SshOptions) {
   return methods;
 }
 
+/** One connection to the jump host for the whole run: every target is reached through it. */
+export function openJump(jump: SshTarget, opts: SshOptions): Promise<ssh2.Client> {
+  return openClient(jump, opts);
+}
+
+/**
+ * The command as the remote shell runs it: under coreutils `timeout`, which puts it in a
+ * process group of its own and, when signalled (fmc sends TERM on its own timeout) or
+ * when its backstop expires, ends the whole group; through sudo for other users.
+ */
+export function remoteCommand(shell: string, user: string, timeoutMs: number): string {
+  const limit = `timeout --kill-after=${REMOTE_GRACE_S}s ${Math.ceil(timeoutMs / 1000) + REMOTE_GRACE_S}s bash -c ${quote(shell)}`;
+  return user === "root" ? `exec ${limit}` : `exec sudo -n -- ${limit}`;
+}
+
 export class SshTransport implements Transport {
   private closed = false;
   private lost: string | undefined;
@@ -111,21 +139,40 @@ export class SshTransport implements Transport {
   }
 
   static async connect(target: SshTarget, opts: SshOptions): Promise<SshTransport> {
-    if (!opts.jump) return new SshTransport(target.name, target, await openClient(target, opts), undefined, opts);
-    const jump = await openClient(opts.jump, opts);
-    const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-      jump.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => (err ? reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump!.name} cannot reach ${hostLabel(target)}: ${err.message}`)) : resolve(ch))),
-    );
-    return new SshTransport(target.name, target, await openClient(target, opts, stream), jump, opts);
+    const via = opts.via ?? (opts.jump ? await openClient(opts.jump, opts) : undefined);
+    if (!via) return new SshTransport(target.name, target, await openClient(target, opts), undefined, opts);
+    try {
+      const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
+        via.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => (err ? reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} cannot reach ${hostLabel(target)}: ${err.message}`)) : resolve(ch))),
+      );
+      // a shared jump connection belongs to the session; one of our own is closed with us
+      return new SshTransport(target.name, target, await openClient(target, opts, stream), opts.via ? undefined : via, opts);
+    } catch (e) {
+      if (!opts.via) via.end();
+      throw e;
+    }
   }
 
   exec(command: Command, step: string): Promise<ExecResult> {
     if (this.lost) return Promise.reject(this.lostError(step));
-    const wrapped = this.target.user === "root" ? command.shell : `sudo -n -- bash -c ${quote(command.shell)}`;
+    const timeoutMs = this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    const maxOut = this.opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+    const mask = this.opts.mask ?? ((t: string) => t);
+    const wrapped = remoteCommand(command.shell, this.target.user, timeoutMs);
     return new Promise((resolve, reject) => {
-      const timeoutMs = this.opts.commandTimeoutMs ?? 120_000;
-      // Exactly one of: the result, a timeout, a lost connection. settle() ends the rest.
+      // Exactly one of: the result, a timeout, too much output, a lost connection.
+      // settle() ends the rest; giving up also ends the remote process (stop()).
       let done = false;
+      let channel: ssh2.ClientChannel | undefined;
+      const stop = () => {
+        if (!channel) return;
+        try {
+          channel.signal("TERM"); // reaches `timeout`, which ends the whole process group
+        } catch {
+          // the channel is already gone
+        }
+        channel.close();
+      };
       const settle = (outcome: () => void) => {
         if (done) return;
         done = true;
@@ -133,20 +180,35 @@ export class SshTransport implements Transport {
         this.client.off("close", onClose);
         outcome();
       };
-      const timer = setTimeout(() => settle(() => reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s`))), timeoutMs);
+      const timer = setTimeout(() => {
+        stop();
+        settle(() => reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s; it was stopped`, "raise --timeout if this step is slow by nature")));
+      }, timeoutMs);
       const onClose = () => settle(() => reject(this.lostError(step)));
       this.client.once("close", onClose);
       this.client.exec(wrapped, (err, stream) => {
         if (err) return settle(() => reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`)));
+        channel = stream;
+        if (done) return stop(); // timed out while the channel was opening
         const out: Buffer[] = [];
         const errs: Buffer[] = [];
-        stream.on("data", (d: Buffer) => out.push(d));
-        stream.stderr.on("data", (d: Buffer) => errs.push(d));
+        let outBytes = 0;
+        let errBytes = 0;
+        stream.on("data", (d: Buffer) => {
+          outBytes += d.length;
+          if (outBytes <= maxOut) return void out.push(d);
+          stop();
+          settle(() => reject(new FmcError("SSH_OUTPUT", `${this.host}: ${step} printed more than ${maxOut} bytes; it was stopped`)));
+        });
+        stream.stderr.on("data", (d: Buffer) => {
+          if (errBytes < MAX_STDERR) errs.push(d.subarray(0, MAX_STDERR - errBytes));
+          errBytes += d.length;
+        });
         stream.on("close", (code: number | null) =>
           settle(() =>
             code === null || code === undefined
               ? reject(this.lostError(step))
-              : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: Buffer.concat(errs).toString("utf8") }),
+              : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: mask(Buffer.concat(errs).toString("utf8")) + (errBytes > MAX_STDERR ? `\n[… ${errBytes - MAX_STDERR} more bytes of error output]` : "") }),
           ),
         );
         if (command.stdin !== undefined) stream.end(command.stdin);
