@@ -2,7 +2,9 @@
 // `fmc apply` and once by an equivalent Ansible playbook (bench/ansible/), each on a
 // fresh lab: a first run that changes everything and a no-op re-run. Ansible is the
 // baseline; its run and ours happen in this one process run. Ansible is given its
-// fastest settings: no fact gathering, pipelining, as many forks as hosts.
+// fastest settings: no fact gathering, pipelining, as many forks as hosts. Lab hosts
+// start without HAProxy and Keepalived: both tools really install them with apt (from
+// the lab's local repository), so a fresh run includes the packages' own start-up.
 // Needs root (the lab). Run: npm run bench:apply
 import { spawnSync } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync, copyFileSync, chmodSync } from "node:fs";

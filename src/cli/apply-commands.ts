@@ -133,8 +133,9 @@ export const apply = defineCommand({
         process.stderr.write("nothing applied\n");
         return;
       }
-      await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress });
-      process.stdout.write(`Applied ${n(p.changes.length, "change")} in ${((performance.now() - started) / 1000).toFixed(1)} s.\n`);
+      // re-planning after package installs may run a few steps other than the plan's
+      const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress });
+      process.stdout.write(`Applied ${n(done.changes, "change")} in ${((performance.now() - started) / 1000).toFixed(1)} s.\n`);
     } finally {
       lock?.release();
       s.close();

@@ -2,10 +2,16 @@
 // from them with pure functions, and apply runs the planned commands: phases in order,
 // hosts in parallel inside a phase, each host's changes in order. A failure stops the
 // run after the current phase, naming the host and the step.
+//
+// Some steps change what the facts say (a package install brings files, units and, on
+// Debian, started services), so apply re-reads a host's facts after such a step and
+// re-plans the rest of that host's phase, and before each phase it re-reads the hosts
+// an earlier phase changed. A host nothing changed is read once per run.
 import type { Transport } from "../hosts/transport.js";
-import { emptyRequest, gatherFacts, mergeRequests, type HostFacts } from "../hosts/facts.js";
+import { emptyRequest, gatherFacts, mergeRequests, type FactRequest, type HostFacts } from "../hosts/facts.js";
 import type { Change } from "../ops/change.js";
 import type { Phase, PhaseContext } from "../phases/phase.js";
+import type { Host } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
 
 export interface Plan {
@@ -14,6 +20,10 @@ export interface Plan {
   readonly facts: ReadonlyMap<string, HostFacts>;
   /** Hosts the phases wanted but the inventory does not have (e.g. lab --only). */
   readonly skippedHosts: readonly string[];
+  /** What was read from each host, so apply can read it again. */
+  readonly requests: ReadonlyMap<string, FactRequest>;
+  /** The context the phases planned in, so apply can re-plan. */
+  readonly context: PhaseContext;
 }
 
 export type Event =
@@ -44,8 +54,13 @@ function failures(results: PromiseSettledResult<unknown>[]): Error[] {
   return results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as Error);
 }
 
+function throwFactErrors(results: PromiseSettledResult<unknown>[]): void {
+  const errs = failures(results);
+  if (errs.length) throw errs.length === 1 ? errs[0]! : new FmcError("FACTS", errs.map((e) => e.message).join("\n"));
+}
+
 export async function plan(pc: PhaseContext, phases: readonly Phase[], transports: ReadonlyMap<string, Transport>, opts: { concurrency: number; onEvent?: (e: Event) => void }): Promise<Plan> {
-  const wanted = new Map<string, ReturnType<typeof emptyRequest>>();
+  const wanted = new Map<string, FactRequest>();
   const skipped = new Set<string>();
   for (const phase of phases) {
     for (const h of phase.hosts(pc)) {
@@ -58,12 +73,12 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
   }
   const facts = new Map<string, HostFacts>();
   const names = [...wanted.keys()];
-  const gathered = await pool(names, opts.concurrency, async (name) => {
-    facts.set(name, await gatherFacts(transports.get(name)!, wanted.get(name)!));
-    opts.onEvent?.({ type: "facts", host: name });
-  });
-  const errs = failures(gathered);
-  if (errs.length) throw errs.length === 1 ? errs[0]! : new FmcError("FACTS", errs.map((e) => e.message).join("\n"));
+  throwFactErrors(
+    await pool(names, opts.concurrency, async (name) => {
+      facts.set(name, await gatherFacts(transports.get(name)!, wanted.get(name)!));
+      opts.onEvent?.({ type: "facts", host: name });
+    }),
+  );
   const changes: Change[] = [];
   for (const phase of phases) {
     for (const h of phase.hosts(pc)) {
@@ -71,28 +86,59 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
       if (f) changes.push(...phase.plan(pc, h, f));
     }
   }
-  return { phases, changes, facts, skippedHosts: [...skipped] };
+  return { phases, changes, facts, skippedHosts: [...skipped], requests: wanted, context: pc };
 }
 
-export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>, opts: { concurrency: number; onEvent?: (e: Event) => void }): Promise<void> {
+/** Two plans of the same step compare equal: a re-plan never repeats a step that ran. */
+const stepKey = (c: Change) => `${c.title}\n${c.commands.map((x) => x.shell).join("\n")}`;
+
+/** Runs the plan; returns how many changes ran (re-planning may differ from the plan's count). */
+export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>, opts: { concurrency: number; onEvent?: (e: Event) => void }): Promise<{ changes: number }> {
+  const facts = new Map(p.facts);
+  /** Hosts changed since their facts were last read. */
+  const changed = new Set<string>();
+  const read = async (host: string) => {
+    facts.set(host, await gatherFacts(transports.get(host)!, p.requests.get(host)!));
+    changed.delete(host);
+    opts.onEvent?.({ type: "facts", host });
+  };
+  let ran = 0;
   for (const phase of p.phases) {
-    const byHost = new Map<string, Change[]>();
-    for (const c of p.changes.filter((x) => x.phase === phase.name)) byHost.set(c.host, [...(byHost.get(c.host) ?? []), c]);
-    if (byHost.size === 0) continue;
-    opts.onEvent?.({ type: "phase", phase: phase.name, hosts: byHost.size });
-    const results = await pool([...byHost], opts.concurrency, async ([host, changes]) => {
-      const t = transports.get(host)!;
-      for (const change of changes) {
+    const hosts = phase.hosts(p.context).filter((h) => facts.has(h.name));
+    const stale = hosts.filter((h) => changed.has(h.name));
+    throwFactErrors(await pool(stale, opts.concurrency, (h) => read(h.name)));
+    const byHost: Array<[Host, Change[]]> = [];
+    for (const h of hosts) {
+      const changes = stale.includes(h) ? phase.plan(p.context, h, facts.get(h.name)!) : p.changes.filter((c) => c.phase === phase.name && c.host === h.name);
+      if (changes.length) byHost.push([h, changes]);
+    }
+    if (byHost.length === 0) continue;
+    opts.onEvent?.({ type: "phase", phase: phase.name, hosts: byHost.length });
+    const results = await pool(byHost, opts.concurrency, async ([h, planned]) => {
+      const t = transports.get(h.name)!;
+      const done = new Set<string>();
+      let queue = planned;
+      while (queue.length) {
+        const [change, ...rest] = queue as [Change, ...Change[]];
+        queue = rest;
         opts.onEvent?.({ type: "change", change });
         const started = performance.now();
+        const step = `${phase.name}: ${change.title}`;
         for (const command of change.commands) {
-          const step = `${phase.name}: ${change.title}`;
           const r = await t.exec(command, step);
           if (r.code !== 0) {
-            throw new FmcError("APPLY_FAILED", `${host}: ${step} failed (exit ${r.code})${r.stderr.trim() ? `:\n${r.stderr.trim()}` : ""}`);
+            changed.add(h.name);
+            throw new FmcError("APPLY_FAILED", `${h.name}: ${step} failed (exit ${r.code})${r.stderr.trim() ? `:\n${r.stderr.trim()}` : ""}`);
           }
         }
+        changed.add(h.name);
+        done.add(stepKey(change));
+        ran++;
         opts.onEvent?.({ type: "done", change, ms: performance.now() - started });
+        if (change.refreshesFacts) {
+          await read(h.name);
+          queue = phase.plan(p.context, h, facts.get(h.name)!).filter((c) => !done.has(stepKey(c)));
+        }
       }
     });
     const errs = failures(results);
@@ -104,4 +150,5 @@ export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>,
       );
     }
   }
+  return { changes: ran };
 }

@@ -24,8 +24,14 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
   "debian-like": {
     name: "debian-like",
     installPackages: (names) => {
-      const install = cmd("apt-get", "install", "-y", "--no-install-recommends", ...names);
-      return script(`DEBIAN_FRONTEND=noninteractive ${install.shell}`, install.display);
+      // a fresh host may hold apt's lock (unattended-upgrades at boot) or have no package
+      // lists yet (cloud images): wait for the lock, and update the lists once on failure
+      const install = cmd("apt-get", "-o", "DPkg::Lock::Timeout=120", "install", "-y", "--no-install-recommends", ...names);
+      const update = cmd("apt-get", "-o", "DPkg::Lock::Timeout=120", "update", "-q");
+      return script(
+        `export DEBIAN_FRONTEND=noninteractive; ${install.shell} || { ${update.shell} && ${install.shell}; }`,
+        `apt-get install -y --no-install-recommends ${names.join(" ")} (apt-get update and again if it fails)`,
+      );
     },
     timeService: "systemd-timesyncd.service",
     timeConfig: timesyncd,

@@ -1,21 +1,36 @@
-// The lab's shared root filesystem: Debian bookworm from debootstrap with systemd,
-// sshd and the daemons the phases manage, built once and reused read-only by every
-// lab host through an overlay. Built in a temp directory and renamed, so an interrupted
-// build is never mistaken for a finished one.
+// The lab's shared root filesystem: Debian bookworm from debootstrap with systemd and
+// sshd, built once and reused read-only by every lab host through an overlay. The
+// daemons the phases manage are not installed: like a fresh Debian host, a lab host gets
+// them from `apt-get install`, whose postinst starts them with the package's own config.
+// Lab hosts have no route out, so their only apt source is a local repository inside
+// the root filesystem, filled at build time with the .debs those installs need.
+// Built in a temp directory and renamed, so an interrupted build is never mistaken for
+// a finished one.
 import { createHash } from "node:crypto";
-import { existsSync, readFileSync, readdirSync, rmSync, renameSync, writeFileSync, mkdirSync, unlinkSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, renameSync, writeFileSync, mkdirSync, unlinkSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { spawnSync } from "node:child_process";
 import { FmcError } from "../errors.js";
 
 export const LAB_ROOT = process.env.FMC_LAB_ROOT ?? "/var/lib/fmc-lab";
 const SUITE = "bookworm";
+/** Installed in every lab host. */
 const PACKAGES = [
   "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps", "sudo", "curl", "iputils-ping",
-  "haproxy", "keepalived", "nftables", "systemd-timesyncd", "python3",
+  "nftables", "systemd-timesyncd", "python3",
   // for the Ansible baseline of bench/apply-vs-ansible (its apt module)
   "python3-apt",
 ];
+/**
+ * Offered but not installed: what the phases install with apt, served from the local
+ * repository (with their dependencies, without recommends, as fmc installs them).
+ */
+export const OFFERED_PACKAGES = [
+  "haproxy", "keepalived", // loadbalancer
+];
+/** The local apt repository inside every lab host: its only apt source. */
+export const LAB_APT_REPO = "/opt/fmc-lab/apt";
+const BUILD = "v3";
 
 /** The Debian mirror this machine's apt already uses (never a hard-coded host). */
 export function debianMirror(): string {
@@ -37,8 +52,44 @@ export function debianMirror(): string {
 }
 
 export function rootfsPath(): string {
-  const key = createHash("sha256").update(`${SUITE} ${PACKAGES.join(",")} v2`).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update(`${SUITE} ${PACKAGES.join(",")} offered:${OFFERED_PACKAGES.join(",")} ${BUILD}`).digest("hex").slice(0, 12);
   return join(LAB_ROOT, `rootfs-${key}`);
+}
+
+const lastLines = (r: { stdout: string; stderr: string }) => (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" / ");
+
+/** Runs a command inside the root filesystem being built; throws with its last lines. */
+function inRoot(root: string, what: string, args: string[]): string {
+  const r = spawnSync("chroot", [root, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C", DEBIAN_FRONTEND: "noninteractive" } });
+  if (r.status !== 0) throw new FmcError("LAB_ROOTFS", `${what} failed: ${lastLines(r)}`, "the lab root filesystem needs this machine's Debian mirror once, at build time");
+  return r.stdout;
+}
+
+/** A flat repository: the .debs and a Packages index, as dpkg-scanpackages writes it. */
+function localRepository(root: string): void {
+  const repo = join(root, LAB_APT_REPO.slice(1));
+  mkdirSync(repo, { recursive: true });
+  // the dependency closure for these installs on exactly this root filesystem (what
+  // debootstrap left in apt's cache is installed already and stays out)
+  inRoot(root, "apt-get clean", ["apt-get", "clean"]);
+  inRoot(root, "downloading the offered packages", ["apt-get", "install", "--download-only", "-y", "-q", "--no-install-recommends", ...OFFERED_PACKAGES]);
+  const archives = join(root, "var/cache/apt/archives");
+  const debs = readdirSync(archives).filter((f) => f.endsWith(".deb")).sort();
+  const stanzas: string[] = [];
+  for (const deb of debs) {
+    renameSync(join(archives, deb), join(repo, deb));
+    const control = inRoot(root, `reading ${deb}`, ["dpkg-deb", "--field", `${LAB_APT_REPO}/${deb}`]).trimEnd();
+    const bytes = readFileSync(join(repo, deb));
+    stanzas.push(`${control}\nFilename: ./${deb}\nSize: ${statSync(join(repo, deb)).size}\nSHA256: ${createHash("sha256").update(bytes).digest("hex")}\n`);
+  }
+  writeFileSync(join(repo, "Packages"), stanzas.join("\n"));
+  // the local repository is the only source: lab hosts never reach a mirror
+  writeFileSync(join(root, "etc/apt/sources.list"), "");
+  writeFileSync(join(root, "etc/apt/sources.list.d/fmc-lab.list"), `# The lab's offline repository (fmc lab): ${OFFERED_PACKAGES.join(", ")} and their dependencies.\ndeb [trusted=yes] file:${LAB_APT_REPO} ./\n`);
+  inRoot(root, "apt-get update from the local repository", ["apt-get", "update", "-q"]);
+  inRoot(root, "apt-get clean", ["apt-get", "clean"]);
+  // proves the repository is complete: the installs resolve with no other source
+  inRoot(root, "checking the local repository", ["apt-get", "install", "--simulate", "-q", "--no-install-recommends", ...OFFERED_PACKAGES]);
 }
 
 export function ensureRootfs(log: (line: string) => void): string {
@@ -52,20 +103,35 @@ export function ensureRootfs(log: (line: string) => void): string {
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
   const tmp = `${dir}.tmp-${process.pid}`;
   rmSync(tmp, { recursive: true, force: true });
-  log(`building the lab root filesystem (debootstrap ${SUITE}, once; about a minute)`);
-  const r = spawnSync("debootstrap", ["--variant=minbase", `--include=${PACKAGES.join(",")}`, SUITE, tmp, debianMirror()], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-  if (r.status !== 0) {
+  log(`building the lab root filesystem (debootstrap ${SUITE} and a local apt repository of ${OFFERED_PACKAGES.join(", ")}; once, about a minute)`);
+  try {
+    const r = spawnSync("debootstrap", ["--variant=minbase", `--include=${PACKAGES.join(",")}`, SUITE, tmp, debianMirror()], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
+    if (r.status !== 0) throw new FmcError("LAB_ROOTFS", `debootstrap failed: ${lastLines(r)}`);
+    localRepository(tmp);
+    // Every host gets its own SSH host keys at creation; none may be shared.
+    for (const f of readdirSync(join(tmp, "etc/ssh")).filter((x) => x.startsWith("ssh_host_"))) unlinkSync(join(tmp, "etc/ssh", f));
+    // As on a fresh Debian host, apt's postinst starts what it installs.
+    rmSync(join(tmp, "usr/sbin/policy-rc.d"), { force: true });
+    // A unique machine-id per boot; the console needs no login prompt.
+    writeFileSync(join(tmp, "etc/machine-id"), "");
+    rmSync(join(tmp, "etc/systemd/system/getty.target.wants"), { recursive: true, force: true });
+    writeFileSync(join(tmp, ".fmc-ready"), `${SUITE} ${PACKAGES.join(" ")}\noffered: ${OFFERED_PACKAGES.join(" ")}\n`);
+    renameSync(tmp, dir);
+  } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
-    throw new FmcError("LAB_ROOTFS", `debootstrap failed: ${(r.stderr || r.stdout).trim().split("\n").slice(-3).join(" / ")}`);
+    throw e;
   }
-  // Every host gets its own SSH host keys at creation; none may be shared.
-  for (const f of readdirSync(join(tmp, "etc/ssh")).filter((x) => x.startsWith("ssh_host_"))) unlinkSync(join(tmp, "etc/ssh", f));
-  // Daemons start only when the engine enables them, as on a fresh real host.
-  for (const unit of ["haproxy.service", "keepalived.service"]) rmSync(join(tmp, "etc/systemd/system/multi-user.target.wants", unit), { force: true });
-  // A unique machine-id per boot; the console needs no login prompt.
-  writeFileSync(join(tmp, "etc/machine-id"), "");
-  rmSync(join(tmp, "etc/systemd/system/getty.target.wants"), { recursive: true, force: true });
-  writeFileSync(join(tmp, ".fmc-ready"), `${SUITE} ${PACKAGES.join(" ")}\n`);
-  renameSync(tmp, dir);
+  removeOldRootfs(dir, log);
   return dir;
+}
+
+/** Earlier builds (other cache keys) that no running lab host has as its lower layer. */
+function removeOldRootfs(current: string, log: (line: string) => void): void {
+  const mounts = readFileSync("/proc/mounts", "utf8");
+  for (const name of readdirSync(LAB_ROOT).filter((d) => /^rootfs-[0-9a-f]{12}$/.test(d))) {
+    const old = join(LAB_ROOT, name);
+    if (old === current || mounts.includes(`lowerdir=${old},`)) continue;
+    rmSync(old, { recursive: true, force: true });
+    log(`removed the outdated root filesystem ${old}`);
+  }
 }

@@ -15,6 +15,12 @@ export interface Change {
   readonly path?: string;
   /** For file changes: the desired file (exports, e.g. to an Ansible playbook). */
   readonly file?: FileSpec;
+  /**
+   * Running it changes what the facts say beyond its own target (a package install
+   * adds files, units and started services): apply re-reads the host's facts after it
+   * and re-plans the rest of the phase.
+   */
+  readonly refreshesFacts?: boolean;
 }
 
 export type Desired<T> = Omit<T, "host" | "phase">;

@@ -1,5 +1,6 @@
 // Packages through the OS family's manager; Flatcar has none, so a missing package
-// there is a problem to report, not a command to run.
+// there is a problem to report, not a command to run. An install brings files, units
+// and (on Debian) started services, so the engine re-reads facts after it.
 import type { HostFacts } from "../hosts/facts.js";
 import type { OsFamily } from "../hosts/os.js";
 import type { Change } from "./change.js";
@@ -10,5 +11,5 @@ export function packageChange(facts: HostFacts, family: OsFamily, names: readonl
   if (missing.length === 0) return undefined;
   const install = family.installPackages(missing);
   if (!install) throw new FmcError("NO_PACKAGES", `${ctx.host}: ${missing.join(", ")} missing and ${family.name} has no package manager`, "Flatcar hosts get their software from Ignition or containers");
-  return { host: ctx.host, phase: ctx.phase, title: `install ${missing.join(", ")}`, commands: [install], notes: [] };
+  return { host: ctx.host, phase: ctx.phase, title: `install ${missing.join(", ")}`, commands: [install], notes: [], refreshesFacts: true };
 }

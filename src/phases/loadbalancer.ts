@@ -1,5 +1,7 @@
 // loadbalancer: HAProxy and Keepalived from the foundation's renderers. Each config is
 // checked by its daemon before it replaces the running one; services reload only then.
+// On Debian the install starts HAProxy with the package's config: the config written
+// after it reaches the daemon through reload-or-restart, whatever the install did.
 import { haproxyConfig } from "../render/haproxy.js";
 import { keepalivedConfig } from "../render/keepalived.js";
 import { FAMILIES } from "../hosts/os.js";
@@ -39,8 +41,9 @@ export const loadbalancer: Phase = {
     for (const f of [ha, ka]) if (f) out.push(f);
     const held = heldVips(pc, facts);
     const risk = (what: string) => (held.length ? [`${what} on ${host.name} while it holds VIP ${held.join(", ")}`] : []);
-    for (const [unit, changed, label] of [["haproxy.service", !!ha, "reloads HAProxy"], ["keepalived.service", !!ka, "reloads Keepalived"]] as const) {
-      const s = serviceChange(facts, { unit, enabled: true, running: true, reload: changed, riskIfTouched: risk(label) }, c);
+    for (const [unit, pkgName, changed, label] of [["haproxy.service", "haproxy", !!ha, "reloads HAProxy"], ["keepalived.service", "keepalived", !!ka, "reloads Keepalived"]] as const) {
+      const installing = !!pkg && !facts.packages.get(pkgName);
+      const s = serviceChange(facts, { unit, enabled: true, running: true, reload: changed, installing, riskIfTouched: risk(label) }, c);
       if (s) out.push(s);
     }
     return out;

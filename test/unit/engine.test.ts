@@ -131,8 +131,29 @@ test("commands quote their arguments and mask secrets", () => {
 test("service: enable, start, reload only when needed", () => {
   const f = facts();
   assert.equal(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true }, ctx), undefined);
-  assert.deepEqual(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true }, ctx)!.commands.map((c) => c.display), ["systemctl reload haproxy.service"]);
-  assert.deepEqual(serviceChange(f, { unit: "keepalived.service", enabled: true, running: true, reload: true }, ctx)!.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl start keepalived.service"]);
+  const reload = serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true }, ctx)!;
+  assert.equal(reload.title, "reload (configuration changed) haproxy.service");
+  // right whatever the unit's state when it runs: reloads a running unit, starts a stopped one
+  assert.deepEqual(reload.commands.map((c) => c.display), ["systemctl reload-or-restart haproxy.service"]);
+  const start = serviceChange(f, { unit: "keepalived.service", enabled: true, running: true, reload: true }, ctx)!;
+  assert.equal(start.title, "enable, start keepalived.service");
+  assert.deepEqual(start.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl reload-or-restart keepalived.service"]);
+  assert.deepEqual(serviceChange(f, { unit: "keepalived.service", enabled: true, running: true }, ctx)!.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl start keepalived.service"]);
+  assert.deepEqual(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true, reloadBy: "restart" }, ctx)!.commands.map((c) => c.display), ["systemctl restart haproxy.service"]);
+});
+
+test("service: config changed while its package is installed in the same run", () => {
+  // facts read before the install: no unit yet; apt's postinst may start it with the package's config
+  const f = facts({ units: ["Id=haproxy.service", "ActiveState=inactive", "UnitFileState=", "", "Id=chronyd.service", "ActiveState=inactive", "UnitFileState="], packages: [] });
+  assert.deepEqual(f.units.get("haproxy.service"), { active: "inactive", enabled: "not-found" });
+  const c = serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true, installing: true, riskIfTouched: ["reloads HAProxy"] }, ctx)!;
+  assert.equal(c.title, "enable, start or reload haproxy.service (installing its package may start it with the package's own config first)");
+  assert.deepEqual(c.commands.map((x) => x.display), ["systemctl enable haproxy.service", "systemctl reload-or-restart haproxy.service"]);
+  assert.deepEqual(c.notes, [], "it holds no VIP before it is installed");
+  // a unit whose running state is not ours (time sync in containers): restarted only if it runs
+  const time = serviceChange(f, { unit: "chronyd.service", enabled: true, reload: true, reloadBy: "restart", installing: true }, ctx)!;
+  assert.equal(time.title, "enable, restart if running chronyd.service (its package is installed in this run)");
+  assert.deepEqual(time.commands.map((x) => x.display), ["systemctl enable chronyd.service", "systemctl try-restart chronyd.service"]);
 });
 
 test("sysctl: keys this host cannot set are skipped with a note", () => {
@@ -167,7 +188,7 @@ test("mount: a systemd mount unit, daemon-reload, enabled and mounted", () => {
   assert.equal(changes[0]!.title, "create /etc/systemd/system/var-lib-pgsql.mount");
   assert.match(changes[0]!.diff!, /^\+WantedBy=remote-fs\.target$/m);
   assert.equal(changes[0]!.commands.at(-1)!.display, "systemctl daemon-reload");
-  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["systemctl enable var-lib-pgsql.mount", "systemctl start var-lib-pgsql.mount"]);
+  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["systemctl enable var-lib-pgsql.mount", "systemctl restart var-lib-pgsql.mount"]);
 });
 
 test("users, directories and guarded commands", () => {
@@ -209,7 +230,7 @@ test("plan and apply over a recording transport: phases in order, failures name 
   }
   await apply(p, transports, { concurrency: 4 });
   const ran = transports.get("loadbalancer1")!.log.map((c) => c.display);
-  assert.ok(ran.indexOf("systemctl reload haproxy.service") > ran.findIndex((d) => d.startsWith("write /etc/haproxy/haproxy.cfg")), "reload comes after the checked write");
+  assert.ok(ran.indexOf("systemctl reload-or-restart haproxy.service") > ran.findIndex((d) => d.startsWith("write /etc/haproxy/haproxy.cfg")), "reload comes after the checked write");
   assert.ok(ran.some((d) => d === "write /etc/haproxy/haproxy.cfg (0644, checked by haproxy)"));
 
   // a failing step stops the run after its phase and names host and step
@@ -217,4 +238,103 @@ test("plan and apply over a recording transport: phases in order, failures name 
   const p2 = await plan(pc, PHASES, failing, { concurrency: 4 });
   await assert.rejects(apply(p2, failing, { concurrency: 4 }), /apply stopped in phase base:\n\s+loadbalancer2: base: (create|update) \/etc\/resolv\.conf failed \(exit 1\):\ndisk full/);
   assert.ok(!failing.get("loadbalancer1")!.log.some((c) => c.display.startsWith("write /etc/haproxy")), "the loadbalancer phase did not start");
+});
+
+test("apply re-reads facts after a package install and runs the re-plan, not the stale plan", async () => {
+  const render = contextFor(undefined, "engine");
+  const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
+  const packaged = "global\n    log /dev/log local0\n# the package's own haproxy.cfg\n";
+  // loadbalancer1 is a fresh Debian host; loadbalancer2 has the daemons and an old config
+  const installed = new Set<string>();
+  const reads = new Map<string, number>();
+  const factsOf = (host: string) => {
+    const fresh = host === "loadbalancer1" && !installed.has(host);
+    return factsText({
+      hostname: [host],
+      addr: [`eth0 10.17.5.${host === "loadbalancer1" ? 11 : 12}/24`],
+      packages: fresh ? [] : ["haproxy install ok installed", "keepalived install ok installed"],
+      // what Debian's postinst leaves: HAProxy enabled and started with the package's
+      // config; Keepalived enabled but skipped (its config file does not exist yet)
+      units: fresh
+        ? ["Id=haproxy.service", "ActiveState=inactive", "UnitFileState=", "", "Id=keepalived.service", "ActiveState=inactive", "UnitFileState="]
+        : ["Id=haproxy.service", "ActiveState=active", "UnitFileState=enabled", "", "Id=keepalived.service", "ActiveState=inactive", "UnitFileState=enabled"],
+      files: fresh ? ["/etc/haproxy/haproxy.cfg -"] : [`/etc/haproxy/haproxy.cfg 644 root root ${b64(packaged)}`],
+    });
+  };
+  const transports = new Map(
+    ["loadbalancer1", "loadbalancer2"].map((h) => [
+      h,
+      new RecordingTransport(h, [
+        (c) => {
+          if (c.display === "read facts") {
+            reads.set(h, (reads.get(h) ?? 0) + 1);
+            return { code: 0, stdout: factsOf(h), stderr: "" };
+          }
+          if (c.display.startsWith("apt-get install")) installed.add(h);
+          return undefined;
+        },
+      ]),
+    ]),
+  );
+  const lbPhase = PHASES.filter((p) => p.name === "loadbalancer");
+  const p = await plan(pc, lbPhase, transports, { concurrency: 4 });
+  const planned = p.changes.filter((c) => c.host === "loadbalancer1").map((c) => c.title);
+  assert.deepEqual(planned, [
+    "install haproxy, keepalived",
+    "create /etc/haproxy/haproxy.cfg",
+    "create /etc/keepalived/keepalived.conf",
+    "enable, start or reload haproxy.service (installing its package may start it with the package's own config first)",
+    "enable, start or reload keepalived.service (installing its package may start it with the package's own config first)",
+  ]);
+  const executed: string[] = [];
+  const result = await apply(p, transports, { concurrency: 4, onEvent: (e) => e.type === "done" && executed.push(`${e.change.host}: ${e.change.title}`) });
+  assert.deepEqual(
+    executed.filter((t) => t.startsWith("loadbalancer1")),
+    [
+      "loadbalancer1: install haproxy, keepalived",
+      // planned again from the facts read after the install
+      "loadbalancer1: update /etc/haproxy/haproxy.cfg",
+      "loadbalancer1: create /etc/keepalived/keepalived.conf",
+      "loadbalancer1: reload (configuration changed) haproxy.service",
+      "loadbalancer1: start keepalived.service",
+    ],
+  );
+  assert.equal(result.changes, executed.length);
+  const ran = transports.get("loadbalancer1")!.log.map((c) => c.display);
+  assert.equal(ran.filter((d) => d === "read facts").length, 2, "facts read once for the plan and once after the install");
+  assert.ok(ran.indexOf("systemctl reload-or-restart haproxy.service") > ran.findIndex((d) => d.startsWith("write /etc/haproxy/haproxy.cfg")));
+  assert.ok(!ran.includes("systemctl enable haproxy.service"), "the stale plan's steps did not run: the package enabled HAProxy");
+  assert.equal(ran.filter((d) => d.startsWith("apt-get install")).length, 1, "the install is not repeated");
+  // loadbalancer2 installed nothing: its facts are read once
+  assert.equal(reads.get("loadbalancer2"), 1);
+  assert.ok(transports.get("loadbalancer2")!.log.some((c) => c.display === "systemctl reload-or-restart haproxy.service"));
+});
+
+test("apply re-reads, before a phase, the hosts an earlier phase changed, and only those", async () => {
+  const render = contextFor(undefined, "engine");
+  const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
+  const reads = new Map<string, number>();
+  const transports = new Map(
+    ["loadbalancer1", "loadbalancer2"].map((h) => [
+      h,
+      new RecordingTransport(h, [
+        (c) => {
+          if (c.display !== "read facts") return undefined;
+          reads.set(h, (reads.get(h) ?? 0) + 1);
+          const packages = ["haproxy install ok installed", "keepalived install ok installed", "systemd-timesyncd install ok installed"];
+          return { code: 0, stdout: factsText({ hostname: [h], addr: [`eth0 10.17.5.${h === "loadbalancer1" ? 11 : 12}/24`], packages }), stderr: "" };
+        },
+      ]),
+    ]),
+  );
+  const p = await plan(pc, PHASES, transports, { concurrency: 4 });
+  assert.ok(p.changes.some((c) => c.phase === "base" && c.host === "loadbalancer1"));
+  // loadbalancer2's base changes are dropped: nothing changes it before the loadbalancer phase
+  const onlyLb1Base = { ...p, changes: p.changes.filter((c) => c.phase !== "base" || c.host === "loadbalancer1") };
+  await apply(onlyLb1Base, transports, { concurrency: 4 });
+  assert.deepEqual(Object.fromEntries(reads), { loadbalancer1: 2, loadbalancer2: 1 });
+  // a plan with nothing to do reads nothing more
+  reads.clear();
+  assert.deepEqual(await apply({ ...p, changes: [] }, transports, { concurrency: 4 }), { changes: 0 });
+  assert.equal(reads.size, 0);
 });
