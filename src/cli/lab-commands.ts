@@ -1,19 +1,37 @@
 // fmc lab up | status | down: the local lab of real Linux hosts on this machine.
+import { resolve } from "node:path";
 import { defineCommand } from "citty";
-import { context } from "../project.js";
+import { context, DEFAULT_SPEC_FILE, findSpec } from "../project.js";
+import { stateDirFor } from "../state/secrets.js";
+import { FmcError } from "../errors.js";
 import { labDown, labStatus, labUp, requireRoot } from "../lab/lab.js";
 import { bold, dim, fileArg, n, red, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
+
+/**
+ * This checkout's state directory, without loading the spec or its secrets: teardown
+ * must work with a spec that is invalid, unreadable or gone.
+ */
+function labStateDir(args: { file?: string; state?: string }): string {
+  let specFile: string | undefined;
+  try {
+    specFile = findSpec(args.file).file;
+  } catch (e) {
+    if (!(e instanceof FmcError) || args.file === "") throw e;
+    specFile = resolve(args.file ?? DEFAULT_SPEC_FILE);
+  }
+  return stateDirFor(specFile, args.state).path;
+}
 
 const up = defineCommand({
   meta: { name: "up", description: "Start one lab host per spec host (root required); writes an inventory overlay for plan/apply" },
   args: { file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
   async run({ args }) {
     requireRoot(); // before anything is read or written
-    const { ctx, stateDir } = context({ file: args.file, stateDir: args.state });
+    const { ctx, stateDir, loaded } = context({ file: args.file, stateDir: args.state });
     const started = performance.now();
-    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, only: args.only?.split(",").filter(Boolean), log });
+    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), log });
     for (const h of state.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ssh root@${h.address}\n`);
     process.stdout.write(`lab ${state.lab}: ${n(state.hosts.length, "host")} up in ${((performance.now() - started) / 1000).toFixed(1)} s. fmc plan and fmc apply now target the lab; fmc lab down removes it.\n`);
   },
@@ -27,15 +45,22 @@ const status = defineCommand({
       process.stdout.write("no lab is up\n");
       return;
     }
+    process.stdout.write(`lab ${s.state.lab}, owned by ${s.state.stateDir}\n`);
     for (const h of s.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ${h.running ? "running" : red("stopped")} ${h.ssh ? "ssh ok" : red("no ssh")}\n`);
     process.exitCode = s.hosts.every((h) => h.running && h.ssh) ? 0 : 1;
   },
 });
 
 const down = defineCommand({
-  meta: { name: "down", description: "Remove the lab and anything labelled fmclab (idempotent, also after a crash)" },
-  async run() {
-    const r = await labDown(log);
+  meta: { name: "down", description: "Remove this checkout's lab and anything labelled fmclab (idempotent, also after a crash)" },
+  args: {
+    file: fileArg,
+    state: stateArg,
+    force: { type: "boolean", description: "remove the lab even if another checkout (state directory) started it", default: false },
+  },
+  async run({ args }) {
+    requireRoot();
+    const r = await labDown({ stateDir: labStateDir(args), force: args.force, log });
     process.stdout.write(r.removed ? "lab removed\n" : "no lab to remove\n");
   },
 });

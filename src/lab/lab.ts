@@ -7,13 +7,15 @@
 import { spawn, spawnSync } from "node:child_process";
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
 import { connect } from "node:net";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
+import { z } from "zod";
 import type { Host, Spec } from "../spec/schema.js";
 import type { Topology } from "../spec/topology.js";
 import { cidrOf, formatIp, broadcast, overlaps } from "../spec/net.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { labInventoryPath, type LabInventoryFile } from "../engine/inventory.js";
+import { stateDirFor } from "../state/secrets.js";
 
 export const LABEL = "fmclab";
 const SWITCH_NS = `${LABEL}-switch`;
@@ -28,13 +30,35 @@ export interface LabHost {
   pid?: number;
 }
 
+/** lab.json: the one lab on this machine and its owner, the checkout that started it. */
 export interface LabState {
   readonly lab: string;
+  /** The owner: only `lab down` with this state directory (or --force) removes the lab. */
   readonly stateDir: string;
+  /** The owner's spec file; undefined for the built-in seed topology. */
+  readonly specFile?: string;
   readonly rootAddress: string;
   readonly routes: readonly string[];
   readonly hosts: LabHost[];
 }
+
+const absolute = z.string().refine((p) => p.startsWith("/"), "must be an absolute path");
+const LabStateFile = z.object({
+  lab: z.string().min(1),
+  stateDir: absolute,
+  specFile: absolute.optional(),
+  rootAddress: z.string().min(1),
+  routes: z.array(z.string()),
+  hosts: z.array(
+    z.object({
+      name: z.string().min(1),
+      address: z.string().min(1),
+      netns: z.string().startsWith(`${LABEL}-`),
+      dir: absolute,
+      pid: z.number().int().positive().optional(),
+    }),
+  ),
+}) satisfies z.ZodType<LabState>;
 
 function run(cmd: string, args: string[], what: string): string {
   const r = spawnSync(cmd, args, { encoding: "utf8" });
@@ -71,8 +95,32 @@ function checkRoutesFree(prefixes: readonly string[]): void {
 }
 
 function readState(): LabState | undefined {
-  return existsSync(STATE_FILE) ? (JSON.parse(readFileSync(STATE_FILE, "utf8")) as LabState) : undefined;
+  if (!existsSync(STATE_FILE)) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(STATE_FILE, "utf8"));
+  } catch (e) {
+    throw corruptState((e as Error).message);
+  }
+  const r = LabStateFile.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw corruptState(`${issue.path.join(".") || "(top level)"}: ${issue.message}`);
+  }
+  return r.data;
 }
+
+const corruptState = (why: string) =>
+  new FmcError("LAB_STATE", `${STATE_FILE} is not a valid lab state file (${why})`, "fmc lab down --force removes whatever lab is on this machine (found by its fmclab label) and this file");
+
+/** The command the owner of a lab runs to remove it. */
+export function downCommand(s: Pick<LabState, "stateDir" | "specFile">): string {
+  const dir = s.specFile ? dirname(s.specFile) : dirname(s.stateDir);
+  const defaultState = stateDirFor(s.specFile ?? join(dir, "cluster.yaml")).path === s.stateDir;
+  return `cd ${dir} && fmc lab down${s.specFile ? ` -f ${basename(s.specFile)}` : ""}${defaultState ? "" : ` --state ${s.stateDir}`}`;
+}
+
+const ownerOf = (s: LabState) => `state directory ${s.stateDir} (spec ${s.specFile ?? "the built-in seed topology"})`;
 
 function writeState(s: LabState): void {
   writeFileSync(STATE_FILE, JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
@@ -104,14 +152,24 @@ export interface UpOptions {
   readonly spec: Spec;
   readonly topo: Topology;
   readonly stateDir: string;
+  /** The spec file; undefined for the built-in seed topology. */
+  readonly specFile?: string;
   readonly only?: readonly string[];
   readonly log: (line: string) => void;
 }
 
 export async function labUp(o: UpOptions): Promise<LabState> {
   requireRoot();
+  const stateDir = resolve(o.stateDir);
   const existing = readState();
-  if (existing) throw new FmcError("LAB_EXISTS", `a lab (${existing.lab}, ${existing.hosts.length} hosts) is already up`, "fmc lab down first");
+  if (existing) {
+    const ours = existing.stateDir === stateDir;
+    throw new FmcError(
+      "LAB_EXISTS",
+      `a lab (${existing.lab}, ${existing.hosts.length} hosts) is already up${ours ? "" : `, owned by ${ownerOf(existing)}`}`,
+      ours ? "fmc lab down first" : existsSync(existing.stateDir) ? `one lab per machine; its owner removes it: ${downCommand(existing)}` : "its owner's state directory is gone: fmc lab down removes it",
+    );
+  }
   const hosts = o.spec.hosts.filter((h) => !o.only?.length || h.roles.some((r) => o.only!.includes(r)));
   if (hosts.length === 0) throw new FmcError("LAB_EMPTY", `no host has any of the roles ${o.only?.join(", ")}`);
   const rootAddress = rootAddressOf(o.spec);
@@ -121,7 +179,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   const routes = o.spec.network.subnets.map((s) => s.cidr);
   checkRoutesFree(routes);
   const rootfs = ensureRootfs(o.log);
-  const state: LabState = { lab: o.spec.name, stateDir: o.stateDir, rootAddress, routes, hosts: [] };
+  const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootAddress, routes, hosts: [] };
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
   writeState(state); // from here on, `down` can clean up whatever exists
   try {
@@ -148,7 +206,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     writeInventory(o, state);
     return state;
   } catch (e) {
-    await labDown(o.log);
+    await labDown({ stateDir, log: o.log });
     throw e;
   }
 }
@@ -224,23 +282,63 @@ function netnsPids(ns: string): number[] {
   return r.status === 0 ? r.stdout.split("\n").filter(Boolean).map(Number) : [];
 }
 
-/** Removes everything labelled fmclab: processes, mounts, namespaces, links. Idempotent. */
-export async function labDown(log: (line: string) => void): Promise<{ removed: number }> {
+/** An nspawn process: a pid from lab.json is signalled only when it still is one. */
+function isNspawn(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]!.endsWith("systemd-nspawn");
+  } catch {
+    return false;
+  }
+}
+
+export interface DownOptions {
+  /** This checkout's state directory: only the lab it owns is removed. */
+  readonly stateDir: string;
+  /** Remove the lab whoever owns it (and a lab.json that does not parse). */
+  readonly force?: boolean;
+  readonly log: (line: string) => void;
+}
+
+/**
+ * Removes the lab this state directory owns, and everything labelled fmclab:
+ * processes, mounts, namespaces, links. Another checkout's lab is refused unless forced;
+ * leftovers with no owner (no lab.json, or an owner whose state directory is gone) are
+ * removed by anyone. Idempotent.
+ */
+export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   requireRoot();
-  const state = readState();
+  const mine = resolve(o.stateDir);
+  let state: LabState | undefined;
+  try {
+    state = readState();
+  } catch (e) {
+    if (!o.force) throw e;
+    o.log(`ignoring ${STATE_FILE}: ${(e as Error).message}`);
+  }
+  if (state && state.stateDir !== mine && !o.force) {
+    if (existsSync(state.stateDir)) {
+      throw new FmcError(
+        "LAB_NOT_OURS",
+        `the lab ${state.lab} (${state.hosts.length} hosts) belongs to ${ownerOf(state)}, not to ${mine}`,
+        `its owner removes it: ${downCommand(state)}; or remove it from here with: fmc lab down --force`,
+      );
+    }
+    o.log(`the lab ${state.lab} belonged to ${state.stateDir}, which no longer exists: removing it`);
+  }
+  const hosts = (state?.hosts ?? []).filter((h) => h.pid && isNspawn(h.pid));
   let removed = 0;
   const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`));
   // 1. ask each container to power off, then make sure nothing is left: no process in
   //    the namespaces, no nspawn (a zombie does not count)
-  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || (state?.hosts ?? []).some((h) => h.pid && running(h.pid));
+  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || hosts.some((h) => h.pid && running(h.pid));
   const settle = async (ms: number) => {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline && busy()) await sleep(50);
   };
-  for (const h of state?.hosts ?? []) if (h.pid) tryRun("kill", ["-TERM", String(h.pid)]);
+  for (const h of hosts) tryRun("kill", ["-TERM", String(h.pid)]);
   await settle(5000);
   for (const n of namespaces) for (const pid of netnsPids(n)) tryRun("kill", ["-KILL", String(pid)]);
-  for (const h of state?.hosts ?? []) if (h.pid && running(h.pid)) tryRun("kill", ["-KILL", String(h.pid)]);
+  for (const h of hosts) if (h.pid && running(h.pid)) tryRun("kill", ["-KILL", String(h.pid)]);
   await settle(5000);
   // 2. mounts: every overlay under the lab root, deepest first
   const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(join(LAB_ROOT, "labs")));
@@ -258,9 +356,13 @@ export async function labDown(log: (line: string) => void): Promise<{ removed: n
   }
   // 4. per-host files and the inventory overlay; the root filesystem cache stays
   if (existsSync(join(LAB_ROOT, "labs"))) for (const d of readdirSync(join(LAB_ROOT, "labs"))) rmSync(join(LAB_ROOT, "labs", d), { recursive: true, force: true });
-  if (state) rmSync(join(state.stateDir, "lab"), { recursive: true, force: true });
-  rmSync(STATE_FILE, { force: true });
-  if (removed) log(`removed ${removed} lab objects (namespaces, mounts, links)`);
+  // the owner's inventory overlay, and this checkout's own if a forced down elsewhere left it
+  for (const d of new Set([...(state ? [state.stateDir] : []), mine])) rmSync(join(d, "lab"), { recursive: true, force: true });
+  if (existsSync(STATE_FILE)) {
+    rmSync(STATE_FILE, { force: true });
+    removed++;
+  }
+  if (removed) o.log(`removed ${removed} lab objects (namespaces, mounts, links, lab.json)`);
   return { removed };
 }
 

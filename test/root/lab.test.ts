@@ -40,18 +40,26 @@ const editSpec = (from: string, to: string) => {
   writeFileSync(spec, text.replace(from, to));
 };
 
+const PREFIX = join(tmpdir(), "fmc-lab-e2e-");
+/** Set once this file's lab is up: after() then removes it whatever a test left behind. */
+let ours = false;
+
 before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "fmc-lab-e2e-"));
+  dir = mkdtempSync(PREFIX);
   spec = join(dir, "cluster.yaml");
   copyFileSync(join(ROOT, "test/fixtures/lab-spec.yaml"), spec);
-  run("lab", "down"); // a lab left by an earlier crashed run
+  // leftovers with no owner go; a lab of an earlier run of this file that crashed (its
+  // temp dir still exists) is forced down; anyone else's lab stays and `up` says so
+  const stale = run("lab", "down");
+  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && stale.stderr.includes(PREFIX)) run("lab", "down", "--force");
   const up = run("lab", "up", "--only", "loadbalancer,k3s-agent");
   assert.equal(up.status, 0, up.stderr);
+  ours = true;
   assert.match(up.stdout, /lab labtest: 4 hosts up in [\d.]+ s/);
 });
 
 after(() => {
-  const down = run("lab", "down");
+  const down = ours ? run("lab", "down", "--force") : { status: 0, stderr: "" };
   rmSync(dir, { recursive: true, force: true });
   assert.equal(down.status, 0, down.stderr);
 });
@@ -72,29 +80,54 @@ test("lab status: every host runs and answers SSH", () => {
   // each host has its own hostname and filesystem
   assert.equal(inHost("lb1", "hostname").stdout.trim(), "lb1");
   assert.equal(inHost("agent2", "cat", "/etc/hostname").stdout.trim(), "agent2");
+  // a fresh Debian: no daemon pre-installed, apt offers them from the local repository
+  // only, and nothing keeps apt from starting what it installs
+  assert.notEqual(inHost("lb1", "dpkg-query", "-W", "haproxy").status, 0, "haproxy is not pre-installed");
+  const policy = inHost("lb1", "apt-cache", "policy", "haproxy", "keepalived").stdout;
+  assert.match(policy, /Candidate: \d/);
+  assert.match(policy, /file:\/opt\/fmc-lab\/apt/);
+  assert.doesNotMatch(policy, /https?:/, "no other apt source");
+  assert.equal(inHost("lb1", "test", "-e", "/usr/sbin/policy-rc.d").status, 1);
 });
 
 test("plan shows changes, apply converges, then plan is empty (exit 0)", () => {
   const p = run("plan", "--detailed-exitcode");
   assert.equal(p.status, 2, p.stderr);
   assert.match(p.stdout, /lb1 \(10\.30\.5\.11\)\n  base\n/);
-  assert.match(p.stdout, /create \/etc\/haproxy\/haproxy\.cfg|update \/etc\/haproxy\/haproxy\.cfg/);
+  assert.match(p.stdout, /install haproxy, keepalived\n/);
+  assert.match(p.stdout, /create \/etc\/haproxy\/haproxy\.cfg/);
+  // planned from facts read before the install: the plan says what may happen
+  assert.match(p.stdout, /enable, start or reload haproxy\.service \(installing its package may start it with the package's own config first\)/);
   assert.doesNotMatch(p.stdout, new RegExp(context({ file: spec }).ctx.secrets.get("vrrp-api")), "secrets are masked in plans");
   assert.match(p.stdout, /<secret:vrrp-api>/);
   const a = run("apply", "--yes");
   assert.equal(a.status, 0, a.stderr);
   assert.match(a.stdout, /Applied \d+ changes in/);
+  // apt started HAProxy with the package's config (no frontends); fmc's config reached it
+  const listening = inHost("lb1", "ss", "-Hltn").stdout;
+  for (const port of [6443, 80, 443]) assert.match(listening, new RegExp(`:${port}\\s`), `HAProxy listens on ${port}`);
+  assert.match(a.stderr, /\[lb1\] loadbalancer: reload \(configuration changed\) haproxy\.service\n/);
   const again = run("plan", "--detailed-exitcode");
   assert.equal(again.status, 0, again.stdout + again.stderr);
   assert.match(again.stdout, /No changes: the hosts match the spec\./);
   assert.equal(inHost("lb1", "systemctl", "is-active", "haproxy", "keepalived").stdout.trim(), "active\nactive");
+  // a no-op apply reads each host's facts once
+  const noop = run("apply", "--yes");
+  assert.equal(noop.status, 0, noop.stderr);
+  for (const h of ["lb1", "lb2"]) assert.equal(noop.stderr.split("\n").filter((l) => l === `[${h}] facts read`).length, 1, noop.stderr);
 });
 
-test("the VIP answers from a third host, and moves when HAProxy stops on its holder", async (t) => {
+test("right after the first apply, the VIP answers HTTP from another host through fmc's HAProxy", async () => {
+  // the agents' ingress NodePort, played by a web server that answers its hostname; the
+  // package's haproxy.cfg has no frontend at all
   for (const h of ["agent1", "agent2"]) {
     const r = inHost(h, "sh", "-c", `mkdir -p /srv/www && hostname > /srv/www/index.html && systemd-run --unit=web python3 -m http.server 30080 -d /srv/www`);
     assert.equal(r.status, 0, r.stderr);
   }
+  assert.match(await until("the VIP to answer HTTP", () => (/^agent[12]$/.test(curlVip()) ? curlVip() : undefined)), /^agent[12]$/);
+});
+
+test("the VIP answers from a third host, and moves when HAProxy stops on its holder", async (t) => {
   const first = await until("the VIP to answer", () => /^agent[12]$/.test(curlVip()) && holder());
   const other = first === "lb1" ? "lb2" : "lb1";
   assert.equal(inHost(first, "systemctl", "stop", "haproxy").status, 0);
@@ -240,6 +273,18 @@ test("SSH: unknown host keys need --accept-new, changed ones are refused; sudo a
   assert.equal(p.status, 0, p.stdout + p.stderr);
 });
 
+test("lab down from another state directory leaves this lab alone and names its owner", (t) => {
+  const other = tempDir(t);
+  const refused = run("lab", "down", "--state", other);
+  assert.equal(refused.status, 1);
+  assert.ok(refused.stderr.includes(`error[LAB_NOT_OURS] the lab labtest (4 hosts) belongs to state directory ${dir}/.fmc (spec ${dir}/cluster.yaml), not to ${other}`), refused.stderr);
+  assert.ok(refused.stderr.includes(`hint: its owner removes it: cd ${dir} && fmc lab down -f cluster.yaml; or remove it from here with: fmc lab down --force`), refused.stderr);
+  const s = run("lab", "status");
+  assert.equal(s.status, 0, s.stdout);
+  assert.match(s.stdout, new RegExp(`lab labtest, owned by ${dir}/\\.fmc`));
+  assert.equal(existsSync(join(dir, ".fmc/lab/inventory.json")), true);
+});
+
 test("lab down leaves no namespace, mount, process or interface behind", () => {
   // a leftover of a crashed run: found by its label
   assert.equal(spawnSync("ip", ["netns", "add", `${LABEL}-stray`]).status, 0);
@@ -254,4 +299,44 @@ test("lab down leaves no namespace, mount, process or interface behind", () => {
   assert.equal(again.status, 0);
   assert.match(again.stdout, /no lab to remove/);
   assert.equal(existsSync(join(dir, ".fmc/lab/inventory.json")), false, "the inventory overlay is gone: plan targets the spec again");
+});
+
+test("another checkout's lab needs --force; ownerless leftovers go; a corrupt lab.json is a coded error", (t) => {
+  const stateFile = join(LAB_ROOT, "lab.json");
+  const other = tempDir(t); // another checkout's state directory
+  const stray = () => spawnSync("ip", ["netns", "list"], { encoding: "utf8" }).stdout.includes(`${LABEL}-stray`);
+  const fake = (stateDir: string) => {
+    assert.equal(spawnSync("ip", ["netns", "add", `${LABEL}-stray`]).status, 0);
+    writeFileSync(stateFile, JSON.stringify({ lab: "elsewhere", stateDir, specFile: join(other, "cluster.yaml"), rootAddress: "10.30.255.254", routes: [], hosts: [] }));
+  };
+  fake(other);
+  const refused = run("lab", "down");
+  assert.equal(refused.status, 1);
+  assert.ok(refused.stderr.includes(`error[LAB_NOT_OURS] the lab elsewhere (0 hosts) belongs to state directory ${other} (spec ${other}/cluster.yaml)`), refused.stderr);
+  assert.ok(refused.stderr.includes(`cd ${other} && fmc lab down -f cluster.yaml --state ${other}`), refused.stderr);
+  assert.ok(stray() && existsSync(stateFile), "nothing was removed");
+  const forced = run("lab", "down", "--force");
+  assert.equal(forced.status, 0, forced.stderr);
+  assert.ok(!stray() && !existsSync(stateFile));
+
+  // the owner's state directory is gone: a leftover anyone removes
+  fake(join(other, "gone"));
+  const leftover = run("lab", "down");
+  assert.equal(leftover.status, 0, leftover.stderr);
+  assert.ok(!stray() && !existsSync(stateFile));
+
+  // not JSON, or not a lab state: a coded error with a hint, never a stack trace
+  for (const [text, why] of [["{not json", /Expected property name|JSON/], [JSON.stringify({ lab: "x", stateDir: "relative/dir" }), /stateDir: must be an absolute path/]] as const) {
+    writeFileSync(stateFile, text);
+    for (const args of [["lab", "down"], ["lab", "status"]]) {
+      const r = run(...args);
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, new RegExp(`^error\\[LAB_STATE\\] ${stateFile} is not a valid lab state file \\(`));
+      assert.match(r.stderr, why);
+      assert.match(r.stderr, /hint: fmc lab down --force removes whatever lab is on this machine/);
+      assert.doesNotMatch(r.stderr, /internal error|\n\s+at /);
+    }
+  }
+  assert.equal(run("lab", "down", "--force").status, 0);
+  assert.equal(existsSync(stateFile), false);
 });
