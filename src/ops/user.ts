@@ -2,7 +2,8 @@
 import { cmd } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Masker } from "./file.js";
+import { authorizedKeysChange } from "./keys.js";
 
 /** Where a user's home (and so its authorized_keys) is, before facts say otherwise. */
 export const homeOf = (user: string) => (user === "root" ? "/root" : `/home/${user}`);
@@ -31,8 +32,9 @@ export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; 
     out.push({ host: ctx.host, phase: ctx.phase, title: `set shell of ${u.name} to ${shell}`, commands: [cmd("usermod", "--shell", shell, u.name)], notes: [] });
   }
   if (u.keys) {
-    const keys = fileChange(facts, { path: `${home}/.ssh/authorized_keys`, content: `${u.keys.join("\n")}\n`, mode: 0o600, owner: u.name, group: u.name === "root" ? "root" : u.name }, ctx);
-    if (keys) out.push({ ...keys, commands: [cmd("install", "-d", "-m", "0700", "-o", u.name, "-g", u.name === "root" ? "root" : u.name, `${home}/.ssh`), ...keys.commands] });
+    const group = u.name === "root" ? "root" : u.name;
+    const keys = authorizedKeysChange(facts, { user: u.name, path: `${home}/.ssh/authorized_keys`, keys: u.keys, group }, ctx);
+    if (keys) out.push({ ...keys, commands: [cmd("install", "-d", "-m", "0700", "-o", u.name, "-g", group, `${home}/.ssh`), ...keys.commands] });
   }
   return out;
 }

@@ -1,5 +1,6 @@
 // base: hostname, the internal DNS as first resolver, sysctl, swap off, time sync and
-// the login user's authorized keys (every key of the spec plus fmc's admin key).
+// the login user's authorized keys (every key of the spec plus fmc's admin key, in
+// fmc's own block; keys outside it are the operator's and stay).
 import type { Host } from "../spec/schema.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
@@ -8,6 +9,7 @@ import { hostnameChanges, swapOffChange } from "../ops/host.js";
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
 import { homeOf } from "../ops/user.js";
+import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
 import type { Change } from "../ops/change.js";
@@ -65,22 +67,17 @@ export const base: Phase = {
     const swap = swapOffChange(facts, c);
     if (swap) out.push(swap);
     const pkg = TIME_PACKAGE[family.name];
-    if (pkg) {
-      const p = packageChange(facts, family, [pkg], c);
-      if (p) out.push(p);
-    }
+    const install = pkg ? packageChange(facts, family, [pkg], c) : undefined;
+    if (install) out.push(install);
     const time = fileChange(facts, family.timeConfig(spec.network.ntp), c);
     if (time) out.push(time);
     // Time services skip containers by design (ConditionVirtualization), so only the
     // enabled state is managed; on real hosts enabling starts it at boot.
-    const svc = serviceChange(facts, { unit: family.timeService, enabled: true, reload: !!time, reloadBy: "restart" }, c);
+    const svc = serviceChange(facts, { unit: family.timeService, enabled: true, reload: !!time, reloadBy: "restart", installing: !!install }, c);
     if (svc) out.push(svc);
+    // fmc's block of the login user's keys; the operator's own lines stay
     const user = pc.loginUser(host);
-    const keys = fileChange(
-      facts,
-      { path: authorizedKeysPath(user), content: `${topo.keysOf(host).join("\n")}\n`, mode: 0o600, owner: user, group: user === "root" ? "root" : user },
-      c,
-    );
+    const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user }, c);
     if (keys) out.push(keys);
     return out;
   },
