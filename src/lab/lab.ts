@@ -245,7 +245,9 @@ function boot(h: LabHost): number {
     ["--boot", "--register=no", "--keep-unit", `--network-namespace-path=/run/netns/${h.netns}`, "-D", join(h.dir, "merged"), "-M", h.name, "--console=passive", "--link-journal=no", "--resolv-conf=off", "--timezone=off", "--quiet",
       // keepalived adds and removes the VIP: the network namespace is the host's own
       "--capability=CAP_NET_ADMIN,CAP_NET_RAW"],
-    { detached: true, stdio: ["ignore", log, log] },
+    // /proc/sys/net belongs to the host's own network namespace: writable, so sysctl
+    // settings (forwarding, nonlocal bind) are applied for real; the rest stays read-only
+    { detached: true, stdio: ["ignore", log, log], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" } },
   );
   closeSync(log);
   child.unref();

@@ -10,8 +10,19 @@ import { fmc, ROOT, tempDir } from "../helpers.js";
 import { labExec, LABEL } from "../../src/lab/lab.js";
 import { LAB_ROOT } from "../../src/lab/rootfs.js";
 import { acquireLock } from "../../src/engine/lock.js";
-import { SshTransport } from "../../src/hosts/ssh.js";
-import { writeFileCommand } from "../../src/ops/file.js";
+import { openJump, SshTransport } from "../../src/hosts/ssh.js";
+import { fileChange, writeFileCommand } from "../../src/ops/file.js";
+import { apply, plan } from "../../src/engine/run.js";
+import type { Phase } from "../../src/phases/phase.js";
+import { FAMILIES } from "../../src/hosts/os.js";
+import { packageChange } from "../../src/ops/package.js";
+import { hostnameChanges } from "../../src/ops/host.js";
+import { directoryChange } from "../../src/ops/directory.js";
+import { unitChanges, unitPath } from "../../src/ops/unit.js";
+import { sysctlChanges } from "../../src/ops/sysctl.js";
+import { mountChanges, mountUnit } from "../../src/ops/mount.js";
+import { userChanges } from "../../src/ops/user.js";
+import { guardedChange } from "../../src/ops/guarded.js";
 import { cmd } from "../../src/hosts/command.js";
 import { inventory } from "../../src/engine/inventory.js";
 import { context } from "../../src/project.js";
@@ -271,6 +282,134 @@ test("SSH: unknown host keys need --accept-new, changed ones are refused; sudo a
   }
   const p = run("plan", "--jump", "lb1", "--detailed-exitcode");
   assert.equal(p.status, 0, p.stdout + p.stderr);
+});
+
+test("SSH: a command past its timeout is stopped on the host too; output is capped; remote errors are masked; one jump connection", async () => {
+  const { ctx, stateDir } = context({ file: spec });
+  const inv = inventory(ctx.spec, stateDir);
+  const base = { privateKeys: [ctx.secrets.adminPrivateKey()!], knownHostsFile: inv.knownHostsFile, mask: (t: string) => ctx.secrets.mask(t) };
+  const t = await SshTransport.connect(inv.targets.get("lb1")!, { ...base, commandTimeoutMs: 1500, maxOutputBytes: 4096 });
+  try {
+    const marker = `sleep 297.${process.pid}`;
+    await assert.rejects(t.exec(cmd("sh", "-c", `${marker}; echo never`), "a slow step"), /lb1: a slow step did not finish within 1\.5 s; it was stopped/);
+    await until("the remote command to be gone", () => inHost("lb1", "pgrep", "-f", marker).status === 1, 10_000);
+    await assert.rejects(t.exec(cmd("head", "-c", "100000", "/dev/zero"), "a chatty step"), /lb1: a chatty step printed more than 4096 bytes; it was stopped/);
+    // the connection is still good, and what the host prints on stderr is masked
+    const r = await t.exec(cmd("sh", "-c", "cat /etc/keepalived/keepalived.conf >&2; exit 3"), "a failing step");
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /auth_pass <secret:vrrp-api>/);
+    assert.ok(!r.stderr.includes(ctx.secrets.get("vrrp-api")));
+  } finally {
+    t.close();
+  }
+  // every target through one shared connection to the jump host
+  const lb1 = inv.targets.get("lb1")!;
+  const via = await openJump(lb1, base);
+  const through = await Promise.all(["lb2", "agent1", "agent2"].map((h) => SshTransport.connect(inv.targets.get(h)!, { ...base, jump: lb1, via })));
+  try {
+    assert.deepEqual(await Promise.all(through.map(async (x) => (await x.exec(cmd("hostname"), "hostname")).stdout.trim())), ["lb2", "agent1", "agent2"]);
+    const sessions = inHost("lb1", "ss", "-Htn", "state", "established", "( sport = :22 )").stdout.trim().split("\n").filter(Boolean);
+    assert.equal(sessions.length, 1, `SSH connections into lb1: ${sessions.join(" | ")}`);
+  } finally {
+    through.forEach((x) => x.close());
+    via.end();
+  }
+});
+
+test("an unreachable host is named; plan shows the others and exits 1; apply changes nothing", async () => {
+  // SYNs to agent2's sshd vanish, as with a host that is down: no refusal, just silence
+  const block = "table inet fmc_test_block {\n chain input {\n  type filter hook input priority -10; tcp dport 22 drop\n }\n}\n";
+  assert.equal(spawnSync("ip", ["netns", "exec", `${LABEL}-agent2`, "nft", "-f", "-"], { input: block }).status, 0);
+  try {
+    editSpec("check: { interMs: 2000, fall: 2, rise: 1 }", "check: { interMs: 2500, fall: 2, rise: 1 }");
+    const started = Date.now();
+    const p = run("plan", "--timeout", "2");
+    assert.equal(p.status, 1, p.stdout + p.stderr);
+    assert.match(p.stderr, /unreachable agent2: agent2: cannot connect to root@10\.30\.4\.25/);
+    assert.match(p.stdout, /lb1 \(10\.30\.5\.11\)[\s\S]*update \/etc\/haproxy\/haproxy\.cfg/, "the reachable hosts are planned");
+    assert.ok(Date.now() - started < 15_000, "the unreachable host did not hold the plan for the default 15 s");
+    const a = run("apply", "--yes", "--timeout", "2");
+    assert.equal(a.status, 1);
+    assert.match(a.stderr, /error\[UNREACHABLE\] 1 host could not be reached; nothing was applied/);
+    assert.match(inHost("lb1", "cat", "/etc/haproxy/haproxy.cfg").stdout, /inter 2000ms/, "nothing changed");
+  } finally {
+    spawnSync("ip", ["netns", "exec", `${LABEL}-agent2`, "nft", "delete", "table", "inet", "fmc_test_block"]);
+  }
+  await until("agent2 to answer again", () => run("lab", "status").status === 0, 20_000);
+  assert.equal(run("apply", "--yes").status, 0);
+  assert.equal(run("plan", "--detailed-exitcode").status, 0);
+});
+
+test("authorized_keys: fmc's block is added, the keys already there stay, SSH keeps working", () => {
+  const keys = inHost("lb1", "cat", "/root/.ssh/authorized_keys").stdout;
+  const admin = context({ file: spec }).ctx.secrets.adminPublicKey()!;
+  // lab up wrote the admin key before any apply: it stays outside fmc's block
+  assert.ok(keys.startsWith(`${admin}\n`), keys);
+  assert.match(keys, /# BEGIN fmc managed keys[^\n]*\n# END fmc managed keys\n$/);
+  // an operator's key added by hand survives the next apply
+  const own = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOperatorOwnKeyOperatorOwnKeyOperatorOwnK operator@laptop";
+  assert.equal(inHost("lb1", "sh", "-c", `echo '${own}' >> /root/.ssh/authorized_keys`).status, 0);
+  assert.equal(run("apply", "--yes").status, 0);
+  assert.ok(inHost("lb1", "cat", "/root/.ssh/authorized_keys").stdout.includes(own));
+  assert.equal(run("plan", "--detailed-exitcode").status, 0, "converged, and fmc still logs in");
+});
+
+test("plan → apply → plan is empty for every operation, on a real host", async () => {
+  const { ctx, stateDir } = context({ file: spec });
+  const inv = inventory(ctx.spec, stateDir);
+  const host = ctx.topo.host("agent1");
+  const t = await SshTransport.connect(inv.targets.get("agent1")!, { privateKeys: [ctx.secrets.adminPrivateKey()!], knownHostsFile: inv.knownHostsFile });
+  const transports = new Map([["agent1", t]]);
+  const pc = { render: ctx, mask: (x: string) => ctx.secrets.mask(x), loginUser: () => "root" };
+  const probe: Phase = {
+    name: "probe",
+    description: "every operation once",
+    hosts: () => [host],
+    facts: () => ({
+      files: new Set(["/etc/fmc-probe.conf", "/etc/hostname", unitPath("fmc-probe.service"), unitPath(mountUnit("/mnt/fmc-probe")), "/etc/sysctl.d/90-fmc-probe.conf", "/home/fmcprobe/.ssh/authorized_keys"]),
+      dirs: new Set(["/srv/fmc-probe"]),
+      units: new Set(["fmc-probe.service", mountUnit("/mnt/fmc-probe")]),
+      packages: new Set(["haproxy"]),
+      sysctl: new Set(["net.ipv4.conf.all.forwarding"]),
+      users: new Set(["fmcprobe"]),
+      guards: new Map([["probe-done", "test -f /var/lib/fmc-probe.done"]]),
+      storage: true,
+    }),
+    plan(p, h, f) {
+      const c = { host: h.name, phase: "probe", mask: p.mask };
+      const family = FAMILIES[f.os.family];
+      return [
+        ...[packageChange(f, family, ["haproxy"], c)],
+        ...hostnameChanges(f, h.name, c),
+        fileChange(f, { path: "/etc/fmc-probe.conf", content: "probe = 1\n", mode: 0o640, validate: "grep -q probe %s" }, c),
+        directoryChange(f, { path: "/srv/fmc-probe", mode: 0o750 }, c),
+        ...unitChanges(f, { unit: "fmc-probe.service", content: "[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n", enabled: true, running: true }, c),
+        ...sysctlChanges(f, "/etc/sysctl.d/90-fmc-probe.conf", { "net.ipv4.conf.all.forwarding": "1" }, c),
+        ...mountChanges(f, { what: "tmpfs", where: "/mnt/fmc-probe", type: "tmpfs", options: "size=1m" }, c),
+        ...userChanges(f, { name: "fmcprobe", keys: [ctx.secrets.adminPublicKey()!] }, c),
+        guardedChange(f, { id: "probe-done", title: "first-run step", unless: "test -f /var/lib/fmc-probe.done", run: "touch /var/lib/fmc-probe.done" }, c),
+      ].filter((x): x is NonNullable<typeof x> => !!x);
+    },
+  };
+  const forwardingHere = readFileSync("/proc/sys/net/ipv4/conf/all/forwarding", "utf8");
+  try {
+    const first = await plan(pc, [probe], transports, { concurrency: 1 });
+    const titles = first.changes.map((c) => c.title);
+    for (const want of [/^install haproxy$/, /^create \/etc\/fmc-probe\.conf$/, /^create directory \/srv\/fmc-probe/, /fmc-probe\.service$/, /90-fmc-probe\.conf$/, /mnt-fmc\\x2dprobe\.mount$/, /^create user fmcprobe$/, /^first-run step$/]) {
+      assert.ok(titles.some((x) => want.test(x)), `no change matching ${want}: ${titles.join(" | ")}`);
+    }
+    await apply(first, transports, { concurrency: 1 });
+    const second = await plan(pc, [probe], transports, { concurrency: 1 });
+    assert.deepEqual(second.changes.map((c) => c.title), [], "the second plan is empty");
+    // and the operations did what they say
+    assert.equal(inHost("agent1", "systemctl", "is-active", "fmc-probe.service").stdout.trim(), "active");
+    assert.match(inHost("agent1", "findmnt", "-no", "FSTYPE", "/mnt/fmc-probe").stdout, /tmpfs/);
+    assert.equal(inHost("agent1", "stat", "-c", "%a", "/srv/fmc-probe", "/etc/fmc-probe.conf").stdout, "750\n640\n");
+    assert.equal(inHost("agent1", "cat", "/proc/sys/net/ipv4/conf/all/forwarding").stdout.trim(), "1");
+    assert.equal(readFileSync("/proc/sys/net/ipv4/conf/all/forwarding", "utf8"), forwardingHere, "this machine's own setting is untouched");
+  } finally {
+    t.close();
+  }
 });
 
 test("lab down from another state directory leaves this lab alone and names its owner", (t) => {
