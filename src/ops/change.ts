@@ -1,5 +1,16 @@
 import type { Command } from "../hosts/command.js";
-import type { FileSpec } from "./file.js";
+
+/** A file as a host should have it (written by ops/file.ts). */
+export interface FileSpec {
+  readonly path: string;
+  readonly content: string;
+  readonly mode?: number;
+  readonly owner?: string;
+  readonly group?: string;
+  /** A check command; %s is replaced by the candidate file's path. */
+  readonly validate?: string;
+  readonly secret?: boolean;
+}
 
 /** One planned change on one host: what it does, the commands, and what to watch. */
 export interface Change {

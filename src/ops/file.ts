@@ -5,18 +5,10 @@
 import { createTwoFilesPatch } from "diff";
 import { quote, script, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
+import type { Change, FileSpec } from "./change.js";
 
-export interface FileSpec {
-  readonly path: string;
-  readonly content: string;
-  readonly mode?: number;
-  readonly owner?: string;
-  readonly group?: string;
-  /** A check command; %s is replaced by the candidate file's path. */
-  readonly validate?: string;
-  readonly secret?: boolean;
-}
+export type { FileSpec } from "./change.js";
+
 
 export type Masker = (text: string) => string;
 

@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, readdirSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseFacts, factScript, emptyRequest, type HostFacts } from "../../src/hosts/facts.js";
 import { cmd, quote } from "../../src/hosts/command.js";
@@ -14,6 +14,7 @@ import { sysctlChanges } from "../../src/ops/sysctl.js";
 import { lvmChanges } from "../../src/ops/lvm.js";
 import { mountChanges, mountUnit } from "../../src/ops/mount.js";
 import { guardedChange } from "../../src/ops/guarded.js";
+import { swapOffChange } from "../../src/ops/host.js";
 import { userChanges } from "../../src/ops/user.js";
 import { directoryChange } from "../../src/ops/directory.js";
 import { RecordingTransport } from "../../src/hosts/transport.js";
@@ -98,8 +99,10 @@ test("file: no change when equal; a masked diff when not; mode-only changes say 
 test("file writes are atomic and checked: the real bash runs the generated script", (t) => {
   const dir = tempDir(t);
   const target = join(dir, "sub", "app.cfg");
+  const me = { user: spawnSync("id", ["-un"], { encoding: "utf8" }).stdout.trim(), group: spawnSync("id", ["-gn"], { encoding: "utf8" }).stdout.trim() };
   const run = (content: string, validate?: string) => {
-    const c = writeFileCommand({ path: target, content, mode: 0o640, validate });
+    // owned by whoever runs the tests: chown to root needs root
+    const c = writeFileCommand({ path: target, content, mode: 0o640, validate, owner: me.user, group: me.group });
     return spawnSync("bash", ["-c", c.shell], { input: c.stdin, encoding: "utf8" });
   };
   assert.equal(run("one\n").status, 0);
@@ -113,7 +116,7 @@ test("file writes are atomic and checked: the real bash runs the generated scrip
   assert.equal(readFileSync(target, "utf8"), "two\n");
   assert.deepEqual(readdirSync(join(dir, "sub")).sort(), ["app.cfg", "app.cfg.fmc-prev"], "no temp file is left");
   // a shell killed before the rename leaves the target whole and removes its temp file
-  const slow = writeFileCommand({ path: target, content: "four\n" });
+  const slow = writeFileCommand({ path: target, content: "four\n", owner: me.user, group: me.group });
   const killed = spawnSync("bash", ["-c", slow.shell.replace('mv -f "$tmp"', 'kill -TERM $$; mv -f "$tmp"')], { input: slow.stdin, encoding: "utf8" });
   assert.notEqual(killed.status, 0);
   assert.equal(readFileSync(target, "utf8"), "two\n");
@@ -337,4 +340,19 @@ test("apply re-reads, before a phase, the hosts an earlier phase changed, and on
   reads.clear();
   assert.deepEqual(await apply({ ...p, changes: [] }, transports, { concurrency: 4 }), { changes: 0 });
   assert.equal(reads.size, 0);
+});
+
+test("swap: turned off and commented out of fstab by the real sed; nothing to do once off", (t) => {
+  const dir = tempDir(t);
+  const fstab = join(dir, "fstab");
+  const lines = ["UUID=1 / ext4 defaults 0 1", "/swapfile none swap sw 0 0", "# /old-swap none swap sw 0 0", "UUID=2 /srv xfs defaults 0 2", ""];
+  writeFileSync(fstab, lines.join("\n"));
+  const change = swapOffChange(facts({ swap: ["/swapfile file 1048572 0 -2"] }), ctx)!;
+  assert.equal(change.title, "turn swap off and keep it off");
+  // the command's fstab edit, run by the real sed on a copy (swapoff itself needs a host with swap)
+  const edit = change.commands[0]!.shell.replace(/^swapoff -a && /, "").replace("/etc/fstab", fstab);
+  assert.equal(spawnSync("sh", ["-c", edit]).status, 0);
+  assert.deepEqual(readFileSync(fstab, "utf8").split("\n"), ["UUID=1 / ext4 defaults 0 1", "# fmc: /swapfile none swap sw 0 0", "# /old-swap none swap sw 0 0", "UUID=2 /srv xfs defaults 0 2", ""]);
+  assert.equal(readFileSync(`${fstab}.fmc-prev`, "utf8"), lines.join("\n"), "the previous fstab is kept");
+  assert.equal(swapOffChange(facts({ swap: [] }), ctx), undefined);
 });
