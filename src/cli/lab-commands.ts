@@ -5,7 +5,7 @@ import { context, DEFAULT_SPEC_FILE, findSpec } from "../project.js";
 import { stateDirFor } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
 import { labDown, labStatus, labUp, requireRoot } from "../lab/lab.js";
-import { bold, dim, fileArg, n, red, stateArg } from "./ui.js";
+import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
 
@@ -26,10 +26,10 @@ function labStateDir(args: { file?: string; state?: string }): string {
 
 const up = defineCommand({
   meta: { name: "up", description: "Start one lab host per spec host (root required); writes an inventory overlay for plan/apply" },
-  args: { file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
+  args: { spec: specArg, file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
   async run({ args }) {
     requireRoot(); // before anything is read or written
-    const { ctx, stateDir, loaded } = context({ file: args.file, stateDir: args.state });
+    const { ctx, stateDir, loaded } = context({ file: specFileOf(args), stateDir: args.state });
     const started = performance.now();
     const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), log });
     for (const h of state.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ssh root@${h.address}\n`);
@@ -54,13 +54,14 @@ const status = defineCommand({
 const down = defineCommand({
   meta: { name: "down", description: "Remove this checkout's lab and anything labelled fmclab (idempotent, also after a crash)" },
   args: {
+    spec: specArg,
     file: fileArg,
     state: stateArg,
     force: { type: "boolean", description: "remove the lab even if another checkout (state directory) started it", default: false },
   },
   async run({ args }) {
     requireRoot();
-    const r = await labDown({ stateDir: labStateDir(args), force: args.force, log });
+    const r = await labDown({ stateDir: labStateDir({ file: specFileOf(args), state: args.state }), force: args.force, log });
     process.stdout.write(r.removed ? "lab removed\n" : "no lab to remove\n");
   },
 });

@@ -2,9 +2,32 @@
 // A reload after a config change uses the systemctl verb that is right whatever the
 // unit's state is when it runs: facts are read before earlier steps run, and an
 // earlier step may have started the unit already (apt's postinst does, on Debian).
-import { cmd, type Command } from "../hosts/command.js";
+import { cmd, quote, script, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
+
+/**
+ * A config change must reach its daemon even if the run stops between writing the file
+ * and reloading (a lost connection, a failed reload): the write is preceded by a marker
+ * on the host, and only a successful reload removes it. A later plan that finds the
+ * marker reloads although the file already matches.
+ */
+export const PENDING_DIR = "/var/lib/fmc/pending";
+export const pendingMarker = (unit: string) => `${PENDING_DIR}/${unit}`;
+export const pendingFacts = (...units: string[]) => ({ files: new Set(units.map(pendingMarker)) });
+export const reloadPending = (facts: HostFacts, unit: string) => !!facts.files.get(pendingMarker(unit));
+
+/** A reload that succeeded makes the change live: only then does the pending mark go. */
+function reloading(verb: string, unit: string): Command {
+  const c = cmd("systemctl", verb, unit);
+  return script(`${c.shell} && rm -f ${quote(pendingMarker(unit))}`, c.display);
+}
+
+/** The config change, marking `unit` as needing a reload before the new file goes live. */
+export function markingReload(change: Change, unit: string): Change {
+  const mark = script(`mkdir -p ${PENDING_DIR} && touch ${quote(pendingMarker(unit))}`, `note that ${unit} must reload`);
+  return { ...change, commands: [mark, ...change.commands] };
+}
 
 export interface ServiceSpec {
   readonly unit: string;
@@ -13,6 +36,8 @@ export interface ServiceSpec {
   readonly running?: boolean;
   /** Configuration changed in this run: reload a running unit. */
   readonly reload?: boolean;
+  /** A configuration change of an earlier run that never reached the daemon (see markingReload). */
+  readonly pending?: boolean;
   /** Units that cannot reload (e.g. systemd-timesyncd) are restarted instead. */
   readonly reloadBy?: "reload" | "restart";
   /**
@@ -24,7 +49,9 @@ export interface ServiceSpec {
   readonly riskIfTouched?: readonly string[];
 }
 
-export function serviceChange(facts: HostFacts, s: ServiceSpec, ctx: { host: string; phase: string }): Change | undefined {
+export function serviceChange(facts: HostFacts, spec: ServiceSpec, ctx: { host: string; phase: string }): Change | undefined {
+  const earlier = !!spec.pending && !spec.reload;
+  const s = { ...spec, reload: !!spec.reload || !!spec.pending };
   const state = facts.units.get(s.unit) ?? { active: "unknown", enabled: "not-found" };
   const commands: Command[] = [];
   const what: string[] = [];
@@ -42,12 +69,12 @@ export function serviceChange(facts: HostFacts, s: ServiceSpec, ctx: { host: str
   if (s.running === true && s.reload) {
     // reload-or-restart starts a stopped unit and reloads a running one; restart
     // does both for units that cannot reload
-    commands.push(cmd("systemctl", restartOnly ? "restart" : "reload-or-restart", s.unit));
+    commands.push(reloading(restartOnly ? "restart" : "reload-or-restart", s.unit));
     if (s.installing) {
       what.push(restartOnly ? "start or restart" : "start or reload");
       why = " (installing its package may start it with the package's own config first)";
     } else if (state.active === "active") {
-      what.push(`${restartOnly ? "restart" : "reload"} (configuration changed)`);
+      what.push(`${restartOnly ? "restart" : "reload"} (configuration changed${earlier ? " in an earlier run that did not finish" : ""})`);
       touched = true;
     } else what.push(state.active === "failed" ? "restart (failed)" : "start");
   } else if (s.running === true && state.active !== "active") {
@@ -59,12 +86,12 @@ export function serviceChange(facts: HostFacts, s: ServiceSpec, ctx: { host: str
     touched = true;
   } else if (s.running === undefined && s.reload && (state.active === "active" || s.installing)) {
     // only if it runs then: this unit's running state is not ours to decide
-    commands.push(cmd("systemctl", restartOnly ? "try-restart" : "try-reload-or-restart", s.unit));
+    commands.push(reloading(restartOnly ? "try-restart" : "try-reload-or-restart", s.unit));
     if (s.installing) {
       what.push(`${restartOnly ? "restart" : "reload"} if running`);
       why = " (its package is installed in this run)";
     } else {
-      what.push(`${restartOnly ? "restart" : "reload"} (configuration changed)`);
+      what.push(`${restartOnly ? "restart" : "reload"} (configuration changed${earlier ? " in an earlier run that did not finish" : ""})`);
       touched = true;
     }
   }

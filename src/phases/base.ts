@@ -7,7 +7,7 @@ import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { hostnameChanges, swapOffChange } from "../ops/host.js";
 import { packageChange } from "../ops/package.js";
-import { serviceChange } from "../ops/service.js";
+import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import { homeOf } from "../ops/user.js";
 import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
@@ -46,7 +46,7 @@ export const base: Phase = {
       files.push(f.timeConfig([]).path, ...f.resolverFiles([], "").map((r) => r.path));
     }
     return {
-      files: new Set(files),
+      files: new Set([...files, ...pendingFacts(...Object.values(FAMILIES).map((f) => f.timeService)).files]),
       units: new Set(Object.values(FAMILIES).map((f) => f.timeService)),
       packages: new Set(Object.values(TIME_PACKAGE).filter((p): p is string => !!p)),
       sysctl: new Set(Object.keys(sysctlFor(host))),
@@ -70,10 +70,10 @@ export const base: Phase = {
     const install = pkg ? packageChange(facts, family, [pkg], c) : undefined;
     if (install) out.push(install);
     const time = fileChange(facts, family.timeConfig(spec.network.ntp), c);
-    if (time) out.push(time);
+    if (time) out.push(markingReload(time, family.timeService));
     // Time services skip containers by design (ConditionVirtualization), so only the
     // enabled state is managed; on real hosts enabling starts it at boot.
-    const svc = serviceChange(facts, { unit: family.timeService, enabled: true, reload: !!time, reloadBy: "restart", installing: !!install }, c);
+    const svc = serviceChange(facts, { unit: family.timeService, enabled: true, reload: !!time, pending: reloadPending(facts, family.timeService), reloadBy: "restart", installing: !!install }, c);
     if (svc) out.push(svc);
     // fmc's block of the login user's keys; the operator's own lines stay
     const user = pc.loginUser(host);

@@ -8,7 +8,7 @@ import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { packageChange } from "../ops/package.js";
-import { serviceChange } from "../ops/service.js";
+import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import type { Change } from "../ops/change.js";
 import type { Host } from "../spec/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
@@ -27,7 +27,7 @@ export const loadbalancer: Phase = {
   description: "HAProxy + Keepalived, checked before reload",
   hosts: (pc) => pc.render.topo.withRole("loadbalancer"),
   facts: () => ({
-    files: new Set([HAPROXY_CFG, KEEPALIVED_CONF]),
+    files: new Set([HAPROXY_CFG, KEEPALIVED_CONF, ...pendingFacts("haproxy.service", "keepalived.service").files]),
     units: new Set(["haproxy.service", "keepalived.service"]),
     packages: new Set(["haproxy", "keepalived"]),
   }),
@@ -38,12 +38,13 @@ export const loadbalancer: Phase = {
     if (pkg) out.push(pkg);
     const ha = fileChange(facts, { path: HAPROXY_CFG, content: haproxyConfig(pc.render, host), validate: "haproxy -c -q -f %s" }, c);
     const ka = fileChange(facts, { path: KEEPALIVED_CONF, content: keepalivedConfig(pc.render, host), mode: 0o600, validate: "keepalived --config-test -f %s", secret: true }, c);
-    for (const f of [ha, ka]) if (f) out.push(f);
+    if (ha) out.push(markingReload(ha, "haproxy.service"));
+    if (ka) out.push(markingReload(ka, "keepalived.service"));
     const held = heldVips(pc, facts);
     const risk = (what: string) => (held.length ? [`${what} on ${host.name} while it holds VIP ${held.join(", ")}`] : []);
     for (const [unit, pkgName, changed, label] of [["haproxy.service", "haproxy", !!ha, "reloads HAProxy"], ["keepalived.service", "keepalived", !!ka, "reloads Keepalived"]] as const) {
       const installing = !!pkg && !facts.packages.get(pkgName);
-      const s = serviceChange(facts, { unit, enabled: true, running: true, reload: changed, installing, riskIfTouched: risk(label) }, c);
+      const s = serviceChange(facts, { unit, enabled: true, running: true, reload: changed, pending: reloadPending(facts, unit), installing, riskIfTouched: risk(label) }, c);
       if (s) out.push(s);
     }
     return out;

@@ -86,7 +86,34 @@ function readManifest(target: string): Set<string> | undefined {
     throw new FmcError("OUT_MANIFEST", `${file} is not a manifest fmc wrote`, "remove it only if nothing else in that directory is yours to keep");
   }
   for (const p of parsed.files) checkArtifactPath(p);
-  return new Set(parsed.files);
+  // a manifest never hands Terraform's files to fmc, whoever wrote it
+  return new Set(parsed.files.filter((p) => !isTerraformWorkingFile(p)));
+}
+
+/** Whether every directory between target and rel's file is a real directory (no symlink to follow). */
+function realDirsUpTo(target: string, rel: string): boolean {
+  let cur = target;
+  for (const part of rel.split("/").slice(0, -1)) {
+    cur = join(cur, part);
+    try {
+      if (!lstatSync(cur).isDirectory()) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+/** Without a manifest, only an empty directory or one holding Terraform's files will do; found without walking a big tree. */
+function foreignEntries(target: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(target, { withFileTypes: true })) {
+    if (e.name === "terraform" && e.isDirectory()) {
+      for (const t of readdirSync(join(target, "terraform"))) if (!isTerraformWorkingFile(`terraform/${t}`)) out.push(`terraform/${t}`);
+    } else out.push(e.name);
+    if (out.length > 8) break;
+  }
+  return out;
 }
 
 /** The directory of `rel` under target, created as needed; a symlink on the way is refused. */
@@ -159,23 +186,23 @@ export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): 
     const manifest = readManifest(target);
     const owned = manifest ?? new Set<string>();
     const wanted = new Map(artifacts.map((a) => [a.path, a] as const));
-    // a temp file left by an interrupted render is fmc's own
-    const existing = listFiles(target).filter((rel) => {
-      if (!TMP.test(rel.split("/").pop()!)) return true;
-      unlinkSync(join(target, rel));
-      return false;
-    });
     if (!manifest) {
       // fmc has never written here: only an empty directory (or Terraform's own files) will do
-      const foreign = existing.filter((rel) => !isTerraformWorkingFile(rel));
+      const foreign = foreignEntries(target);
       if (foreign.length) {
         throw new FmcError(
           "OUT_NOT_EMPTY",
-          `${outDir} is not empty and fmc has not written there before: ${foreign.slice(0, 8).join(", ")}${foreign.length > 8 ? `, … (${foreign.length})` : ""}`,
+          `${outDir} is not empty and fmc has not written there before: ${foreign.slice(0, 8).join(", ")}${foreign.length > 8 ? ", …" : ""}`,
           "pick another -o directory or empty this one; fmc never overwrites files it did not write",
         );
       }
     }
+    // a temp file left by an interrupted render of fmc's own is removed
+    const existing = listFiles(target).filter((rel) => {
+      if (!manifest || !TMP.test(rel.split("/").pop()!) || !realDirsUpTo(target, rel)) return true;
+      unlinkSync(join(target, rel));
+      return false;
+    });
     const isOurs = (rel: string) => owned.has(rel) || rel === MARKER || (rel === GITIGNORE && owned.size > 0);
     // a file fmc must write over but does not own: stop before anything changes
     const collisions = existing.filter((rel) => !isOurs(rel) && (wanted.has(rel) || rel === GITIGNORE || rel === MARKER));
@@ -211,6 +238,8 @@ export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): 
     for (const rel of owned) {
       if (wanted.has(rel)) continue;
       const abs = join(target, rel);
+      // never through a symlinked directory: that file is not inside -o
+      if (!realDirsUpTo(target, rel)) continue;
       try {
         if (!lstatSync(abs).isFile()) continue;
         unlinkSync(abs);

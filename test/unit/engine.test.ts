@@ -356,3 +356,42 @@ test("swap: turned off and commented out of fstab by the real sed; nothing to do
   assert.equal(readFileSync(`${fstab}.fmc-prev`, "utf8"), lines.join("\n"), "the previous fstab is kept");
   assert.equal(swapOffChange(facts({ swap: [] }), ctx), undefined);
 });
+
+test("a config written by a run whose reload failed is still reloaded by the next run", async () => {
+  const render = contextFor(undefined, "engine");
+  const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
+  const lb1 = render.topo.host("loadbalancer1");
+  const cfg = haproxyConfig(render, lb1);
+  // the host as the run leaves it, and what is on disk
+  const disk = new Map<string, string>([["/etc/haproxy/haproxy.cfg", cfg.replace("maxconn 8000", "maxconn 100")]]);
+  const host = (failReload: boolean) =>
+    new RecordingTransport("loadbalancer1", [
+      (c) => {
+        if (c.display !== "read facts") return undefined;
+        const files = [...disk].map(([p, content]) => `${p} 644 root root ${b64(content)}`);
+        return { code: 0, stderr: "", stdout: factsText({ hostname: ["loadbalancer1"], addr: ["eth0 10.17.5.11/24"], files }) };
+      },
+      (c) => {
+        if (c.shell.startsWith("mkdir -p /var/lib/fmc/pending")) disk.set(c.shell.match(/touch (\S+)/)![1]!, "");
+        else if (c.display.startsWith("write /etc/haproxy/haproxy.cfg")) disk.set("/etc/haproxy/haproxy.cfg", cfg);
+        else if (c.display === "systemctl reload-or-restart haproxy.service") {
+          if (failReload) return { code: 1, stdout: "", stderr: "Job for haproxy.service failed" };
+          disk.delete("/var/lib/fmc/pending/haproxy.service");
+        }
+        return undefined;
+      },
+    ]);
+  const lbOnly = PHASES.filter((p) => p.name === "loadbalancer");
+  const first = new Map([["loadbalancer1", host(true)]]);
+  await assert.rejects(apply(await plan(pc, lbOnly, first, { concurrency: 1 }), first, { concurrency: 1 }), /reload-or-restart|reload \(configuration changed\)/);
+  assert.equal(disk.get("/etc/haproxy/haproxy.cfg"), cfg, "the new config is on disk");
+  assert.ok(disk.has("/var/lib/fmc/pending/haproxy.service"), "and marked as not live yet");
+  // the file matches now, yet the next plan reloads
+  const second = new Map([["loadbalancer1", host(false)]]);
+  const p2 = await plan(pc, lbOnly, second, { concurrency: 1 });
+  const haproxyOnly = (p: { changes: readonly { title: string }[] }) => p.changes.map((c) => c.title).filter((x) => x.includes("haproxy"));
+  assert.deepEqual(haproxyOnly(p2), ["reload (configuration changed in an earlier run that did not finish) haproxy.service"]);
+  await apply(p2, second, { concurrency: 1 });
+  assert.equal(disk.has("/var/lib/fmc/pending/haproxy.service"), false, "a successful reload clears the mark");
+  assert.deepEqual(haproxyOnly(await plan(pc, lbOnly, second, { concurrency: 1 })), []);
+});

@@ -62,7 +62,7 @@ test("files a user added are left alone; a file fmc would overwrite stops the re
   writeFileSync(join(copy, "haproxy/loadbalancer1/haproxy.cfg"), "# hand-tuned\n");
   const r = fmc(["render", "-o", "copy"], dir);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /error\[OUT_NOT_EMPTY\] copy is not empty and fmc has not written there before: haproxy\/loadbalancer1\/haproxy\.cfg/);
+  assert.match(r.stderr, /error\[OUT_NOT_EMPTY\] copy is not empty and fmc has not written there before: haproxy\n/);
   assert.equal(readFileSync(join(copy, "haproxy/loadbalancer1/haproxy.cfg"), "utf8"), "# hand-tuned\n");
   // with a manifest that does not list it, a file in fmc's way is named and kept
   writeFileSync(join(copy, ".fmc-render"), JSON.stringify({ files: [] }));
@@ -99,4 +99,39 @@ test("the writer refuses artifact paths that leave the output directory", (t) =>
   }
   assert.deepEqual(readdirSync(dir), [], "nothing was created");
   assert.equal(existsSync(join(dir, "x.conf")), false);
+});
+
+test("removing files fmc no longer renders never follows a symlink or touches Terraform's files", (t) => {
+  const dir = tempDir(t);
+  assert.equal(fmc(["init"], dir).status, 0);
+  assert.equal(fmc(["render", "-o", "o1"], dir).status, 0);
+  // o1/wireguard/vps1 replaced by a link to a directory outside -o holding files of the same names
+  const elsewhere = join(dir, "elsewhere/vps1");
+  mkdirSync(elsewhere, { recursive: true });
+  for (const f of ["wg0.conf", "nftables.nft", "sysctl.conf"]) writeFileSync(join(elsewhere, f), "not fmc's\n");
+  rmSync(join(dir, "o1/wireguard/vps1"), { recursive: true });
+  symlinkSync(elsewhere, join(dir, "o1/wireguard/vps1"));
+  // a manifest that claims Terraform's state (edited by hand, or by an older fmc)
+  writeFileSync(join(dir, "o1/terraform/terraform.tfstate"), '{"version":4}\n');
+  const manifest = JSON.parse(readFileSync(join(dir, "o1/.fmc-render"), "utf8")) as { files: string[] };
+  writeFileSync(join(dir, "o1/.fmc-render"), JSON.stringify({ files: [...manifest.files, "terraform/terraform.tfstate"] }));
+  // the WireGuard section goes: fmc no longer renders wireguard/vps1/*
+  seedWithout(dir, "vps1");
+  const spec = join(dir, "cluster.yaml");
+  const cut = (text: string, from: string, to: string) => text.slice(0, text.indexOf(from)) + text.slice(text.indexOf(to));
+  writeFileSync(spec, cut(cut(readFileSync(spec, "utf8"), "wireguard:\n", "firewall:\n"), "cloudflare:\n", "# In-cluster services"));
+  const r = fmc(["render", "-o", "o1"], dir);
+  assert.equal(r.status, 0, r.stderr);
+  for (const f of ["wg0.conf", "nftables.nft", "sysctl.conf"]) assert.equal(readFileSync(join(elsewhere, f), "utf8"), "not fmc's\n", `${f} outside -o survived`);
+  assert.equal(readFileSync(join(dir, "o1/terraform/terraform.tfstate"), "utf8"), '{"version":4}\n');
+});
+
+test("a directory fmc never wrote to is refused without touching it, and without walking it", (t) => {
+  const dir = tempDir(t);
+  mkdirSync(join(dir, "fd/deep/er"), { recursive: true });
+  writeFileSync(join(dir, "fd/.notes.fmc-tmp-1"), "mine");
+  const r = fmc(["render", "-o", "fd"], dir);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error\[OUT_NOT_EMPTY\] fd is not empty and fmc has not written there before: /);
+  assert.equal(readFileSync(join(dir, "fd/.notes.fmc-tmp-1"), "utf8"), "mine", "a look-alike temp file in someone else's directory stays");
 });
