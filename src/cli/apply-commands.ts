@@ -4,7 +4,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session, type SessionOptions } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
-import { acquireLock } from "../engine/lock.js";
+import { acquireLock } from "../state/lock.js";
 import type { Change } from "../ops/change.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg, yellow } from "./ui.js";
 

@@ -56,6 +56,8 @@ export function firewallNftables(ctx: RenderContext): string {
 }
 
 const esc = xmlText;
+/** An interface name in an XML comment, which can't hold "--": named by its setting then. */
+const commentable = (name: string) => (name.includes("--") || name.endsWith("-") ? "(see the spec's firewall interfaces)" : xmlComment(name));
 
 /** pfSense config.xml sections; import with Diagnostics > Backup & Restore per area. */
 export function pfsenseFragment(ctx: RenderContext): string {
@@ -67,7 +69,7 @@ export function pfsenseFragment(ctx: RenderContext): string {
   return lines(
     '<?xml version="1.0"?>',
     `<!-- ${HEADER_TEXT} -->`,
-    `<!-- Interface names: lan = ${xmlComment(fw.lanInterface)}, wan = ${xmlComment(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
+    `<!-- Interface names: lan = ${commentable(fw.lanInterface)}, wan = ${commentable(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
     "<pfsense>",
     "  <aliases>",
     ...refs.flatMap((ref) => [

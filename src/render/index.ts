@@ -1,6 +1,7 @@
 // Every renderer, in the order the artifacts are listed. Each is a pure function of
 // the render context; renderAll() adds nothing but the list.
 import type { Artifact, Renderer, RenderContext } from "./types.js";
+import { FmcError } from "../errors.js";
 import { renderTerraform } from "./terraform.js";
 import { renderIgnition } from "./ignition.js";
 import { renderK3s } from "./k3s.js";
@@ -35,7 +36,7 @@ export function renderAll(ctx: RenderContext): Artifact[] {
   const all = RENDERERS.flatMap(([, render]) => render(ctx));
   const seen = new Set<string>();
   for (const a of all) {
-    if (seen.has(a.path)) throw new Error(`internal: two renderers wrote ${a.path}`);
+    if (seen.has(a.path)) throw new FmcError("RENDER_COLLISION", `two artifacts would be written to ${a.path}`, "two names in the spec lead to the same file; please report the spec (validation should have caught it)");
     seen.add(a.path);
   }
   return all;

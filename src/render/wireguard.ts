@@ -36,13 +36,13 @@ export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan")
     "[Interface]",
     `Address = ${self.address}/${prefix}`,
     side === "gateway" && `ListenPort = ${wg.port}`,
-    `PrivateKey = ${ctx.secrets.get(`wireguard-${self.name}`)}`,
+    `PrivateKey = ${wgValue(ctx.secrets.get(`wireguard-${self.name}`))}`,
     `MTU = ${wg.mtu}`,
     "",
     "[Peer]",
     `# ${peer.name}`,
     `PublicKey = ${ctx.secrets.wireguardPublic(peer.name)}`,
-    `PresharedKey = ${ctx.secrets.get("wireguard-psk")}`,
+    `PresharedKey = ${wgValue(ctx.secrets.get("wireguard-psk"))}`,
     side === "gateway"
       ? `AllowedIPs = ${[`${peer.address}/32`, ...lanPrefixes(ctx, t)].join(", ")}`
       : `AllowedIPs = ${peer.address}/32`,

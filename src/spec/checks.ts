@@ -32,6 +32,8 @@ export const K3S_MANAGED_KEYS: Readonly<Record<string, string>> = {
   "service-cidr": "use k3s.serviceCidr",
   disable: "use k3s.disable",
   "write-kubeconfig-mode": "fmc keeps the admin kubeconfig 0600",
+  "https-listen-port": "HAProxy and every join URL reach the servers on 6443",
+  "advertise-port": "HAProxy and every join URL reach the servers on 6443",
   "secrets-encryption": "always on",
   "etcd-snapshot-schedule-cron": "use k3s.snapshotSchedule",
   "etcd-snapshot-retention": "use k3s.snapshotRetention",
@@ -41,7 +43,8 @@ export const K3S_MANAGED_KEYS: Readonly<Record<string, string>> = {
 /** Reads a public-key file named in the spec; returns undefined when it does not exist. */
 export type KeyReader = (path: string) => string | undefined;
 
-const KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( .*)?$/;
+// the comment is printable text: key files are read from disk, past the spec's own checks
+const KEY = /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]*)?$/;
 
 export function isPublicKey(text: string): boolean {
   return KEY.test(text.trim());
@@ -84,7 +87,20 @@ export function rolePorts(spec: Spec, role: Role): Array<[string, string, string
   }
 }
 
-export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProblem[] {
+/**
+ * Mount points that would hide the system's own files (or are the kernel's): data
+ * volumes, the database directory and exports go elsewhere.
+ */
+const SYSTEM_TREES = ["/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc", "/run", "/sbin", "/sys", "/usr"];
+const SYSTEM_DIRS = ["/home", "/mnt", "/opt", "/root", "/srv", "/tmp", "/var", "/var/lib", "/var/log"];
+export function systemPath(p: string): boolean {
+  return SYSTEM_DIRS.includes(p) || SYSTEM_TREES.some((t) => p === t || p.startsWith(`${t}/`));
+}
+
+/** Whether a spec path was written by the user (rather than filled in by a default). */
+export type Explicit = (path: string) => boolean;
+
+export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: Explicit = () => true): CheckProblem[] {
   const out: CheckProblem[] = [];
   const err = (path: string, message: string, hint?: string) => out.push({ severity: "error", path, message, hint });
   const warn = (path: string, message: string, hint?: string) => out.push({ severity: "warning", path, message, hint });
@@ -94,6 +110,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
 
   // --- network -------------------------------------------------------------------
   const net = cidrAt(spec.network.cidr, "network.cidr", err);
+  if (net && (net.prefix < 8 || net.prefix > 30)) err("network.cidr", `/${net.prefix} is not a usable private network`, "use a prefix from /8 to /30, such as 10.17.0.0/16");
   const subnets: Array<{ name: string; cidr: Cidr; index: number }> = [];
   const subnetNames = new Map<string, number>();
   spec.network.subnets.forEach((s, i) => {
@@ -152,7 +169,13 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
     if (h.vm && h.os === "debian" && h.roles.includes("gateway")) {
       warn(`${path}.vm`, "the gateway is a public VPS; Terraform's libvirt VMs live in the LAN");
     }
-    checkPorts(spec, h, path, err);
+    const disks = new Set<string>();
+    h.vm?.dataDisks.forEach((d, j) => {
+      if (d.name === "root") err(`${path}.vm.dataDisks[${j}].name`, `"root" is the name of ${h.name}'s root volume`, "give the data disk another name");
+      else if (disks.has(d.name)) err(`${path}.vm.dataDisks[${j}].name`, `data disk "${d.name}" is listed twice`);
+      disks.add(d.name);
+    });
+    checkPorts(spec, h, path, err, explicit);
   });
 
   // --- SSH keys ------------------------------------------------------------------
@@ -242,6 +265,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
     const mounts = new Set<string>();
     const lvNames = new Set<string>();
     st.volumes.forEach((v, i) => {
+      if (systemPath(v.mount)) err(`storage.volumes[${i}].mount`, `${v.mount} is a system directory: a volume mounted there hides the system's own files`, "mount data volumes under their own directory, such as /srv/nfs/NAME");
       if (lvNames.has(v.name)) err(`storage.volumes[${i}].name`, `logical volume ${v.name} is listed twice`);
       lvNames.add(v.name);
       if (mounts.has(v.mount)) err(`storage.volumes[${i}].mount`, `${v.mount} is mounted twice`);
@@ -254,6 +278,11 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
     st.exports.forEach((e, i) => {
       if (exported.has(e.path)) err(`storage.exports[${i}].path`, `${e.path} is exported twice`, "list all its clients in one entry");
       exported.add(e.path);
+      if (systemPath(e.path)) err(`storage.exports[${i}].path`, `${e.path} is a system directory; fmc does not export it`);
+      if (e.options.includes("no_root_squash")) {
+        const wide = e.clients.filter((c) => c === "*" || (c.includes("/") && Number(c.split("/")[1]) < 16));
+        if (wide.length) warn(`storage.exports[${i}].options`, `no_root_squash for ${wide.join(", ")}: root on any of those machines is root on ${e.path}`, "list the clients that need it, or use root_squash");
+      }
       if (!st.volumes.some((v) => e.path === v.mount || e.path.startsWith(`${v.mount}/`))) {
         warn(`storage.exports[${i}].path`, `${e.path} is not on any storage volume: it lives on the root disk`);
       }
@@ -283,6 +312,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
   const db = spec.database;
   if (db) {
     needHost("database.host", db.host, "database");
+    if (systemPath(db.dataDir)) err("database.dataDir", `${db.dataDir} is a system directory`, "use a directory of its own, such as /var/lib/pgsql");
     if (db.nfsExport !== undefined) {
       const exp = st?.exports.find((e) => e.path === db.nfsExport);
       if (!exp) {
@@ -303,6 +333,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
   const wg = spec.wireguard;
   if (wg) {
     needHost("wireguard.lanPeer", wg.lanPeer, "firewall");
+    if (spec.hosts.find((h) => h.name === wg.lanPeer)?.roles.includes("gateway")) err("wireguard.lanPeer", `${wg.lanPeer} is the gateway too: the tunnel needs two ends`, "the LAN peer is the firewall inside the LAN; the gateway is the VPS");
     const gws = spec.hosts.filter((h) => h.roles.includes("gateway"));
     if (gws.length !== 1) errOf("hosts")("wireguard", `WireGuard needs exactly one host with role gateway (the VPS); found ${gws.length}`);
     else if (!gws[0]!.publicAddress) warn(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress; Cloudflare records need one");
@@ -313,10 +344,17 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
   if (fw) {
     needHost("firewall.host", fw.host, "firewall");
     const names = [...subnetNames.keys(), ...byName.keys(), ...vipNames.keys(), "any"];
-    const resolvable = (ref: string) => names.includes(ref) || parseIp(ref.split("/")[0] ?? "") !== undefined;
     fw.rules.forEach((r, i) => {
       for (const side of ["from", "to"] as const) {
-        if (!resolvable(r[side])) err(`firewall.rules[${i}].${side}`, `"${r[side]}" is not a subnet, host, VIP, CIDR or any`, didYouMean(r[side], names));
+        const ref = r[side];
+        if (names.includes(ref)) continue;
+        if (/^\d/.test(ref)) {
+          const c = ref.includes("/") ? parseCidr(ref) : parseIp(ref);
+          if (c === undefined) err(`firewall.rules[${i}].${side}`, `"${ref}" is not an IPv4 address or CIDR`);
+          else if (typeof c === "string") err(`firewall.rules[${i}].${side}`, `${ref}: ${c}`);
+          continue;
+        }
+        err(`firewall.rules[${i}].${side}`, `"${ref}" is not a subnet, host, VIP, CIDR or any`, didYouMean(ref, names));
       }
       if ((r.protocol === "icmp" || r.protocol === "any") && r.ports.length) err(`firewall.rules[${i}].ports`, `ports make no sense for protocol ${r.protocol}`);
     });
@@ -329,6 +367,20 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader): CheckProb
     });
   }
   if (spec.cloudflare && !spec.wireguard) warn("cloudflare", "Cloudflare records point at the gateway, but there is no wireguard section");
+  const records = new Set<string>();
+  spec.cloudflare?.records.forEach((r, i) => {
+    if (records.has(r.name)) err(`cloudflare.records[${i}].name`, `record ${r.name} is listed twice`);
+    records.add(r.name);
+  });
+  // rendered file names that must not meet: the reverse zone, HelmChart files
+  if (/(^|\.)arpa$/.test(spec.domain)) err("domain", `${spec.domain} is a reverse-DNS name`, "use the internal domain, such as microcloud.lan");
+  const charts = new Map<string, string>();
+  for (const [svc, chart] of Object.entries(spec.services)) {
+    if (!chart.enabled) continue;
+    const other = charts.get(chart.chart);
+    if (other) err(`services.${svc}.chart`, `chart ${chart.chart} is also installed by services.${other}`, "each service needs its own chart (its HelmChart is named after it)");
+    charts.set(chart.chart, svc);
+  }
   return out;
 }
 
@@ -367,7 +419,7 @@ function checkK3sArgs(
 ) {
   for (const key of Object.keys(args)) {
     const path = `${at}.${key}`;
-    const managed = K3S_MANAGED_KEYS[key];
+    const managed = Object.hasOwn(K3S_MANAGED_KEYS, key) ? K3S_MANAGED_KEYS[key] : undefined;
     if (managed) err(path, `fmc sets ${key} itself: ${managed}`, "remove it from the spec");
     else if (!known.has(key)) {
       const serverOnly = kind === "agent" && K3S_SERVER_FLAGS.has(key);
@@ -401,14 +453,18 @@ function checkKeys(keys: readonly string[], path: string, read: KeyReader | unde
  * Two listeners on one port. Within one role it is a setting that clashes (blamed on that
  * setting, once for the whole spec); across roles it is the host's roles that clash.
  */
-function checkPorts(spec: Spec, h: Host, path: string, err: (p: string, m: string, h?: string) => void) {
+function checkPorts(spec: Spec, h: Host, path: string, err: (p: string, m: string, h?: string) => void, explicit: Explicit) {
   const used = new Map<string, { what: string; role: Role; at?: string }>();
   for (const role of new Set(h.roles)) {
     for (const [port, what, at] of rolePorts(spec, role)) {
       const prev = used.get(port);
       if (!prev) used.set(port, { what, role, at });
       else if (prev.what === what) continue;
-      else if (prev.role === role) err(at ?? prev.at ?? `${path}.roles`, `port ${port} is used by both ${prev.what} and ${what}`, "give each its own port");
+      else if (prev.role === role) {
+        // blame the setting the user wrote, not the one left at its default
+        const blamed = at && explicit(at) ? at : prev.at && explicit(prev.at) ? prev.at : (at ?? prev.at ?? `${path}.roles`);
+        err(blamed, `port ${port} is used by both ${prev.what} and ${what}`, "give each its own port");
+      }
       else err(`${path}.roles`, `port ${port} on ${h.name} is used by both ${prev.what} and ${what}`, "put these roles on different hosts");
     }
   }

@@ -106,7 +106,8 @@ export const description = z
   .string()
   .regex(/^[^"\\`$]*$/, 'may not contain ", \\, ` or $ (it is written into rule comments)')
   .min(1)
-  .max(100);
+  .max(100)
+  .refine((s) => Buffer.byteLength(s) <= 128, "is longer than 128 bytes (an nftables comment's limit)");
 
 /** Kubernetes label keys ([prefix/]name) and values. */
 const K8S_NAME = "[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?";

@@ -2,7 +2,7 @@
 // and line. Structural problems come from zod; network and cross-reference problems
 // from checks.ts. Whatever zod rejects (unknown keys, bad values) is reported, then
 // dropped from a copy so that the semantic checks still run: one pass shows everything.
-import { LineCounter, parseDocument, type Node } from "yaml";
+import { isScalar, LineCounter, parseDocument, visit, type Node } from "yaml";
 import { z } from "zod";
 import { API_VERSION, SpecSchema, type Spec } from "./schema.js";
 import { semanticProblems, type KeyReader } from "./checks.js";
@@ -51,6 +51,17 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
     return undefined;
   };
 
+  // keys that JavaScript objects treat specially vanish from the parsed data: find them in the YAML itself
+  const reserved: Problem[] = [];
+  visit(doc, {
+    Pair(_, pair) {
+      const key = isScalar(pair.key) ? pair.key.value : undefined;
+      if (key === "__proto__" || key === "constructor" || key === "prototype") {
+        reserved.push({ severity: "error", path: "", message: `the key "${key}" is reserved`, line: pair.key && isScalar(pair.key) && pair.key.range ? lines.linePos(pair.key.range[0]).line : undefined });
+      }
+    },
+  });
+  if (reserved.length) return { problems: reserved };
   let raw: unknown;
   try {
     raw = doc.toJS({ maxAliasCount: MAX_ALIASES }) as unknown;
@@ -88,8 +99,9 @@ export function loadSpec(text: string, options: LoadOptions = {}): LoadResult {
   // Items dropped by repair would show up as "no host named X", or change a count ("no
   // host has role storage"): those are echoes of the item's own error.
   const dropped = [...removedNames];
-  for (const { aggregateOf, ...p } of semanticProblems(spec, options.readKeyFile)) {
-    if (dropped.some((n) => new RegExp(`\\b${n}\\b`).test(p.message))) continue;
+  const explicit = (path: string) => doc.hasIn(pathArray(path));
+  for (const { aggregateOf, ...p } of semanticProblems(spec, options.readKeyFile, explicit)) {
+    if (dropped.some((n) => new RegExp(`(^|[^a-z0-9-])${n.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}($|[^a-z0-9-])`, "i").test(p.message))) continue;
     if (aggregateOf !== undefined && removed.has(aggregateOf)) continue;
     const original = originalPath(pathArray(p.path), removed);
     problems.push({ ...p, path: formatPath(original), line: p.line ?? lineOf(original) });
@@ -229,6 +241,9 @@ function repair(raw: unknown, issues: readonly z.core.$ZodIssue[], removed: Remo
       continue;
     }
     let path = issue.path;
+    // a broken name is remembered: references to it elsewhere are echoes of this one mistake
+    const bad = getAt(copy, path);
+    if (path.at(-1) === "name" && typeof bad === "string" && bad.length <= 253) names.add(bad);
     // A value that is missing or emptied can't be dropped: drop the list item around it.
     if (getAt(copy, path) === undefined || (Array.isArray(getAt(copy, path)) && issue.code === "too_small")) {
       const i = path.findLastIndex((p) => typeof p === "number");
@@ -248,7 +263,7 @@ function repair(raw: unknown, issues: readonly z.core.$ZodIssue[], removed: Remo
   }
   for (const [arr, i] of removals) {
     const name = (arr[i] as { name?: unknown } | undefined)?.name;
-    if (typeof name === "string" && /^[a-z0-9-]+$/.test(name)) names.add(name);
+    if (typeof name === "string" && name.length <= 253) names.add(name);
   }
   removals.sort((a, b) => b[1] - a[1]).forEach(([arr, i]) => arr.splice(i, 1));
   return copy;

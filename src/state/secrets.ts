@@ -9,16 +9,36 @@ import ssh2 from "ssh2";
 import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
+import { acquireLock, type Lock } from "./lock.js";
 
 export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
+
+/** What each kind of secret looks like as fmc generates it: a tampered store is refused, never rendered. */
+const KIND_FORMAT: Record<SecretKind, (v: string) => boolean> = {
+  token: (v) => /^[0-9a-f]{64}$/.test(v),
+  password: (v) => /^[A-Za-z0-9_-]{32}$/.test(v),
+  vrrp: (v) => /^[A-Za-z0-9_-]{1,8}$/.test(v),
+  wireguard: (v) => /^[A-Za-z0-9+/]{43}=$/.test(v),
+  "wireguard-psk": (v) => /^[A-Za-z0-9+/]{43}=$/.test(v),
+  "ssh-ed25519": (v) => {
+    try {
+      const k = JSON.parse(v) as { private?: unknown; public?: unknown };
+      return typeof k.private === "string" && typeof k.public === "string" && /^ssh-ed25519 [A-Za-z0-9+/]+={0,2} [\x20-\x7e]*$/.test(k.public) && !(ssh2.utils.parseKey(k.private) instanceof Error);
+    } catch {
+      return false;
+    }
+  },
+};
 
 /** secrets.json as written by fmc; anything else is refused rather than half-used. */
 const StoreFile = z.object({
   version: z.literal(1),
   secrets: z.record(
     z.string().regex(/^[a-z0-9][a-z0-9-]{0,127}$/),
-    z.object({ kind: z.enum(SECRET_KINDS), value: z.string().min(1).max(16384) }),
+    z
+      .object({ kind: z.enum(SECRET_KINDS), value: z.string().min(1).max(16384) })
+      .refine((s) => KIND_FORMAT[s.kind](s.value), { message: "is not a value fmc generates for its kind", path: ["value"] }),
   ),
 });
 
@@ -214,6 +234,36 @@ export function refuseTrackedState(dir: StateDir) {
 export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]): Secrets {
   ensureStateDir(dir);
   const file = join(dir.path, "secrets.json");
+  const missing = (stored: Record<string, { kind: SecretKind }>) => needed.some((s) => stored[s.name]?.kind !== s.kind);
+  let stored = readStore(file);
+  if (missing(stored)) {
+    // two fmc runs generating at once must agree: generate under a lock, from a fresh read
+    const lock = lockWithin(dir.path, "secrets", 10_000);
+    try {
+      stored = readStore(file);
+      if (missing(stored)) stored = generateMissing(file, stored, needed);
+    } finally {
+      lock.release();
+    }
+  }
+  stateIo(file, "secure", () => chmodSync(file, 0o600));
+  return new Secrets(new Map(needed.map((s) => [s.name, stored[s.name]!.value])));
+}
+
+/** Waits up to `ms` for the state lock `what` (held only for the moment a file is written). */
+function lockWithin(stateDir: string, what: string, ms: number): Lock {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      return acquireLock(stateDir, what);
+    } catch (e) {
+      if (!(e instanceof FmcError) || e.code !== "LOCKED" || Date.now() > deadline) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
+    }
+  }
+}
+
+function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
   let stored: Record<string, { kind: SecretKind; value: string }> = {};
   if (existsSync(file)) {
     const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
@@ -226,20 +276,18 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
     }
     stored = parsed.secrets;
   }
-  let changed = false;
-  for (const s of needed) {
-    if (stored[s.name]?.kind === s.kind) continue;
-    stored[s.name] = { kind: s.kind, value: generate(s.kind) };
-    changed = true;
-  }
-  if (changed) {
-    const tmp = `${file}.tmp-${process.pid}`;
-    const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-    stateIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
-    stateIo(file, "replace", () => renameSync(tmp, file));
-  }
-  stateIo(file, "secure", () => chmodSync(file, 0o600));
-  return new Secrets(new Map(needed.map((s) => [s.name, stored[s.name]!.value])));
+  return stored;
+}
+
+/** Generates the missing secrets and replaces the store atomically (temp file + rename). */
+function generateMissing(file: string, current: Record<string, { kind: SecretKind; value: string }>, needed: readonly SecretSpec[]) {
+  const stored = { ...current };
+  for (const s of needed) if (stored[s.name]?.kind !== s.kind) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
+  const tmp = `${file}.tmp-${process.pid}`;
+  const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
+  stateIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
+  stateIo(file, "replace", () => renameSync(tmp, file));
+  return stored;
 }
 
 /** Deterministic secrets for tests and benchmarks that must not touch disk. */

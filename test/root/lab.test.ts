@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fmc, ROOT, tempDir } from "../helpers.js";
 import { labExec, LABEL } from "../../src/lab/lab.js";
 import { LAB_ROOT } from "../../src/lab/rootfs.js";
-import { acquireLock } from "../../src/engine/lock.js";
+import { acquireLock } from "../../src/state/lock.js";
 import { openJump, SshTransport } from "../../src/hosts/ssh.js";
 import { fileChange, writeFileCommand } from "../../src/ops/file.js";
 import { apply, plan } from "../../src/engine/run.js";

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { fmc, ROOT, tempDir } from "../helpers.js";
+import { fmc, FMC, ROOT, tempDir } from "../helpers.js";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
 
@@ -194,4 +194,37 @@ test("fmc secrets: list names only; show reveals exactly one value on purpose", 
   assert.equal(typo.status, 1);
   assert.match(typo.stderr, /error\[SECRET_UNKNOWN\] this spec has no secret named grafana-admn\n\s+hint: did you mean "grafana-admin"\?/);
   assert.equal(typo.stdout, "");
+});
+
+test("a tampered secret is refused, never rendered (a WireGuard key with a PostUp line)", (t) => {
+  const dir = tempDir(t);
+  assert.equal(fmc(["render", "-o", "out"], dir).status, 0);
+  const file = join(dir, ".fmc/secrets.json");
+  const store = JSON.parse(readFileSync(file, "utf8"));
+  store.secrets["wireguard-psk"].value = "abc\nPostUp = touch /tmp/pwned";
+  writeFileSync(file, JSON.stringify(store));
+  const r = fmc(["render", "-o", "out"], dir);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error\[STATE_CORRUPT\] .*secrets\.wireguard-psk\.value: is not a value fmc generates for its kind/);
+  assert.doesNotMatch(readFileSync(join(dir, "out/wireguard/vps1/wg0.conf"), "utf8"), /PostUp/);
+  store.secrets["wireguard-psk"].value = "A".repeat(43) + "=";
+  store.secrets["admin-ssh"].value = "notjson";
+  writeFileSync(file, JSON.stringify(store));
+  const ssh = fmc(["render", "-o", "out"], dir);
+  assert.equal(ssh.status, 1);
+  assert.match(ssh.stderr, /error\[STATE_CORRUPT\] .*secrets\.admin-ssh\.value/);
+  assert.doesNotMatch(ssh.stderr, /internal error/);
+});
+
+test("concurrent first runs agree on one set of secrets", async (t) => {
+  const { spawn } = await import("node:child_process");
+  for (let round = 0; round < 3; round++) {
+    const dir = tempDir(t);
+    const runs = Array.from({ length: 4 }, (_, i) =>
+      new Promise<number | null>((resolve) => spawn(process.execPath, [FMC, "render", "-o", `out${i}`], { cwd: dir, stdio: "ignore" }).on("close", resolve)),
+    );
+    assert.deepEqual(await Promise.all(runs), [0, 0, 0, 0]);
+    const token = JSON.parse(readFileSync(join(dir, ".fmc/secrets.json"), "utf8")).secrets["k3s-token"].value as string;
+    for (let i = 0; i < 4; i++) assert.match(readFileSync(join(dir, `out${i}/k3s/master1/config.yaml`), "utf8"), new RegExp(`token: ${token}`), `round ${round}, out${i}`);
+  }
 });

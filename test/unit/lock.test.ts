@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
-import { acquireLock } from "../../src/engine/lock.js";
+import { acquireLock } from "../../src/state/lock.js";
 import { FmcError } from "../../src/errors.js";
 import { ROOT, tempDir } from "../helpers.js";
 
@@ -197,7 +197,7 @@ test("of several processes racing for one stale lock, exactly one wins and the o
   for (let i = 0; i < N; i++) {
     const c = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", CHILD], {
       cwd: ROOT,
-      env: { ...process.env, LOCK_MODULE: pathToFileURL(join(ROOT, "src/engine/lock.ts")).href, RACE_DIR: base, RACE_ROUNDS: String(ROUNDS) },
+      env: { ...process.env, LOCK_MODULE: pathToFileURL(join(ROOT, "src/state/lock.ts")).href, RACE_DIR: base, RACE_ROUNDS: String(ROUNDS) },
       stdio: ["pipe", "pipe", "pipe"],
     });
     children.push(c);
