@@ -62,12 +62,13 @@ function printPlan(s: Session, p: Plan): void {
     }
   }
   if (p.skippedHosts.length) process.stdout.write(dim(`not in the ${s.inventory.source} inventory, skipped: ${p.skippedHosts.join(", ")}\n`));
-  printUnreachable(s);
+  printUnreachable(s, p);
   process.stdout.write(p.changes.length ? `Plan: ${n(p.changes.length, "change")} on ${n(byHost.size, "host")}.\n` : "No changes: the hosts match the spec.\n");
 }
 
-function printUnreachable(s: Session): void {
+function printUnreachable(s: Session, p?: Plan): void {
   for (const [host, why] of s.unreachable) process.stderr.write(`${red("unreachable")} ${bold(host)}: ${why}\n`);
+  for (const [host, why] of p?.failedHosts ?? []) process.stderr.write(`${red("not planned")} ${bold(host)}: ${why}\n`);
 }
 
 function planJson(s: Session, p: Plan): string {
@@ -75,7 +76,7 @@ function planJson(s: Session, p: Plan): string {
     {
       changes: p.changes.map((c) => ({ host: c.host, phase: c.phase, title: c.title, notes: c.notes, diff: c.diff, commands: c.commands.map((x) => x.display) })),
       skippedHosts: p.skippedHosts,
-      unreachable: Object.fromEntries(s.unreachable),
+      unreachable: Object.fromEntries([...s.unreachable, ...p.failedHosts]),
     },
     null,
     2,
@@ -95,8 +96,8 @@ export const plan = defineCommand({
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: args.json ? undefined : progress });
       if (args.json) process.stdout.write(planJson(s, p) + "\n");
       else printPlan(s, p);
-      // hosts that could not be reached make the plan incomplete: that is an error
-      process.exitCode = s.unreachable.size > 0 ? 1 : args["detailed-exitcode"] && p.changes.length > 0 ? 2 : 0;
+      // hosts that could not be reached or read make the plan incomplete: that is an error
+      process.exitCode = s.unreachable.size + p.failedHosts.size > 0 ? 1 : args["detailed-exitcode"] && p.changes.length > 0 ? 2 : 0;
     } finally {
       s.close();
     }
@@ -128,6 +129,7 @@ export const apply = defineCommand({
       const started = performance.now();
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: progress });
       printPlan(s, p);
+      if (p.failedHosts.size > 0) throw new FmcError("FACTS", `facts of ${n(p.failedHosts.size, "host")} could not be read; nothing was applied`, "fix the cause shown above and run apply again");
       if (p.changes.length === 0) return;
       if (!args.yes && !(await confirm(`Apply ${n(p.changes.length, "change")}? [y/N] `))) {
         process.stderr.write("nothing applied\n");

@@ -20,6 +20,8 @@ export interface Plan {
   readonly facts: ReadonlyMap<string, HostFacts>;
   /** Hosts the phases wanted but the inventory does not have (e.g. lab --only). */
   readonly skippedHosts: readonly string[];
+  /** Hosts that answered but whose facts could not be read, with the reason: not planned. */
+  readonly failedHosts: ReadonlyMap<string, string>;
   /** What was read from each host, so apply can read it again. */
   readonly requests: ReadonlyMap<string, FactRequest>;
   /** The context the phases planned in, so apply can re-plan. */
@@ -72,13 +74,17 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
     }
   }
   const facts = new Map<string, HostFacts>();
-  const names = [...wanted.keys()];
-  throwFactErrors(
-    await pool(names, opts.concurrency, async (name) => {
+  const failedHosts = new Map<string, string>();
+  // one host whose facts can't be read (sudo wants a password, a timeout) is reported;
+  // the others are still planned
+  await pool([...wanted.keys()], opts.concurrency, async (name) => {
+    try {
       facts.set(name, await gatherFacts(transports.get(name)!, wanted.get(name)!));
       opts.onEvent?.({ type: "facts", host: name });
-    }),
-  );
+    } catch (e) {
+      failedHosts.set(name, (e as Error).message);
+    }
+  });
   const changes: Change[] = [];
   for (const phase of phases) {
     for (const h of phase.hosts(pc)) {
@@ -86,7 +92,7 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
       if (f) changes.push(...phase.plan(pc, h, f));
     }
   }
-  return { phases, changes, facts, skippedHosts: [...skipped], requests: wanted, context: pc };
+  return { phases, changes, facts, skippedHosts: [...skipped], failedHosts, requests: wanted, context: pc };
 }
 
 /** Two plans of the same step compare equal: a re-plan never repeats a step that ran. */

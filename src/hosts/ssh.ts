@@ -105,8 +105,12 @@ function authMethods(username: string, opts: SshOptions) {
 }
 
 /** One connection to the jump host for the whole run: every target is reached through it. */
-export function openJump(jump: SshTarget, opts: SshOptions): Promise<ssh2.Client> {
-  return openClient(jump, opts);
+export async function openJump(jump: SshTarget, opts: SshOptions): Promise<ssh2.Client> {
+  const client = await openClient(jump, opts);
+  // its failures reach the transports through it as lost connections; an unheard
+  // 'error' event would end the process
+  client.on("error", () => undefined);
+  return client;
 }
 
 /**
@@ -142,9 +146,15 @@ export class SshTransport implements Transport {
     const via = opts.via ?? (opts.jump ? await openClient(opts.jump, opts) : undefined);
     if (!via) return new SshTransport(target.name, target, await openClient(target, opts), undefined, opts);
     try {
-      const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) =>
-        via.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => (err ? reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} cannot reach ${hostLabel(target)}: ${err.message}`)) : resolve(ch))),
-      );
+      const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) => {
+        const limit = opts.connectTimeoutMs ?? 15_000;
+        const timer = setTimeout(() => reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} did not open a channel to ${hostLabel(target)} within ${limit / 1000} s`)), limit);
+        via.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => {
+          clearTimeout(timer);
+          if (err) reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} cannot reach ${hostLabel(target)}: ${err.message}`));
+          else resolve(ch);
+        });
+      });
       // a shared jump connection belongs to the session; one of our own is closed with us
       return new SshTransport(target.name, target, await openClient(target, opts, stream), opts.via ? undefined : via, opts);
     } catch (e) {

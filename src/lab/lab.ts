@@ -122,8 +122,9 @@ export function downCommand(s: Pick<LabState, "stateDir" | "specFile">): string 
 
 const ownerOf = (s: LabState) => `state directory ${s.stateDir} (spec ${s.specFile ?? "the built-in seed topology"})`;
 
-function writeState(s: LabState): void {
-  writeFileSync(STATE_FILE, JSON.stringify(s, null, 2) + "\n", { mode: 0o600 });
+function writeState(s: LabState, claim = false): void {
+  // the first write claims the machine: of two `lab up`s at once, only one creates it
+  writeFileSync(STATE_FILE, JSON.stringify(s, null, 2) + "\n", { mode: 0o600, flag: claim ? "wx" : "w" });
 }
 
 function waitForPort(address: string, port: number, timeoutMs: number): Promise<boolean> {
@@ -181,7 +182,12 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   const rootfs = ensureRootfs(o.log);
   const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootAddress, routes, hosts: [] };
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
-  writeState(state); // from here on, `down` can clean up whatever exists
+  try {
+    writeState(state, true); // from here on, `down` can clean up whatever exists
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") throw new FmcError("LAB_EXISTS", "another lab is being started on this machine right now", "one lab per machine: wait for it, then fmc lab status");
+    throw e;
+  }
   try {
     // the switch: a bridge in its own namespace, no addresses, no routes
     run("ip", ["netns", "add", SWITCH_NS], "creating the lab switch");

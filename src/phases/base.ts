@@ -77,7 +77,7 @@ export const base: Phase = {
     if (svc) out.push(svc);
     // fmc's block of the login user's keys; the operator's own lines stay
     const user = pc.loginUser(host);
-    const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user }, c);
+    const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user, keepOtherAdminKeys: spec.ssh.generatedKey }, c);
     if (keys) out.push(keys);
     return out;
   },

@@ -24,7 +24,10 @@ const KIND_FORMAT: Record<SecretKind, (v: string) => boolean> = {
   "ssh-ed25519": (v) => {
     try {
       const k = JSON.parse(v) as { private?: unknown; public?: unknown };
-      return typeof k.private === "string" && typeof k.public === "string" && /^ssh-ed25519 [A-Za-z0-9+/]+={0,2} [\x20-\x7e]*$/.test(k.public) && !(ssh2.utils.parseKey(k.private) instanceof Error);
+      if (typeof k.private !== "string" || typeof k.public !== "string") return false;
+      const m = /^ssh-ed25519 ([A-Za-z0-9+/]+={0,2}) [\x20-\x7e]*$/.exec(k.public);
+      // the public blob: "ssh-ed25519" and a 32-byte point, 51 bytes in all
+      return !!m && Buffer.from(m[1]!, "base64").length === 51 && !(ssh2.utils.parseKey(k.private) instanceof Error);
     } catch {
       return false;
     }
@@ -151,8 +154,13 @@ function generate(kind: SecretKind): string {
       return k.toString("base64");
     }
     case "ssh-ed25519": {
-      const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "fmc-admin" });
-      return JSON.stringify({ private: pair.private, public: pair.public.trim() });
+      // ssh2 drops a leading zero byte of the public point (about 1 key in 256), which
+      // gives a key nobody can use: generate until the pair is well-formed
+      for (;;) {
+        const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "fmc-admin" });
+        const value = JSON.stringify({ private: pair.private, public: pair.public.trim() });
+        if (KIND_FORMAT["ssh-ed25519"](value)) return value;
+      }
     }
   }
 }
@@ -272,7 +280,7 @@ function readStore(file: string): Record<string, { kind: SecretKind; value: stri
       parsed = StoreFile.parse(JSON.parse(text));
     } catch (e) {
       const why = e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).slice(0, 3).join("; ") : (e as Error).message;
-      throw new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup; deleting it rotates every secret");
+      throw new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret");
     }
     stored = parsed.secrets;
   }

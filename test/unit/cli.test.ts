@@ -2,7 +2,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { loadOrCreateSecrets } from "../../src/state/secrets.js";
 import { fmc, FMC, ROOT, tempDir } from "../helpers.js";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -217,14 +218,28 @@ test("a tampered secret is refused, never rendered (a WireGuard key with a PostU
 });
 
 test("concurrent first runs agree on one set of secrets", async (t) => {
-  const { spawn } = await import("node:child_process");
   for (let round = 0; round < 3; round++) {
     const dir = tempDir(t);
     const runs = Array.from({ length: 4 }, (_, i) =>
-      new Promise<number | null>((resolve) => spawn(process.execPath, [FMC, "render", "-o", `out${i}`], { cwd: dir, stdio: "ignore" }).on("close", resolve)),
+      new Promise<string>((resolve) => {
+        const child = spawn(process.execPath, [FMC, "render", "-o", `out${i}`], { cwd: dir, stdio: ["ignore", "ignore", "pipe"], env: { ...process.env, NO_COLOR: "1" } });
+        let stderr = "";
+        child.stderr.on("data", (d) => (stderr += d));
+        child.on("close", (code) => resolve(code === 0 ? "ok" : `exit ${code}: ${stderr}`));
+      }),
     );
-    assert.deepEqual(await Promise.all(runs), [0, 0, 0, 0]);
+    assert.deepEqual(await Promise.all(runs), ["ok", "ok", "ok", "ok"]);
     const token = JSON.parse(readFileSync(join(dir, ".fmc/secrets.json"), "utf8")).secrets["k3s-token"].value as string;
     for (let i = 0; i < 4; i++) assert.match(readFileSync(join(dir, `out${i}/k3s/master1/config.yaml`), "utf8"), new RegExp(`token: ${token}`), `round ${round}, out${i}`);
   }
+});
+
+test("every generated admin key is a key OpenSSH accepts (ssh2 drops leading zero bytes 1 time in 256)", (t) => {
+  const dir = tempDir(t);
+  const needed = Array.from({ length: 600 }, (_, i) => ({ name: `admin-${i}`, kind: "ssh-ed25519" as const, purpose: "test" }));
+  const secrets = loadOrCreateSecrets({ path: join(dir, ".fmc") }, needed);
+  const publics = needed.map((n) => (JSON.parse(secrets.get(n.name)) as { public: string }).public);
+  writeFileSync(join(dir, "keys"), publics.join("\n") + "\n");
+  const r = execFileSync("ssh-keygen", ["-l", "-f", join(dir, "keys")], { encoding: "utf8" });
+  assert.equal(r.trim().split("\n").filter((l) => / fmc-admin \(ED25519\)$/.test(l)).length, 600);
 });

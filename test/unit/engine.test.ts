@@ -395,3 +395,15 @@ test("a config written by a run whose reload failed is still reloaded by the nex
   assert.equal(disk.has("/var/lib/fmc/pending/haproxy.service"), false, "a successful reload clears the mark");
   assert.deepEqual(haproxyOnly(await plan(pc, lbOnly, second, { concurrency: 1 })), []);
 });
+
+test("a host whose facts can't be read is reported; the others are still planned", async () => {
+  const render = contextFor(undefined, "engine");
+  const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
+  const ok = new RecordingTransport("loadbalancer1", [(c) => (c.display === "read facts" ? { code: 0, stderr: "", stdout: factsText({ hostname: ["loadbalancer1"] }) } : undefined)]);
+  const broken = new RecordingTransport("loadbalancer2", [(c) => (c.display === "read facts" ? { code: 1, stderr: "sudo: a password is required", stdout: "" } : undefined)]);
+  const p = await plan(pc, PHASES, new Map<string, RecordingTransport>([["loadbalancer1", ok], ["loadbalancer2", broken]]), { concurrency: 2 });
+  assert.deepEqual([...p.failedHosts.keys()], ["loadbalancer2"]);
+  assert.match(p.failedHosts.get("loadbalancer2")!, /loadbalancer2: reading facts failed: sudo: a password is required/);
+  assert.ok(p.changes.some((c) => c.host === "loadbalancer1"));
+  assert.ok(!p.changes.some((c) => c.host === "loadbalancer2"));
+});
