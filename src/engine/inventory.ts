@@ -7,6 +7,7 @@ import type { Spec } from "../spec/schema.js";
 import type { SshTarget } from "../hosts/ssh.js";
 import { ipv4 } from "../spec/formats.js";
 import { FmcError } from "../errors.js";
+import { parseStored } from "../state/stored.js";
 
 export interface Inventory {
   readonly source: "spec" | "lab";
@@ -30,15 +31,14 @@ const LabInventory = z.object({
 });
 
 function readLabInventory(path: string): LabInventoryFile {
-  let parsed: unknown;
+  const refuse = (why: string) => new FmcError("LAB_INVENTORY", `${path} is not a lab inventory fmc wrote (${why})`, "fmc lab down, then fmc lab up, writes it again");
+  let text: string;
   try {
-    parsed = JSON.parse(readFileSync(path, "utf8"));
+    text = readFileSync(path, "utf8");
   } catch (e) {
-    throw new FmcError("LAB_INVENTORY", `cannot read the lab inventory ${path}: ${(e as Error).message}`, "fmc lab down, then fmc lab up, writes it again");
+    throw refuse((e as Error).message);
   }
-  const r = LabInventory.safeParse(parsed);
-  if (!r.success) throw new FmcError("LAB_INVENTORY", `${path} is not a lab inventory fmc wrote (${r.error.issues[0]?.path.join(".")}: ${r.error.issues[0]?.message})`, "fmc lab down, then fmc lab up, writes it again");
-  return r.data;
+  return parseStored(text, LabInventory, refuse);
 }
 
 export function inventory(spec: Spec, stateDir: string): Inventory {

@@ -16,6 +16,7 @@ import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { labInventoryPath, type LabInventoryFile } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
+import { parseStored } from "../state/stored.js";
 
 export const LABEL = "fmclab";
 const SWITCH_NS = `${LABEL}-switch`;
@@ -96,18 +97,7 @@ function checkRoutesFree(prefixes: readonly string[]): void {
 
 function readState(): LabState | undefined {
   if (!existsSync(STATE_FILE)) return undefined;
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(STATE_FILE, "utf8"));
-  } catch (e) {
-    throw corruptState((e as Error).message);
-  }
-  const r = LabStateFile.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0]!;
-    throw corruptState(`${issue.path.join(".") || "(top level)"}: ${issue.message}`);
-  }
-  return r.data;
+  return parseStored(readFileSync(STATE_FILE, "utf8"), LabStateFile, corruptState);
 }
 
 const corruptState = (why: string) =>

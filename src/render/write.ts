@@ -10,6 +10,7 @@ import { dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import type { Artifact } from "./types.js";
 import { FmcError } from "../errors.js";
+import { parseStored } from "../state/stored.js";
 
 export const MARKER = ".fmc-render";
 const GITIGNORE = ".gitignore";
@@ -79,12 +80,7 @@ function readManifest(target: string): Set<string> | undefined {
     if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw fsError(e, "reading the render manifest", target);
   }
-  let parsed: z.infer<typeof Manifest>;
-  try {
-    parsed = Manifest.parse(JSON.parse(text));
-  } catch {
-    throw new FmcError("OUT_MANIFEST", `${file} is not a manifest fmc wrote`, "remove it only if nothing else in that directory is yours to keep");
-  }
+  const parsed = parseStored(text, Manifest, () => new FmcError("OUT_MANIFEST", `${file} is not a manifest fmc wrote`, "remove it only if nothing else in that directory is yours to keep"));
   for (const p of parsed.files) checkArtifactPath(p);
   // a manifest never hands Terraform's files to fmc, whoever wrote it
   return new Set(parsed.files.filter((p) => !isTerraformWorkingFile(p)));

@@ -10,6 +10,7 @@ import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
 import { acquireLock, type Lock } from "./lock.js";
+import { parseStored } from "./stored.js";
 
 export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
@@ -275,14 +276,7 @@ function readStore(file: string): Record<string, { kind: SecretKind; value: stri
   let stored: Record<string, { kind: SecretKind; value: string }> = {};
   if (existsSync(file)) {
     const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
-    let parsed: z.infer<typeof StoreFile>;
-    try {
-      parsed = StoreFile.parse(JSON.parse(text));
-    } catch (e) {
-      const why = e instanceof z.ZodError ? e.issues.map((i) => `${i.path.join(".") || "(file)"}: ${i.message}`).slice(0, 3).join("; ") : (e as Error).message;
-      throw new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret");
-    }
-    stored = parsed.secrets;
+    stored = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret")).secrets;
   }
   return stored;
 }
