@@ -41,10 +41,16 @@ type Outcome =
   | { kind: "invalid"; file: string }
   | { kind: "stuck"; file: string };
 
-export function acquireLock(stateDir: string, what = "apply"): Lock {
+/** Takes the lock, or throws LOCKED; with waitMs, keeps trying that long while another holds it. */
+export function acquireLock(stateDir: string, what = "apply", waitMs = 0): Lock {
   io(stateDir, "create the state directory", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }));
   const path = join(stateDir, `${what}.lock`);
-  const r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+  const waitUntil = Date.now() + waitMs;
+  let r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+  while (r.kind !== "mine" && Date.now() < waitUntil) {
+    sleep(25);
+    r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+  }
   switch (r.kind) {
     case "mine":
       return { release: () => release(path, r.token) };

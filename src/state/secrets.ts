@@ -9,7 +9,7 @@ import ssh2 from "ssh2";
 import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
-import { acquireLock, type Lock } from "./lock.js";
+import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
 
 export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
@@ -247,7 +247,7 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   let stored = readStore(file);
   if (missing(stored)) {
     // two fmc runs generating at once must agree: generate under a lock, from a fresh read
-    const lock = lockWithin(dir.path, "secrets", 10_000);
+    const lock = acquireLock(dir.path, "secrets", 10_000);
     try {
       stored = readStore(file);
       if (missing(stored)) stored = generateMissing(file, stored, needed);
@@ -257,19 +257,6 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   }
   stateIo(file, "secure", () => chmodSync(file, 0o600));
   return new Secrets(new Map(needed.map((s) => [s.name, stored[s.name]!.value])));
-}
-
-/** Waits up to `ms` for the state lock `what` (held only for the moment a file is written). */
-function lockWithin(stateDir: string, what: string, ms: number): Lock {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      return acquireLock(stateDir, what);
-    } catch (e) {
-      if (!(e instanceof FmcError) || e.code !== "LOCKED" || Date.now() > deadline) throw e;
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 25);
-    }
-  }
 }
 
 function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
