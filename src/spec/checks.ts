@@ -2,7 +2,7 @@
 // the others, so one run shows every mistake.
 import { existsSync } from "node:fs";
 import type { Host, Role, Spec } from "./schema.js";
-import { broadcast, contains, isInside, overlaps, parseCidr, parseIp, type Cidr } from "./net.js";
+import { broadcast, contains, isInside, networkOf, overlaps, parseCidr, parseIp, type Cidr } from "./net.js";
 import { K3S_AGENT_FLAGS, K3S_SERVER_FLAGS } from "./k3s-flags.js";
 import { didYouMean, type Problem } from "../errors.js";
 
@@ -401,11 +401,7 @@ function cidrAt(text: string, path: string, err: (p: string, m: string, h?: stri
   }
   if (typeof c === "string") {
     err(path, `${text}: ${c}`);
-    const [ip, len] = text.split("/");
-    const prefix = Number(len);
-    const addr = parseIp(ip!)!;
-    const network = prefix === 0 ? 0 : (addr & ((0xffffffff << (32 - prefix)) >>> 0)) >>> 0;
-    return { network, prefix, text };
+    return networkOf(text);
   }
   return c;
 }

@@ -22,16 +22,22 @@ function mask(prefix: number): number {
   return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
 }
 
-/** Parses "a.b.c.d/n"; returns undefined for bad syntax, a string for host bits set. */
-export function parseCidr(text: string): Cidr | string | undefined {
+/** The network "a.b.c.d/n" names, host bits cleared; undefined for bad syntax. */
+export function networkOf(text: string): Cidr | undefined {
   const [ip, len, extra] = text.split("/");
   if (ip === undefined || len === undefined || extra !== undefined || !/^\d{1,2}$/.test(len)) return undefined;
   const addr = parseIp(ip);
   const prefix = Number(len);
   if (addr === undefined || prefix > 32) return undefined;
-  const network = (addr & mask(prefix)) >>> 0;
-  if (network !== addr) return `host bits are set; did you mean ${formatIp(network)}/${prefix}?`;
-  return { network, prefix, text };
+  return { network: (addr & mask(prefix)) >>> 0, prefix, text };
+}
+
+/** Parses "a.b.c.d/n"; returns undefined for bad syntax, a string for host bits set. */
+export function parseCidr(text: string): Cidr | string | undefined {
+  const c = networkOf(text);
+  if (c === undefined) return undefined;
+  if (c.network !== parseIp(text.split("/")[0]!)) return `host bits are set; did you mean ${formatIp(c.network)}/${c.prefix}?`;
+  return c;
 }
 
 export function contains(cidr: Cidr, ip: number): boolean {
