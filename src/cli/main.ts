@@ -45,16 +45,21 @@ async function resolveCommand(cmd: CommandDef, argv: string[]): Promise<[Command
   }
 }
 
+/** Every name an option answers to: its own and its aliases, for the options `which` selects. */
+function optionNames(args: ArgsDef, which: (def: ArgsDef[string]) => boolean = () => true): Set<string> {
+  const names = new Set<string>();
+  for (const [name, def] of Object.entries(args)) {
+    if (!which(def)) continue;
+    names.add(name);
+    for (const a of ["alias" in def ? (def.alias ?? []) : []].flat()) names.add(a);
+  }
+  return names;
+}
+
 /** Words that are neither options, option values nor allowed positionals. */
 function surplusWords(args: ArgsDef, argv: string[]): string[] {
-  const defs = Object.entries(args);
-  const takesValue = new Set<string>();
-  for (const [name, def] of defs) {
-    if (def.type !== "string" && def.type !== "enum") continue;
-    takesValue.add(name);
-    for (const a of ["alias" in def ? (def.alias ?? []) : []].flat()) takesValue.add(a);
-  }
-  const allowed = defs.filter(([, d]) => d.type === "positional").length;
+  const takesValue = optionNames(args, (d) => d.type === "string" || d.type === "enum");
+  const allowed = Object.values(args).filter((d) => d.type === "positional").length;
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
@@ -72,11 +77,7 @@ function surplusWords(args: ArgsDef, argv: string[]): string[] {
 }
 
 function unknownFlags(args: ArgsDef, argv: string[]): string[] {
-  const known = new Set<string>(["help", "h"]);
-  for (const [name, def] of Object.entries(args)) {
-    known.add(name);
-    for (const a of ["alias" in def ? (def.alias ?? []) : []].flat()) known.add(a);
-  }
+  const known = new Set(["help", "h", ...optionNames(args)]);
   return argv
     .filter((a) => a.startsWith("-") && a !== "-" && a !== "--")
     .map((a) => a.replace(/^--?(no-)?/, "").split("=")[0]!)
