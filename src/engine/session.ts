@@ -6,11 +6,10 @@ import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { context } from "../project.js";
 import { inventory, type Inventory } from "./inventory.js";
-import { openJump, SshTransport, type SshOptions } from "../hosts/ssh.js";
+import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, openJump, SshTransport, type SshOptions } from "../hosts/ssh.js";
 import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool } from "./run.js";
-import { DEFAULT_COMMAND_TIMEOUT_MS } from "../hosts/ssh.js";
 import type { RenderContext } from "../render/types.js";
 import { FmcError } from "../errors.js";
 
@@ -68,7 +67,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     knownHostsFile: inv.knownHostsFile,
     acceptNew: o.acceptNew,
     jump: jumpHost,
-    connectTimeoutMs: Math.min(15_000, timeoutMs),
+    connectTimeoutMs: Math.min(DEFAULT_CONNECT_TIMEOUT_MS, timeoutMs),
     commandTimeoutMs: timeoutMs,
     mask: pc.mask,
   };

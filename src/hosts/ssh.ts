@@ -37,6 +37,8 @@ export interface SshOptions {
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
+/** The longest fmc waits for a connection (or a channel through the jump host). */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 15_000;
 const DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024;
 const MAX_STDERR = 256 * 1024;
 /** Grace the remote `timeout` gives a command after fmc gave up, before it kills the group. */
@@ -86,7 +88,7 @@ function openClient(target: SshTarget, opts: SshOptions, sock?: NodeJS.ReadableS
       username: target.user,
       privateKey: opts.privateKeys[0],
       agent: opts.agent,
-      readyTimeout: opts.connectTimeoutMs ?? 15_000,
+      readyTimeout: opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
       keepaliveInterval: 10_000,
       authHandler: authMethods(target.user, opts) as never,
       hostVerifier: (key: Buffer) => {
@@ -147,7 +149,7 @@ export class SshTransport implements Transport {
     if (!via) return new SshTransport(target.name, target, await openClient(target, opts), undefined, opts);
     try {
       const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) => {
-        const limit = opts.connectTimeoutMs ?? 15_000;
+        const limit = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
         const timer = setTimeout(() => reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} did not open a channel to ${hostLabel(target)} within ${limit / 1000} s`)), limit);
         via.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => {
           clearTimeout(timer);

@@ -6,11 +6,10 @@
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change } from "./change.js";
 import { fileChange, type Masker } from "./file.js";
+import { ADMIN_KEY_COMMENT } from "../state/secrets.js";
 
 export const KEYS_BEGIN = "# BEGIN fmc managed keys: edit ssh.keys in the cluster spec, not these lines";
 export const KEYS_END = "# END fmc managed keys";
-/** The comment fmc gives its generated admin keys. */
-export const ADMIN_KEY_COMMENT = "fmc-admin";
 
 export interface AuthorizedKeysSpec {
   readonly user: string;

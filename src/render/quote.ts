@@ -2,7 +2,7 @@
 // values out (src/spec/formats.ts); these functions are the second line: every value a
 // renderer puts into a script or config goes through the quoting of that target, and a
 // value the target cannot represent safely stops the render instead of being pasted in.
-import { CONTROL, controlChar } from "../spec/formats.js";
+import { controlChar } from "../spec/formats.js";
 import { quote as shellQuote } from "../hosts/command.js";
 import { FmcError } from "../errors.js";
 
@@ -88,5 +88,3 @@ export function zoneName(value: string): string {
   if (!/^(@|[A-Za-z0-9_*]([A-Za-z0-9_-]*[A-Za-z0-9])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9])?)*\.?)$/.test(value)) refuse("a DNS zone file", value, "it is not a DNS name");
   return value;
 }
-
-export const hasControl = (value: string) => CONTROL.test(value);

@@ -12,6 +12,9 @@ import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
 
+/** The comment of fmc's generated admin keys; authorized_keys handling recognises them by it. */
+export const ADMIN_KEY_COMMENT = "fmc-admin";
+
 export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
 
@@ -158,7 +161,7 @@ function generate(kind: SecretKind): string {
       // ssh2 drops a leading zero byte of the public point (about 1 key in 256), which
       // gives a key nobody can use: generate until the pair is well-formed
       for (;;) {
-        const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: "fmc-admin" });
+        const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: ADMIN_KEY_COMMENT });
         const value = JSON.stringify({ private: pair.private, public: pair.public.trim() });
         if (KIND_FORMAT["ssh-ed25519"](value)) return value;
       }
@@ -291,7 +294,7 @@ export function fixedSecrets(needed: readonly SecretSpec[], seed = "fmc"): Secre
       return bytes.toString("base64");
     }
     if (s.kind === "vrrp") return bytes.toString("base64url").slice(0, 8);
-    if (s.kind === "ssh-ed25519") return JSON.stringify({ private: `fake-private-${s.name}`, public: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake fmc-admin" });
+    if (s.kind === "ssh-ed25519") return JSON.stringify({ private: `fake-private-${s.name}`, public: `ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeFakeFakeFakeFakeFakeFakeFakeFakeFakeFake ${ADMIN_KEY_COMMENT}` });
     return bytes.toString("hex");
   };
   return new Secrets(new Map(needed.map((s) => [s.name, fake(s)])));
