@@ -69,7 +69,7 @@ export function pfsenseFragment(ctx: RenderContext): string {
   return lines(
     '<?xml version="1.0"?>',
     `<!-- ${HEADER_TEXT} -->`,
-    `<!-- Interface names: lan = ${commentable(fw.lanInterface)}, wan = ${commentable(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
+    `<!-- Interface names: lan = ${"eth1…ethN, one per LAN subnet"}, wan = ${commentable(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
     "<pfsense>",
     "  <aliases>",
     ...refs.flatMap((ref) => [

@@ -46,7 +46,7 @@ export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan")
     side === "gateway"
       ? `AllowedIPs = ${[`${peer.address}/32`, ...lanPrefixes(ctx, t)].join(", ")}`
       : `AllowedIPs = ${peer.address}/32`,
-    side === "lan" && `Endpoint = ${wgValue(wg.endpoint)}:${wg.port}`,
+    side === "lan" && `Endpoint = ${wgValue(ctx.topo.wireguardEndpoint!)}:${wg.port}`,
     side === "lan" && `PersistentKeepalive = ${wg.persistentKeepalive}`,
   );
 }

@@ -336,7 +336,10 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
     if (spec.hosts.find((h) => h.name === wg.lanPeer)?.roles.includes("gateway")) err("wireguard.lanPeer", `${wg.lanPeer} is the gateway too: the tunnel needs two ends`, "the LAN peer is the firewall inside the LAN; the gateway is the VPS");
     const gws = spec.hosts.filter((h) => h.roles.includes("gateway"));
     if (gws.length !== 1) errOf("hosts")("wireguard", `WireGuard needs exactly one host with role gateway (the VPS); found ${gws.length}`);
-    else if (!gws[0]!.publicAddress) warn(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress; Cloudflare records need one");
+    else if (!gws[0]!.publicAddress) {
+      if (wg.endpoint === undefined) err(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress and wireguard.endpoint is not set: the LAN peer has nothing to dial", "give the VPS its publicAddress");
+      else warn(`hosts[${byName.get(gws[0]!.name)}].publicAddress`, "the gateway has no publicAddress; Cloudflare records need one");
+    }
   } else if (spec.hosts.some((h) => h.roles.includes("gateway"))) {
     errOf("hosts")("wireguard", "a host has role gateway but there is no wireguard section");
   }
@@ -344,19 +347,27 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   if (fw) {
     needHost("firewall.host", fw.host, "firewall");
     const names = [...subnetNames.keys(), ...byName.keys(), ...vipNames.keys(), "any"];
-    fw.rules.forEach((r, i) => {
-      for (const side of ["from", "to"] as const) {
-        const ref = r[side];
-        if (names.includes(ref)) continue;
-        if (/^\d/.test(ref)) {
-          const c = ref.includes("/") ? parseCidr(ref) : parseIp(ref);
-          if (c === undefined) err(`firewall.rules[${i}].${side}`, `"${ref}" is not an IPv4 address or CIDR`);
-          else if (typeof c === "string") err(`firewall.rules[${i}].${side}`, `${ref}: ${c}`);
-          continue;
-        }
-        err(`firewall.rules[${i}].${side}`, `"${ref}" is not a subnet, host, VIP, CIDR or any`, didYouMean(ref, names));
+    const checkRef = (path: string, ref: string) => {
+      if (names.includes(ref)) return;
+      if (/^\d/.test(ref)) {
+        const c = ref.includes("/") ? parseCidr(ref) : parseIp(ref);
+        if (c === undefined) err(path, `"${ref}" is not an IPv4 address or CIDR`);
+        else if (typeof c === "string") err(path, `${ref}: ${c}`);
+        return;
       }
+      err(path, `"${ref}" is not a subnet, host, VIP, CIDR or any`, didYouMean(ref, names));
+    };
+    fw.rules.forEach((r, i) => {
+      for (const side of ["from", "to"] as const) checkRef(`firewall.rules[${i}].${side}`, r[side]);
       if ((r.protocol === "icmp" || r.protocol === "any") && r.ports.length) err(`firewall.rules[${i}].ports`, `ports make no sense for protocol ${r.protocol}`);
+    });
+    fw.management.forEach((ref, i) => checkRef(`firewall.management[${i}]`, ref));
+    const ifaces = new Map<string, number>();
+    spec.network.subnets.forEach((s, i) => {
+      if (!s.firewallInterface) return;
+      if (s.firewallInterface === fw.wanInterface) err(`network.subnets[${i}].firewallInterface`, `${s.firewallInterface} is the firewall's WAN interface`);
+      if (ifaces.has(s.firewallInterface)) err(`network.subnets[${i}].firewallInterface`, `${s.firewallInterface} is already the firewall's interface on ${spec.network.subnets[ifaces.get(s.firewallInterface)!]!.name}`);
+      ifaces.set(s.firewallInterface, i);
     });
     const fwdPorts = new Set<string>();
     fw.portForwards.forEach((f, i) => {

@@ -90,6 +90,11 @@ export const sqlIdentifier = z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, "must be
 export const realm = z.string().regex(/^[A-Z0-9]([A-Z0-9-]{0,61}[A-Z0-9])?(\.[A-Z0-9]([A-Z0-9-]{0,61}[A-Z0-9])?)+$/, "must be an upper-case realm such as MICROCLOUD.LAN");
 
 /** Chart repository: https:// or oci:// with a host and a plain path. */
+export const httpsUrl = z
+  .string()
+  .regex(/^https:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~%+-]+)+$/, "must be an https:// URL with a plain path")
+  .max(512);
+
 export const repoUrl = z
   .string()
   .regex(/^(https|oci):\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~%+-]+)*\/?$/, "must be an https:// or oci:// URL with a plain path")

@@ -4,7 +4,7 @@
 // reported at once.
 import { z } from "zod";
 import {
-  absPath, cidr, description, devicePath, dnsLabel, domainName, endpointRef, hostOrIp, ifname, ipv4, labelKey, labelValue,
+  absPath, cidr, description, httpsUrl, devicePath, dnsLabel, domainName, endpointRef, hostOrIp, ifname, ipv4, labelKey, labelValue,
   libvirtUri, lvmName, lvmSize, nfsOption, postgresVersion, realm, recordName, repoUrl, semver, shortVersion, sqlIdentifier,
   sshKeyEntry, storageQuantity, taint, userName,
 } from "./formats.js";
@@ -38,6 +38,9 @@ const Subnet = z.strictObject({
   name: name.describe("short name used in rules, e.g. cluster"),
   cidr: cidr.describe("IPv4 CIDR inside network.cidr"),
   gateway: ipv4.optional().describe("default gateway of the subnet (defaults to the first address, held by the firewall)"),
+  firewallInterface: ifname
+    .optional()
+    .describe("the firewall's LAN interface on this subnet, which holds its gateway address (default: eth1, eth2, … in subnet order)"),
   libvirt: z
     .enum(["nat", "bridge", "none"])
     .default("none")
@@ -82,6 +85,13 @@ const Host = z.strictObject({
   vm: Vm.optional().describe("present when Terraform provisions this host as a libvirt VM"),
   labels: z.record(labelKey, labelValue).default({}).describe("extra Kubernetes node labels"),
   taints: list(taint, 32).default([]).describe("extra Kubernetes node taints, key=value:Effect"),
+});
+
+/** VRRP timing for every VIP pair (Keepalived): sub-second adverts, no preemption by default. */
+const Vrrp = z.strictObject({
+  advertMs: z.number().int().min(10).max(25_500).multipleOf(10).default(100).describe("VRRPv3 advert interval in ms (centisecond steps); failover takes about 3 adverts"),
+  preempt: z.boolean().default(false).describe("a returning higher-priority holder takes the VIP back (a second, avoidable outage)"),
+  checkMs: z.number().int().min(10).max(60_000).default(200).describe("how often each holder checks its own proxy"),
 });
 
 const Vip = z.strictObject({
@@ -141,7 +151,17 @@ const LoadBalancer = z.strictObject({
   check: HealthCheck.default({ interMs: 3000, fall: 3, rise: 2 }),
 });
 
+const TraefikBinary = z
+  .strictObject({
+    path: absPath.optional().describe("a traefik binary on the machine that runs fmc, uploaded to the edge nodes"),
+    url: httpsUrl.optional().describe("a release archive or binary URL the edge nodes download"),
+    sha256: z.string().regex(/^[a-f0-9]{64}$/, "must be 64 lower-case hex digits").describe("SHA-256 of the file at path or url; a mismatch is refused"),
+  })
+  .refine((b) => (b.path === undefined) !== (b.url === undefined), "give exactly one of path or url");
+
 const Edge = z.strictObject({
+  engine: z.enum(["traefik", "haproxy"]).default("traefik").describe("the edge proxy: Traefik (the seed's choice) or HAProxy in HTTP mode"),
+  traefikBinary: TraefikBinary.optional().describe("where the Traefik binary comes from (engine traefik)"),
   vip: name.default("edge").describe("name of the VIP the firewall forwards 80/443 to"),
   traefikVersion: shortVersion.default("v3.5"),
   certFile: absPath.default("/etc/traefik/certs/origin.pem"),
@@ -180,8 +200,15 @@ const Database = z.strictObject({
   databases: list(sqlIdentifier, 64).default(["app"]),
 });
 
+/** Cloudflare's published IPv4 ranges (https://www.cloudflare.com/ips-v4, read 2026-11-25). */
+export const CLOUDFLARE_IPV4 = [
+  "173.245.48.0/20", "103.21.244.0/22", "103.22.200.0/22", "103.31.4.0/22", "141.101.64.0/18",
+  "108.162.192.0/18", "190.93.240.0/20", "188.114.96.0/20", "197.234.240.0/22", "198.41.128.0/17",
+  "162.158.0.0/15", "104.16.0.0/13", "104.24.0.0/14", "172.64.0.0/13", "131.0.72.0/22",
+];
+
 const WireGuard = z.strictObject({
-  endpoint: hostOrIp.describe("public DNS name or address of the VPS"),
+  endpoint: hostOrIp.optional().describe("name or address the LAN peer dials; default: the gateway's publicAddress (a name must be an unproxied DNS record)"),
   port: port.default(51820),
   interface: ifname.default("wg0"),
   mtu: z.number().int().min(1280).max(1500).default(1420),
@@ -189,6 +216,10 @@ const WireGuard = z.strictObject({
   lanPeer: name.describe("host that terminates the tunnel inside the LAN (the firewall)"),
   publicInterface: ifname.default("eth0").describe("the VPS's internet-facing interface"),
   forwardPorts: list(port, 32).default([80, 443]).describe("public TCP ports the VPS forwards into the tunnel"),
+  forwardFrom: list(cidr, 256)
+    .default(CLOUDFLARE_IPV4)
+    .describe("sources the VPS forwards those ports from (default: Cloudflare's published ranges, so nobody bypasses Cloudflare)"),
+  adminSubnet: cidr.optional().describe("tunnel addresses for remote-admin peers (fmc wireguard add-peer); default: the upper half of the tunnel subnet"),
 });
 
 const Rule = z.strictObject({
@@ -210,7 +241,9 @@ const PortForward = z.strictObject({
 const Firewall = z.strictObject({
   host: name.default("firewall1"),
   wanInterface: ifname.default("eth0"),
-  lanInterface: ifname.default("eth1"),
+  management: list(endpointRef, 64)
+    .default(["any"])
+    .describe("sources that may SSH to the firewall itself (any = its LAN side; the tunnel and WAN never)"),
   rules: list(Rule, 1024).default([]),
   portForwards: list(PortForward, 256).default([]),
 });
@@ -261,6 +294,10 @@ const Provisioning = z.strictObject({
   flatcarChannel: z.enum(["stable", "beta", "alpha", "lts"]).default("stable"),
 });
 
+const Dns = z.strictObject({
+  engine: z.enum(["freeipa", "bind9"]).default("freeipa").describe("the internal DNS server on the identity host: FreeIPA's integrated DNS, or bind9"),
+});
+
 const Identity = z.strictObject({
   host: name.default("freeipa1"),
   realm: realm.optional().describe("Kerberos realm; defaults to the upper-cased domain"),
@@ -287,12 +324,14 @@ export const SpecSchema = z.strictObject({
   network: Network,
   hosts: list(Host, 5000).min(1),
   vips: list(Vip, 64).default([]),
+  vrrp: Vrrp.default(Vrrp.parse({})),
   k3s: K3s.default(K3s.parse({})),
   loadBalancer: LoadBalancer.default(LoadBalancer.parse({})),
   edge: Edge.default(Edge.parse({})),
   storage: Storage.optional(),
   database: Database.optional(),
   identity: Identity.optional(),
+  dns: Dns.default(Dns.parse({})),
   wireguard: WireGuard.optional(),
   firewall: Firewall.optional(),
   cloudflare: Cloudflare.optional(),

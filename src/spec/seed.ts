@@ -80,7 +80,6 @@ identity:
   host: freeipa1
 
 wireguard:
-  endpoint: vps.example.com       # the VPS's public name or address
   port: 51820
   lanPeer: firewall1
   mtu: 1420                       # 1500 minus WireGuard overhead; lower it behind PPPoE
@@ -89,7 +88,7 @@ wireguard:
 firewall:
   host: firewall1
   wanInterface: eth0
-  lanInterface: eth1
+  management: [any]              # who may SSH to the firewall itself: any = its LAN side
   portForwards:
     - { description: HTTP from the tunnel to Traefik,  port: 80,  to: edge }
     - { description: HTTPS from the tunnel to Traefik, port: 443, to: edge }

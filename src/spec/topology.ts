@@ -79,6 +79,30 @@ export class Topology {
     return this.sshKeys.get(h.name) ?? [];
   }
 
+  /** The WireGuard tunnel's subnet: the one holding the gateway's tunnel address. Not a LAN segment. */
+  get tunnelSubnet(): Subnet | undefined {
+    const gw = this.withRole("gateway")[0];
+    return this.spec.wireguard && gw ? this.subnetOf(gw.address) : undefined;
+  }
+
+  /** The subnets that are LAN segments (every subnet but the tunnel's), each with the firewall's interface on it. */
+  get lanSegments(): Array<{ subnet: Subnet; firewallInterface: string; gateway: string }> {
+    const tunnel = this.tunnelSubnet;
+    return this.spec.network.subnets
+      .filter((s) => s !== tunnel)
+      .map((s, i) => ({ subnet: s, firewallInterface: s.firewallInterface ?? `eth${i + 1}`, gateway: s.gateway ?? formatIp(cidrOf(s.cidr).network + 1) }));
+  }
+
+  /** What the LAN peer dials: the spec's endpoint, else the gateway's public address. */
+  get wireguardEndpoint(): string | undefined {
+    return this.spec.wireguard?.endpoint ?? this.withRole("gateway")[0]?.publicAddress;
+  }
+
+  /** The host that serves internal DNS (dns.engine on the identity host). */
+  get dnsHost(): Host | undefined {
+    return this.spec.identity ? this.hostsByName.get(this.spec.identity.host) : this.withRole("identity")[0];
+  }
+
   /** Resolves a rule endpoint: subnet, host or VIP name, CIDR, or "any". */
   resolveEndpoint(ref: string): string | undefined {
     if (ref === "any") return "any";
