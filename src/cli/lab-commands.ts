@@ -4,7 +4,9 @@ import { defineCommand } from "citty";
 import { context, DEFAULT_SPEC_FILE, findSpec } from "../project.js";
 import { stateDirFor } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
-import { labDown, labStatus, labUp, requireRoot } from "../lab/lab.js";
+import { spawn } from "node:child_process";
+import { constants as osConstants } from "node:os";
+import { labDown, labExecArgs, labStatus, labUp, requireRoot } from "../lab/lab.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
@@ -66,7 +68,32 @@ const down = defineCommand({
   },
 });
 
+const exec = defineCommand({
+  meta: {
+    name: "exec",
+    // the words after "--" are the command's own, not fmc's options (read by cli/main.ts)
+    ...{ passThrough: true },
+    description: "Run a command on a lab host, or in the lab's `internet` namespace, as root: fmc lab exec HOST -- CMD [ARG…]; prints its output and exits with its exit code",
+  },
+  args: { host: { type: "positional", description: "a lab host's name, or internet", required: true } },
+  async run({ args, rawArgs }) {
+    requireRoot();
+    const at = rawArgs.indexOf("--");
+    const command = at >= 0 ? rawArgs.slice(at + 1) : rawArgs.slice(rawArgs.indexOf(args.host) + 1);
+    if (command.length === 0) throw new FmcError("USAGE", "no command given", `fmc lab exec ${args.host} -- CMD [ARG…]`);
+    const child = spawn("nsenter", labExecArgs(args.host, command), { stdio: "inherit" });
+    const code = await new Promise<number>((done) => {
+      child.once("error", (e) => {
+        process.stderr.write(`${e.message}\n`);
+        done(127);
+      });
+      child.once("exit", (c, signal) => done(c ?? (signal ? 128 + (osConstants.signals[signal] ?? 0) : 1)));
+    });
+    process.exitCode = code;
+  },
+});
+
 export const lab = defineCommand({
-  meta: { name: "lab", description: "A local lab: real Linux hosts in network namespaces on this machine" },
-  subCommands: { up, status, down },
+  meta: { name: "lab", description: "A local lab: real Linux hosts in network namespaces on this machine, each LAN subnet its own segment behind the firewall host, and an `internet` namespace in front of the VPS" },
+  subCommands: { up, status, down, exec },
 });

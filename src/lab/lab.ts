@@ -1,26 +1,33 @@
 // The local lab: one Linux host per spec host on this machine. Each host is a network
 // namespace with the spec's address, booted with systemd-nspawn (real systemd as PID 1,
-// its own sshd, hostname and filesystem view on an overlay of a shared root). All hosts
-// hang off one bridge inside a dedicated switch namespace that has no route anywhere;
-// one veth from the root namespace carries only the lab's prefixes. Everything the lab
-// creates carries the "fmclab" label, so `down` finds it even after a crash.
+// its own sshd, hostname and filesystem view on an overlay of a shared root). Each LAN
+// subnet is its own bridge inside a dedicated switch namespace, routed by the firewall
+// host (network.ts has the plan); a namespace named `internet` holds the VPS's public
+// side. This machine has one veth per segment, carrying only that segment's prefix.
+// Everything the lab creates carries the "fmclab" label, so `down` finds it even after
+// a crash.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, symlinkSync } from "node:fs";
 import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import type { Host, Spec } from "../spec/schema.js";
 import type { Topology } from "../spec/topology.js";
-import { cidrOf, formatIp, broadcast, overlaps } from "../spec/net.js";
+import { cidrOf, overlaps } from "../spec/net.js";
+import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
-import { labInventoryPath, type LabInventoryFile } from "../engine/inventory.js";
+import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
 import { parseStored } from "../state/stored.js";
 
 export const LABEL = "fmclab";
 const SWITCH_NS = `${LABEL}-switch`;
-const ROOT_LINK = `${LABEL}0`;
+/** This machine's links into the lab: fmclab0, fmclab1, … one per segment it has an address on. */
+const ROOT_LINK = /^fmclab\d+$/;
+/** The lab's internet: a namespace of this name whose links carry the lab's label. */
+export const INTERNET_NS = "internet";
+const ROUTER_NS = `${LABEL}-router`;
 const STATE_FILE = join(LAB_ROOT, "lab.json");
 
 export interface LabHost {
@@ -38,8 +45,10 @@ export interface LabState {
   readonly stateDir: string;
   /** The owner's spec file; undefined for the built-in seed topology. */
   readonly specFile?: string;
-  readonly rootAddress: string;
-  readonly routes: readonly string[];
+  /** This machine's links into the lab and its address on each. */
+  readonly rootLinks: ReadonlyArray<{ name: string; address: string }>;
+  /** The internet namespace's client address, if the lab has one. */
+  readonly internet?: string;
   readonly hosts: LabHost[];
 }
 
@@ -48,8 +57,8 @@ const LabStateFile = z.object({
   lab: z.string().min(1),
   stateDir: absolute,
   specFile: absolute.optional(),
-  rootAddress: z.string().min(1),
-  routes: z.array(z.string()),
+  rootLinks: z.array(z.object({ name: z.string().regex(ROOT_LINK), address: z.string().min(1) })),
+  internet: z.string().optional(),
   hosts: z.array(
     z.object({
       name: z.string().min(1),
@@ -77,15 +86,10 @@ export function requireRoot(): void {
 /** Stable MAC from the address: a recreated host keeps its MAC, so no stale ARP. */
 const macOf = (address: string) => `02:fc:${address.split(".").map((o) => Number(o).toString(16).padStart(2, "0")).join(":")}`;
 
-/** The root namespace's lab address: the last usable address of the network. */
-export function rootAddressOf(spec: Spec): string {
-  return formatIp(broadcast(cidrOf(spec.network.cidr)) - 1);
-}
-
 function checkRoutesFree(prefixes: readonly string[]): void {
   const routes = JSON.parse(run("ip", ["-j", "route", "show"], "reading routes")) as Array<{ dst: string; dev: string }>;
   for (const r of routes) {
-    if (r.dst === "default" || r.dev === ROOT_LINK) continue;
+    if (r.dst === "default" || ROOT_LINK.test(r.dev)) continue;
     const dst = r.dst.includes("/") ? r.dst : `${r.dst}/32`;
     for (const p of prefixes) {
       if (overlaps(cidrOf(p), cidrOf(dst))) {
@@ -163,14 +167,14 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   }
   const hosts = o.spec.hosts.filter((h) => !o.only?.length || h.roles.some((r) => o.only!.includes(r)));
   if (hosts.length === 0) throw new FmcError("LAB_EMPTY", `no host has any of the roles ${o.only?.join(", ")}`);
-  const rootAddress = rootAddressOf(o.spec);
-  if (o.spec.hosts.some((h) => h.address === rootAddress) || o.spec.vips.some((v) => v.address === rootAddress)) {
-    throw new FmcError("LAB_ADDRESS", `${rootAddress} is used in the spec; the lab needs it for this machine's side of the lab link`);
+  const net = planLabNet(o.spec, o.topo, hosts);
+  checkRoutesFree(net.rootPrefixes);
+  if (net.internet && tryRun("ip", ["netns", "pids", INTERNET_NS]).status === 0 && !isLabInternet()) {
+    throw new FmcError("LAB_EXISTS", `this machine already has a network namespace named ${INTERNET_NS} that the lab did not create`, "the lab's internet namespace needs that name; remove or rename the other one");
   }
-  const routes = o.spec.network.subnets.map((s) => s.cidr);
-  checkRoutesFree(routes);
   const rootfs = ensureRootfs(o.log);
-  const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootAddress, routes, hosts: [] };
+  const rootLinks = net.segments.filter((s) => s.rootAddress).map((s, i) => ({ name: `${LABEL}${i}`, address: s.rootAddress!, bridge: s.bridge }));
+  const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootLinks: rootLinks.map(({ name, address }) => ({ name, address })), internet: net.internet?.clientAddress, hosts: [] };
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
   try {
     writeState(state, true); // from here on, `down` can clean up whatever exists
@@ -179,18 +183,43 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     throw e;
   }
   try {
-    // the switch: a bridge in its own namespace, no addresses, no routes
+    // the switch: one bridge per segment in a namespace of its own, no addresses, no routes
     run("ip", ["netns", "add", SWITCH_NS], "creating the lab switch");
-    run("ip", ["-n", SWITCH_NS, "link", "add", "br0", "type", "bridge"], "creating the lab bridge");
-    run("ip", ["-n", SWITCH_NS, "link", "set", "br0", "up"], "bridge up");
-    // this machine's only link into the lab, carrying only the lab's prefixes
-    run("ip", ["link", "add", ROOT_LINK, "type", "veth", "peer", "name", "up0", "netns", SWITCH_NS], "creating the root link");
-    run("ip", ["-n", SWITCH_NS, "link", "set", "up0", "master", "br0", "up"], "attaching the root link");
-    run("ip", ["addr", "add", `${rootAddress}/32`, "dev", ROOT_LINK], "addressing the root link");
-    run("ip", ["link", "set", ROOT_LINK, "up"], "root link up");
-    for (const r of routes) run("ip", ["route", "add", r, "dev", ROOT_LINK, "src", rootAddress], `routing ${r} into the lab`);
-
-    hosts.forEach((h, i) => state.hosts.push(createHost(o, h, i, rootfs)));
+    for (const s of net.segments) {
+      run("ip", ["-n", SWITCH_NS, "link", "add", s.bridge, "type", "bridge"], `creating segment ${s.name}`);
+      run("ip", ["-n", SWITCH_NS, "link", "set", s.bridge, "up"], `segment ${s.name} up`);
+    }
+    // this machine's links: one per segment, its last usable address, the segment's prefix only
+    for (const l of rootLinks) {
+      run("ip", ["link", "add", l.name, "type", "veth", "peer", "name", `r-${l.bridge}`, "netns", SWITCH_NS], "creating a root link");
+      run("ip", ["-n", SWITCH_NS, "link", "set", `r-${l.bridge}`, "master", l.bridge, "up"], "attaching a root link");
+      run("ip", ["addr", "add", l.address, "dev", l.name], "addressing a root link");
+      run("ip", ["link", "set", l.name, "up"], "root link up");
+    }
+    let port = 0;
+    const wire = (ns: string, nic: Nic) => {
+      const peer = `p${port++}`;
+      run("ip", ["link", "add", nic.ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", SWITCH_NS], `wiring ${ns} ${nic.ifname}`);
+      run("ip", ["-n", SWITCH_NS, "link", "set", peer, "master", nic.bridge, "up"], `attaching ${ns} ${nic.ifname}`);
+      run("ip", ["-n", ns, "link", "set", nic.ifname, "address", macOf(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
+      run("ip", ["-n", ns, "addr", "add", nic.address, "dev", nic.ifname], `addressing ${ns} ${nic.ifname}`);
+      run("ip", ["-n", ns, "link", "set", nic.ifname, "up"], `${ns} ${nic.ifname} up`);
+    };
+    const forwarding = (ns: string) => run("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], `forwarding in ${ns}`);
+    if (net.router) {
+      run("ip", ["netns", "add", ROUTER_NS], "creating the stand-in router");
+      run("ip", ["-n", ROUTER_NS, "link", "set", "lo", "up"], "router lo up");
+      for (const nic of net.router.nics) wire(ROUTER_NS, nic);
+      forwarding(ROUTER_NS);
+    }
+    if (net.internet) {
+      run("ip", ["netns", "add", INTERNET_NS], "creating the internet namespace");
+      run("ip", ["-n", INTERNET_NS, "link", "set", "lo", "up"], "internet lo up");
+      for (const nic of net.internet.nics) wire(INTERNET_NS, nic);
+      // a router between the VPS's /24 and the firewall's uplink; nothing else exists
+      forwarding(INTERNET_NS);
+    }
+    net.hosts.forEach((hn, i) => state.hosts.push(createHost(o, hosts[i]!, hn, rootfs, wire)));
     writeState(state);
     for (const h of state.hosts) h.pid = boot(h);
     writeState(state);
@@ -199,7 +228,8 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     const late = state.hosts.filter((_, i) => !ready[i]).map((h) => h.name);
     if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} within 60 s`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
     o.log(`${state.hosts.length} hosts answer SSH after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    writeInventory(o, state);
+    const tls = issueLabCertificates(o);
+    writeInventory(o, state, tls);
     return state;
   } catch (e) {
     await labDown({ stateDir, log: o.log });
@@ -207,18 +237,18 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   }
 }
 
-function createHost(o: UpOptions, h: Host, index: number, rootfs: string): LabHost {
+/** The internet namespace is the lab's when its links carry the lab's label. */
+function isLabInternet(): boolean {
+  const r = tryRun("ip", ["-n", INTERNET_NS, "-o", "link", "show"]);
+  return r.status === 0 && /: fmclab-/.test(r.stdout);
+}
+
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => void): LabHost {
   const netns = `${LABEL}-${h.name}`;
-  const prefix = o.topo.prefixOf(h.address);
   run("ip", ["netns", "add", netns], `creating ${netns}`);
-  run("ip", ["link", "add", "eth0", "netns", netns, "type", "veth", "peer", "name", `h${index}`, "netns", SWITCH_NS], `wiring ${h.name}`);
-  run("ip", ["-n", SWITCH_NS, "link", "set", `h${index}`, "master", "br0", "up"], `attaching ${h.name}`);
-  run("ip", ["-n", netns, "link", "set", "eth0", "address", macOf(h.address)], `MAC of ${h.name}`);
-  run("ip", ["-n", netns, "addr", "add", `${h.address}/${prefix}`, "dev", "eth0"], `addressing ${h.name}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
-  run("ip", ["-n", netns, "link", "set", "eth0", "up"], "eth0 up");
-  // the other subnets are on the same bridge: reach them on-link, never via a gateway
-  run("ip", ["-n", netns, "route", "add", o.spec.network.cidr, "dev", "eth0"], `routes of ${h.name}`);
+  for (const nic of hn.nics) wire(netns, nic);
+  if (hn.defaultVia) run("ip", ["-n", netns, "route", "add", "default", "via", hn.defaultVia], `default route of ${h.name}`);
 
   const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
   for (const d of ["upper", "work", "merged"]) mkdirSync(join(dir, d), { recursive: true });
@@ -231,7 +261,42 @@ function createHost(o: UpOptions, h: Host, index: number, rootfs: string): LabHo
   mkdirSync(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   writeFileSync(join(root, "root/.ssh/authorized_keys"), `${o.topo.keysOf(h).join("\n")}\n`, { mode: 0o600 });
   chmodSync(join(root, "root/.ssh/authorized_keys"), 0o600);
-  return { name: h.name, address: h.address, netns, dir };
+  if (o.topo.ingressBackends.some((b) => b.name === h.name)) installBackend(root, o.spec.k3s.ingressNodePorts.http);
+  return { name: h.name, address: hn.sshAddress, netns, dir };
+}
+
+/** The lab stand-in for an ingress backend (K3s can't run here): see BACKEND_PY. */
+export const BACKEND_UNIT = "fmc-lab-backend.service";
+const BACKEND_PY = `# fmc lab stand-in for an ingress backend: K3s can't run on the lab machine, so this
+# answers every request on the ingress NodePort with this host's name and the
+# X-Forwarded-For header it received. Started by the lab, never by fmc apply.
+import http.server, socket, sys
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = ("lab stand-in backend %s\\nx-forwarded-for: %s\\n" % (socket.gethostname(), self.headers.get("X-Forwarded-For", ""))).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+http.server.ThreadingHTTPServer(("", int(sys.argv[1])), Handler).serve_forever()
+`;
+
+function installBackend(root: string, port: number): void {
+  mkdirSync(join(root, "usr/local/lib/fmc-lab"), { recursive: true });
+  writeFileSync(join(root, "usr/local/lib/fmc-lab/backend.py"), BACKEND_PY, { mode: 0o644 });
+  writeFileSync(
+    join(root, "etc/systemd/system", BACKEND_UNIT),
+    `# fmc lab stand-in: an ingress backend on the NodePort (K3s can't run on the lab machine)\n[Unit]\nDescription=fmc lab stand-in ingress backend on port ${port}\n\n[Service]\nExecStart=/usr/bin/python3 /usr/local/lib/fmc-lab/backend.py ${port}\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n`,
+    { mode: 0o644 },
+  );
+  mkdirSync(join(root, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
+  symlinkSync(`/etc/systemd/system/${BACKEND_UNIT}`, join(root, "etc/systemd/system/multi-user.target.wants", BACKEND_UNIT));
 }
 
 function boot(h: LabHost): number {
@@ -240,7 +305,9 @@ function boot(h: LabHost): number {
     "systemd-nspawn",
     ["--boot", "--register=no", "--keep-unit", `--network-namespace-path=/run/netns/${h.netns}`, "-D", join(h.dir, "merged"), "-M", h.name, "--console=passive", "--link-journal=no", "--resolv-conf=off", "--timezone=off", "--quiet",
       // keepalived adds and removes the VIP: the network namespace is the host's own
-      "--capability=CAP_NET_ADMIN,CAP_NET_RAW"],
+      "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
+      // WireGuard in user space (wireguard-go): the lab machine's kernel has no module
+      "--bind=/dev/net/tun"],
     // /proc/sys/net belongs to the host's own network namespace: writable, so sysctl
     // settings (forwarding, nonlocal bind) are applied for real; the rest stays read-only
     { detached: true, stdio: ["ignore", log, log], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" } },
@@ -251,7 +318,46 @@ function boot(h: LabHost): number {
   return child.pid;
 }
 
-function writeInventory(o: UpOptions, s: LabState): void {
+/** The spec's public names: what the edge serves certificates for. */
+export function publicNames(spec: Spec): string[] {
+  const cf = spec.cloudflare;
+  if (!cf) return [`edge.${spec.domain}`];
+  return cf.records.map((r) => (r.name === "@" ? cf.zone : `${r.name}.${cf.zone}`));
+}
+
+/**
+ * The lab's CA (.fmc/lab/ca.pem, key 0600) and an origin certificate it signs for the
+ * spec's public names: the edge serves real TLS that `curl --cacert` verifies.
+ */
+function issueLabCertificates(o: UpOptions): { cert: string; key: string } {
+  const dir = join(o.stateDir, "lab");
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  const f = (name: string) => join(dir, name);
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  run("openssl", ["req", "-x509", ...ec, "-keyout", f("ca-key.pem"), "-out", f("ca.pem"), "-days", "30", "-subj", `/CN=fmc lab CA for ${o.spec.name}`,
+    "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], "creating the lab CA");
+  run("openssl", ["req", ...ec, "-keyout", f("origin-key.pem"), "-out", f("origin.csr"), "-subj", `/CN=${publicNames(o.spec)[0]}`], "an origin certificate request");
+  writeFileSync(f("origin.ext"), `subjectAltName=${publicNames(o.spec).map((n) => `DNS:${n}`).join(",")}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n`);
+  run("openssl", ["x509", "-req", "-in", f("origin.csr"), "-CA", f("ca.pem"), "-CAkey", f("ca-key.pem"), "-CAcreateserial", "-days", "30", "-out", f("origin.pem"), "-extfile", f("origin.ext")], "signing the origin certificate");
+  for (const k of ["ca-key.pem", "origin-key.pem"]) chmodSync(f(k), 0o600);
+  for (const x of ["origin.csr", "origin.ext", "ca.srl"]) rmSync(f(x), { force: true });
+  return { cert: f("origin.pem"), key: f("origin-key.pem") };
+}
+
+/**
+ * What the lab runs differently from the spec, because the real thing can't run on this
+ * machine. plan/apply against the lab apply these and say so.
+ */
+export function labOverrides(spec: Spec, internet: string | undefined): LabOverrides {
+  const out: { edgeEngine?: "haproxy"; dnsEngine?: "bind9"; forwardFrom?: string[] } = {};
+  if (spec.edge.engine === "traefik") out.edgeEngine = "haproxy";
+  if (spec.dns.engine === "freeipa") out.dnsEngine = "bind9";
+  if (internet && spec.wireguard) out.forwardFrom = [`${internet}/32`];
+  return out;
+}
+
+function writeInventory(o: UpOptions, s: LabState, tls: { cert: string; key: string }): void {
   const dir = join(o.stateDir, "lab");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const knownHosts = join(dir, "known_hosts");
@@ -260,7 +366,13 @@ function writeInventory(o: UpOptions, s: LabState): void {
     return `${h.address} ${pub[0]} ${pub[1]}`;
   });
   writeFileSync(knownHosts, lines.join("\n") + "\n", { mode: 0o600 });
-  const inv: LabInventoryFile = { lab: s.lab, knownHosts, hosts: s.hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: "root" })) };
+  const inv: LabInventoryFile = {
+    lab: s.lab,
+    knownHosts,
+    hosts: s.hosts.map((h) => ({ name: h.name, address: h.address, port: 22, user: "root" })),
+    overrides: labOverrides(o.spec, s.internet),
+    originCertificate: tls,
+  };
   writeFileSync(labInventoryPath(o.stateDir), JSON.stringify(inv, null, 2) + "\n", { mode: 0o600 });
 }
 
@@ -325,7 +437,7 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   }
   const hosts = (state?.hosts ?? []).filter((h) => h.pid && isNspawn(h.pid));
   let removed = 0;
-  const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`));
+  const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`) || (n === INTERNET_NS && isLabInternet()));
   // 1. ask each container to power off, then make sure nothing is left: no process in
   //    the namespaces, no nspawn (a zombie does not count)
   const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || hosts.some((h) => h.pid && running(h.pid));
@@ -348,9 +460,9 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   for (const n of namespaces) {
     if (tryRun("ip", ["netns", "del", n]).status === 0) removed++;
   }
-  if (tryRun("ip", ["link", "show", ROOT_LINK]).status === 0) {
-    tryRun("ip", ["link", "del", ROOT_LINK]);
-    removed++;
+  const links = (JSON.parse(tryRun("ip", ["-j", "link", "show"]).stdout || "[]") as Array<{ ifname: string }>).map((l) => l.ifname.split("@")[0]!);
+  for (const l of links.filter((x) => ROOT_LINK.test(x))) {
+    if (tryRun("ip", ["link", "del", l]).status === 0) removed++;
   }
   // 4. per-host files and the inventory overlay; the root filesystem cache stays
   if (existsSync(join(LAB_ROOT, "labs"))) for (const d of readdirSync(join(LAB_ROOT, "labs"))) rmSync(join(LAB_ROOT, "labs", d), { recursive: true, force: true });
@@ -385,14 +497,27 @@ export async function labStatus(): Promise<{ state?: LabState; hosts: HostStatus
   return { state, hosts };
 }
 
-/** Runs a command inside a lab host (all of its namespaces), as root. */
-export function labExec(hostName: string, args: string[]): { status: number | null; stdout: string; stderr: string } {
+/**
+ * The nsenter command line that runs `args` inside a lab host (all of its namespaces, as
+ * root) or, for "internet", in the lab's internet namespace with this machine's files.
+ */
+export function labExecArgs(hostName: string, args: readonly string[]): string[] {
   const state = readState();
-  const h = state?.hosts.find((x) => x.name === hostName);
-  if (!h?.pid) throw new FmcError("LAB_HOST", `no lab host ${hostName}`);
+  if (!state) throw new FmcError("LAB_HOST", "no lab is up", "fmc lab up");
+  if (hostName === INTERNET_NS) {
+    if (!state.internet) throw new FmcError("LAB_HOST", `the lab ${state.lab} has no internet namespace (its spec has no gateway host with a publicAddress)`);
+    return ["--net=/run/netns/" + INTERNET_NS, "--", ...args];
+  }
+  const h = state.hosts.find((x) => x.name === hostName);
+  if (!h?.pid) throw new FmcError("LAB_HOST", `no lab host ${hostName}`, `hosts: ${[...state.hosts.map((x) => x.name), ...(state.internet ? [INTERNET_NS] : [])].join(", ")}`);
   // the container's PID 1 is the nspawn process's child
   const leader = tryRun("pgrep", ["-P", String(h.pid)]).stdout.trim().split("\n")[0];
-  if (!leader) throw new FmcError("LAB_HOST", `${hostName} is not running`);
-  const r = spawnSync("nsenter", ["-t", leader, "-m", "-u", "-i", "-n", "-p", "--", ...args], { encoding: "utf8" });
+  if (!leader) throw new FmcError("LAB_HOST", `${hostName} is not running`, "fmc lab status");
+  return ["-t", leader, "-m", "-u", "-i", "-n", "-p", "--", ...args];
+}
+
+/** Runs a command inside a lab host (or the internet namespace), as root, and collects its output. */
+export function labExec(hostName: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync("nsenter", labExecArgs(hostName, args), { encoding: "utf8", timeout: opts.timeoutMs, input: opts.input });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -20,13 +20,17 @@ const PACKAGES = [
   "nftables", "systemd-timesyncd", "python3",
   // for the Ansible baseline of bench/apply-vs-ansible (its apt module)
   "python3-apt",
+  // bench/failover's tunnel throughput
+  "iperf3",
 ];
 /**
  * Offered but not installed: what the phases install with apt, served from the local
  * repository (with their dependencies, without recommends, as fmc installs them).
  */
 export const OFFERED_PACKAGES = [
-  "haproxy", "keepalived", // loadbalancer
+  "haproxy", "keepalived", // loadbalancer, edge
+  "wireguard-tools", "wireguard-go", // wireguard (lab hosts have no kernel module)
+  "bind9", "bind9-dnsutils", // dns (bind9 engine; dig for checks)
 ];
 /** The local apt repository inside every lab host: its only apt source. */
 export const LAB_APT_REPO = "/opt/fmc-lab/apt";
