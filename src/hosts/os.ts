@@ -1,5 +1,6 @@
 // What differs between OS families, behind one small interface: package commands,
-// where the resolver and time sync are configured, and the time service's name.
+// where the resolver and time sync are configured, the time service's name, and the
+// host firewall the OS turns on by default.
 import { cmd, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
 
@@ -12,6 +13,8 @@ export interface OsFamily {
   timeConfig(ntp: readonly string[]): { path: string; content: string };
   /** Files that make the internal DNS the first resolver. */
   resolverFiles(dns: readonly string[], domain: string): Array<{ path: string; content: string }>;
+  /** A host firewall the OS runs by default, which must let the roles' ports in. */
+  readonly hostFirewall?: "firewalld";
 }
 
 const header = "# Managed by fmc: edit the cluster spec, not this file.\n";
@@ -41,6 +44,8 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     name: "rhel-like",
     installPackages: (names) => cmd("dnf", "install", "-y", ...names),
     timeService: "chronyd.service",
+    // AlmaLinux images enable firewalld with only ssh, cockpit and dhcpv6-client open
+    hostFirewall: "firewalld",
     timeConfig: (ntp) => ({ path: "/etc/chrony.conf", content: `${header}${ntp.map((s) => `server ${s} iburst`).join("\n")}\ndriftfile /var/lib/chrony/drift\nmakestep 1.0 3\nrtcsync\n` }),
     resolverFiles: (dns, domain) => [
       // NetworkManager would rewrite resolv.conf from DHCP otherwise

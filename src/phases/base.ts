@@ -1,7 +1,8 @@
-// base: hostname, the internal DNS as first resolver, sysctl, swap off, time sync and
-// the login user's authorized keys (every key of the spec plus fmc's admin key, in
-// fmc's own block; keys outside it are the operator's and stay).
-import type { Host } from "../spec/schema.js";
+// base: hostname, the internal DNS as first resolver, sysctl, swap off, time sync, the
+// login user's authorized keys (every key of the spec plus fmc's admin key, in fmc's own
+// block; keys outside it are the operator's and stay), and on OSes that run a host
+// firewall by default (firewalld on AlmaLinux) the ports of the host's roles and VRRP.
+import type { Host, Spec } from "../spec/schema.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
@@ -13,9 +14,13 @@ import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
 import type { Change } from "../ops/change.js";
+import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
+import { rolePorts } from "../spec/checks.js";
+import { sh } from "../render/quote.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 export const SYSCTL_FILE = "/etc/sysctl.d/90-fmc.conf";
+export const FIREWALLD_GUARD = "base:firewalld";
 
 export function sysctlFor(host: Host): Record<string, string> {
   const out: Record<string, string> = {};
@@ -35,6 +40,72 @@ const TIME_PACKAGE: Record<string, string | undefined> = { "debian-like": "syste
 
 const authorizedKeysPath = (user: string) => `${homeOf(user)}/.ssh/authorized_keys`;
 
+/**
+ * What firewalld must let in on a host: SSH, every port its roles listen on (rolePorts),
+ * and VRRP (IP protocol 112) where it holds a VIP: without VRRP each Keepalived hears no
+ * peer and both holders keep the VIP.
+ */
+export function firewalldOpenings(spec: Spec, host: Host): { ports: string[]; protocols: string[] } {
+  const ports = new Set([`${host.ssh?.port ?? spec.ssh.port}/tcp`]);
+  for (const role of new Set(host.roles)) {
+    // the stats page listens on 127.0.0.1 only
+    for (const [port, , setting] of rolePorts(spec, role)) if (setting !== "loadBalancer.statsPort") ports.add(port);
+  }
+  const sorted = [...ports].sort((a, b) => parseInt(a, 10) - parseInt(b, 10) || a.localeCompare(b));
+  return { ports: sorted, protocols: spec.vips.some((v) => host.roles.includes(v.role)) ? ["vrrp"] : [] };
+}
+
+/**
+ * Why fmc opens ports in firewalld rather than replacing it with its own nftables on these
+ * hosts: firewalld is the distribution's default that AlmaLinux operators, FreeIPA's
+ * documentation and cockpit expect, it already keeps SSH open, and adding to it touches
+ * nothing else on the host; a replacement would make fmc own every rule of every host
+ * and take firewalld away from people who use it. The firewall between subnets is still
+ * the firewall host's nftables; this only lets the host's own services be reached.
+ * Runtime and permanent configuration are both changed, so no reload drops a connection;
+ * a firewalld that is enabled but not running gets the permanent configuration offline.
+ */
+export function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
+  const { ports, protocols } = firewalldOpenings(spec, host);
+  const items = [...ports, ...protocols].map(sh).join(" ");
+  const zone = `z=$(firewall-cmd --get-zone-of-interface=${sh(host.interface)} 2>/dev/null) || z=$(firewall-cmd --get-default-zone)`;
+  const add = (tool: string) => [
+    `${tool} --zone="$z"${ports.map((p) => ` --add-port=${sh(p)}`).join("")} >/dev/null`,
+    ...(protocols.length ? [`${tool} --zone="$z"${protocols.map((p) => ` --add-protocol=${sh(p)}`).join("")} >/dev/null`] : []),
+  ];
+  return {
+    id: FIREWALLD_GUARD,
+    title: `open ${[...ports, ...protocols].join(" ")} in firewalld`,
+    unless: [
+      "command -v firewall-cmd >/dev/null || exit 0",
+      "if systemctl is-active --quiet firewalld; then",
+      `  ${zone} || exit 1`,
+      '  live=" $(firewall-cmd --zone="$z" --list-ports) $(firewall-cmd --zone="$z" --list-protocols) "',
+      '  perm=" $(firewall-cmd --permanent --zone="$z" --list-ports) $(firewall-cmd --permanent --zone="$z" --list-protocols) "',
+      "elif systemctl is-enabled --quiet firewalld; then",
+      "  z=$(firewall-offline-cmd --get-default-zone) || exit 1",
+      '  perm=" $(firewall-offline-cmd --zone="$z" --list-ports) $(firewall-offline-cmd --zone="$z" --list-protocols) "; live=$perm',
+      "else exit 0; fi",
+      `for x in ${items}; do`,
+      '  case "$live" in *" $x "*) ;; *) exit 1 ;; esac',
+      '  case "$perm" in *" $x "*) ;; *) exit 1 ;; esac',
+      "done",
+    ].join("\n"),
+    run: [
+      "set -e",
+      "if systemctl is-active --quiet firewalld; then",
+      `  ${zone}`,
+      ...add("firewall-cmd").map((l) => `  ${l}`),
+      ...add("firewall-cmd --permanent").map((l) => `  ${l}`),
+      "else",
+      "  z=$(firewall-offline-cmd --get-default-zone)",
+      ...add("firewall-offline-cmd").map((l) => `  ${l}`),
+      "fi",
+    ].join("\n"),
+    notes: ["firewalld: adds to the zone of the host's interface, runtime and permanent, without a reload"],
+  };
+}
+
 export const base: Phase = {
   name: "base",
   description: "hostname, resolver, sysctl, swap, time sync, authorized keys",
@@ -50,6 +121,8 @@ export const base: Phase = {
       units: new Set(Object.values(FAMILIES).map((f) => f.timeService)),
       packages: new Set(Object.values(TIME_PACKAGE).filter((p): p is string => !!p)),
       sysctl: new Set(Object.keys(sysctlFor(host))),
+      // read on every host; it answers "nothing to do" where firewall-cmd is absent
+      guards: new Map([[FIREWALLD_GUARD, firewalldGuarded(pc.render.spec, host).unless]]),
     };
   },
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
@@ -79,6 +152,10 @@ export const base: Phase = {
     const user = pc.loginUser(host);
     const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user, keepOtherAdminKeys: spec.ssh.generatedKey }, c);
     if (keys) out.push(keys);
+    if (family.hostFirewall === "firewalld") {
+      const open = guardedChange(facts, firewalldGuarded(spec, host), c);
+      if (open) out.push(open);
+    }
     return out;
   },
 };

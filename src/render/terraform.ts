@@ -2,20 +2,125 @@
 // host with a `vm` section, booting Flatcar from its Ignition and AlmaLinux/Debian from
 // cloud-init; and Cloudflare (cloudflare/cloudflare 5.x) records, SSL mode and DNSSEC.
 // Secrets stay out: Ignition is read with file(), API tokens are variables.
+//
+// With a firewall host, every LAN subnet is an isolated libvirt network (no NAT, no DHCP,
+// no forwarding by the KVM host) whose first address belongs to the firewall's LAN
+// interface, so traffic between subnets crosses the firewall and its rules. The KVM host
+// keeps the subnet's last usable address there, to reach the VMs for SSH on-link (as the
+// lab's hypervisor does). A libvirt `nat` network would make the KVM host the gateway
+// and reject inbound traffic, so validation refuses it when a firewall exists.
 import { stringify } from "yaml";
-import type { Host } from "../spec/schema.js";
+import type { Host, Subnet } from "../spec/schema.js";
+import { broadcast, cidrOf, formatIp, ipOf } from "../spec/net.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { tfString as lit } from "./quote.js";
+import { etcHosts } from "./dns.js";
+import { recordInZone } from "../spec/checks.js";
 
 const GiB = 1024 ** 3;
 const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
 const ref = (type: string, name: string, attr = "id") => `\${${type}.${id(name)}.${attr}}`;
 
-function networkInterface(ctx: RenderContext, h: Host): Record<string, unknown> {
+/** The firewall host that routes between the subnets, when the spec has one. */
+export function routingFirewall(ctx: RenderContext): Host | undefined {
+  const name = ctx.spec.firewall?.host;
+  const h = name === undefined ? undefined : ctx.topo.hostsByName.get(name);
+  return h?.roles.includes("firewall") ? h : undefined;
+}
+
+export interface LanNetwork {
+  readonly subnet: Subnet;
+  /** The firewall's interface on it (eth1, eth2, … by default) and its address there. */
+  readonly firewallInterface: string;
+  readonly gateway: string;
+  /** Host bridge name (at most 15 characters): fmc<N>-<subnet>, N as in the firewall's ethN default. */
+  readonly bridge: string;
+  /** The KVM host's own address on the segment: the last usable one. */
+  readonly hostAddress: string;
+  /** MAC of the firewall's NIC on it, derived from the gateway so the guest can name it by MAC. */
+  readonly firewallMac: string;
+}
+
+const mac = (first: string, ip: number) => `${first}:${[(ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].map((o) => o.toString(16).padStart(2, "0")).join(":")}`;
+
+/**
+ * The LAN segments Terraform renders as isolated libvirt networks: with a firewall, every
+ * LAN subnet that Terraform provides (libvirt: bridge), in topo.lanSegments order.
+ */
+export function lanNetworks(ctx: RenderContext): LanNetwork[] {
+  if (!routingFirewall(ctx)) return [];
+  return ctx.topo.lanSegments.flatMap((l, i) =>
+    l.subnet.libvirt === "none"
+      ? []
+      : [{
+          subnet: l.subnet,
+          firewallInterface: l.firewallInterface,
+          gateway: l.gateway,
+          bridge: `fmc${i + 1}-${l.subnet.name}`.slice(0, 15),
+          hostAddress: formatIp(broadcast(cidrOf(l.subnet.cidr)) - 1),
+          firewallMac: mac("52:54:00", ipOf(l.gateway)),
+        }],
+  );
+}
+
+/** The firewall VM's WAN NIC: on the host bridge to the physical LAN (the home router's side). */
+const wanMac = (fw: Host) => mac("52:54:01", ipOf(fw.address));
+
+/**
+ * libvirt puts the provider's first address (the .1) on the host side of an isolated
+ * network; this stylesheet (the provider's xml.xslt) moves the KVM host to the last usable
+ * address, leaves out DHCP and switches libvirt's dnsmasq off. The provider reads the
+ * network back as the same CIDR, so plans stay clean.
+ */
+export function hostAddressXslt(hostAddress: string): string {
+  return [
+    '<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform">',
+    '  <xsl:output omit-xml-declaration="yes" indent="yes"/>',
+    '  <xsl:template match="@*|node()"><xsl:copy><xsl:apply-templates select="@*|node()"/></xsl:copy></xsl:template>',
+    `  <xsl:template match="/network/ip/@address"><xsl:attribute name="address">${hostAddress}</xsl:attribute></xsl:template>`,
+    '  <xsl:template match="/network/ip/dhcp"/>',
+    '  <xsl:template match="/network/dns"/>',
+    '  <xsl:template match="/network"><xsl:copy><xsl:apply-templates select="@*|node()"/><dns enable="no"/></xsl:copy></xsl:template>',
+    "</xsl:stylesheet>",
+    "",
+  ].join("\n");
+}
+
+function networkInterfaces(ctx: RenderContext, h: Host): Array<Record<string, unknown>> {
+  const fw = routingFirewall(ctx);
+  const lans = lanNetworks(ctx);
+  if (fw && h.name === fw.name) {
+    // WAN first, then one NIC per LAN network in lanSegments order: the guest names them
+    // by MAC (cloud-init set-name), so eth1, eth2, … match firewallInterface whatever the image's naming
+    return [
+      { bridge: lit(ctx.spec.network.bridge), mac: wanMac(fw), wait_for_lease: false },
+      ...lans.map((l) => ({ network_id: ref("libvirt_network", l.subnet.name), mac: l.firewallMac, wait_for_lease: false })),
+    ];
+  }
   const subnet = ctx.topo.subnetOf(h.address)!;
   const base = { addresses: [lit(h.address)], hostname: lit(h.name), wait_for_lease: false };
-  return subnet.libvirt === "nat" ? { ...base, network_id: ref("libvirt_network", subnet.name) } : { ...base, bridge: lit(ctx.spec.network.bridge) };
+  // no addresses on an isolated network: the provider would add them as DHCP hosts, and
+  // there is no DHCP there (cloud-init and Ignition set the static address)
+  if (lans.some((l) => l.subnet === subnet)) return [{ network_id: ref("libvirt_network", subnet.name), wait_for_lease: false }];
+  return [subnet.libvirt === "nat" ? { ...base, network_id: ref("libvirt_network", subnet.name) } : { ...base, bridge: lit(ctx.spec.network.bridge) }];
+}
+
+/** cloud-init network config of the firewall VM: DHCP on the WAN, each LAN interface holding its subnet's gateway. */
+function firewallNetworkConfig(ctx: RenderContext, fw: Host): Record<string, unknown> {
+  const { topo } = ctx;
+  const nameservers = { addresses: topo.dnsServers, search: [ctx.spec.domain] };
+  const wan = ctx.spec.firewall!.wanInterface;
+  const ethernets: Record<string, unknown> = {
+    // the uplink's router hands out the address and default route; the internal DNS stays first
+    [wan]: { match: { macaddress: wanMac(fw) }, "set-name": wan, dhcp4: true, "dhcp4-overrides": { "use-dns": false }, nameservers },
+  };
+  for (const l of lanNetworks(ctx)) {
+    const prefix = cidrOf(l.subnet.cidr).prefix;
+    const own = topo.subnetOf(fw.address) === l.subnet && fw.address !== l.gateway ? [`${fw.address}/${prefix}`] : [];
+    ethernets[l.firewallInterface] = { match: { macaddress: l.firewallMac }, "set-name": l.firewallInterface, addresses: [`${l.gateway}/${prefix}`, ...own] };
+  }
+  return { version: 2, ethernets };
 }
 
 export function cloudInit(ctx: RenderContext, h: Host): { userData: string; networkConfig: string } {
@@ -25,7 +130,9 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
   const userData = {
     hostname: h.name,
     fqdn: topo.fqdn(h.name),
-    manage_etc_hosts: true,
+    // the FQDN on the real address: cloud-init's manage_etc_hosts would put it on 127.0.0.1 (ipa-server-install aborts)
+    manage_etc_hosts: false,
+    write_files: [{ path: "/etc/hosts", permissions: "0644", content: etcHosts(ctx, h) }],
     disable_root: user !== "root",
     ssh_pwauth: false,
     users: [{ name: user, ...(user === "root" ? {} : { sudo: "ALL=(ALL) NOPASSWD:ALL", shell: "/bin/bash" }), ssh_authorized_keys: [...topo.keysOf(h)] }],
@@ -33,7 +140,7 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
     ntp: { enabled: true, servers: ctx.spec.network.ntp },
     runcmd: [["swapoff", "-a"]],
   };
-  const networkConfig = {
+  const networkConfig = h.name === routingFirewall(ctx)?.name ? firewallNetworkConfig(ctx, h) : {
     version: 2,
     ethernets: {
       [h.interface]: {
@@ -58,7 +165,20 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
     libvirt_cloudinit_disk: {},
     libvirt_domain: {},
   };
-  for (const s of spec.network.subnets.filter((x) => x.libvirt === "nat")) {
+  for (const l of lanNetworks(ctx)) {
+    resource.libvirt_network![id(l.subnet.name)] = {
+      name: lit(`${spec.name}-${l.subnet.name}`),
+      mode: "none",
+      bridge: lit(l.bridge),
+      addresses: [lit(l.subnet.cidr)],
+      autostart: true,
+      dhcp: { enabled: false },
+      dns: { enabled: false },
+      xml: { xslt: hostAddressXslt(l.hostAddress) }, // fmc's own text around a formatted address
+    };
+  }
+  // no firewall: the old layout, libvirt NAT networks (the KVM host is their gateway)
+  for (const s of routingFirewall(ctx) ? [] : spec.network.subnets.filter((x) => x.libvirt === "nat")) {
     resource.libvirt_network![id(s.name)] = {
       name: lit(`${spec.name}-${s.name}`),
       mode: "nat",
@@ -87,7 +207,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
       autostart: true,
       qemu_agent: h.os !== "flatcar",
       disk: [{ volume_id: ref("libvirt_volume", `${h.name}_root`) }, ...vm.dataDisks.map((d) => ({ volume_id: ref("libvirt_volume", `${h.name}_${d.name}`) }))],
-      network_interface: [networkInterface(ctx, h)],
+      network_interface: networkInterfaces(ctx, h),
       console: [{ type: "pty", target_port: "0", target_type: "serial" }],
     };
     if (h.os === "flatcar") {
@@ -126,6 +246,15 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   };
 }
 
+/** A record's full name: "@" is the zone's apex. */
+const recordFqdn = (zone: string, name: string) => (name === "@" ? zone : `${name}.${zone}`);
+
+/** wireguard.endpoint's record name in the Cloudflare zone ("@" for the apex), if it is a name there. */
+export function endpointRecord(ctx: RenderContext): string | undefined {
+  const { cloudflare, wireguard } = ctx.spec;
+  return cloudflare && wireguard?.endpoint ? recordInZone(cloudflare.zone, wireguard.endpoint) : undefined;
+}
+
 export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown> | undefined {
   const cf = ctx.spec.cloudflare;
   const gateway = ctx.topo.withRole("gateway")[0];
@@ -133,8 +262,13 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
   const zone = "${var.cloudflare_zone_id}";
   const records: Record<string, unknown> = {};
   for (const r of cf.records) {
-    const fqdn = r.name === "@" ? cf.zone : `${r.name}.${cf.zone}`;
-    records[id(r.name === "@" ? "apex" : r.name)] = { zone_id: zone, name: lit(fqdn), type: "A", content: lit(gateway.publicAddress), proxied: r.proxied, ttl: 1 };
+    records[id(r.name === "@" ? "apex" : r.name)] = { zone_id: zone, name: lit(recordFqdn(cf.zone, r.name)), type: "A", content: lit(gateway.publicAddress), proxied: r.proxied, ttl: 1 };
+  }
+  // the LAN peer dials the WireGuard endpoint over UDP, which Cloudflare's proxy does not
+  // carry: a name in the zone gets its own DNS-only record (unless the spec lists it unproxied)
+  const endpoint = endpointRecord(ctx);
+  if (endpoint && !cf.records.some((r) => r.name === endpoint)) {
+    records.wireguard_endpoint = { zone_id: zone, name: lit(recordFqdn(cf.zone, endpoint)), type: "A", content: lit(gateway.publicAddress), proxied: false, ttl: 1 };
   }
   const resource: Record<string, unknown> = {
     cloudflare_dns_record: records,

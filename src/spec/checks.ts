@@ -68,11 +68,14 @@ export function rolePorts(spec: Spec, role: Role): Array<[string, string, string
     case "edge":
       return [["80/tcp", "Traefik web"], ["443/tcp", "Traefik websecure"], [`${spec.edge.metricsPort}/tcp`, "Traefik metrics", "edge.metricsPort"]];
     case "k3s-server":
-      return [[`${K3S_API_PORT}/tcp`, "kube-apiserver"], ["2379/tcp", "etcd client"], ["2380/tcp", "etcd peer"], ["10250/tcp", "kubelet"]];
+      return [[`${K3S_API_PORT}/tcp`, "kube-apiserver"], ["2379/tcp", "etcd client"], ["2380/tcp", "etcd peer"], ...k3sNodePorts(spec)];
     case "k3s-agent":
-      return [["10250/tcp", "kubelet"]];
+      return k3sNodePorts(spec);
     case "identity":
-      return [["53/udp", "DNS"], ["53/tcp", "DNS"], ["88/tcp", "Kerberos"], ["389/tcp", "LDAP"], ["443/tcp", "FreeIPA web UI"]];
+      return [
+        ["53/udp", "DNS"], ["53/tcp", "DNS"], ["80/tcp", "FreeIPA web UI and enrollment"], ["88/tcp", "Kerberos"], ["88/udp", "Kerberos"],
+        ["389/tcp", "LDAP"], ["443/tcp", "FreeIPA web UI"], ["464/tcp", "Kerberos kpasswd"], ["464/udp", "Kerberos kpasswd"], ["636/tcp", "LDAPS"],
+      ];
     case "database":
       return [["5432/tcp", "PostgreSQL"]];
     case "storage":
@@ -85,6 +88,19 @@ export function rolePorts(spec: Spec, role: Role): Array<[string, string, string
     case "firewall":
       return [];
   }
+}
+
+/** What every K3s node listens on: kubelet, flannel's VXLAN and the ingress NodePorts. */
+function k3sNodePorts(spec: Spec): Array<[string, string, string?]> {
+  const np = spec.k3s.ingressNodePorts;
+  return [["10250/tcp", "kubelet"], ["8472/udp", "flannel VXLAN"], [`${np.http}/tcp`, "ingress NodePort (HTTP)", "k3s.ingressNodePorts.http"], [`${np.https}/tcp`, "ingress NodePort (HTTPS)", "k3s.ingressNodePorts.https"]];
+}
+
+/** A name's record inside a DNS zone, relative to it ("@" for the apex); undefined for an address or a name outside the zone. */
+export function recordInZone(zone: string, name: string): string | undefined {
+  if (parseIp(name) !== undefined) return undefined;
+  if (name === zone) return "@";
+  return name.endsWith(`.${zone}`) ? name.slice(0, -zone.length - 1) : undefined;
 }
 
 /**
@@ -131,6 +147,15 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
     subnets.push({ name: s.name, cidr: c, index: i });
   });
   const subnetOf = (ip: number) => subnets.find((s) => contains(s.cidr, ip));
+  // With a firewall host, it routes between the subnets as every LAN subnet's gateway;
+  // the WireGuard tunnel's subnet (the gateway's) is no LAN segment.
+  const fwHost = spec.firewall ? spec.hosts.find((h) => h.name === spec.firewall!.host && h.roles.includes("firewall")) : undefined;
+  const vpsIp = spec.wireguard ? parseIp(spec.hosts.find((h) => h.roles.includes("gateway"))?.address ?? "") : undefined;
+  const tunnelIndex = vpsIp === undefined ? undefined : subnetOf(vpsIp)?.index;
+  const isLan = (index: number) => index !== tunnelIndex;
+  /** The KVM host's address on a subnet Terraform provides with a firewall: the last usable one. */
+  const kvmHostIp = (s: { index: number; cidr: Cidr }) => (fwHost && isLan(s.index) && spec.network.subnets[s.index]!.libvirt !== "none" ? broadcast(s.cidr) - 1 : undefined);
+  const explicitGateway = (index: number) => fwHost !== undefined && isLan(index) && spec.network.subnets[index]!.gateway !== undefined;
 
   // --- hosts ---------------------------------------------------------------------
   const byName = new Map<string, number>();
@@ -155,16 +180,20 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
         errOf("network.subnets")(`${path}.address`, `${h.address} is outside every subnet`, `add a subnet to network.subnets or move ${h.name} into one of: ${subnets.map((x) => `${x.name} ${x.cidr.text}`).join(", ")}`);
       } else if (ip === s.cidr.network || ip === broadcast(s.cidr)) {
         err(`${path}.address`, `${h.address} is the network or broadcast address of subnet "${s.name}"`);
-      } else if (!h.roles.includes("firewall") && !h.roles.includes("gateway") && gatewayIp(spec, s.index, s.cidr) === ip) {
-        err(`${path}.address`, `${h.address} is the gateway of subnet "${s.name}"`, "pick another address or set the subnet's gateway");
+      } else if (!h.roles.includes("firewall") && !(h.roles.includes("gateway") && (!fwHost || !isLan(s.index))) && gatewayIp(spec, s.index, s.cidr) === ip) {
+        // an explicit gateway on a host is blamed on the subnet's gateway setting (below)
+        if (!explicitGateway(s.index)) err(`${path}.address`, `${h.address} is the gateway of subnet "${s.name}"${fwHost ? `: ${fwHost.name}'s LAN interface holds it` : ""}`, "pick another address or set the subnet's gateway");
+      } else if (kvmHostIp(s) === ip) {
+        err(`${path}.address`, `${h.address} is the last usable address of subnet "${s.name}": the KVM host (and the lab's hypervisor) holds it to reach the hosts on-link`, "pick another address");
       }
     }
     if (h.publicAddress !== undefined && parseIp(h.publicAddress) === undefined) {
       err(`${path}.publicAddress`, `"${h.publicAddress}" is not an IPv4 address`);
     }
     const home = ip === undefined ? undefined : subnetOf(ip);
-    if (h.vm && home && spec.network.subnets[home.index]!.libvirt === "none") {
-      err(`${path}.vm`, `${h.name} is a VM but its subnet "${home.name}" has libvirt: none`, `set network.subnets[${home.index}].libvirt to nat or bridge`);
+    // the firewall VM's NICs are its WAN and LAN sides; its own address may be on wg0
+    if (h.vm && home && spec.network.subnets[home.index]!.libvirt === "none" && h !== fwHost) {
+      err(`${path}.vm`, `${h.name} is a VM but its subnet "${home.name}" has libvirt: none`, `set network.subnets[${home.index}].libvirt to ${fwHost ? "bridge" : "nat or bridge"}`);
     }
     if (h.vm && h.os === "debian" && h.roles.includes("gateway")) {
       warn(`${path}.vm`, "the gateway is a public VPS; Terraform's libvirt VMs live in the LAN");
@@ -206,6 +235,11 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
     byAddress.set(ip, `VIP ${v.name}`);
     const s = subnetOf(ip);
     if (!s) return errOf("network.subnets")(`${path}.address`, `${v.address} is outside every subnet`);
+    if (fwHost && isLan(s.index) && !explicitGateway(s.index) && gatewayIp(spec, s.index, s.cidr) === ip) {
+      err(`${path}.address`, `${v.address} is the gateway of subnet "${s.name}": ${fwHost.name}'s LAN interface holds it`, "a VIP needs an address nothing else uses");
+    } else if (kvmHostIp(s) === ip) {
+      err(`${path}.address`, `${v.address} is the last usable address of subnet "${s.name}": the KVM host holds it`, "a VIP needs an address nothing else uses");
+    }
     const holders = spec.hosts.filter((h) => h.roles.includes(v.role));
     if (holders.length === 0) errOf("hosts")(`${path}.role`, `no host has role ${v.role} to hold VIP ${v.name}`);
     else if (holders.length === 1) warnOf("hosts")(`${path}.role`, `only ${holders[0]!.name} holds VIP ${v.name}: no failover`);
@@ -377,12 +411,82 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
       fwdPorts.add(key);
     });
   }
+  routedLayoutProblems();
   if (spec.cloudflare && !spec.wireguard) warn("cloudflare", "Cloudflare records point at the gateway, but there is no wireguard section");
   const records = new Set<string>();
   spec.cloudflare?.records.forEach((r, i) => {
     if (records.has(r.name)) err(`cloudflare.records[${i}].name`, `record ${r.name} is listed twice`);
     records.add(r.name);
   });
+  const endpoint = wg?.endpoint;
+  if (endpoint !== undefined && parseIp(endpoint) === undefined) {
+    const inZone = spec.cloudflare ? recordInZone(spec.cloudflare.zone, endpoint) : undefined;
+    const listed = inZone === undefined ? -1 : spec.cloudflare!.records.findIndex((r) => r.name === inZone);
+    if (inZone === undefined) {
+      const why = spec.cloudflare ? `it is not in the Cloudflare zone ${spec.cloudflare.zone}` : "there is no cloudflare section";
+      warn("wireguard.endpoint", `fmc creates no DNS record for ${endpoint} (${why}): it must resolve to the gateway's public address, unproxied`, "or use a name in cloudflare.zone, or the address itself");
+    } else if (listed >= 0 && spec.cloudflare!.records[listed]!.proxied) {
+      err(`cloudflare.records[${listed}].proxied`, `${endpoint} is wireguard.endpoint: a proxied record carries only HTTP(S), never WireGuard's UDP`, "set proxied: false, or leave the record out (fmc renders the endpoint's DNS-only record)");
+    }
+  }
+  // Cross-subnet rules hold only where one host routes and filters between the subnets:
+  // every LAN subnet's gateway must be the firewall's interface on it, reached on a bridge.
+  function routedLayoutProblems() {
+    const fw = spec.firewall;
+    if (!fw) return;
+    if (!fwHost) {
+      const cross = fw.rules.map((r, i) => ({ r, i })).filter(({ r }) => crossesSubnets(r.from, r.to));
+      if (cross.length) {
+        const { r, i } = cross[0]!;
+        errOf("hosts")("firewall.rules", `${cross.length === 1 ? "a rule crosses" : `${cross.length} rules cross`} subnets (firewall.rules[${i}]: ${r.from} to ${r.to}) but no host has role firewall to route between them and enforce it`, `give ${fw.host} role firewall, or remove the rules between subnets`);
+      }
+      return;
+    }
+    const fi = spec.hosts.indexOf(fwHost);
+    spec.network.subnets.forEach((s, i) => {
+      const path = `network.subnets[${i}]`;
+      if (s.libvirt === "nat") {
+        err(`${path}.libvirt`, `a libvirt nat network makes the KVM host the gateway of "${s.name}" (and it rejects inbound traffic), so ${fwHost.name} could not enforce the rules between subnets`, `use libvirt: bridge: fmc renders an isolated network whose gateway is ${fwHost.name}'s interface`);
+      }
+      const c = subnets.find((x) => x.index === i);
+      if (!c || !isLan(i)) return;
+      if (s.libvirt !== "none" && c.cidr.prefix > 29) err(`${path}.cidr`, `${s.cidr} is too small for a libvirt network (at least a /29): it needs ${fwHost.name}'s gateway, the KVM host's last address and the hosts`);
+      const g = s.gateway === undefined ? undefined : parseIp(s.gateway);
+      if (g === undefined || !contains(c.cidr, g)) return;
+      const owner = byAddress.get(g);
+      if (owner !== undefined && owner !== fwHost.name) {
+        err(`${path}.gateway`, `${s.gateway} is the address of ${owner.startsWith("VIP ") ? owner : `host ${owner}`}, but the gateway of "${s.name}" is ${fwHost.name}'s interface there`, `leave gateway out (${fwHost.name} takes the first address) or pick an address nothing else uses`);
+      } else if (g === kvmHostIp(c)) {
+        err(`${path}.gateway`, `${s.gateway} is the last usable address of "${s.name}", which the KVM host holds`, "leave gateway out or pick another address");
+      }
+    });
+    const lans = spec.network.subnets.map((s, i) => ({ s, i })).filter(({ i }) => isLan(i));
+    if (fwHost.vm) {
+      if (fwHost.os === "flatcar") err(`hosts[${fi}].os`, `the firewall VM's interfaces are configured by cloud-init, which Flatcar does not run: ${fwHost.name} would have no LAN side`, "use debian or almalinux for the firewall");
+      const others = [...byAddress].filter(([, owner]) => owner !== fwHost.name).map(([ip]) => ip);
+      for (const { s, i } of lans) {
+        const c = subnets.find((x) => x.index === i);
+        if (s.libvirt === "none" && c && others.some((ip) => contains(c.cidr, ip))) warn(`network.subnets[${i}].libvirt`, `${fwHost.name} is a VM but Terraform gives it no interface on "${s.name}" (libvirt: none): nothing routes that subnet`, "set libvirt: bridge");
+      }
+    } else if (lans.some(({ s }) => s.libvirt !== "none") && spec.hosts.some((h) => h.vm)) {
+      warn(`hosts[${fi}]`, `${fwHost.name} is not a VM: Terraform's LAN networks are isolated bridges on the KVM host (fmc1-…), which reach it only if you add its LAN ports to them`, `give ${fwHost.name} a vm section to have it created with one NIC per subnet`);
+    }
+  }
+
+  /** Whether a rule's two ends can lie in different subnets (any, a CIDR across subnets, or two subnets). */
+  function crossesSubnets(from: string, to: string): boolean {
+    const a = subnetOfRef(from);
+    const b = subnetOfRef(to);
+    return a === undefined || b === undefined || a !== b;
+  }
+  function subnetOfRef(ref: string): number | undefined {
+    if (subnetNames.has(ref)) return subnetNames.get(ref);
+    const ip = hostIps.get(ref) ?? (vipNames.has(ref) ? parseIp(spec.vips[vipNames.get(ref)!]!.address) : undefined);
+    if (ip !== undefined) return subnetOf(ip)?.index;
+    const c = ref === "any" ? undefined : parseCidr(ref.includes("/") ? ref : `${ref}/32`);
+    return typeof c === "object" ? subnets.find((s) => isInside(c, s.cidr))?.index : undefined;
+  }
+
   // rendered file names that must not meet: the reverse zone, HelmChart files
   if (/(^|\.)arpa$/.test(spec.domain)) err("domain", `${spec.domain} is a reverse-DNS name`, "use the internal domain, such as microcloud.lan");
   const charts = new Map<string, string>();

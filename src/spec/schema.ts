@@ -44,13 +44,13 @@ const Subnet = z.strictObject({
   libvirt: z
     .enum(["nat", "bridge", "none"])
     .default("none")
-    .describe("how Terraform provides this subnet to VMs: a libvirt NAT network, the host bridge, or not at all"),
+    .describe("how Terraform provides this subnet to VMs: with a firewall host, bridge = an isolated libvirt network whose .1 is the firewall's (nat is then refused); without one, a libvirt NAT network or the host bridge; none = not at all"),
 });
 
 const Network = z.strictObject({
   cidr: cidr.default("10.17.0.0/16").describe("the private network; all cluster traffic stays inside it"),
   subnets: list(Subnet, 256).min(1),
-  bridge: ifname.default("br0").describe("host bridge to the physical LAN, for subnets with libvirt: bridge"),
+  bridge: ifname.default("br0").describe("host bridge to the physical LAN: the firewall VM's WAN side (and, without a firewall, the subnets with libvirt: bridge)"),
   ntp: list(hostOrIp, 16).default(["0.flatcar.pool.ntp.org", "1.flatcar.pool.ntp.org"]).describe("NTP servers: host names or IPv4 addresses"),
   upstreamDns: list(ipv4, 8).default(["1.1.1.1", "9.9.9.9"]).describe("forwarders (IPv4) used by the internal DNS server only"),
 });

@@ -18,8 +18,8 @@ network:
   subnets:
     - { name: tunnel,  cidr: 10.17.0.0/24 }                  # WireGuard: VPS 10.17.0.1 <-> firewall
     - { name: dmz,     cidr: 10.17.2.0/24, libvirt: bridge } # Traefik edge nodes
-    - { name: infra,   cidr: 10.17.3.0/24, libvirt: nat }    # FreeIPA, PostgreSQL
-    - { name: cluster, cidr: 10.17.4.0/24, libvirt: nat }    # K3s servers, agents, storage
+    - { name: infra,   cidr: 10.17.3.0/24, libvirt: bridge } # FreeIPA, PostgreSQL
+    - { name: cluster, cidr: 10.17.4.0/24, libvirt: bridge } # K3s servers, agents, storage
     - { name: lb,      cidr: 10.17.5.0/24, libvirt: bridge } # HAProxy + Keepalived and the API VIP
 
 hosts:
@@ -42,7 +42,7 @@ hosts:
   - { name: traefik1, roles: [edge], os: almalinux, address: 10.17.2.21, ssh: { user: root }, vm: { vcpu: 1, memoryMiB: 1024, diskGiB: 10 } }
   - { name: traefik2, roles: [edge], os: almalinux, address: 10.17.2.22, ssh: { user: root }, vm: { vcpu: 1, memoryMiB: 1024, diskGiB: 10 } }
   # The LAN firewall (pfSense in the original; a Debian nftables gateway works the same).
-  - { name: firewall1, roles: [firewall], os: debian, address: 10.17.0.2, ssh: { user: root } }
+  - { name: firewall1, roles: [firewall], os: debian, address: 10.17.0.2, ssh: { user: root }, vm: { vcpu: 1, memoryMiB: 1024, diskGiB: 10 } }
   # The public VPS: WireGuard gateway. Its tunnel address is 10.17.0.1.
   - { name: vps1, roles: [gateway], os: debian, address: 10.17.0.1, publicAddress: 203.0.113.10, ssh: { user: root, host: 203.0.113.10 } }
 
@@ -96,6 +96,8 @@ firewall:
     - { description: DNS for everyone,              from: any,     to: freeipa1, protocol: udp, ports: [53] }
     - { description: DNS over TCP for everyone,     from: any,     to: freeipa1, ports: [53] }
     - { description: Kerberos and LDAP,             from: any,     to: freeipa1, ports: [88, 389, 464, 636] }
+    - { description: Kerberos over UDP,             from: any,     to: freeipa1, protocol: udp, ports: [88, 464] }
+    - { description: FreeIPA enrollment and web UI, from: any,     to: freeipa1, ports: [80, 443] }
     - { description: Traefik to the ingress VIP,    from: dmz,     to: api,      ports: [80, 443] }
     - { description: API and ingress NodePorts,     from: lb,      to: cluster,  ports: [6443, 30080, 30443] }
     - { description: Nodes join through the VIP,    from: cluster, to: api,      ports: [6443] }
