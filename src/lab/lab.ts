@@ -35,6 +35,9 @@ export interface LabHost {
   readonly address: string;
   readonly netns: string;
   readonly dir: string;
+  /** Its links: name inside the host, the switch port it plugs into, its address. */
+  readonly nics?: ReadonlyArray<{ ifname: string; port: string; address: string }>;
+  readonly defaultVia?: string;
   pid?: number;
 }
 
@@ -65,6 +68,8 @@ const LabStateFile = z.object({
       address: z.string().min(1),
       netns: z.string().startsWith(`${LABEL}-`),
       dir: absolute,
+      nics: z.array(z.object({ ifname: z.string().min(1), port: z.string().regex(/^p\d+$/), address: z.string().min(1) })).optional(),
+      defaultVia: z.string().optional(),
       pid: z.number().int().positive().optional(),
     }),
   ),
@@ -197,13 +202,14 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       run("ip", ["link", "set", l.name, "up"], "root link up");
     }
     let port = 0;
-    const wire = (ns: string, nic: Nic) => {
+    const wire = (ns: string, nic: Nic): string => {
       const peer = `p${port++}`;
       run("ip", ["link", "add", nic.ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", SWITCH_NS], `wiring ${ns} ${nic.ifname}`);
       run("ip", ["-n", SWITCH_NS, "link", "set", peer, "master", nic.bridge, "up"], `attaching ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "link", "set", nic.ifname, "address", macOf(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "addr", "add", nic.address, "dev", nic.ifname], `addressing ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "link", "set", nic.ifname, "up"], `${ns} ${nic.ifname} up`);
+      return peer;
     };
     const forwarding = (ns: string) => run("ip", ["netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1"], `forwarding in ${ns}`);
     if (net.router) {
@@ -243,11 +249,11 @@ function isLabInternet(): boolean {
   return r.status === 0 && /: fmclab-/.test(r.stdout);
 }
 
-function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => void): LabHost {
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => string): LabHost {
   const netns = `${LABEL}-${h.name}`;
   run("ip", ["netns", "add", netns], `creating ${netns}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
-  for (const nic of hn.nics) wire(netns, nic);
+  const nics = hn.nics.map((nic) => ({ ifname: nic.ifname, port: wire(netns, nic), address: nic.address }));
   if (hn.defaultVia) run("ip", ["-n", netns, "route", "add", "default", "via", hn.defaultVia], `default route of ${h.name}`);
 
   const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
@@ -262,7 +268,7 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   writeFileSync(join(root, "root/.ssh/authorized_keys"), `${o.topo.keysOf(h).join("\n")}\n`, { mode: 0o600 });
   chmodSync(join(root, "root/.ssh/authorized_keys"), 0o600);
   if (o.topo.ingressBackends.some((b) => b.name === h.name)) installBackend(root, o.spec.k3s.ingressNodePorts.http);
-  return { name: h.name, address: hn.sshAddress, netns, dir };
+  return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia };
 }
 
 /** The lab stand-in for an ingress backend (K3s can't run here): see BACKEND_PY. */
@@ -520,4 +526,42 @@ export function labExecArgs(hostName: string, args: readonly string[]): string[]
 export function labExec(hostName: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
   const r = spawnSync("nsenter", labExecArgs(hostName, args), { encoding: "utf8", timeout: opts.timeoutMs, input: opts.input });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const hostOf = (name: string): { state: LabState; host: LabHost } => {
+  const state = readState();
+  const host = state?.hosts.find((h) => h.name === name);
+  if (!state || !host) throw new FmcError("LAB_HOST", `no lab host ${name}`);
+  return { state, host };
+};
+
+/**
+ * Pulls the plug: the host's links go dark on the switch (nobody hears it, not even its
+ * ARP), every process in it dies at once, and its addresses are gone, as after a power
+ * cut. `labPowerOn` boots it again from its own disk (the overlay keeps its files).
+ */
+export async function labPowerOff(name: string): Promise<void> {
+  requireRoot();
+  const { host } = hostOf(name);
+  for (const n of host.nics ?? []) run("ip", ["-n", SWITCH_NS, "link", "set", "dev", n.port, "down"], `unplugging ${name}`);
+  if (host.pid) tryRun("kill", ["-KILL", String(host.pid)]);
+  for (const pid of netnsPids(host.netns)) tryRun("kill", ["-KILL", String(pid)]);
+  const deadline = Date.now() + 5000;
+  while (netnsPids(host.netns).length && Date.now() < deadline) await sleep(20);
+  for (const n of host.nics ?? []) run("ip", ["-n", host.netns, "addr", "flush", "dev", n.ifname], `clearing ${name}'s addresses`);
+}
+
+/** Boots a powered-off host: its addresses back, plugged in, until SSH answers. */
+export async function labPowerOn(name: string, timeoutMs = 60_000): Promise<void> {
+  requireRoot();
+  const { state, host } = hostOf(name);
+  for (const n of host.nics ?? []) {
+    run("ip", ["-n", host.netns, "addr", "add", n.address, "dev", n.ifname], `addressing ${name}`);
+    run("ip", ["-n", host.netns, "link", "set", "dev", n.ifname, "up"], `${name} ${n.ifname} up`);
+  }
+  if (host.defaultVia) run("ip", ["-n", host.netns, "route", "replace", "default", "via", host.defaultVia], `default route of ${name}`);
+  host.pid = boot(host);
+  writeState(state);
+  for (const n of host.nics ?? []) run("ip", ["-n", SWITCH_NS, "link", "set", "dev", n.port, "up"], `plugging ${name} in`);
+  if (!(await waitForPort(host.address, 22, timeoutMs))) throw new FmcError("LAB_BOOT", `${name} did not answer SSH within ${timeoutMs / 1000} s`, `see ${join(host.dir, "console.log")}`);
 }
