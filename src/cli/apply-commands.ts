@@ -5,6 +5,7 @@ import { FmcError } from "../errors.js";
 import { openSession, type Session, type SessionOptions } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
 import { acquireLock } from "../state/lock.js";
+import { describeOverrides } from "../engine/inventory.js";
 import type { Change } from "../ops/change.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg, yellow } from "./ui.js";
 
@@ -44,7 +45,15 @@ const progress = (e: Event) => {
   if (e.type === "phase") process.stderr.write(bold(`phase ${e.phase}: ${n(e.hosts, "host")}\n`));
   if (e.type === "change") process.stderr.write(`[${e.change.host}] ${e.change.phase}: ${e.change.title}\n`);
   if (e.type === "done") process.stderr.write(dim(`[${e.change.host}] ${e.change.phase}: done in ${Math.round(e.ms)} ms\n`));
+  if (e.type === "reverting") process.stderr.write(red(`[${e.change.host}] ${e.change.phase}: not confirmed (${e.why}); waiting ${Math.ceil(e.waitMs / 1000)} s for the host to restore the previous state\n`));
 };
+
+/** --confirm-timeout: whole seconds, long enough for a new connection to get through. */
+function confirmTimeout(value: string | undefined): number {
+  const s = Number(value ?? 60);
+  if (!Number.isInteger(s) || s < 10 || s > 3600) throw new FmcError("USAGE", `--confirm-timeout ${value}: whole seconds from 10 to 3600 please`);
+  return s;
+}
 
 function printPlan(s: Session, p: Plan): void {
   const byHost = new Map<string, Change[]>();
@@ -62,6 +71,7 @@ function printPlan(s: Session, p: Plan): void {
     }
   }
   if (p.skippedHosts.length) process.stdout.write(dim(`not in the ${s.inventory.source} inventory, skipped: ${p.skippedHosts.join(", ")}\n`));
+  for (const d of describeOverrides(s.inventory.overrides)) process.stdout.write(dim(`lab stand-in: ${d}\n`));
   printUnreachable(s, p);
   process.stdout.write(p.changes.length ? `Plan: ${n(p.changes.length, "change")} on ${n(byHost.size, "host")}.\n` : "No changes: the hosts match the spec.\n");
 }
@@ -116,9 +126,17 @@ async function confirm(question: string): Promise<boolean> {
 
 export const apply = defineCommand({
   meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run (after fmc lab up, on the lab's hosts); refuses while a host can't be reached" },
-  args: { ...sessionArgs, yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false } },
+  args: {
+    ...sessionArgs,
+    yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false },
+    "confirm-timeout": {
+      type: "string",
+      description: "seconds after loading new firewall rules until the host restores the previous ones by itself, unless a new SSH connection gets through first",
+      default: "60",
+    },
+  },
   async run({ args }) {
-    const s = await openSession(sessionOptions(args));
+    const s = await openSession({ ...sessionOptions(args), confirmTimeoutS: confirmTimeout(args["confirm-timeout"]) });
     let lock: { release(): void } | undefined;
     try {
       if (s.unreachable.size > 0) {
@@ -136,7 +154,7 @@ export const apply = defineCommand({
         return;
       }
       // re-planning after package installs may run a few steps other than the plan's
-      const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress });
+      const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress, reconnect: s.reconnect });
       process.stdout.write(`Applied ${n(done.changes, "change")} in ${((performance.now() - started) / 1000).toFixed(1)} s.\n`);
     } finally {
       lock?.release();

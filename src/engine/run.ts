@@ -7,9 +7,15 @@
 // Debian, started services), so apply re-reads a host's facts after such a step and
 // re-plans the rest of that host's phase, and before each phase it re-reads the hosts
 // an earlier phase changed. A host nothing changed is read once per run.
-import type { Transport } from "../hosts/transport.js";
+//
+// A change that could cut fmc off its host (Change.confirm: firewall rules) arms a revert
+// on the host first; after it, apply opens a brand-new connection to the host over the
+// same path and runs the change's cancel command there. If that fails, the revert is left
+// to fire: apply waits until it has, checks over yet another new connection, and stops
+// with an error saying what was reverted and why.
+import type { ExecResult, Transport } from "../hosts/transport.js";
 import { emptyRequest, gatherFacts, mergeRequests, type FactRequest, type HostFacts } from "../hosts/facts.js";
-import type { Change } from "../ops/change.js";
+import type { Change, ConfirmSpec } from "../ops/change.js";
 import type { Phase, PhaseContext } from "../phases/phase.js";
 import type { Host } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
@@ -32,7 +38,29 @@ export type Event =
   | { type: "facts"; host: string }
   | { type: "phase"; phase: string; hosts: number }
   | { type: "change"; change: Change }
-  | { type: "done"; change: Change; ms: number };
+  | { type: "done"; change: Change; ms: number }
+  /** A confirmed change could not be confirmed: apply waits for the host's own revert. */
+  | { type: "reverting"; change: Change; why: string; waitMs: number };
+
+/** Opens brand-new connections, for changes that must be confirmed over one (Change.confirm). */
+export interface Reconnect {
+  /** A new connection to the host over the same path as the run's own (never the open one). */
+  open(host: string): Promise<Transport>;
+  /** How the host is reached, for messages: "10.17.2.1:22". */
+  where(host: string): string;
+}
+
+export interface ApplyOptions {
+  concurrency: number;
+  onEvent?: (e: Event) => void;
+  /** Needed when the plan has changes with `confirm`. */
+  reconnect?: Reconnect;
+  /** How apply waits for a revert to fire (tests pass a fake). */
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** Beyond its timeout, how long apply gives a host's revert to fire before checking it. */
+export const REVERT_MARGIN_MS = 5_000;
 
 /** Runs fn over items with at most `limit` in flight. */
 export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
@@ -99,7 +127,7 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
 const stepKey = (c: Change) => `${c.title}\n${c.commands.map((x) => x.shell).join("\n")}`;
 
 /** Runs the plan; returns how many changes ran (re-planning may differ from the plan's count). */
-export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>, opts: { concurrency: number; onEvent?: (e: Event) => void }): Promise<{ changes: number }> {
+export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>, opts: ApplyOptions): Promise<{ changes: number }> {
   const facts = new Map(p.facts);
   /** Hosts changed since their facts were last read. */
   const changed = new Set<string>();
@@ -130,14 +158,27 @@ export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>,
         opts.onEvent?.({ type: "change", change });
         const started = performance.now();
         const step = `${phase.name}: ${change.title}`;
+        if (change.confirm && !opts.reconnect) throw new FmcError("APPLY_FAILED", `${h.name}: ${step} must be confirmed over a new SSH connection, and this run cannot open one; nothing was changed`);
+        /** When the first command (a confirmed change's arming of its revert) returned. */
+        let armedAt: number | undefined;
         for (const command of change.commands) {
-          const r = await t.exec(command, step);
+          let r: ExecResult;
+          try {
+            r = await t.exec(command, step);
+          } catch (e) {
+            changed.add(h.name);
+            // the connection was lost after the revert was armed: it fires by itself
+            if (change.confirm && armedAt !== undefined) throw await revertedError(h.name, change, change.confirm, `the connection fmc had open was lost: ${(e as Error).message}`, armedAt, opts);
+            throw e;
+          }
+          armedAt ??= performance.now();
           if (r.code !== 0) {
             changed.add(h.name);
             throw new FmcError("APPLY_FAILED", `${h.name}: ${step} failed (exit ${r.code})${r.stderr.trim() ? `:\n${r.stderr.trim()}` : ""}`);
           }
         }
         changed.add(h.name);
+        if (change.confirm) await confirmOverNewConnection(h.name, change, change.confirm, armedAt ?? performance.now(), opts);
         done.add(stepKey(change));
         ran++;
         opts.onEvent?.({ type: "done", change, ms: performance.now() - started });
@@ -152,9 +193,55 @@ export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>,
       throw new FmcError(
         errs.length === 1 && errs[0] instanceof FmcError ? errs[0].code : "APPLY_FAILED",
         `apply stopped in phase ${phase.name}:\n${errs.map((e) => `  ${e.message}`).join("\n")}`,
-        "later phases did not run; fix the cause and run fmc apply again: finished changes are not repeated",
+        // a reverted change knows its likely cause: its hint comes first
+        [...errs.flatMap((e) => (e instanceof FmcError && e.code === "REVERTED" && e.hint ? [e.hint] : [])), "later phases did not run; fix the cause and run fmc apply again: finished changes are not repeated"].join("; "),
       );
     }
   }
   return { changes: ran };
+}
+
+/** Runs the cancel command over a brand-new connection; if it can't, waits for the host's revert and throws. */
+async function confirmOverNewConnection(host: string, change: Change, c: ConfirmSpec, armedAt: number, opts: ApplyOptions): Promise<void> {
+  const r = opts.reconnect!;
+  let why: string;
+  try {
+    const fresh = await r.open(host);
+    try {
+      const res = await fresh.exec(c.cancel, `${change.phase}: confirm ${change.title}`);
+      if (res.code === 0) return;
+      why = `the confirming command failed there (exit ${res.code})${res.stderr.trim() ? `: ${res.stderr.trim()}` : ""}`;
+    } finally {
+      fresh.close();
+    }
+  } catch (e) {
+    why = (e as Error).message;
+  }
+  throw await revertedError(host, change, c, `a new SSH connection to ${host} (${r.where(host)}) failed after the new ${c.describe} were applied: ${why}`, armedAt, opts);
+}
+
+/** Waits until the host's revert has fired, checks it over another new connection, and says what happened. */
+async function revertedError(host: string, change: Change, c: ConfirmSpec, why: string, armedAt: number, opts: ApplyOptions): Promise<FmcError> {
+  const waitMs = Math.max(0, Math.ceil(armedAt + c.timeoutS * 1000 + REVERT_MARGIN_MS - performance.now()));
+  opts.onEvent?.({ type: "reverting", change, why, waitMs });
+  await (opts.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))))(waitMs);
+  let outcome: string;
+  try {
+    const fresh = await opts.reconnect!.open(host);
+    try {
+      if (!c.reverted) outcome = `the previous ${c.describe} were restored after ${c.timeoutS} s (a new connection gets through again)`;
+      else {
+        const res = await fresh.exec(c.reverted, `${change.phase}: check the revert of ${change.title}`);
+        outcome =
+          res.code === 0
+            ? `the previous ${c.describe} were restored after ${c.timeoutS} s`
+            : `the host does not report the revert (exit ${res.code}${res.stderr.trim() ? `: ${res.stderr.trim()}` : ""}): the new ${c.describe} may still be in place`;
+      }
+    } finally {
+      fresh.close();
+    }
+  } catch (e) {
+    outcome = `the revert was due after ${c.timeoutS} s, but fmc still cannot connect to check it: ${(e as Error).message}`;
+  }
+  return new FmcError("REVERTED", `${host}: ${why} — ${outcome}`, c.hint ?? "fix what blocked the new connection and run fmc apply again");
 }

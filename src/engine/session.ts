@@ -1,15 +1,16 @@
 // A session: the spec's context, where its hosts are, and one SSH connection per host
 // (through one shared connection to the jump host, if any), closed at the end whatever
 // happens. A host that can't be reached does not stop the others: it is recorded.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
-import { context } from "../project.js";
-import { inventory, type Inventory } from "./inventory.js";
+import { context, MAX_KEY_FILE_BYTES, readSmallTextFile } from "../project.js";
+import { inventory, withOverrides, type Inventory } from "./inventory.js";
+import { Topology } from "../spec/topology.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, openJump, SshTransport, type SshOptions } from "../hosts/ssh.js";
 import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
-import { pool } from "./run.js";
+import { pool, type Reconnect } from "./run.js";
 import type { RenderContext } from "../render/types.js";
 import { FmcError } from "../errors.js";
 
@@ -23,6 +24,8 @@ export interface SessionOptions {
   readonly phases?: readonly string[];
   /** Per-command limit; connecting waits at most 15 s or this, whichever is less. */
   readonly timeoutMs?: number;
+  /** Seconds a change that must be confirmed over a new connection (firewall rules) waits before the host reverts it. */
+  readonly confirmTimeoutS?: number;
 }
 
 export interface Session {
@@ -35,8 +38,13 @@ export interface Session {
   /** Hosts the phases need that could not be reached, with the reason. */
   readonly unreachable: ReadonlyMap<string, string>;
   readonly concurrency: number;
+  /** Brand-new connections over the session's path, for changes that must be confirmed over one. */
+  readonly reconnect: Reconnect;
   close(): void;
 }
+
+/** How long a confirming connection may take to open (the first one of a run may take 15 s). */
+const RECONNECT_TIMEOUT_MS = 5_000;
 
 export function selectPhases(names?: readonly string[]): Phase[] {
   if (!names?.length) return [...PHASES];
@@ -45,14 +53,27 @@ export function selectPhases(names?: readonly string[]): Phase[] {
   return PHASES.filter((p) => names.includes(p.name));
 }
 
+/** The edge's origin certificate and key, when both files exist. */
+function readOriginCertificate(inv: Inventory): { cert: string; key: string } | undefined {
+  const files = inv.originCertificate;
+  if (!files || !existsSync(files.cert) || !existsSync(files.key)) return undefined;
+  return { cert: readSmallTextFile(files.cert, "origin certificate", MAX_KEY_FILE_BYTES), key: readSmallTextFile(files.key, "origin certificate key", MAX_KEY_FILE_BYTES) };
+}
+
 export async function openSession(o: SessionOptions): Promise<Session> {
-  const { ctx, stateDir } = context({ file: o.file, stateDir: o.stateDir });
-  const inv = inventory(ctx.spec, stateDir);
+  const loaded = context({ file: o.file, stateDir: o.stateDir });
+  const stateDir = loaded.stateDir;
+  const inv = inventory(loaded.ctx.spec, stateDir);
+  // against the lab, the lab's stand-ins replace what can't run on its machine
+  const spec = withOverrides(loaded.ctx.spec, inv.overrides);
+  const ctx: RenderContext = spec === loaded.ctx.spec ? loaded.ctx : { ...loaded.ctx, spec, topo: new Topology(spec, loaded.ctx.topo.sshKeys) };
   const phases = selectPhases(o.phases);
   const pc: PhaseContext = {
     render: ctx,
     mask: (t) => ctx.secrets.mask(t),
     loginUser: (h) => inv.targets.get(h.name)?.user ?? ctx.topo.sshUser(h),
+    confirmTimeoutS: o.confirmTimeoutS,
+    originCertificate: readOriginCertificate(inv),
   };
   const keys = [
     ...(o.identities ?? []).map((f) => readFileSync(resolve(f.replace(/^~\//, `${homedir()}/`)), "utf8")),
@@ -86,6 +107,19 @@ export async function openSession(o: SessionOptions): Promise<Session> {
       unreachable.set(t.name, pc.mask((e as Error).message));
     }
   });
+  // a change that could cut fmc off (firewall rules) is confirmed over a brand-new
+  // connection that gives up quickly: a host whose new rules drop SSH never answers
+  const reconnect: Reconnect = {
+    open: (host) => {
+      const t = inv.targets.get(host);
+      if (!t) return Promise.reject(new FmcError("SSH_CONNECT", `${host}: not in the ${inv.source} inventory`));
+      return SshTransport.connect(t, { ...sshOptions, connectTimeoutMs: RECONNECT_TIMEOUT_MS, commandTimeoutMs: Math.min(timeoutMs, 30_000) });
+    },
+    where: (host) => {
+      const t = inv.targets.get(host);
+      return t ? `${t.address}:${t.port}` : "address unknown";
+    },
+  };
   const close = () => {
     transports.forEach((t) => t.close());
     via?.end();
@@ -94,5 +128,5 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     close();
     throw new FmcError("SSH_CONNECT", [...unreachable.values()].join("\n"), inv.source === "lab" ? "is the lab up? fmc lab status" : "check addresses, keys (-i) and known_hosts (--accept-new on first contact)");
   }
-  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, unreachable, concurrency, close };
+  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, unreachable, concurrency, reconnect, close };
 }

@@ -32,6 +32,25 @@ export interface Change {
    * and re-plans the rest of the phase.
    */
   readonly refreshesFacts?: boolean;
+  /**
+   * A change that could cut fmc off the host (firewall rules): its commands arm a revert
+   * on the host first, and apply keeps it only if a brand-new SSH connection then gets
+   * through and runs `cancel`; otherwise the host reverts by itself after `timeoutS`.
+   */
+  readonly confirm?: ConfirmSpec;
+}
+
+export interface ConfirmSpec {
+  /** Run over a new connection after the change: disarms the revert and keeps the change. */
+  readonly cancel: Command;
+  /** Seconds after the change's first command when the host reverts unless cancelled. */
+  readonly timeoutS: number;
+  /** What reverts, a plural noun read as "the new …" and "the previous …": "firewall rules (nftables table inet fmc_firewall)". */
+  readonly describe: string;
+  /** Exits 0 once the revert has run: read over another new connection after it should have. */
+  readonly reverted?: Command;
+  /** The fix hint when the change was reverted. */
+  readonly hint?: string;
 }
 
 export type Desired<T> = Omit<T, "host" | "phase">;

@@ -9,6 +9,10 @@ export interface PhaseContext {
   readonly mask: Masker;
   /** The user fmc logs in as on each host (its authorized_keys is managed). */
   readonly loginUser: (host: Host) => string;
+  /** Seconds before a change confirmed over a new connection (firewall rules) reverts by itself; fmc apply --confirm-timeout. */
+  readonly confirmTimeoutS?: number;
+  /** The edge's origin certificate and key (PEM), when the state directory (or the lab) has one. */
+  readonly originCertificate?: { readonly cert: string; readonly key: string };
 }
 
 /** One step of apply. plan() is pure: (facts, desired) -> changes; apply runs them. */

@@ -1,10 +1,23 @@
-// The LAN firewall: an nftables ruleset for a Linux gateway (default-drop between
-// subnets, port forwards from the tunnel, NAT to the WAN) and the same policy as a
-// pfSense fragment (aliases, NAT, filter rules) to import on a pfSense box.
+// The LAN firewall: an nftables ruleset for a Linux gateway and the same policy as a
+// pfSense fragment. The firewall has three sides: the LAN (one interface per subnet,
+// topo.lanSegments), the WAN (the uplink to the internet) and the WireGuard tunnel.
+// `any` in a rule or a management source means the LAN side only, never the WAN or the
+// tunnel. Everything not allowed is dropped: between subnets, into the firewall itself
+// (SSH only from firewall.management) and from outside; port forwards arrive through
+// the tunnel and go to the edge VIP; the LAN reaches the internet through the WAN,
+// masqueraded. Connections from the tunnel are marked so that policy routing sends
+// their replies back into it (the firewall's default route is the WAN).
 import type { Artifact, RenderContext } from "./types.js";
 import { lines, HEADER_TEXT } from "./types.js";
-import { nftTable } from "./nft.js";
+import { nftSet, nftTable } from "./nft.js";
 import { nftString, xmlComment, xmlText } from "./quote.js";
+import { cidrOf, isInside, overlaps } from "../spec/net.js";
+
+/** fmc's nftables table on the firewall; nothing else in the ruleset is touched. */
+export const FIREWALL_TABLE = "fmc_firewall";
+// Replies to connections that came through the tunnel are marked and routed back into it
+// by the wireguard phase's own table (fmc_tunnel, src/render/wireguard.ts), with MSS
+// clamping: one owner for the tunnel's return path.
 
 interface Rule {
   readonly description: string;
@@ -14,44 +27,113 @@ interface Rule {
   readonly ports: readonly number[];
 }
 
+/**
+ * Where an endpoint is, seen from the firewall: the interfaces its traffic crosses
+ * (undefined: wherever routing says, for addresses outside the private network) and
+ * its address (undefined for `any`).
+ */
+interface Side {
+  readonly ifaces?: readonly string[];
+  readonly cidr?: string;
+}
+
 function resolved(ctx: RenderContext, ref: string): string {
   const r = ctx.topo.resolveEndpoint(ref);
   if (r === undefined) throw new Error(`internal: firewall endpoint ${ref} passed validation`);
   return r;
 }
 
-function nftMatch(ctx: RenderContext, r: Rule): string {
-  const parts: string[] = [];
-  const from = resolved(ctx, r.from);
+/** The firewall's LAN interfaces, one per LAN subnet, in subnet order. */
+export function lanInterfaces(ctx: RenderContext): string[] {
+  return [...new Set(ctx.topo.lanSegments.map((s) => s.firewallInterface))];
+}
+
+function tunnelInterface(ctx: RenderContext): string | undefined {
+  return ctx.spec.wireguard ? ctx.spec.wireguard.interface : undefined;
+}
+
+/** An endpoint's side: `any` is the LAN; an address in the private network is on the interfaces of the subnets it overlaps. */
+function sideOf(ctx: RenderContext, ref: string): Side {
+  const lan = lanInterfaces(ctx);
+  if (ref === "any") return { ifaces: lan };
+  const cidr = resolved(ctx, ref);
+  const c = cidrOf(cidr);
+  if (!isInside(c, cidrOf(ctx.spec.network.cidr))) return { cidr };
+  const ifaces = ctx.topo.lanSegments.filter((s) => overlaps(cidrOf(s.subnet.cidr), c)).map((s) => s.firewallInterface);
+  const tunnel = ctx.topo.tunnelSubnet;
+  const wg = tunnelInterface(ctx);
+  if (tunnel && wg && overlaps(cidrOf(tunnel.cidr), c)) ifaces.push(wg);
+  return { ifaces: ifaces.length ? [...new Set(ifaces)] : lan, cidr };
+}
+
+/** The firewall's own addresses: its host address and its gateway address on every LAN subnet. */
+function firewallAddresses(ctx: RenderContext): Set<string> {
+  const fw = ctx.topo.host(ctx.spec.firewall!.host);
+  return new Set([fw.address, ...ctx.topo.lanSegments.map((s) => s.gateway)]);
+}
+
+/** A rule whose destination is the firewall itself (its name or one of its addresses). */
+function toFirewall(ctx: RenderContext, r: Rule): boolean {
+  if (r.to === ctx.spec.firewall!.host) return true;
   const to = resolved(ctx, r.to);
-  if (from !== "any") parts.push(`ip saddr ${from}`);
-  if (to !== "any") parts.push(`ip daddr ${to}`);
-  if (r.protocol === "icmp") parts.push("ip protocol icmp");
-  else if (r.protocol !== "any") {
-    parts.push(r.ports.length ? `${r.protocol} dport { ${r.ports.join(", ")} }` : `meta l4proto ${r.protocol}`);
-  }
-  return `${parts.join(" ")} accept comment ${nftString(r.description)}`;
+  return to.endsWith("/32") && firewallAddresses(ctx).has(to.slice(0, -3));
+}
+
+function sshPort(ctx: RenderContext): number {
+  const h = ctx.topo.host(ctx.spec.firewall!.host);
+  return h.ssh?.port ?? ctx.spec.ssh.port;
+}
+
+const ifMatch = (dir: "iif" | "oif", ifaces?: readonly string[]) => (ifaces ? [`${dir}name ${nftSet(ifaces.map(nftString))}`] : []);
+
+function nftSource(s: Side): string[] {
+  return [...ifMatch("iif", s.ifaces), ...(s.cidr ? [`ip saddr ${s.cidr}`] : [])];
+}
+
+function nftDestination(s: Side): string[] {
+  return [...ifMatch("oif", s.ifaces), ...(s.cidr ? [`ip daddr ${s.cidr}`] : [])];
+}
+
+function nftService(r: Pick<Rule, "protocol" | "ports">): string[] {
+  if (r.protocol === "icmp") return ["ip protocol icmp"];
+  if (r.protocol === "any") return [];
+  return [r.ports.length ? `${r.protocol} dport ${nftSet(r.ports.map(String))}` : `meta l4proto ${r.protocol}`];
+}
+
+const accept = (parts: string[], description: string) => `${parts.join(" ")} accept comment ${nftString(description)}`;
+
+/** Port forwards with their resolved targets. */
+function forwards(ctx: RenderContext) {
+  return ctx.spec.firewall!.portForwards.map((f) => ({ ...f, target: resolved(ctx, f.to).replace("/32", "") }));
 }
 
 export function firewallNftables(ctx: RenderContext): string {
   const fw = ctx.spec.firewall!;
-  const wgIf = ctx.spec.wireguard?.interface;
-  const lan = ctx.spec.network.cidr;
-  const forwards = fw.portForwards.map((f) => ({ ...f, target: resolved(ctx, f.to).replace("/32", "") }));
-  return nftTable("fmc_firewall", {
+  const wg = tunnelInterface(ctx);
+  const lan = lanInterfaces(ctx);
+  const wan = nftString(fw.wanInterface);
+  const lanSet = nftSet(lan.map(nftString));
+  // port forwards arrive through the tunnel (from the VPS, addressed to the firewall's
+  // tunnel address); without a tunnel, on the WAN
+  const inbound = wg ? nftString(wg) : wan;
+  const tunnelAddress = wg && ctx.spec.wireguard!.lanPeer === fw.host ? ctx.topo.host(fw.host).address : undefined;
+  const toSelf = fw.rules.filter((r) => r.to === "any" || toFirewall(ctx, r));
+  const between = fw.rules.filter((r) => !toFirewall(ctx, r));
+  return nftTable(FIREWALL_TABLE, {
     input: [
-      `ip saddr ${lan} tcp dport 22 accept comment "SSH from the private network"`,
-      ...(wgIf && ctx.spec.wireguard ? [`iifname ${nftString(fw.wanInterface)} udp dport ${ctx.spec.wireguard.port} accept comment "WireGuard"`] : []),
+      ...fw.management.map((ref) => accept([...nftSource(sideOf(ctx, ref)), `tcp dport ${sshPort(ctx)}`], `SSH to the firewall from ${ref}`)),
+      // a rule to `any` includes the firewall's own LAN side (e.g. its node_exporter)
+      ...toSelf.map((r) => accept([...nftSource(sideOf(ctx, r.from)), ...nftService(r)], r.description)),
     ],
     forward: [
-      'ct status dnat accept comment "port forwards below"',
-      ...fw.rules.map((r) => nftMatch(ctx, r)),
-      `ip saddr ${lan} oifname ${nftString(fw.wanInterface)} accept comment "outbound to the internet"`,
+      ...forwards(ctx).map((f) => accept([`iifname ${inbound}`, "ct status dnat", `ip daddr ${f.target}`, `${f.protocol} dport ${f.toPort ?? f.port}`], f.description)),
+      ...between.map((r) => accept([...nftSource(sideOf(ctx, r.from)), ...nftDestination(sideOf(ctx, r.to)), ...nftService(r)], r.description)),
+      `iifname ${lanSet} oifname ${wan} accept comment "outbound from the LAN to the internet"`,
     ],
-    prerouting: forwards.map(
-      (f) => `${wgIf ? `iifname ${nftString(wgIf)} ` : ""}${f.protocol} dport ${f.port} dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""} comment ${nftString(f.description)}`,
+    prerouting: forwards(ctx).map((f) =>
+      [`iifname ${inbound}`, ...(tunnelAddress ? [`ip daddr ${tunnelAddress}`] : []), `${f.protocol} dport ${f.port}`, `dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""}`, `comment ${nftString(f.description)}`].join(" "),
     ),
-    postrouting: [`ip saddr ${lan} oifname ${nftString(fw.wanInterface)} masquerade`],
+    postrouting: ctx.topo.lanSegments.map((s) => `ip saddr ${s.subnet.cidr} oifname ${wan} masquerade comment ${nftString(`${s.subnet.name} to the internet`)}`),
   });
 }
 
@@ -59,17 +141,72 @@ const esc = xmlText;
 /** An interface name in an XML comment, which can't hold "--": named by its setting then. */
 const commentable = (name: string) => (name.includes("--") || name.endsWith("-") ? "(see the spec's firewall interfaces)" : xmlComment(name));
 
-/** pfSense config.xml sections; import with Diagnostics > Backup & Restore per area. */
+/** pfSense's names for the firewall's interfaces: the first LAN subnet is lan, the tunnel opt1, the other LAN subnets opt2…. */
+function pfInterfaces(ctx: RenderContext): { byIface: Map<string, string>; lan: string[]; tunnel?: string } {
+  const byIface = new Map<string, string>();
+  const wg = tunnelInterface(ctx);
+  if (wg) byIface.set(wg, "opt1");
+  let opt = wg ? 2 : 1;
+  const lan = lanInterfaces(ctx).map((ifname, i) => {
+    const pf = i === 0 ? "lan" : `opt${opt++}`;
+    byIface.set(ifname, pf);
+    return pf;
+  });
+  return { byIface, lan, tunnel: wg ? "opt1" : undefined };
+}
+
+/** pfSense config.xml sections (aliases, NAT, filter rules) stating the nftables ruleset's policy. */
 export function pfsenseFragment(ctx: RenderContext): string {
   const fw = ctx.spec.firewall!;
-  const alias = (ref: string) => (ref === "any" ? undefined : `FMC_${ref.replace(/[^A-Za-z0-9_]/g, "_")}`);
-  const refs = [...new Set(fw.rules.flatMap((r) => [r.from, r.to]).concat(fw.portForwards.map((f) => f.to)))].filter((r) => r !== "any").sort();
-  const endpoint = (ref: string) => (ref === "any" ? "<any/>" : `<address>${alias(ref)}</address>`);
-  const wgIf = ctx.spec.wireguard ? "opt1" : "wan";
+  const pf = pfInterfaces(ctx);
+  const all = [...pf.lan, ...(pf.tunnel ? [pf.tunnel] : []), "wan"];
+  const alias = (ref: string) => `FMC_${ref.replace(/[^A-Za-z0-9_]/g, "_")}`;
+  // fixed aliases have a prefix of their own, so no spec name can collide with them
+  const LAN_NETS = "FMCNET_lan";
+  const INTERNAL = "FMCNET_internal";
+  const refs = [...new Set([...fw.rules.flatMap((r) => [r.from, r.to]), ...fw.portForwards.map((f) => f.to), ...fw.management])].filter((r) => r !== "any").sort();
+  /** The pfSense interfaces a source's traffic enters on. */
+  const entries = (ref: string) => {
+    const s = sideOf(ctx, ref);
+    return s.ifaces ? s.ifaces.map((i) => pf.byIface.get(i)!) : all;
+  };
+  const source = (ref: string) => (ref === "any" ? "<any/>" : `<address>${alias(ref)}</address>`);
+  const port = (ports: readonly number[], i: number) => (ports.length > 1 ? `<port>FMC_rule${i}_ports</port>` : ports.length ? `<port>${ports[0]}</port>` : "");
+  const destination = (r: Rule, i: number) => {
+    const where = r.to === "any" ? `<address>${LAN_NETS}</address>` : toFirewall(ctx, r) ? "<network>(self)</network>" : `<address>${alias(r.to)}</address>`;
+    return `${where}${r.protocol === "tcp" || r.protocol === "udp" ? port(r.ports, i) : ""}`;
+  };
+  const rule = (o: { type: "pass" | "block"; iface: string; protocol?: string; source: string; destination: string; descr: string; family?: string }) => [
+    "    <rule>",
+    `      <type>${o.type}</type>`,
+    `      <interface>${o.iface}</interface>`,
+    `      <ipprotocol>${o.family ?? "inet"}</ipprotocol>`,
+    ...(o.protocol ? [`      <protocol>${o.protocol}</protocol>`] : []),
+    `      <source>${o.source}</source>`,
+    `      <destination>${o.destination}</destination>`,
+    `      <descr>${esc(o.descr)}</descr>`,
+    "    </rule>",
+  ];
+  const tunnelIn = pf.tunnel ?? "wan";
+  const wanName = commentable(fw.wanInterface);
+  const ifaceMap = lanInterfaces(ctx).map((i) => `${pf.byIface.get(i)} = ${commentable(i)}`).join(", ");
   return lines(
     '<?xml version="1.0"?>',
     `<!-- ${HEADER_TEXT} -->`,
-    `<!-- Interface names: lan = ${"eth1…ethN, one per LAN subnet"}, wan = ${commentable(fw.wanInterface)}, opt1 = the WireGuard tunnel. -->`,
+    `<!-- Interfaces: ${ifaceMap} (the LAN subnets, in spec order), wan = ${wanName}${pf.tunnel ? ", opt1 = the WireGuard tunnel" : ""}. -->`,
+    "<!-- The same policy as firewall/nftables.nft: everything not passed below is blocked (explicit block",
+    "     rules close each interface); any means the LAN side; SSH to the firewall only from the management",
+    "     sources; port forwards from the tunnel to the edge VIP; the LAN reaches the internet through the",
+    "     WAN with outbound NAT (hybrid mode).",
+    "     Import (pfSense 2.7, render only: fmc does not configure pfSense):",
+    "     1. Interfaces > Assignments: assign the interfaces as listed above, with each LAN subnet's gateway",
+    "        address (the .1 the hosts' network units point at); the tunnel needs the WireGuard package.",
+    "     2. Diagnostics > Backup & Restore: download a full backup first.",
+    "     3. Restore the areas Aliases, NAT and Firewall Rules, in that order, each from a file holding only",
+    "        that section of this fragment (its top element <aliases>, <nat> or <filter>, as an area backup).",
+    "     4. Firewall > NAT > Outbound: check the mode is Hybrid; then Status > Filter Reload.",
+    "     5. Before closing your session, open a new one from a management source: pfSense has no timed",
+    "        revert. -->",
     "<pfsense>",
     "  <aliases>",
     ...refs.flatMap((ref) => [
@@ -80,6 +217,18 @@ export function pfsenseFragment(ctx: RenderContext): string {
       `      <descr>${esc(ref)}</descr>`,
       "    </alias>",
     ]),
+    "    <alias>",
+    `      <name>${LAN_NETS}</name>`,
+    "      <type>network</type>",
+    `      <address>${ctx.topo.lanSegments.map((s) => s.subnet.cidr).join(" ")}</address>`,
+    "      <descr>the LAN side: every LAN subnet (what any means)</descr>",
+    "    </alias>",
+    "    <alias>",
+    `      <name>${INTERNAL}</name>`,
+    "      <type>network</type>",
+    `      <address>${ctx.spec.network.cidr}</address>`,
+    "      <descr>the private network; everything else is the internet</descr>",
+    "    </alias>",
     ...fw.rules.flatMap((r, i) =>
       r.ports.length > 1
         ? ["    <alias>", `      <name>FMC_rule${i}_ports</name>`, "      <type>port</type>", `      <address>${r.ports.join(" ")}</address>`, `      <descr>${esc(r.description)}</descr>`, "    </alias>"]
@@ -87,32 +236,42 @@ export function pfsenseFragment(ctx: RenderContext): string {
     ),
     "  </aliases>",
     "  <nat>",
-    ...fw.portForwards.flatMap((f) => [
+    ...forwards(ctx).flatMap((f) => [
       "    <rule>",
-      `      <interface>${wgIf}</interface>`,
+      `      <interface>${tunnelIn}</interface>`,
       "      <ipprotocol>inet</ipprotocol>",
       `      <protocol>${f.protocol}</protocol>`,
       "      <source><any/></source>",
-      `      <destination><network>${wgIf}ip</network><port>${f.port}</port></destination>`,
+      `      <destination><network>${tunnelIn}ip</network><port>${f.port}</port></destination>`,
       `      <target>${alias(f.to)}</target>`,
       `      <local-port>${f.toPort ?? f.port}</local-port>`,
       `      <descr>${esc(f.description)}</descr>`,
       "      <associated-rule-id>pass</associated-rule-id>",
       "    </rule>",
     ]),
+    "    <outbound>",
+    "      <mode>hybrid</mode>",
+    ...ctx.topo.lanSegments.flatMap((s) => [
+      "      <rule>",
+      "        <interface>wan</interface>",
+      "        <ipprotocol>inet</ipprotocol>",
+      `        <source><network>${s.subnet.cidr}</network></source>`,
+      "        <destination><any/></destination>",
+      "        <target/>",
+      `        <descr>${esc(`${s.subnet.name} to the internet`)}</descr>`,
+      "      </rule>",
+    ]),
+    "    </outbound>",
     "  </nat>",
     "  <filter>",
-    ...fw.rules.flatMap((r, i) => [
-      "    <rule>",
-      "      <type>pass</type>",
-      "      <interface>lan</interface>",
-      "      <ipprotocol>inet</ipprotocol>",
-      r.protocol !== "any" && `      <protocol>${r.protocol}</protocol>`,
-      `      <source>${endpoint(r.from)}</source>`,
-      `      <destination>${endpoint(r.to)}${r.ports.length > 1 ? `<port>FMC_rule${i}_ports</port>` : r.ports.length ? `<port>${r.ports[0]}</port>` : ""}</destination>`,
-      `      <descr>${esc(r.description)}</descr>`,
-      "    </rule>",
-    ].filter((x): x is string => typeof x === "string")),
+    ...fw.management.flatMap((ref) =>
+      entries(ref).flatMap((iface) => rule({ type: "pass", iface, protocol: "tcp", source: source(ref), destination: `<network>(self)</network><port>${sshPort(ctx)}</port>`, descr: `SSH to the firewall from ${ref}` })),
+    ),
+    ...fw.rules.flatMap((r, i) =>
+      entries(r.from).flatMap((iface) => rule({ type: "pass", iface, protocol: r.protocol === "any" ? undefined : r.protocol, source: source(r.from), destination: destination(r, i), descr: r.description })),
+    ),
+    ...pf.lan.flatMap((iface) => rule({ type: "pass", iface, source: `<network>${iface}</network>`, destination: `<address>${INTERNAL}</address><not/>`, descr: "outbound from the LAN to the internet" })),
+    ...all.flatMap((iface) => rule({ type: "block", iface, family: "inet46", source: "<any/>", destination: "<any/>", descr: "default drop: everything not passed above" })),
     "  </filter>",
     "</pfsense>",
   );

@@ -1,6 +1,8 @@
 // One shape for fmc's nftables rulesets: a table of its own (recreated atomically on
 // load, so other tables stay untouched), default-drop input and forward chains with the
-// usual stateful preamble, and NAT chains.
+// usual stateful preamble, ICMPv6 neighbour discovery (without it an inet table cuts
+// IPv6 on the link) and NAT chains. (The tunnel's marks and MSS clamping live in the
+// wireguard phase's own table, src/render/wireguard.ts.)
 import { HEADER, lines } from "./types.js";
 
 export interface NftRules {
@@ -8,6 +10,17 @@ export interface NftRules {
   readonly forward: readonly string[];
   readonly prerouting: readonly string[];
   readonly postrouting: readonly string[];
+}
+
+/** ICMPv6 a host needs on its links: neighbour and router discovery (hop limit 255, i.e. on-link only), errors, echo. */
+export const ICMPV6_INPUT = [
+  "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } ip6 hoplimit 255 accept",
+  "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, mld-listener-query } accept",
+];
+
+/** `"a"` or `{ "a", "b" }`: an nft value or anonymous set from already-quoted words. */
+export function nftSet(words: readonly string[]): string {
+  return words.length === 1 ? words[0]! : `{ ${words.join(", ")} }`;
 }
 
 export function nftTable(name: string, r: NftRules): string {
@@ -24,6 +37,7 @@ export function nftTable(name: string, r: NftRules): string {
     "        ct state invalid drop",
     '        iifname "lo" accept',
     "        ip protocol icmp accept",
+    ...rules(ICMPV6_INPUT),
     ...rules(r.input),
     "    }",
     "    chain forward {",

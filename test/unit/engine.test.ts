@@ -255,7 +255,7 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
     return factsText({
       hostname: [host],
       addr: [`eth0 10.17.5.${host === "loadbalancer1" ? 11 : 12}/24`],
-      packages: fresh ? [] : ["haproxy install ok installed", "keepalived install ok installed"],
+      packages: fresh ? [] : ["haproxy install ok installed", "keepalived install ok installed", "curl install ok installed"],
       // what Debian's postinst leaves: HAProxy enabled and started with the package's
       // config; Keepalived enabled but skipped (its config file does not exist yet)
       units: fresh
@@ -283,8 +283,9 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
   const p = await plan(pc, lbPhase, transports, { concurrency: 4 });
   const planned = p.changes.filter((c) => c.host === "loadbalancer1").map((c) => c.title);
   assert.deepEqual(planned, [
-    "install haproxy, keepalived",
+    "install haproxy, keepalived, curl",
     "create /etc/haproxy/haproxy.cfg",
+    "create /etc/keepalived/fmc-check-proxy",
     "create /etc/keepalived/keepalived.conf",
     "enable, start or reload haproxy.service (installing its package may start it with the package's own config first)",
     "enable, start or reload keepalived.service (installing its package may start it with the package's own config first)",
@@ -294,9 +295,10 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
   assert.deepEqual(
     executed.filter((t) => t.startsWith("loadbalancer1")),
     [
-      "loadbalancer1: install haproxy, keepalived",
+      "loadbalancer1: install haproxy, keepalived, curl",
       // planned again from the facts read after the install
       "loadbalancer1: update /etc/haproxy/haproxy.cfg",
+      "loadbalancer1: create /etc/keepalived/fmc-check-proxy",
       "loadbalancer1: create /etc/keepalived/keepalived.conf",
       "loadbalancer1: reload (configuration changed) haproxy.service",
       "loadbalancer1: start keepalived.service",
@@ -324,7 +326,7 @@ test("apply re-reads, before a phase, the hosts an earlier phase changed, and on
         (c) => {
           if (c.display !== "read facts") return undefined;
           reads.set(h, (reads.get(h) ?? 0) + 1);
-          const packages = ["haproxy install ok installed", "keepalived install ok installed", "systemd-timesyncd install ok installed"];
+          const packages = ["haproxy install ok installed", "keepalived install ok installed", "curl install ok installed", "systemd-timesyncd install ok installed"];
           return { code: 0, stdout: factsText({ hostname: [h], addr: [`eth0 10.17.5.${h === "loadbalancer1" ? 11 : 12}/24`], packages }), stderr: "" };
         },
       ]),
