@@ -26,6 +26,7 @@ export const fmc = defineCommand({
     apply: () => engine().then((m) => m.apply),
     lab: () => import("./lab-commands.js").then((m) => m.lab),
     secrets: () => import("./secrets-commands.js").then((m) => m.secrets),
+    wireguard: () => import("./wireguard-commands.js").then((m) => m.wireguard),
   },
 });
 
@@ -94,7 +95,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   try {
     const [cmd, parent, rest] = await resolveCommand(fmc, argv);
-    if (argv.includes("--help") || argv.includes("-h") || (cmd === fmc && !argv.some((a) => a === "--version"))) {
+    // after "--" the words belong to the command a passing-through command runs (lab exec)
+    const own = argv.includes("--") ? argv.slice(0, argv.indexOf("--")) : argv;
+    const passThrough = !!((await cmd.meta) as { passThrough?: boolean } | undefined)?.passThrough;
+    if (own.includes("--help") || own.includes("-h") || (cmd === fmc && !argv.some((a) => a === "--version"))) {
       await showUsage(cmd, parent);
       if (cmd === fmc && argv.length > 0 && !argv.includes("--help") && !argv.includes("-h")) {
         process.stderr.write(red(`unknown command: ${argv.find((a) => !a.startsWith("-")) ?? argv[0]}\n`));
@@ -112,9 +116,9 @@ export async function main(argv: string[]): Promise<void> {
     }
     const argsDef = ((await cmd.args) ?? {}) as ArgsDef;
     const usage = `see: fmc ${parent && parent !== fmc ? `${((await parent.meta) as { name?: string })?.name} ` : ""}${((await cmd.meta) as { name?: string })?.name ?? ""} --help`;
-    const bad = unknownFlags(argsDef, argv);
+    const bad = unknownFlags(argsDef, passThrough ? own : argv);
     if (bad.length) throw new FmcError("USAGE", `unknown option: --${bad[0]}`, usage);
-    const surplus = surplusWords(argsDef, rest);
+    const surplus = surplusWords(argsDef, passThrough && rest.includes("--") ? rest.slice(0, rest.indexOf("--")) : rest);
     if (surplus.length) throw new FmcError("USAGE", `unexpected argument: ${surplus[0]}`, usage);
     await runCommand(fmc, { rawArgs: argv });
   } catch (e) {

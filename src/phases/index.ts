@@ -1,10 +1,16 @@
 // The phases of apply, in order. Plan and apply walk this same list.
 import type { Phase } from "./phase.js";
 import { base } from "./base.js";
+import { firewall } from "./firewall.js";
+import { wireguard } from "./wireguard.js";
+import { dns } from "./dns.js";
 import { loadbalancer } from "./loadbalancer.js";
 
 export const PHASES: readonly Phase[] = [
   base, //          hostname, resolver, sysctl, swap, time, keys
+  firewall, //      the LAN gateway's nftables, with a timed revert
+  wireguard, //     the tunnel between the VPS and the firewall
+  dns, //           internal DNS (bind9, or FreeIPA's)
   loadbalancer, //  HAProxy + Keepalived
 ];
 

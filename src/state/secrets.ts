@@ -83,7 +83,16 @@ export function requiredSecrets(spec: Spec): SecretSpec[] {
 
 /** Secret values by name, with the derived public parts renderers need. */
 export class Secrets {
-  constructor(private readonly values: ReadonlyMap<string, string>) {}
+  constructor(
+    private readonly values: ReadonlyMap<string, string>,
+    /** Remote-admin WireGuard peers (fmc wireguard add-peer); their keys are among the values. */
+    private readonly peers: readonly WireguardPeer[] = [],
+  ) {}
+
+  /** The remote-admin WireGuard peers, in the order they were added. */
+  wireguardPeers(): readonly WireguardPeer[] {
+    return this.peers;
+  }
 
   get(name: string): string {
     const v = this.values.get(name);
@@ -247,6 +256,8 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   ensureStateDir(dir);
   const file = join(dir.path, "secrets.json");
   const missing = (stored: Record<string, { kind: SecretKind }>) => needed.some((s) => stored[s.name]?.kind !== s.kind);
+  // the peer list before the store: add-peer writes keys first, so every listed peer's keys are there
+  const peers = readWireguardPeers(dir);
   let stored = readStore(file);
   if (missing(stored)) {
     // two fmc runs generating at once must agree: generate under a lock, from a fresh read
@@ -259,7 +270,15 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
     }
   }
   stateIo(file, "secure", () => chmodSync(file, 0o600));
-  return new Secrets(new Map(needed.map((s) => [s.name, stored[s.name]!.value])));
+  const values = new Map(needed.map((s) => [s.name, stored[s.name]!.value]));
+  for (const p of peers) {
+    for (const name of [peerKeyName(p.name), peerPskName(p.name)]) {
+      const v = stored[name]?.value;
+      if (v === undefined) throw new FmcError("STATE_CORRUPT", `${file} has no ${name} for WireGuard peer ${p.name} listed in ${peersFile(dir)}`, `remove the peer from ${peersFile(dir)} and add it again with fmc wireguard add-peer ${p.name}`);
+      values.set(name, v);
+    }
+  }
+  return new Secrets(values, peers);
 }
 
 function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
@@ -298,4 +317,101 @@ export function fixedSecrets(needed: readonly SecretSpec[], seed = "fmc"): Secre
     return bytes.toString("hex");
   };
   return new Secrets(new Map(needed.map((s) => [s.name, fake(s)])));
+}
+
+// Remote-admin WireGuard peers: the list (names, addresses, public keys) in
+// wireguard-peers.json, their private and preshared keys in the secret store. Changed
+// under the secrets lock, each file replaced atomically.
+
+/** A remote-admin peer of the gateway (fmc wireguard add-peer). */
+export interface WireguardPeer {
+  readonly name: string;
+  /** Its tunnel address (no prefix). */
+  readonly address: string;
+  readonly publicKey: string;
+  /** When it was added (ISO 8601). */
+  readonly added: string;
+}
+
+/** Peer names: short, lower case, usable in a comment and a secret name. */
+export const PEER_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+export const peerKeyName = (peer: string) => `wgpeer-key-${peer}`;
+export const peerPskName = (peer: string) => `wgpeer-psk-${peer}`;
+const peersFile = (dir: StateDir) => join(dir.path, "wireguard-peers.json");
+
+const PeersFile = z.object({
+  version: z.literal(1),
+  peers: z.array(
+    z.object({
+      name: z.string().regex(PEER_NAME),
+      address: z.string().regex(/^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/),
+      publicKey: z.string().regex(/^[A-Za-z0-9+/]{43}=$/),
+      added: z.string().max(64),
+    }),
+  ),
+});
+
+/** The stored peer list; none when the file does not exist. */
+export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
+  const file = peersFile(dir);
+  if (!existsSync(file)) return [];
+  const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
+  const refuse = (why: string) => new FmcError("STATE_CORRUPT", `${file} is not a peer list fmc wrote: ${why}`, "restore it from a backup; its peers' keys are in secrets.json");
+  const peers = parseStored(text, PeersFile, refuse).peers;
+  const dup = peers.find((p, i) => peers.findIndex((q) => q.name === p.name || q.address === p.address) !== i);
+  if (dup) throw refuse(`peer ${dup.name} (${dup.address}) is listed twice`);
+  return peers;
+}
+
+function writeAtomically(file: string, text: string) {
+  const tmp = `${file}.tmp-${process.pid}`;
+  stateIo(tmp, "write", () => writeFileSync(tmp, text, { mode: 0o600 }));
+  stateIo(file, "replace", () => renameSync(tmp, file));
+}
+
+function writeStore(file: string, stored: Record<string, { kind: SecretKind; value: string }>) {
+  const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
+  writeAtomically(file, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n");
+}
+
+/**
+ * Adds a remote-admin peer: a new key pair and preshared key in the store, then the
+ * peer in the list (in that order, so a listed peer always has its keys). `allocate`
+ * picks its address from the peers already there. A name in use is refused.
+ */
+export function addWireguardPeer(dir: StateDir, name: string, allocate: (existing: readonly WireguardPeer[]) => string): { peer: WireguardPeer; privateKey: string; presharedKey: string } {
+  if (!PEER_NAME.test(name)) throw new FmcError("USAGE", `peer name ${JSON.stringify(name)}: 1 to 32 lower-case letters, digits and -, starting with a letter or digit`, "e.g. fmc wireguard add-peer alice-laptop");
+  ensureStateDir(dir);
+  const lock = acquireLock(dir.path, "secrets", 10_000);
+  try {
+    const peers = readWireguardPeers(dir);
+    if (peers.some((p) => p.name === name)) throw new FmcError("PEER_EXISTS", `WireGuard peer ${name} exists already`, "pick another name; each peer has its own keys and address");
+    const address = allocate(peers);
+    const file = join(dir.path, "secrets.json");
+    const stored = { ...readStore(file) };
+    const privateKey = generate("wireguard");
+    const presharedKey = generate("wireguard-psk");
+    stored[peerKeyName(name)] = { kind: "wireguard", value: privateKey };
+    stored[peerPskName(name)] = { kind: "wireguard-psk", value: presharedKey };
+    writeStore(file, stored);
+    const peer: WireguardPeer = { name, address, publicKey: wireguardPublicKey(privateKey), added: new Date().toISOString() };
+    writeAtomically(peersFile(dir), JSON.stringify({ version: 1, peers: [...peers, peer] }, null, 2) + "\n");
+    return { peer, privateKey, presharedKey };
+  } finally {
+    lock.release();
+  }
+}
+
+/** Replaces the named secrets with new values (fmc wireguard rotate), atomically, under the lock. */
+export function rotateSecrets(dir: StateDir, which: readonly SecretSpec[]): void {
+  ensureStateDir(dir);
+  const lock = acquireLock(dir.path, "secrets", 10_000);
+  try {
+    const file = join(dir.path, "secrets.json");
+    const stored = { ...readStore(file) };
+    for (const s of which) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
+    writeStore(file, stored);
+  } finally {
+    lock.release();
+  }
 }
