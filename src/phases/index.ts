@@ -5,13 +5,15 @@ import { firewall } from "./firewall.js";
 import { wireguard } from "./wireguard.js";
 import { dns } from "./dns.js";
 import { loadbalancer } from "./loadbalancer.js";
+import { edge } from "./edge.js";
 
 export const PHASES: readonly Phase[] = [
   base, //          hostname, resolver, sysctl, swap, time, keys
   firewall, //      the LAN gateway's nftables, with a timed revert
   wireguard, //     the tunnel between the VPS and the firewall
   dns, //           internal DNS (bind9, or FreeIPA's)
-  loadbalancer, //  HAProxy + Keepalived
+  loadbalancer, //  HAProxy + Keepalived in front of the K3s API and the ingress
+  edge, //          the edge proxies (HAProxy or Traefik) + Keepalived behind the port forwards
 ];
 
 export type { Phase, PhaseContext } from "./phase.js";

@@ -1,16 +1,20 @@
 // Traefik v3 static and dynamic configuration for the edge nodes: TLS on 443 with the
-// Cloudflare origin certificate, 80 redirected, everything forwarded to the API VIP's
-// ingress port where HAProxy spreads it over the agents.
+// Cloudflare origin certificate (read as a systemd credential: see traefikUnit in
+// edge.ts), 80 redirected, X-Forwarded-For trusted only from the sources the VPS forwards
+// (wireguard.forwardFrom), everything forwarded to the API VIP's ingress port where
+// HAProxy spreads it over the agents. /ping on the metrics entry point is Keepalived's check.
 import { stringify } from "yaml";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
+import { TRAEFIK_CREDENTIALS, traefikCredentialPath } from "./edge.js";
 
 export function traefikStatic(ctx: RenderContext): Record<string, unknown> {
   const e = ctx.spec.edge;
   return {
     entryPoints: {
       web: { address: ":80", http: { redirections: { entryPoint: { to: "websecure", scheme: "https", permanent: true } } } },
-      websecure: { address: ":443" },
+      // Traefik keeps X-Forwarded-* only from trustedIPs and appends the source either way
+      websecure: { address: ":443", forwardedHeaders: { trustedIPs: [...(ctx.spec.wireguard?.forwardFrom ?? [])] } },
       metrics: { address: `:${e.metricsPort}` },
     },
     providers: { file: { directory: "/etc/traefik/dynamic", watch: true } },
@@ -26,6 +30,7 @@ export function traefikStatic(ctx: RenderContext): Record<string, unknown> {
 export function traefikDynamic(ctx: RenderContext): Record<string, unknown> {
   const { spec, topo } = ctx;
   const vip = topo.apiVip.address;
+  const origin = { certFile: traefikCredentialPath(TRAEFIK_CREDENTIALS.cert), keyFile: traefikCredentialPath(TRAEFIK_CREDENTIALS.key) };
   return {
     http: {
       routers: {
@@ -47,7 +52,9 @@ export function traefikDynamic(ctx: RenderContext): Record<string, unknown> {
       },
     },
     tls: {
-      certificates: [{ certFile: spec.edge.certFile, keyFile: spec.edge.keyFile }],
+      certificates: [origin],
+      // also for clients without SNI, instead of Traefik's self-signed default
+      stores: { default: { defaultCertificate: origin } },
       options: { default: { minVersion: "VersionTLS12", sniStrict: false } },
     },
   };
