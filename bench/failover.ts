@@ -28,7 +28,6 @@ function fmc(...args: string[]): string {
   return r.stdout;
 }
 const holder = (vip: string, hosts: string[]) => hosts.find((h) => spawnSync("ip", ["-n", `${LABEL}-${h}`, "-o", "-4", "addr", "show"], { encoding: "utf8" }).stdout.includes(` ${vip}/`))!;
-const other = (h: string, pair: string[]) => pair.find((x) => x !== h)!;
 const sh = (host: string, cmd: string) => labExec(host, ["bash", "-c", cmd], { timeoutMs: 60_000 });
 
 interface Fault {

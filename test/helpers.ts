@@ -63,3 +63,16 @@ export function inNetns<T>(fn: (ns: string) => T): T {
     execFileSync("ip", ["netns", "del", ns]);
   }
 }
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls fn until it returns something truthy; throws after timeoutMs naming what it waited for. */
+export async function until<T>(what: string, fn: () => T | undefined | false, timeoutMs = 20_000, everyMs = 200): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}

@@ -58,7 +58,6 @@ export interface SecretSpec {
 /** Every secret a spec needs, in a stable order. */
 export function requiredSecrets(spec: Spec): SecretSpec[] {
   const out: SecretSpec[] = [{ name: "k3s-token", kind: "token", purpose: "K3s cluster join token" }];
-  for (const v of spec.vips) out.push({ name: `vrrp-${v.name}`, kind: "vrrp", purpose: `VRRP authentication of VIP ${v.name}` });
   if (spec.wireguard) {
     for (const h of spec.hosts.filter((x) => x.roles.includes("gateway") || x.name === spec.wireguard?.lanPeer)) {
       out.push({ name: `wireguard-${h.name}`, kind: "wireguard", purpose: `WireGuard private key of ${h.name}` });

@@ -226,7 +226,7 @@ test("plan and apply over a recording transport: phases in order, failures name 
   assert.deepEqual(phasesInOrder, ["base", "loadbalancer"]);
   const reload = p.changes.find((c) => c.host === "loadbalancer1" && c.title.startsWith("reload"))!;
   assert.deepEqual(reload.notes, ["reloads HAProxy on loadbalancer1 while it holds VIP api (10.17.5.10)"]);
-  const vrrp = render.secrets.get("vrrp-api");
+  const vrrp = render.secrets.get("k3s-token");
   for (const c of p.changes) {
     assert.ok(!(c.diff ?? "").includes(vrrp), "secrets are masked in diffs");
     for (const x of c.commands) assert.ok(!x.display.includes(vrrp));
@@ -286,6 +286,7 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
     "install haproxy, keepalived, curl",
     "create /etc/haproxy/haproxy.cfg",
     "create /etc/keepalived/fmc-check-proxy",
+    "create /etc/systemd/system/keepalived.service.d/fmc.conf",
     "create /etc/keepalived/keepalived.conf",
     "enable, start or reload haproxy.service (installing its package may start it with the package's own config first)",
     "enable, start or reload keepalived.service (installing its package may start it with the package's own config first)",
@@ -299,6 +300,7 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
       // planned again from the facts read after the install
       "loadbalancer1: update /etc/haproxy/haproxy.cfg",
       "loadbalancer1: create /etc/keepalived/fmc-check-proxy",
+      "loadbalancer1: create /etc/systemd/system/keepalived.service.d/fmc.conf",
       "loadbalancer1: create /etc/keepalived/keepalived.conf",
       "loadbalancer1: reload (configuration changed) haproxy.service",
       "loadbalancer1: start keepalived.service",
