@@ -49,6 +49,7 @@ const FAULTS: Fault[] = [
   { name: "Keepalived SIGKILL on the holder", vip: "api", probe: apiProbe, act: async () => { const h = holder(API, LBS); sh(h, "pkill -KILL -x keepalived"); return restart(h, "keepalived"); } },
   { name: "holder powered off", vip: "api", probe: apiProbe, act: async () => { const h = holder(API, LBS); await labPowerOff(h); return () => labPowerOn(h); } },
   { name: "HAProxy SIGKILL on the edge holder (end to end)", vip: "edge", probe: e2eProbe, act: async () => { const h = holder(EDGE, EDGES); sh(h, "pkill -KILL -x haproxy"); return restart(h, "haproxy"); } },
+  { name: "Keepalived SIGKILL on the edge holder (end to end)", vip: "edge", probe: e2eProbe, act: async () => { const h = holder(EDGE, EDGES); sh(h, "pkill -KILL -x keepalived"); return restart(h, "keepalived"); } },
   { name: "edge holder powered off (end to end)", vip: "edge", probe: e2eProbe, act: async () => { const h = holder(EDGE, EDGES); await labPowerOff(h); return () => labPowerOn(h); } },
 ];
 

@@ -41,6 +41,11 @@ before(async () => {
   const up = run("lab", "up");
   assert.equal(up.status, 0, up.stderr);
   ours = true;
+  // the first plan shows the tunnel's configs with their keys masked
+  const p = run("plan");
+  assert.equal(p.status, 0, p.stderr);
+  assert.match(p.stdout, /<secret:wireguard-psk>/);
+  assert.ok(!p.stdout.includes(context({ file: spec }).ctx.secrets.get("wireguard-psk")), "no key in the plan");
   const a = run("apply", "--yes");
   assert.equal(a.status, 0, `${a.stdout}\n${a.stderr}`);
 });
@@ -73,6 +78,18 @@ test("from the internet, the public name answers over verified TLS through the w
   // plain HTTP is redirected to HTTPS
   const http = labExec(INTERNET_NS, ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "-m", "5", "--resolve", `example.com:80:${PUBLIC}`, "http://example.com/"]);
   assert.match(http.stdout, /^30[18] https:\/\/example\.com\//);
+});
+
+test("fmc lab exec runs a command on a lab host or in the internet namespace, with its output and exit code", () => {
+  const r = run("lab", "exec", "internet", "--", "curl", "-sS", "-m", "5", ...publicRequest());
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^lab stand-in backend worker[12]$/m);
+  const fail = run("lab", "exec", "worker1", "--", "sh", "-c", "hostname; exit 7");
+  assert.equal(fail.status, 7);
+  assert.equal(fail.stdout.trim(), "worker1");
+  const none = run("lab", "exec", "nosuch", "--", "true");
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /no lab host nosuch/);
 });
 
 test("the internet reaches nothing private, and a source outside wireguard.forwardFrom is not forwarded", () => {
