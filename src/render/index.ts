@@ -8,6 +8,7 @@ import { renderK3s } from "./k3s.js";
 import { renderHaproxy } from "./haproxy.js";
 import { renderKeepalived } from "./keepalived.js";
 import { renderTraefik } from "./traefik.js";
+import { renderEdge } from "./edge.js";
 import { renderWireguard } from "./wireguard.js";
 import { renderFirewall } from "./firewall.js";
 import { renderStorage } from "./storage.js";
@@ -23,6 +24,7 @@ export const RENDERERS: ReadonlyArray<readonly [string, Renderer]> = [
   ["haproxy", renderHaproxy],
   ["keepalived", renderKeepalived],
   ["traefik", renderTraefik],
+  ["edge", renderEdge],
   ["wireguard", renderWireguard],
   ["firewall", renderFirewall],
   ["storage", renderStorage],
