@@ -79,8 +79,8 @@ const exec = defineCommand({
   async run({ args, rawArgs }) {
     requireRoot();
     const at = rawArgs.indexOf("--");
-    const command = at >= 0 ? rawArgs.slice(at + 1) : rawArgs.slice(rawArgs.indexOf(args.host) + 1);
-    if (command.length === 0) throw new FmcError("USAGE", "no command given", `fmc lab exec ${args.host} -- CMD [ARG…]`);
+    const command = at >= 0 ? rawArgs.slice(at + 1) : [];
+    if (command.length === 0) throw new FmcError("USAGE", "no command given", `fmc lab exec ${args.host} -- CMD [ARG…] (the command after --)`);
     const child = spawn("nsenter", labExecArgs(args.host, command), { stdio: "inherit" });
     const code = await new Promise<number>((done) => {
       child.once("error", (e) => {

@@ -13,32 +13,14 @@ import { addWireguardPeer, loadOrCreateSecrets, requiredSecrets, rotateSecrets, 
 import { nextPeerAddress, peerClientConfig, tunnelOf, wgConfPath, wgUnit } from "../render/wireguard.js";
 import { cmd } from "../hosts/command.js";
 import type { PhaseContext } from "../phases/phase.js";
-import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg, yellow } from "./ui.js";
+import { bold, dim, n, red, specFileOf, yellow } from "./ui.js";
+import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 
-const connectArgs = {
-  spec: specArg,
-  file: fileArg,
-  state: stateArg,
-  identity: { type: "string", alias: "i", description: "extra private key file(s), comma-separated (fmc's admin key and ssh-agent are always tried)" },
-  "accept-new": { type: "boolean", description: "trust unknown host keys on first contact (changed keys are always refused)", default: false },
-  jump: { type: "string", description: "reach hosts through this spec host" },
-  timeout: { type: "string", description: "seconds a remote command may take before it is stopped", default: "120" },
-} as const;
+/** The shared options minus the ones that make no sense here (the phase is wireguard). */
+const { phase: _phase, concurrency: _concurrency, ...connectArgs } = sessionArgs;
 
-type ConnectArgs = { spec?: string; file?: string; state?: string; identity?: string; "accept-new"?: boolean; jump?: string; timeout?: string };
-
-function open(a: ConnectArgs): Promise<Session> {
-  const timeout = Number(a.timeout ?? 120);
-  if (!Number.isFinite(timeout) || timeout <= 0 || timeout > 86_400) throw new FmcError("USAGE", `--timeout ${a.timeout}: seconds, more than 0 and at most 86400 please`);
-  return openSession({
-    file: specFileOf(a),
-    stateDir: a.state,
-    identities: a.identity?.split(",").filter(Boolean),
-    acceptNew: a["accept-new"],
-    jump: a.jump,
-    timeoutMs: Math.round(timeout * 1000),
-    phases: ["wireguard"],
-  });
+function open(a: SessionArgs): Promise<Session> {
+  return openSession({ ...sessionOptions(a), phases: ["wireguard"] });
 }
 
 const progress = (e: Event) => {

@@ -108,12 +108,17 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     }
   });
   // a change that could cut fmc off (firewall rules) is confirmed over a brand-new
-  // connection that gives up quickly: a host whose new rules drop SSH never answers
+  // connection that gives up quickly: a host whose new rules drop SSH never answers.
+  // Brand-new all the way: through a jump host, a fresh jump connection too (the shared
+  // one is already open and proves nothing about the path)
   const reconnect: Reconnect = {
     open: (host) => {
       const t = inv.targets.get(host);
       if (!t) return Promise.reject(new FmcError("SSH_CONNECT", `${host}: not in the ${inv.source} inventory`));
-      return SshTransport.connect(t, { ...sshOptions, connectTimeoutMs: RECONNECT_TIMEOUT_MS, commandTimeoutMs: Math.min(timeoutMs, 30_000) });
+      if (jumpHost?.name === host) {
+        return Promise.reject(new FmcError("SSH_JUMP", `${host} is the jump host: a connection that starts on it cannot prove the path from here`, `confirm changes to ${host} without --jump ${host}`));
+      }
+      return SshTransport.connect(t, { ...base, via: undefined, connectTimeoutMs: RECONNECT_TIMEOUT_MS, commandTimeoutMs: Math.min(timeoutMs, 30_000) });
     },
     where: (host) => {
       const t = inv.targets.get(host);

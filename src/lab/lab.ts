@@ -15,6 +15,7 @@ import type { Host, Spec } from "../spec/schema.js";
 import type { Topology } from "../spec/topology.js";
 import { cidrOf, overlaps } from "../spec/net.js";
 import { planLabNet, type HostNet, type Nic } from "./network.js";
+import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
@@ -328,7 +329,7 @@ function boot(h: LabHost): number {
 export function publicNames(spec: Spec): string[] {
   const cf = spec.cloudflare;
   if (!cf) return [`edge.${spec.domain}`];
-  return cf.records.map((r) => (r.name === "@" ? cf.zone : `${r.name}.${cf.zone}`));
+  return cf.records.map((r) => recordFqdn(cf.zone, r.name));
 }
 
 /**
@@ -443,7 +444,7 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   }
   const hosts = (state?.hosts ?? []).filter((h) => h.pid && isNspawn(h.pid));
   let removed = 0;
-  const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`) || (n === INTERNET_NS && isLabInternet()));
+  const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`) || (n === INTERNET_NS && (state?.internet !== undefined || isLabInternet())));
   // 1. ask each container to power off, then make sure nothing is left: no process in
   //    the namespaces, no nspawn (a zombie does not count)
   const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || hosts.some((h) => h.pid && running(h.pid));

@@ -4,7 +4,7 @@
 // firewall by default (firewalld on AlmaLinux) the ports of the host's roles and VRRP.
 import type { Host, Spec } from "../spec/schema.js";
 import { FAMILIES } from "../hosts/os.js";
-import type { HostFacts } from "../hosts/facts.js";
+import type { HostFacts, OsFamilyName } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { hostnameChanges, swapOffChange } from "../ops/host.js";
 import { packageChange } from "../ops/package.js";
@@ -106,6 +106,22 @@ export function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
   };
 }
 
+/**
+ * The host's resolvers: the internal DNS first, then network.upstreamDns as fallback
+ * (a resolver that does not answer is skipped, so a fresh host installs its packages
+ * before the internal DNS runs). The VPS sits outside the LAN, where the internal DNS is
+ * not reachable: upstream only. At most three, as resolv.conf allows. Flatcar has no
+ * package installs, and systemd-resolved would stay on a fallback that answered once:
+ * the internal DNS only there.
+ */
+export function resolversFor(pc: PhaseContext, host: Host, family: OsFamilyName): string[] {
+  const { spec, topo } = pc.render;
+  if (!topo.dnsServers.length) return [];
+  if (family === "flatcar") return topo.dnsServers;
+  const outside = host.roles.includes("gateway");
+  return [...new Set([...(outside ? [] : topo.dnsServers), ...spec.network.upstreamDns])].slice(0, 3);
+}
+
 export const base: Phase = {
   name: "base",
   description: "hostname, resolver, sysctl, swap, time sync, authorized keys",
@@ -130,8 +146,9 @@ export const base: Phase = {
     const c = { host: host.name, phase: "base", mask: pc.mask };
     const family = FAMILIES[facts.os.family];
     const out: Change[] = [...hostnameChanges(facts, host.name, c)];
-    if (topo.dnsServers.length) {
-      for (const f of family.resolverFiles(topo.dnsServers, spec.domain)) {
+    const resolvers = resolversFor(pc, host, facts.os.family);
+    if (resolvers.length) {
+      for (const f of family.resolverFiles(resolvers, spec.domain)) {
         const ch = fileChange(facts, f, c);
         if (ch) out.push(ch);
       }

@@ -23,7 +23,7 @@ import { traefikDynamic, traefikStatic } from "../render/traefik.js";
 import { HEADER_TEXT } from "../render/types.js";
 import { sh } from "../render/quote.js";
 import type { Host } from "../spec/schema.js";
-import { HAPROXY_CFG, HAPROXY_SELINUX, haproxySelinuxChange, KEEPALIVED_PACKAGES, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
+import { HAPROXY_CFG, HAPROXY_SELINUX, haproxyPackages, KEEPALIVED_PACKAGES, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 const TRAEFIK_UNIT = "traefik.service";
@@ -106,12 +106,7 @@ function stopOther(facts: HostFacts, unit: string, c: { host: string; phase: str
 
 function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: { host: string; phase: string; mask: Masker }): Change[] {
   const oc = originCertificate(pc);
-  const out: Change[] = [];
-  const pkg = packageChange(facts, FAMILIES[facts.os.family], ["haproxy", ...KEEPALIVED_PACKAGES], c);
-  if (pkg) out.push(pkg);
-  const selinux = haproxySelinuxChange(facts, c);
-  if (selinux) out.push(selinux);
-  const installing = (name: string) => !!pkg && !facts.packages.get(name);
+  const { changes: out, installing } = haproxyPackages(facts, c);
   // the files the config names first: its check loads them
   const files = [
     fileChange(facts, { path: EDGE_PATHS.forwarders, content: forwardersList(pc.render) }, c),

@@ -164,6 +164,9 @@ export function firewallUnit(): string {
     "Wants=network-pre.target",
     "Before=network-pre.target shutdown.target",
     "After=nftables.service",
+    // nftables.service flushes the whole ruleset when it (re)starts or reloads: follow it
+    "PartOf=nftables.service",
+    "ReloadPropagatedFrom=nftables.service",
     "Conflicts=shutdown.target",
     `ConditionPathExists=${FIREWALL_BOOT_RULES}`,
     "",

@@ -75,6 +75,20 @@ export function keepalivedChanges(pc: PhaseContext, host: Host, facts: HostFacts
   return { files, service: s ? [s] : [] };
 }
 
+/**
+ * HAProxy and Keepalived installed, and on SELinux hosts allowed to connect anywhere: the
+ * changes, and whether a package is installed in this run (its daemon may start with the
+ * package's own config first).
+ */
+export function haproxyPackages(facts: HostFacts, c: Ctx): { changes: Change[]; installing: (name: string) => boolean } {
+  const changes: Change[] = [];
+  const pkg = packageChange(facts, FAMILIES[facts.os.family], ["haproxy", ...KEEPALIVED_PACKAGES], c);
+  if (pkg) changes.push(pkg);
+  const selinux = haproxySelinuxChange(facts, c);
+  if (selinux) changes.push(selinux);
+  return { changes, installing: (name) => !!pkg && !facts.packages.get(name) };
+}
+
 export const loadbalancer: Phase = {
   name: "loadbalancer",
   description: "HAProxy + Keepalived, checked before reload",
@@ -87,12 +101,7 @@ export const loadbalancer: Phase = {
   }),
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
     const c = { host: host.name, phase: "loadbalancer", mask: pc.mask };
-    const out: Change[] = [];
-    const pkg = packageChange(facts, FAMILIES[facts.os.family], ["haproxy", ...KEEPALIVED_PACKAGES], c);
-    if (pkg) out.push(pkg);
-    const selinux = haproxySelinuxChange(facts, c);
-    if (selinux) out.push(selinux);
-    const installing = (name: string) => !!pkg && !facts.packages.get(name);
+    const { changes: out, installing } = haproxyPackages(facts, c);
     const ha = fileChange(facts, { path: HAPROXY_CFG, content: haproxyConfig(pc.render, host), validate: "haproxy -c -q -f %s" }, c);
     if (ha) out.push(markingReload(ha, "haproxy.service"));
     const ka = keepalivedChanges(pc, host, facts, c, installing("keepalived"));

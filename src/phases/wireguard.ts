@@ -66,8 +66,9 @@ export function wgCheck(iface: string): string {
     `trap 'rm -rf "$d"' EXIT`,
     `cp "$1" ${copy}`,
     `wg-quick strip ${copy} > "$d"/stripped`,
-    `out=$(wg setconf fmc/check "$d"/stripped 2>&1) && exit 1`,
-    `case "$out" in "Unable to modify interface:"*) exit 0 ;; *) echo "$out" >&2; exit 1 ;; esac`,
+    // a parse error is reported before wg looks for the interface, which never exists
+    `out=$(LC_ALL=C wg setconf fmc/check "$d"/stripped 2>&1) && exit 1`,
+    `case "$out" in "Unable to modify interface:"*|*"No such device"*|*"Protocol not supported"*) exit 0 ;; *) echo "$out" >&2; exit 1 ;; esac`,
   ].join("\n");
   return `bash -c ${quote(body)} wg-check %s`;
 }

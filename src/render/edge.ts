@@ -9,6 +9,7 @@ import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord, systemdPath } from "./quote.js";
+import { haproxyGlobal } from "./haproxy.js";
 
 const word = (v: string) => configWord("haproxy.cfg", v);
 
@@ -43,15 +44,7 @@ export function edgeHaproxyConfig(ctx: RenderContext, host: Host, paths: EdgePat
   const check = `check inter ${lb.check.interMs}ms fastinter 500ms downinter 1s fall ${lb.check.fall} rise ${lb.check.rise}`;
   return lines(
     HEADER("#"),
-    "global",
-    "    log /dev/log local0",
-    `    maxconn ${lb.maxconn}`,
-    "    user haproxy",
-    "    group haproxy",
-    // a reload hands the bound sockets to the new worker: no connection refused meanwhile
-    "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
-    "    ssl-default-bind-options ssl-min-ver TLSv1.2",
-    "",
+    ...haproxyGlobal(ctx, "ssl-default-bind-options ssl-min-ver TLSv1.2"),
     "defaults",
     "    mode http",
     "    log global",

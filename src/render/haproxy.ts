@@ -24,6 +24,24 @@ function backend(name: string, servers: readonly Host[], port: number, check: st
   ];
 }
 
+/**
+ * HAProxy's global section, the same for the load balancers and the edge: a reload hands
+ * the bound sockets to the new worker (expose-fd listeners), so no connection is refused
+ * meanwhile.
+ */
+export function haproxyGlobal(ctx: RenderContext, ...extra: string[]): string[] {
+  return [
+    "global",
+    "    log /dev/log local0",
+    `    maxconn ${ctx.spec.loadBalancer.maxconn}`,
+    "    user haproxy",
+    "    group haproxy",
+    "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
+    ...extra.map((x) => `    ${x}`),
+    "",
+  ];
+}
+
 export function haproxyConfig(ctx: RenderContext, host: Host): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
@@ -31,13 +49,7 @@ export function haproxyConfig(ctx: RenderContext, host: Host): string {
   const np = spec.k3s.ingressNodePorts;
   return lines(
     HEADER("#"),
-    "global",
-    "    log /dev/log local0",
-    `    maxconn ${lb.maxconn}`,
-    "    user haproxy",
-    "    group haproxy",
-    "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
-    "",
+    ...haproxyGlobal(ctx),
     "defaults",
     "    mode tcp",
     "    log global",

@@ -105,6 +105,8 @@ export function keepalivedConfig(ctx: RenderContext, host: Host): string {
     "    script_user root",
     // sub-second adverts need VRRPv3: v2 rounds advert_int to whole seconds
     "    vrrp_version 3",
+    // v3 has no authentication: adverts from anyone but the unicast peers are dropped
+    "    vrrp_check_unicast_src",
     "}",
     "",
     ...vips.flatMap((vip) => [

@@ -247,7 +247,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
 }
 
 /** A record's full name: "@" is the zone's apex. */
-const recordFqdn = (zone: string, name: string) => (name === "@" ? zone : `${name}.${zone}`);
+export const recordFqdn = (zone: string, name: string) => (name === "@" ? zone : `${name}.${zone}`);
 
 /** wireguard.endpoint's record name in the Cloudflare zone ("@" for the apex), if it is a name there. */
 export function endpointRecord(ctx: RenderContext): string | undefined {

@@ -207,7 +207,6 @@ export function tunnelNftables(ctx: RenderContext): string {
     "    chain forward {",
     "        type filter hook forward priority mangle; policy accept;",
     `        oifname ${tun} tcp flags syn tcp option maxseg size set rt mtu`,
-    `        iifname ${tun} tcp flags syn tcp option maxseg size set rt mtu`,
     "    }",
     "}",
   );
@@ -250,6 +249,8 @@ export function gatewayNftUnit(ctx: RenderContext): string {
     `Before=network-pre.target ${systemdValue(wgUnit(iface))}`,
     // Debian's nftables.service flushes the whole ruleset: load after it, never before
     "After=local-fs.target nftables.service",
+    "PartOf=nftables.service",
+    "ReloadPropagatedFrom=nftables.service",
     "",
     "[Service]",
     "Type=oneshot",

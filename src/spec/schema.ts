@@ -215,8 +215,9 @@ const WireGuard = z.strictObject({
   persistentKeepalive: z.number().int().min(0).max(3600).default(25),
   lanPeer: name.describe("host that terminates the tunnel inside the LAN (the firewall)"),
   publicInterface: ifname.default("eth0").describe("the VPS's internet-facing interface"),
-  forwardPorts: list(port, 32).default([80, 443]).describe("public TCP ports the VPS forwards into the tunnel"),
+  forwardPorts: list(port, 32).min(1).default([80, 443]).describe("public TCP ports the VPS forwards into the tunnel"),
   forwardFrom: list(cidr, 256)
+    .min(1)
     .default(CLOUDFLARE_IPV4)
     .describe("sources the VPS forwards those ports from (default: Cloudflare's published ranges, so nobody bypasses Cloudflare)"),
   adminSubnet: cidr.optional().describe("tunnel addresses for remote-admin peers (fmc wireguard add-peer); default: the upper half of the tunnel subnet"),
@@ -243,7 +244,7 @@ const Firewall = z.strictObject({
   wanInterface: ifname.default("eth0"),
   management: list(endpointRef, 64)
     .default(["any"])
-    .describe("sources that may SSH to the firewall itself (any = its LAN side; the tunnel and WAN never)"),
+    .describe("sources that may SSH to the firewall itself: any = its LAN side (never the tunnel or the WAN); a subnet, host, VIP or CIDR is matched by address on any interface"),
   rules: list(Rule, 1024).default([]),
   portForwards: list(PortForward, 256).default([]),
 });

@@ -243,3 +243,9 @@ test("every generated admin key is a key OpenSSH accepts (ssh2 drops leading zer
   const r = execFileSync("ssh-keygen", ["-l", "-f", join(dir, "keys")], { encoding: "utf8" });
   assert.equal(r.trim().split("\n").filter((l) => / fmc-admin \(ED25519\)$/.test(l)).length, 600);
 });
+
+test("the phase names in --help are the phase list's", async () => {
+  const { PHASE_NAMES } = await import("../../src/cli/session-args.js");
+  const { PHASES } = await import("../../src/phases/index.js");
+  assert.deepEqual([...PHASE_NAMES], PHASES.map((p) => p.name));
+});

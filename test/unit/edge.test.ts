@@ -171,6 +171,7 @@ test("Keepalived: VRRPv3, sub-second adverts, nopreempt unless asked, the proxy'
   const ed = keepalivedConfig(ctx, ctx.topo.host("traefik2"));
   for (const conf of [lb, ed]) {
     assert.match(conf, /^\s+vrrp_version 3$/m);
+    assert.match(conf, /^\s+vrrp_check_unicast_src$/m, "only the unicast peers are heard");
     assert.match(conf, /^\s+advert_int 0\.1$/m);
     assert.match(conf, /^\s+state BACKUP\n(\s+#.*\n)?\s+nopreempt$/m);
     assert.doesNotMatch(conf, /auth_type|auth_pass|state MASTER/);

@@ -105,7 +105,6 @@ test("the tunnel's port forwards are DNAT'ed to the edge VIP and accepted; its m
   const tunnel = tunnelNftables(ctx);
   assert.match(tunnel, /iifname "wg0" ct state new ct mark set 0xca6c/);
   assert.match(tunnel, /oifname "wg0" tcp flags syn tcp option maxseg size set rt mtu/);
-  assert.match(tunnel, /iifname "wg0" tcp flags syn tcp option maxseg size set rt mtu/);
 });
 
 test("the pfSense fragment is well-formed XML and states the same policy", (t) => {
