@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fmc, inNetns, requireTool } from "../helpers.js";
 import { SEED_YAML } from "../../src/spec/seed.js";
+import { CHECK_SCRIPT } from "../../src/render/keepalived.js";
 
 let dir: string;
 let out: string;
@@ -55,7 +56,12 @@ test("keepalived --config-test accepts every keepalived.conf", () => {
   const hosts = hostsIn("keepalived");
   assert.deepEqual(hosts, ["loadbalancer1", "loadbalancer2", "traefik1", "traefik2"]);
   for (const h of hosts) {
-    const r = check("keepalived", ["--config-test", "-f", join(out, "keepalived", h, "keepalived.conf")]);
+    // the tracked check script as rendered, where this machine may hold it (never /etc here)
+    const script = join(out, "keepalived", h, "fmc-check-proxy");
+    execFileSync("chmod", ["0755", script]);
+    const conf = join(dir, `keepalived-${h}.conf`);
+    writeFileSync(conf, readFileSync(join(out, "keepalived", h, "keepalived.conf"), "utf8").replaceAll(CHECK_SCRIPT, script));
+    const r = check("keepalived", ["--config-test", "-f", conf]);
     assert.equal(r.status, 0, `${h}: ${r.stdout}${r.stderr}`);
     assert.equal(r.stderr.trim(), "", `${h} config-test printed: ${r.stderr}`);
   }
