@@ -1,7 +1,7 @@
 // What differs between OS families, behind one small interface: package commands,
-// where the resolver and time sync are configured, the time service's name, and the
-// host firewall the OS turns on by default.
-import { cmd, script, type Command } from "./command.js";
+// where the resolver and time sync are configured, the time service's name, the
+// host firewall the OS turns on by default, and where PostgreSQL lives.
+import { cmd, quote, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
 
 export interface OsFamily {
@@ -61,3 +61,85 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     resolverFiles: (dns, domain) => [{ path: "/etc/systemd/resolved.conf.d/fmc.conf", content: `${header}[Resolve]\nDNS=${dns.join(" ")}\nDomains=${domain}\n` }],
   },
 };
+
+/**
+ * Where PostgreSQL lives on each family. Debian: postgresql-common's clusters
+ * (`postgresql-<v>`, unit `postgresql@<v>-main.service`, config in /etc/postgresql/<v>/main,
+ * data wherever pg_createcluster put it). AlmaLinux: the PGDG packages (`postgresql<v>-server`,
+ * unit `postgresql-<v>.service`, config beside the data in <dataDir>/<v>/data, PGDG's own
+ * /var/lib/pgsql/<v>/data when dataDir is /var/lib/pgsql).
+ */
+export interface PostgresLayout {
+  readonly version: string;
+  /** The server package of this version. */
+  readonly serverPackage: string;
+  /** The NFS client (mount.nfs4). */
+  readonly nfsClientPackage: string;
+  /** The unit that runs the cluster. */
+  readonly unit: string;
+  /** PGDATA: below `root` (the data directory's mount point), never the mount point itself (lost+found). */
+  readonly dataDir: string;
+  /** Where postgresql.conf and pg_hba.conf are read from. */
+  readonly configDir: string;
+  /** The server's own programs (initdb, pg_dump, pg_restore, psql of this version). */
+  readonly binDir: string;
+  /** Creates the cluster in an empty dataDir; run as root, after the checks the caller makes. */
+  readonly createCluster: string;
+  /**
+   * Makes an existing dataDir (PG_VERSION there, e.g. a rebuilt host mounting its old data)
+   * a cluster again; undefined where the data directory holds its configuration itself.
+   */
+  readonly adoptCluster?: string;
+  /** Debian only: stops its package from creating a cluster of its own on the local disk. */
+  readonly noDefaultCluster?: { readonly path: string; readonly content: string };
+}
+
+/** The distribution's own PostgreSQL major version, by Debian release (what `apt-get install postgresql` gives). */
+export const DEBIAN_POSTGRES: Readonly<Record<string, string>> = { "11": "11", "12": "15", "13": "17" };
+
+export function postgresLayout(family: "debian-like" | "rhel-like", version: string, root: string): PostgresLayout {
+  const initdb = "--locale=C.UTF-8 --encoding=UTF8 --data-checksums --auth-local=peer --auth-host=scram-sha-256";
+  if (family === "debian-like") {
+    const dataDir = `${root}/${version}/main`;
+    return {
+      version,
+      serverPackage: `postgresql-${version}`,
+      nfsClientPackage: "nfs-common",
+      unit: `postgresql@${version}-main.service`,
+      dataDir,
+      configDir: `/etc/postgresql/${version}/main`,
+      binDir: `/usr/lib/postgresql/${version}/bin`,
+      createCluster: `pg_createcluster --datadir=${quote(dataDir)} --start-conf=auto ${version} main -- ${initdb}`,
+      // pg_createcluster takes in a data directory only with its config files there: empty
+      // ones do (it moves them to /etc and sets data_directory; fmc writes their content)
+      adoptCluster: [
+        `for f in postgresql.conf pg_hba.conf pg_ident.conf; do [ -e ${quote(dataDir)}/$f ] || install -o postgres -g postgres -m 0640 /dev/null ${quote(dataDir)}/$f; done`,
+        `pg_createcluster --datadir=${quote(dataDir)} --start-conf=auto ${version} main`,
+      ].join("\n"),
+      noDefaultCluster: {
+        path: "/etc/postgresql-common/createcluster.d/fmc.conf",
+        content: `${header}# the data directory is created by fmc on its NFS mount, never by the package\ncreate_main_cluster = false\n`,
+      },
+    };
+  }
+  const dataDir = `${root}/${version}/data`;
+  const binDir = `/usr/pgsql-${version}/bin`;
+  return {
+    version,
+    serverPackage: `postgresql${version}-server`,
+    nfsClientPackage: "nfs-utils",
+    unit: `postgresql-${version}.service`,
+    dataDir,
+    configDir: dataDir,
+    binDir,
+    createCluster: `runuser -u postgres -- ${binDir}/initdb --pgdata=${quote(dataDir)} ${initdb}`,
+  };
+}
+
+/** PGDG's repository package for AlmaLinux/RHEL `major` (9), and the module that would shadow it. */
+export function pgdgRepository(elMajor: string): Command {
+  const rpm = `https://download.postgresql.org/pub/repos/yum/reporpms/EL-${elMajor}-$(uname -m)/pgdg-redhat-repo-latest.noarch.rpm`;
+  return script(`dnf install -y "${rpm}" && { dnf -qy module disable postgresql || true; }`, `dnf install -y ${rpm.replace("$(uname -m)", "<arch>")} (the PGDG repository); dnf module disable postgresql`);
+}
+export const PGDG_REPO_PACKAGE = "pgdg-redhat-repo";
+

@@ -7,7 +7,8 @@ import { appendFileSync, existsSync, readFileSync } from "node:fs";
 import { connect as tcpConnect, type Socket } from "node:net";
 import ssh2 from "ssh2";
 import { quote, type Command } from "./command.js";
-import type { ExecResult, Transport } from "./transport.js";
+import { pipeline } from "node:stream/promises";
+import type { ExecResult, StreamIo, Transport } from "./transport.js";
 import { FmcError } from "../errors.js";
 
 export interface SshTarget {
@@ -225,6 +226,69 @@ export class SshTransport implements Transport {
         );
         if (command.stdin !== undefined) stream.end(command.stdin);
         else stream.end();
+      });
+    });
+  }
+
+  /**
+   * Like exec, with stdin and stdout as streams (ssh2 applies backpressure both ways):
+   * settles once the command exited and its output was written out. Only error output
+   * is kept (bounded, masked).
+   */
+  stream(command: Command, step: string, io: StreamIo): Promise<{ code: number; stderr: string }> {
+    if (this.lost) return Promise.reject(this.lostError(step));
+    const timeoutMs = io.timeoutMs ?? this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
+    const mask = this.opts.mask ?? ((t: string) => t);
+    const wrapped = remoteCommand(command.shell, this.target.user, timeoutMs);
+    return new Promise((resolve, reject) => {
+      let done = false;
+      let channel: ssh2.ClientChannel | undefined;
+      const stop = () => {
+        try {
+          channel?.signal("TERM");
+        } catch {
+          // already gone
+        }
+        channel?.close();
+      };
+      const settle = (outcome: () => void) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.client.off("close", onClose);
+        outcome();
+      };
+      const timer = setTimeout(() => {
+        stop();
+        settle(() => reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s; it was stopped`, "raise --timeout if this step is slow by nature")));
+      }, timeoutMs);
+      const onClose = () => settle(() => reject(this.lostError(step)));
+      this.client.once("close", onClose);
+      this.client.exec(wrapped, (err, ch) => {
+        if (err) return settle(() => reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`)));
+        channel = ch;
+        if (done) return stop();
+        const errs: Buffer[] = [];
+        let errBytes = 0;
+        ch.stderr.on("data", (d: Buffer) => {
+          if (errBytes < MAX_STDERR) errs.push(d.subarray(0, MAX_STDERR - errBytes));
+          errBytes += d.length;
+        });
+        const fail = (e: Error) => {
+          stop();
+          settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: ${e.message}`)));
+        };
+        const written = io.stdout ? pipeline(ch, io.stdout).catch((e: Error) => fail(e)) : (ch.resume(), Promise.resolve());
+        // a command that exits early ends its input too: its exit code and error output tell why
+        let inputError: Error | undefined;
+        if (io.stdin) pipeline(io.stdin, ch).catch((e: Error) => void (inputError = e));
+        else ch.end();
+        ch.on("close", (code: number | null) => {
+          if (code === null || code === undefined) return settle(() => reject(inputError ? new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError.message}`) : this.lostError(step)));
+          const stderr = mask(Buffer.concat(errs).toString("utf8"));
+          if (code === 0 && inputError) return settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError!.message}`)));
+          void written.then(() => settle(() => resolve({ code, stderr })));
+        });
       });
     });
   }

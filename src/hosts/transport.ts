@@ -8,10 +8,22 @@ export interface ExecResult {
   readonly stderr: string;
 }
 
+/** Streams for a command whose input or output is too large to hold in memory (backups). */
+export interface StreamIo {
+  /** Fed to the command's standard input, which is closed at its end. */
+  readonly stdin?: NodeJS.ReadableStream;
+  /** Receives the command's standard output (ended with it). */
+  readonly stdout?: NodeJS.WritableStream;
+  /** The command's time limit; the transport's own per-command limit otherwise. */
+  readonly timeoutMs?: number;
+}
+
 export interface Transport {
   /** The host's name in the spec, for error messages. */
   readonly host: string;
   exec(command: Command, step: string): Promise<ExecResult>;
+  /** Runs a command with streamed input/output; resolves once both are done. Transports without it cannot move backups. */
+  stream?(command: Command, step: string, io: StreamIo): Promise<{ code: number; stderr: string }>;
   close(): void;
 }
 

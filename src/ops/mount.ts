@@ -14,6 +14,8 @@ export interface MountSpec {
   readonly options?: string;
   /** Units the mount needs first (e.g. the LVM service, network-online.target). */
   readonly after?: readonly string[];
+  /** The unit file when a renderer writes it (the same text Ignition installs); else mountUnitText(). */
+  readonly unitText?: string;
 }
 
 export const mountUnit = (where: string) => `${escapePath(where)}.mount`;
@@ -32,7 +34,7 @@ export function mountUnitText(m: MountSpec): string {
 
 export function mountChanges(facts: HostFacts, m: MountSpec, ctx: { host: string; phase: string; mask: Masker }): Change[] {
   const unit = mountUnit(m.where);
-  const out = unitChanges(facts, { unit, content: mountUnitText(m), enabled: true, running: true }, ctx);
+  const out = unitChanges(facts, { unit, content: m.unitText ?? mountUnitText(m), enabled: true, running: true }, ctx);
   const live = facts.mounts.get(m.where);
   if (live && canonicalDevice(facts, live.device) !== canonicalDevice(facts, m.what) && !out.length) {
     out.push({

@@ -8,7 +8,10 @@ import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { k3sConfigText } from "./k3s.js";
 import { unitFile } from "./systemd.js";
 import { pathPart, sh } from "./quote.js";
-import { exportsFile, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits } from "./storage.js";
+import {
+  exportsFile, k3sLonghornConfig, k3sLonghornDropIn, K3S_LONGHORN_CONFIG, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
+  LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits,
+} from "./storage.js";
 
 export const IGNITION_VERSION = "3.4.0";
 
@@ -120,6 +123,7 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
   const { spec, topo } = ctx;
   const isK3s = host.roles.includes("k3s-server") || host.roles.includes("k3s-agent");
   const isServer = host.roles.includes("k3s-server");
+  const lhDisk = longhornDisks(spec).find((d) => d.host === host.name);
   const files: IgnFile[] = [
     file("/etc/hostname", `${host.name}\n`),
     file(`/etc/systemd/network/00-${pathPart(host.interface)}.network`, networkdFile(ctx, host)),
@@ -151,8 +155,14 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
           Install: [["WantedBy", "multi-user.target"]],
         }),
       },
-      { name: isServer ? "k3s.service" : "k3s-agent.service", enabled: true, contents: k3sUnit(isServer) },
+      { name: isServer ? "k3s.service" : "k3s-agent.service", enabled: true, contents: k3sUnit(isServer), ...(lhDisk ? { dropins: [{ name: "fmc-longhorn-disk.conf", contents: k3sLonghornDropIn(lhDisk) }] } : {}) },
     );
+  }
+  // a worker's Longhorn disk: formatted only when blank, mounted where Longhorn looks
+  if (isK3s && lhDisk?.kind === "disk") {
+    const mount = longhornDiskMountUnit(lhDisk);
+    files.push(file(LONGHORN_DISK_SCRIPT_PATH, longhornDiskScript(lhDisk), 0o755), file(K3S_LONGHORN_CONFIG, k3sLonghornConfig(), 0o600));
+    units.push({ name: LONGHORN_DISK_SERVICE, enabled: true, contents: longhornDiskService() }, { name: mount.name, enabled: true, contents: mount.content });
   }
   if (spec.storage && host.name === spec.storage.host) {
     files.push(file(LVM_SCRIPT_PATH, lvmPlan(ctx), 0o755), file("/etc/exports", exportsFile(ctx)));

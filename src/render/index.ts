@@ -9,6 +9,7 @@ import { renderHaproxy } from "./haproxy.js";
 import { renderKeepalived } from "./keepalived.js";
 import { renderTraefik } from "./traefik.js";
 import { renderEdge } from "./edge.js";
+import { renderDatabase } from "./database.js";
 import { renderWireguard } from "./wireguard.js";
 import { renderFirewall } from "./firewall.js";
 import { renderStorage } from "./storage.js";
@@ -28,6 +29,7 @@ export const RENDERERS: ReadonlyArray<readonly [string, Renderer]> = [
   ["wireguard", renderWireguard],
   ["firewall", renderFirewall],
   ["storage", renderStorage],
+  ["database", renderDatabase],
   ["dns", renderDns],
   ["kubernetes", renderKubernetes],
   ["prometheus", renderPrometheus],

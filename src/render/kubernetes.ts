@@ -5,11 +5,12 @@
 import { stringify } from "yaml";
 import { Namespace, PersistentVolumeClaim, Secret } from "kubernetes-models/v1";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
-import type { ChartSpec, ServiceName } from "../spec/schema.js";
+import type { ChartSpec, ServiceName, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
+import { LONGHORN_RESERVED_PERCENT, longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
 
@@ -57,10 +58,85 @@ function pvc(name: string, namespace: string, storageClass: string, size: string
   });
 }
 
+// Pods with a volume each, shared by the chart values and Longhorn's capacity check.
+const ALERTMANAGER_SIZE = "2Gi";
+const REDIS_REPLICAS = 2;
+const KAFKA_CONTROLLERS = 3;
+/** One Elasticsearch node per ingress backend (agents that are not the storage host), at most 3. */
+function elasticsearchReplicas(spec: Spec): number {
+  const backends = spec.hosts.filter((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server") && !h.roles.includes("storage"));
+  return Math.min(3, Math.max(1, backends.length));
+}
+
+export interface VolumeClaim {
+  readonly service: ServiceName;
+  /** The pods' volumes: "elasticsearch data", "redis master"… */
+  readonly what: string;
+  readonly count: number;
+  readonly sizeGiB: number;
+}
+
+const gib = (q: string) => {
+  const m = /^(\d+)(Mi|Gi|Ti)$/.exec(q)!;
+  return Number(m[1]) * { Mi: 1 / 1024, Gi: 1, Ti: 1024 }[m[2] as "Mi" | "Gi" | "Ti"];
+};
+
+/**
+ * The Longhorn volumes the enabled charts request: fmc's own claims (Prometheus, Grafana)
+ * and the charts' per-pod claims (Elasticsearch, Redis, Kafka, Alertmanager). A chart
+ * without a storageClass uses the default class, which is Longhorn's when it is enabled.
+ * Sizes left unset are the charts' own defaults.
+ */
+export function longhornClaims(spec: Spec): VolumeClaim[] {
+  const svc = spec.services;
+  const onLonghorn = (c: ChartSpec) => c.enabled && svc.longhorn.enabled && (c.storageClass ?? "longhorn") === "longhorn";
+  const out: VolumeClaim[] = [];
+  const add = (service: ServiceName, what: string, count: number, size: string) => out.push({ service, what, count, sizeGiB: gib(size) });
+  if (svc.prometheus.enabled && svc.prometheus.storageClass === "longhorn") add("prometheus", "Prometheus server", 1, svc.prometheus.size ?? "20Gi");
+  if (onLonghorn(svc.prometheus)) add("prometheus", "Alertmanager", 1, ALERTMANAGER_SIZE);
+  if (svc.grafana.enabled && svc.grafana.storageClass === "longhorn") add("grafana", "Grafana", 1, svc.grafana.size ?? "5Gi");
+  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? "30Gi");
+  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", 1 + REDIS_REPLICAS, svc.redis.size ?? "8Gi");
+  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_CONTROLLERS, svc.kafka.size ?? "8Gi");
+  return out;
+}
+
+export interface LonghornCapacity {
+  readonly disks: readonly LonghornDisk[];
+  readonly replicas: number;
+  /** Disks whose size the spec does not give: not counted. */
+  readonly unknown: readonly LonghornDisk[];
+  /** Volume space Longhorn can place with `replicas` copies on different nodes. */
+  readonly placeableGiB: number;
+  readonly claims: readonly VolumeClaim[];
+  readonly requestedGiB: number;
+  /** The largest single volume, and the most one volume can be (its copies each on another node). */
+  readonly largestGiB: number;
+  readonly largestPlaceableGiB: number;
+}
+
+/** Longhorn's schedulable space against what the charts request, with replicas. */
+export function longhornCapacity(spec: Spec): LonghornCapacity {
+  const disks = longhornDisks(spec);
+  const replicas = longhornReplicas(spec);
+  const known = disks.filter((d) => d.sizeGiB !== undefined);
+  const caps = known.map((d) => schedulableGiB(d.sizeGiB!)).sort((a, b) => b - a);
+  const claims = longhornClaims(spec);
+  return {
+    disks,
+    replicas,
+    unknown: disks.filter((d) => d.sizeGiB === undefined),
+    placeableGiB: placeableGiB(caps, replicas),
+    claims,
+    requestedGiB: claims.reduce((a, c) => a + c.count * c.sizeGiB, 0),
+    largestGiB: Math.max(0, ...claims.map((c) => c.sizeGiB)),
+    largestPlaceableGiB: caps[replicas - 1] ?? 0,
+  };
+}
+
 function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unknown> {
-  const { spec, topo } = ctx;
+  const { spec } = ctx;
   const c = spec.services[svc];
-  const storageNodes = topo.withRole("storage").length;
   const host = (name: string) => `${name}.${spec.domain}`;
   const ingress = (name: string) => ({ enabled: true, ingressClassName: "nginx", hosts: [host(name)] });
   const persistence = { storageClass: c.storageClass, size: c.size };
@@ -68,12 +144,17 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
     case "longhorn":
       return {
         defaultSettings: {
+          // every labelled node's disk is mounted here (storage host: its volume; agents: their data disk)
           defaultDataPath: spec.storage?.longhornPath,
           createDefaultDiskLabeledNodes: true,
-          defaultReplicaCount: Math.min(3, Math.max(1, storageNodes)),
+          defaultReplicaCount: longhornReplicas(spec),
+          // fmc validate computes capacity with these: say them rather than rely on the chart's defaults
+          storageReservedPercentageForDefaultDisk: LONGHORN_RESERVED_PERCENT,
+          storageOverProvisioningPercentage: 100,
+          replicaSoftAntiAffinity: false,
           taintToleration: STORAGE_TAINT,
         },
-        persistence: { defaultClass: true, defaultClassReplicaCount: Math.min(3, Math.max(1, storageNodes)) },
+        persistence: { defaultClass: true, defaultClassReplicaCount: longhornReplicas(spec) },
         longhornManager: { tolerations: [toleration] },
         longhornDriver: { tolerations: [toleration] },
       };
@@ -91,7 +172,7 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
     case "prometheus":
       return {
         server: { persistentVolume: { enabled: true, existingClaim: "prometheus-server" }, retention: "15d" },
-        alertmanager: { persistence: { storageClass: c.storageClass, size: "2Gi" } },
+        alertmanager: { persistence: { storageClass: c.storageClass, size: ALERTMANAGER_SIZE } },
         extraScrapeConfigs: stringify(staticScrapeJobs(ctx)),
       };
     case "grafana":
@@ -108,8 +189,8 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
       };
     case "elasticsearch":
       return {
-        replicas: Math.min(3, Math.max(1, topo.ingressBackends.length)),
-        minimumMasterNodes: Math.floor(Math.min(3, Math.max(1, topo.ingressBackends.length)) / 2) + 1,
+        replicas: elasticsearchReplicas(spec),
+        minimumMasterNodes: Math.floor(elasticsearchReplicas(spec) / 2) + 1,
         secret: { enabled: true, password: ctx.secrets.get("elastic") },
         volumeClaimTemplate: { accessModes: ["ReadWriteOnce"], storageClassName: c.storageClass, resources: { requests: { storage: c.size } } },
       };
@@ -144,10 +225,10 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
         architecture: "replication",
         auth: { enabled: true, existingSecret: "redis-auth", existingSecretPasswordKey: "password" },
         master: { persistence },
-        replica: { replicaCount: 2, persistence },
+        replica: { replicaCount: REDIS_REPLICAS, persistence },
       };
     case "kafka":
-      return { controller: { replicaCount: 3, persistence }, broker: { persistence } };
+      return { controller: { replicaCount: KAFKA_CONTROLLERS, persistence }, broker: { persistence } };
   }
 }
 

@@ -1,6 +1,8 @@
 // Storage: the LVM plan for the data disk (an idempotent script that Ignition runs at
 // every boot), mount units so the volumes come back after reboots, the NFS exports,
-// and the database host's NFS mount of its data directory.
+// the database host's NFS mount of its data directory, and the Longhorn disks: the
+// storage host's Longhorn volume and every other K3s agent's first data disk.
+import type { Host, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
@@ -8,6 +10,33 @@ import { configWord, sh, systemdPath } from "./quote.js";
 
 export const LVM_SERVICE = "fmc-lvm.service";
 export const LVM_SCRIPT_PATH = "/opt/fmc/lvm-plan.sh";
+export const LONGHORN_DISK_SERVICE = "fmc-longhorn-disk.service";
+export const LONGHORN_DISK_SCRIPT_PATH = "/opt/fmc/longhorn-disk.sh";
+/** K3s reads every file here after config.yaml; `key+` appends to a list (K3s "multiple config files"). */
+export const K3S_LONGHORN_CONFIG = "/etc/rancher/k3s/config.yaml.d/50-fmc-longhorn.yaml";
+
+/**
+ * blkid -p (a low-level probe, no cache) exits 0 when it finds a signature (filesystem,
+ * partition table, LVM, RAID…) and 2 when it finds none; 4 (usage or I/O error) and
+ * 8 (ambivalent probe) mean fmc cannot tell, so the device may hold data.
+ */
+export const BLKID_NO_SIGNATURE = 2;
+
+/**
+ * Shell: a new filesystem on `dev` only when blkid finds no signature at all. A device
+ * with any signature is left alone; any other blkid failure stops the script.
+ */
+export function mkfsIfBlank(dev: string, filesystem: "ext4" | "xfs", label: string): string[] {
+  const d = sh(dev);
+  return [
+    `rc=0; blkid -p ${d} >/dev/null 2>&1 || rc=$?`,
+    'case "$rc" in',
+    "  0) ;;",
+    `  ${BLKID_NO_SIGNATURE}) mkfs.${filesystem} -L ${sh(label.slice(0, 12))} ${d} ;;`,
+    `  *) printf 'fmc: blkid -p %s failed (exit %s): not formatting a device that may hold data\\n' ${d} "$rc" >&2; exit 1 ;;`,
+    "esac",
+  ];
+}
 
 export function lvmPlan(ctx: RenderContext): string {
   const st = ctx.spec.storage!;
@@ -15,20 +44,27 @@ export function lvmPlan(ctx: RenderContext): string {
   return lines(
     "#!/bin/bash",
     HEADER("#"),
-    "# Idempotent: creates only what is missing, never resizes or formats a filesystem that exists.",
+    "# Idempotent: creates only what is missing, never resizes, never formats a device that holds a signature.",
     "set -euo pipefail",
     `DEVICE=${sh(st.device)}`,
     `VG=${sh(vg)}`,
     'if ! vgs "$VG" >/dev/null 2>&1; then',
-    '  pvs "$DEVICE" >/dev/null 2>&1 || pvcreate --yes "$DEVICE"',
+    '  if ! pvs "$DEVICE" >/dev/null 2>&1; then',
+    // pvcreate wipes what it finds when told --yes: only a blank device becomes a PV
+    '    rc=0; blkid -p "$DEVICE" >/dev/null 2>&1 || rc=$?',
+    `    if [ "$rc" != ${BLKID_NO_SIGNATURE} ]; then printf 'fmc: %s is not blank (blkid -p exit %s): not making it an LVM volume\\n' "$DEVICE" "$rc" >&2; exit 1; fi`,
+    '    pvcreate "$DEVICE"',
+    "  fi",
     '  vgcreate "$VG" "$DEVICE"',
     "fi",
+    // a volume group found at boot may be inactive (no udev autoactivation): its LVs have no device yet
+    'vgchange -ay "$VG" >/dev/null',
     ...st.volumes.flatMap((v) => {
       const sizeArg = v.size.endsWith("%FREE") ? `-l ${sh(v.size)}` : `-L ${sh(v.size)}`;
-      const dev = sh(`/dev/${vg}/${v.name}`);
+      const dev = `/dev/${vg}/${v.name}`;
       return [
         `lvs ${sh(`${vg}/${v.name}`)} >/dev/null 2>&1 || lvcreate --yes -n ${sh(v.name)} ${sizeArg} "$VG"`,
-        `blkid -s TYPE -o value ${dev} >/dev/null 2>&1 || mkfs.${v.filesystem} -L ${sh(v.name.slice(0, 12))} ${dev}`,
+        ...mkfsIfBlank(dev, v.filesystem, v.name),
         `mkdir -p ${sh(v.mount)}`,
       ];
     }),
@@ -104,31 +140,163 @@ export function nfsServerDropIn(ctx: RenderContext): string {
   return unitFile({ Unit: [["RequiresMountsFor", paths]] }, HEADER_TEXT);
 }
 
-export function databaseMount(ctx: RenderContext): { name: string; content: string } | undefined {
-  const db = ctx.spec.database;
-  const st = ctx.spec.storage;
-  if (!db?.nfsExport || !st) return undefined;
-  const server = ctx.topo.host(st.host).address;
+// --- Longhorn disks -----------------------------------------------------------------
+
+/** Longhorn's storage-reserved-percentage-for-default-disk: what it never schedules on a disk. */
+export const LONGHORN_RESERVED_PERCENT = 30;
+
+const GiB = 1024 ** 3;
+/** Bytes of an LVM size with a unit ("20G": LVM's units are binary); undefined for %FREE. */
+export function lvmBytes(size: string): number | undefined {
+  const m = /^(\d+)([KMGT])$/.exec(size);
+  return m ? Number(m[1]) * 1024 ** ("KMGT".indexOf(m[2]!) + 1) : undefined;
+}
+
+/** The data disk a VM's virtio device is: /dev/vdb is the first data disk (vda is the root disk). */
+function dataDiskOf(host: Host, device: string): { name: string; sizeGiB: number } | undefined {
+  const m = /^\/dev\/vd([b-z])$/.exec(device);
+  return m ? host.vm?.dataDisks[m[1]!.charCodeAt(0) - "b".charCodeAt(0)] : undefined;
+}
+
+export interface LonghornDisk {
+  readonly host: string;
+  /** storage: the storage host's volume at longhornPath; disk: a K3s agent's first data disk. */
+  readonly kind: "volume" | "disk";
+  /** The block device fmc formats (disk) or the logical volume (volume). */
+  readonly device: string;
+  readonly mount: string;
+  /** Undefined when the spec does not say (no vm section, or a %FREE volume on an unknown disk). */
+  readonly sizeGiB?: number;
+}
+
+/**
+ * The nodes Longhorn stores replicas on and their disks, from the spec: the storage host's
+ * volume mounted at storage.longhornPath (when it runs K3s), and the first data disk of
+ * every other K3s agent, formatted and mounted at the same path. Servers keep their disks.
+ */
+export function longhornDisks(spec: Spec): LonghornDisk[] {
+  const st = spec.storage;
+  if (!spec.services.longhorn.enabled || !st) return [];
+  const out: LonghornDisk[] = [];
+  for (const h of spec.hosts) {
+    if (!h.roles.includes("k3s-agent") || h.roles.includes("k3s-server")) continue;
+    if (h.name === st.host) {
+      const v = st.volumes.find((x) => x.mount === st.longhornPath);
+      if (!v) continue;
+      let size = lvmBytes(v.size);
+      if (size === undefined) {
+        const disk = dataDiskOf(h, st.device);
+        const pct = Number(v.size.replace("%FREE", ""));
+        const fixed = st.volumes.filter((x) => x !== v).map((x) => lvmBytes(x.size) ?? 0);
+        if (disk) size = Math.max(0, disk.sizeGiB * GiB - fixed.reduce((a, b) => a + b, 0)) * (pct / 100);
+      }
+      out.push({ host: h.name, kind: "volume", device: `/dev/${st.volumeGroup}/${v.name}`, mount: st.longhornPath, sizeGiB: size === undefined ? undefined : size / GiB });
+    } else if (h.vm?.dataDisks.length) {
+      out.push({ host: h.name, kind: "disk", device: "/dev/vdb", mount: st.longhornPath, sizeGiB: h.vm.dataDisks[0]!.sizeGiB });
+    }
+  }
+  return out;
+}
+
+/** Longhorn replicas per volume: the spec's, else 2 when two nodes have disks (one may fail), else 1. */
+export function longhornReplicas(spec: Spec): number {
+  return spec.storage?.longhornReplicas ?? (longhornDisks(spec).length >= 2 ? 2 : 1);
+}
+
+/** What Longhorn schedules on a disk: all of it but the reserved share (over-provisioning stays at its 100%). */
+export const schedulableGiB = (sizeGiB: number) => (sizeGiB * (100 - LONGHORN_RESERVED_PERCENT)) / 100;
+
+/**
+ * The most volume space (GiB) Longhorn can place with `replicas` copies of each volume on
+ * different nodes, given each node's schedulable GiB: the largest T with
+ * sum(min(cap, T)) >= replicas × T (no node holds two copies of one volume).
+ */
+export function placeableGiB(caps: readonly number[], replicas: number): number {
+  if (replicas <= 0) return 0;
+  let lo = 0;
+  let hi = caps.reduce((a, b) => a + b, 0) / replicas;
+  for (let i = 0; i < 60; i++) {
+    const t = (lo + hi) / 2;
+    if (caps.reduce((a, c) => a + Math.min(c, t), 0) >= replicas * t) lo = t;
+    else hi = t;
+  }
+  return lo;
+}
+
+/** The worker's Longhorn disk: a filesystem only on a blank device, and its mount point. */
+export function longhornDiskScript(disk: LonghornDisk): string {
+  return lines(
+    "#!/bin/bash",
+    HEADER("#"),
+    "# Idempotent: formats the Longhorn disk only when it holds no signature at all.",
+    "set -euo pipefail",
+    ...mkfsIfBlank(disk.device, "ext4", "longhorn"),
+    `mkdir -p ${sh(disk.mount)}`,
+  );
+}
+
+/** Like the LVM service: runs before local-fs.target, so the mount that needs it can wait. */
+export function longhornDiskService(): string {
+  return unitFile(
+    {
+      Unit: [
+        ["Description", "fmc: format the Longhorn disk when it is blank"],
+        ["DefaultDependencies", "no"],
+        ["After", "systemd-udev-settle.service local-fs-pre.target"],
+        ["Wants", "systemd-udev-settle.service"],
+        ["Before", "local-fs.target shutdown.target"],
+        ["Conflicts", "shutdown.target"],
+      ],
+      Service: [
+        ["Type", "oneshot"],
+        ["RemainAfterExit", "yes"],
+        ["ExecStart", LONGHORN_DISK_SCRIPT_PATH],
+      ],
+      Install: [["WantedBy", "multi-user.target"]],
+    },
+    HEADER_TEXT,
+  );
+}
+
+export function longhornDiskMountUnit(disk: LonghornDisk): { name: string; content: string } {
   return {
-    name: mountUnitName(db.dataDir),
+    name: mountUnitName(disk.mount),
     content: unitFile(
       {
         Unit: [
-          ["Description", `PostgreSQL data from ${st.host}:${db.nfsExport}`],
-          ["Wants", "network-online.target"],
-          ["After", "network-online.target"],
+          ["Description", `Longhorn disk ${disk.device} on ${disk.mount}`],
+          ["Requires", LONGHORN_DISK_SERVICE],
+          ["After", LONGHORN_DISK_SERVICE],
         ],
         Mount: [
-          ["What", systemdPath(`${server}:${db.nfsExport}`)],
-          ["Where", systemdPath(db.dataDir)],
-          ["Type", "nfs4"],
-          ["Options", "rw,hard,noatime,vers=4.2,_netdev"],
+          ["What", systemdPath(disk.device)],
+          ["Where", systemdPath(disk.mount)],
+          ["Type", "ext4"],
+          ["Options", "defaults,noatime,nofail"],
         ],
-        Install: [["WantedBy", "remote-fs.target"]],
+        Install: [["WantedBy", "multi-user.target"]],
       },
       HEADER_TEXT,
     ),
   };
+}
+
+/**
+ * The K3s unit waits for the Longhorn disk and fails without it: Longhorn would otherwise
+ * write replicas into the empty directory on the root disk.
+ */
+export function k3sLonghornDropIn(disk: LonghornDisk): string {
+  return unitFile({ Unit: [["RequiresMountsFor", systemdPath(disk.mount)]] }, HEADER_TEXT);
+}
+
+/**
+ * A node label for Longhorn (createDefaultDiskLabeledNodes): a default disk at
+ * defaultDataPath, which is where the data disk is mounted. The storage host gets the
+ * label from its own config.yaml. K3s has no node annotations (k3s-io/k3s#2626), so
+ * Longhorn's per-node default-disks-config annotation is not used: one disk per node.
+ */
+export function k3sLonghornConfig(): string {
+  return `# ${HEADER_TEXT}\nnode-label+:\n  - node.longhorn.io/create-default-disk=true\n`;
 }
 
 export function renderStorage(ctx: RenderContext): Artifact[] {
@@ -141,13 +309,6 @@ export function renderStorage(ctx: RenderContext): Artifact[] {
     { path: `storage/${st.host}/nfs-server.service.d/fmc.conf`, content: nfsServerDropIn(ctx) },
     ...volumeMountUnits(ctx).map((u) => ({ path: `storage/${st.host}/${u.name}`, content: u.content })),
   ];
-  const dbm = databaseMount(ctx);
-  if (dbm && ctx.spec.database) {
-    out.push({ path: `storage/${ctx.spec.database.host}/${dbm.name}`, content: dbm.content });
-    out.push({
-      path: `storage/${ctx.spec.database.host}/postgresql.service.d/fmc.conf`,
-      content: unitFile({ Unit: [["RequiresMountsFor", systemdPath(ctx.spec.database.dataDir)]] }, HEADER_TEXT),
-    });
-  }
+  // the database host's NFS mount and PostgreSQL's binding to it: src/render/database.ts
   return out;
 }

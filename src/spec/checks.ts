@@ -5,6 +5,8 @@ import type { Host, Role, Spec } from "./schema.js";
 import { broadcast, contains, isInside, networkOf, overlaps, parseCidr, parseIp, type Cidr } from "./net.js";
 import { K3S_AGENT_FLAGS, K3S_SERVER_FLAGS } from "./k3s-flags.js";
 import { didYouMean, type Problem } from "../errors.js";
+import { longhornCapacity } from "../render/kubernetes.js";
+import { LONGHORN_RESERVED_PERCENT } from "../render/storage.js";
 
 /**
  * A problem from checks. `aggregateOf` names the list whose item count the message depends
@@ -335,6 +337,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   if (spec.services.longhorn.enabled && !spec.hosts.some((h) => h.roles.includes("storage"))) {
     errOf("hosts")("services.longhorn", "Longhorn is enabled but no host has role storage", "add role storage to a host or set services.longhorn.enabled: false");
   }
+  if (spec.services.longhorn.enabled && st) checkLonghornCapacity(spec, errOf("hosts"), warnOf("hosts"));
   if (spec.services.nfsCsi.enabled && !st) err("services.nfsCsi", "the NFS StorageClass is enabled but there is no storage section");
   for (const [svc, chart] of Object.entries(spec.services)) {
     if (!chart.enabled || !chart.storageClass) continue;
@@ -579,4 +582,34 @@ function checkPorts(spec: Spec, h: Host, path: string, err: (p: string, m: strin
       else err(`${path}.roles`, `port ${port} on ${h.name} is used by both ${prev.what} and ${what}`, "put these roles on different hosts");
     }
   }
+}
+
+/**
+ * Longhorn's schedulable space against the volumes the charts request: each node's disk
+ * minus the reserved share, each volume's replicas on different nodes. More than fits
+ * is an error: Longhorn would leave replicas unscheduled and the volumes would not attach.
+ */
+function checkLonghornCapacity(spec: Spec, err: (p: string, m: string, h?: string) => void, warn: (p: string, m: string, h?: string) => void) {
+  const cap = longhornCapacity(spec);
+  const gib = (n: number) => `${Number(n.toFixed(1))} GiB`;
+  const nodes = cap.disks.length;
+  const explicit = spec.storage?.longhornReplicas;
+  if (explicit !== undefined && explicit > nodes) {
+    return err("storage.longhornReplicas", `${explicit} replicas need ${explicit} nodes with a Longhorn disk; the spec has ${nodes}${nodes ? ` (${cap.disks.map((d) => d.host).join(", ")})` : ""}`, "give more K3s agents a data disk (hosts[].vm.dataDisks), or lower storage.longhornReplicas");
+  }
+  if (!cap.claims.length) return;
+  const requested = `the charts request ${gib(cap.requestedGiB)} (${cap.claims.map((c) => `${c.what} ${c.count} × ${gib(c.sizeGiB)}`).join(", ")})`;
+  if (nodes === 0) {
+    return err("services.longhorn", `no node has a Longhorn disk, and ${requested}`, `give K3s agents a data disk (hosts[].vm.dataDisks) or the storage host a volume at ${spec.storage!.longhornPath}`);
+  }
+  const disks = cap.disks.map((d) => `${d.host} ${d.sizeGiB === undefined ? "size unknown" : gib(d.sizeGiB)}`).join(", ");
+  const can = `Longhorn can place ${gib(cap.placeableGiB)} with ${cap.replicas} ${cap.replicas === 1 ? "replica" : "replicas"} (disks: ${disks}; ${LONGHORN_RESERVED_PERCENT}% of each reserved)`;
+  const hint = "give the K3s agents bigger data disks (hosts[].vm.dataDisks), or request less (services.*.size)";
+  // with a disk of unknown size the sum is a lower bound: say so, don't refuse
+  const report = cap.unknown.length ? warn : err;
+  if (cap.requestedGiB > cap.placeableGiB) report("services", `${can}; ${requested}`, hint);
+  else if (cap.largestGiB > cap.largestPlaceableGiB) {
+    report("services", `a ${gib(cap.largestGiB)} volume needs ${cap.replicas} nodes with that much schedulable space; ${can}, at most ${gib(cap.largestPlaceableGiB)} for one volume`, hint);
+  }
+  if (cap.replicas === 1) warn("storage.longhornReplicas", `Longhorn keeps 1 replica of each volume: losing ${nodes === 1 ? cap.disks[0]!.host : "a node"} loses the volumes on it`, "give a second K3s agent a data disk; fmc then uses 2 replicas");
 }

@@ -188,8 +188,20 @@ const Storage = z.strictObject({
   volumeGroup: lvmName.default("data"),
   volumes: list(LogicalVolume, 64).default([]),
   exports: list(NfsExport, 64).default([]),
-  longhornPath: absPath.default("/mnt/longhorn-disk"),
+  longhornPath: absPath.default("/mnt/longhorn-disk").describe("where each Longhorn node mounts its Longhorn disk (storage host: the volume mounted here; other K3s agents: their first data disk)"),
+  longhornReplicas: z.number().int().min(1).max(3).optional().describe("Longhorn replicas per volume; default 2 when two or more nodes have a Longhorn disk (survives losing one), else 1"),
   sharedExport: absPath.default("/srv/nfs/shared").describe("export behind the RWX StorageClass"),
+});
+
+const DatabaseBackup = z.strictObject({
+  to: z.enum(["local", "storage"]).default("local").describe("where fmc backup postgres writes: a directory on the machine that runs fmc, or storagePath on the storage host"),
+  dir: z
+    .string()
+    .regex(/^[A-Za-z0-9_.~/-]{1,255}$/, "must be a directory path of A-Z a-z 0-9 _ . ~ / -")
+    .default("backups")
+    .describe("to: local: the directory, relative to the spec file unless absolute (fmc backup -o overrides it)"),
+  storagePath: absPath.default("/srv/backups/postgresql").describe("to: storage: the directory on the storage host"),
+  keep: z.number().int().min(1).max(1000).default(7).describe("backups kept per database, newest first; older ones and their .sha256 files are removed after a good backup"),
 });
 
 const Database = z.strictObject({
@@ -198,6 +210,7 @@ const Database = z.strictObject({
   dataDir: absPath.default("/var/lib/pgsql"),
   nfsExport: absPath.optional().describe("storage export mounted at dataDir (PostgreSQL data on NFS)"),
   databases: list(sqlIdentifier, 64).default(["app"]),
+  backup: DatabaseBackup.default(DatabaseBackup.parse({})).describe("fmc backup postgres: pg_dump files with a .sha256 beside each"),
 });
 
 /** Cloudflare's published IPv4 ranges (https://www.cloudflare.com/ips-v4, read 2026-11-25). */

@@ -27,10 +27,12 @@ hosts:
   - { name: master1, roles: [k3s-server], os: flatcar, address: 10.17.4.21, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
   - { name: master2, roles: [k3s-server], os: flatcar, address: 10.17.4.22, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
   - { name: master3, roles: [k3s-server], os: flatcar, address: 10.17.4.23, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
-  # K3s agents: applications and microservices; the ingress backends.
-  - { name: worker1, roles: [k3s-agent], os: flatcar, address: 10.17.4.24, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 40 }] } }
-  - { name: worker2, roles: [k3s-agent], os: flatcar, address: 10.17.4.25, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 40 }] } }
-  - { name: worker3, roles: [k3s-agent], os: flatcar, address: 10.17.4.26, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 40 }] } }
+  # K3s agents: applications and microservices; the ingress backends. Each one's data disk
+  # is a Longhorn disk (70% schedulable): 3 × 140 + storage1's 28 GiB place 224 GiB with
+  # 2 replicas, for the 201 GiB the charts below request (fmc validate checks it).
+  - { name: worker1, roles: [k3s-agent], os: flatcar, address: 10.17.4.24, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }
+  - { name: worker2, roles: [k3s-agent], os: flatcar, address: 10.17.4.25, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }
+  - { name: worker3, roles: [k3s-agent], os: flatcar, address: 10.17.4.26, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }
   # Storage: NFS server and the Longhorn disk. It joins K3s as a tainted agent so Longhorn
   # can place replicas on /mnt/longhorn-disk; it is never an ingress backend.
   - { name: storage1, roles: [storage, k3s-agent], os: flatcar, address: 10.17.4.27, vm: { vcpu: 2, memoryMiB: 4096, diskGiB: 10, dataDisks: [{ name: data, sizeGiB: 80 }] } }

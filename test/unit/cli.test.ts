@@ -36,7 +36,7 @@ test("fmc validate: exit 1 and every problem with path, line and hint", (t) => {
   const r = fmc(["validate", "-f", spec], dir);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /error hosts\[2\]\.address \(line 27\): 10\.17\.4\.22 is already used by master2/);
-  assert.match(r.stderr, /error hosts\[7\]\.roles\[0\] \(line 36\): "identty" is not allowed\n\s+hint: did you mean "identity"\?/);
+  assert.match(r.stderr, /error hosts\[7\]\.roles\[0\] \(line 38\): "identty" is not allowed\n\s+hint: did you mean "identity"\?/);
   assert.match(r.stderr, /error storage\.longhornPath \(line \d+\): "longhorn" is not an absolute path/);
   assert.match(r.stderr, /: 3 error\(s\), 0 warning\(s\)$/m);
   const json = fmc(["validate", "-f", spec, "--json"], dir);

@@ -171,7 +171,7 @@ test("sysctl: keys this host cannot set are skipped with a note", () => {
 test("LVM: creates what is missing, in order, and refuses a disk with another filesystem", () => {
   const spec = { device: "/dev/vdb", volumeGroup: "data", volumes: [{ name: "shared_lv", size: "20G", filesystem: "ext4" as const }, { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const }] };
   const fresh = lvmChanges(facts(), spec, ctx).flatMap((c) => c.commands.map((x) => x.display));
-  assert.deepEqual(fresh.slice(0, 4), ["pvcreate --yes /dev/vdb", "vgcreate data /dev/vdb", "lvcreate --yes -n shared_lv -L 20G data", "mkfs.ext4 /dev/data/shared_lv unless it has a filesystem"]);
+  assert.deepEqual(fresh.slice(0, 4), ["pvcreate --yes /dev/vdb if blkid -p finds no signature", "vgcreate data /dev/vdb", "lvcreate --yes -n shared_lv -L 20G data", "mkfs.ext4 /dev/data/shared_lv if blkid -p finds no signature"]);
   assert.equal(fresh[4], "lvcreate --yes -n longhorn_lv -l 100%FREE data");
   const done = facts({
     vgs: ["  data 85899345920"],
