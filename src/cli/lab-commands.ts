@@ -6,7 +6,8 @@ import { stateDirFor } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
 import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { labDown, labExecArgs, labStatus, labUp, requireRoot } from "../lab/lab.js";
+import { DEFAULT_VM_ROLES, labDown, labExecCommand, labStatus, labUp, requireRoot } from "../lab/lab.js";
+import { ROLES } from "../spec/schema.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));
@@ -26,14 +27,29 @@ function labStateDir(args: { file?: string; state?: string }): string {
   return stateDirFor(specFile, args.state).path;
 }
 
+function vmRolesOf(arg: string | undefined): string[] | undefined {
+  if (arg === undefined) return undefined;
+  if (arg === "none") return [];
+  const roles = arg.split(",").filter(Boolean);
+  const bad = roles.find((r) => !(ROLES as readonly string[]).includes(r));
+  if (bad) throw new FmcError("USAGE", `--vm ${arg}: ${bad} is not a role`, `roles: ${ROLES.join(", ")}, or none`);
+  return roles;
+}
+
 const up = defineCommand({
   meta: { name: "up", description: "Start one lab host per spec host (root required); writes an inventory overlay for plan/apply" },
-  args: { spec: specArg, file: fileArg, state: stateArg, only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" } },
+  args: {
+    spec: specArg,
+    file: fileArg,
+    state: stateArg,
+    only: { type: "string", description: "only hosts with these roles, comma-separated (e.g. loadbalancer,k3s-agent)" },
+    vm: { type: "string", description: `hosts with these roles run as QEMU VMs with a kernel of their own (kernel NFS, LVM, real reboots), comma-separated, or none (default: ${DEFAULT_VM_ROLES.join(",")})` },
+  },
   async run({ args }) {
     requireRoot(); // before anything is read or written
     const { ctx, stateDir, loaded } = context({ file: specFileOf(args), stateDir: args.state });
     const started = performance.now();
-    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), log });
+    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), vmRoles: vmRolesOf(args.vm), log });
     for (const h of state.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} ssh root@${h.address}\n`);
     process.stdout.write(`lab ${state.lab}: ${n(state.hosts.length, "host")} up in ${((performance.now() - started) / 1000).toFixed(1)} s. fmc plan and fmc apply now target the lab; fmc lab down removes it.\n`);
   },
@@ -81,7 +97,8 @@ const exec = defineCommand({
     const at = rawArgs.indexOf("--");
     const command = at >= 0 ? rawArgs.slice(at + 1) : [];
     if (command.length === 0) throw new FmcError("USAGE", "no command given", `fmc lab exec ${args.host} -- CMD [ARG…] (the command after --)`);
-    const child = spawn("nsenter", labExecArgs(args.host, command), { stdio: "inherit" });
+    const [program, ...rest] = labExecCommand(args.host, command);
+    const child = spawn(program!, rest, { stdio: "inherit" });
     const code = await new Promise<number>((done) => {
       child.once("error", (e) => {
         process.stderr.write(`${e.message}\n`);

@@ -18,6 +18,8 @@ import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
+import { ensureVmImage, isOurQemu, startVm, stopVm, tapName, vmPids } from "./vm.js";
+import { quote } from "../hosts/command.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
 import { parseStored } from "../state/stored.js";
@@ -39,6 +41,10 @@ export interface LabHost {
   /** Its links: name inside the host, the switch port it plugs into, its address. */
   readonly nics?: ReadonlyArray<{ ifname: string; port: string; address: string }>;
   readonly defaultVia?: string;
+  /** A QEMU virtual machine (a kernel of its own) rather than a container; pid is QEMU's. */
+  readonly vm?: boolean;
+  /** A VM's SSH host key, for known_hosts (a container's is read from its root). */
+  hostKey?: string;
   pid?: number;
 }
 
@@ -69,8 +75,10 @@ const LabStateFile = z.object({
       address: z.string().min(1),
       netns: z.string().startsWith(`${LABEL}-`),
       dir: absolute,
-      nics: z.array(z.object({ ifname: z.string().min(1), port: z.string().regex(/^p\d+$/), address: z.string().min(1) })).optional(),
+      nics: z.array(z.object({ ifname: z.string().min(1), port: z.string().regex(/^(p\d+|vt[0-9a-f]{8}\d+)$/), address: z.string().min(1) })).optional(),
       defaultVia: z.string().optional(),
+      vm: z.boolean().optional(),
+      hostKey: z.string().optional(),
       pid: z.number().int().positive().optional(),
     }),
   ),
@@ -156,8 +164,13 @@ export interface UpOptions {
   /** The spec file; undefined for the built-in seed topology. */
   readonly specFile?: string;
   readonly only?: readonly string[];
+  /** Hosts with any of these roles run as VMs (a kernel of their own); default: storage, database. */
+  readonly vmRoles?: readonly string[];
   readonly log: (line: string) => void;
 }
+
+/** The roles whose hosts need a kernel of their own (kernel NFS, device-mapper, real reboots). */
+export const DEFAULT_VM_ROLES = ["storage", "database"];
 
 export async function labUp(o: UpOptions): Promise<LabState> {
   requireRoot();
@@ -226,14 +239,46 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       // a router between the VPS's /24 and the firewall's uplink; nothing else exists
       forwarding(INTERNET_NS);
     }
-    net.hosts.forEach((hn, i) => state.hosts.push(createHost(o, hosts[i]!, hn, rootfs, wire)));
+    const vmRoles = o.vmRoles ?? DEFAULT_VM_ROLES;
+    const isVm = (h: Host) => h.roles.some((r) => vmRoles.includes(r));
+    const vmImage = hosts.some(isVm) ? ensureVmImage(o.log) : undefined;
+    net.hosts.forEach((hn, i) => {
+      const h = hosts[i]!;
+      if (isVm(h)) {
+        const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
+        state.hosts.push({ name: h.name, address: hn.sshAddress, netns: `${LABEL}-${h.name}`, dir, defaultVia: hn.defaultVia, vm: true, nics: hn.nics.map((n, k) => ({ ifname: n.ifname, port: tapName(`${LABEL}-${h.name}`, k), address: n.address })) });
+      } else state.hosts.push(createHost(o, h, hn, rootfs, wire));
+    });
     writeState(state);
-    for (const h of state.hosts) h.pid = boot(h);
+    for (const h of state.hosts) if (!h.vm) h.pid = boot(h);
+    // VMs boot in parallel with the containers; each records its pid as soon as QEMU runs
+    await Promise.all(
+      state.hosts.filter((h) => h.vm).map(async (h) => {
+        const spec = hosts.find((x) => x.name === h.name)!;
+        const hn = net.hosts.find((x) => x.name === h.name)!;
+        const vm = await startVm({
+          name: h.name,
+          dir: h.dir,
+          nics: hn.nics.map((n) => ({ bridge: n.bridge, mac: macOf(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
+          defaultVia: hn.defaultVia,
+          dataDisks: spec.vm?.dataDisks ?? [],
+          authorizedKeys: [...o.topo.keysOf(spec), labPublicKey(o.stateDir)],
+          hostname: h.name,
+          files: [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }],
+          image: vmImage,
+          switchNs: SWITCH_NS,
+          log: o.log,
+        });
+        h.pid = vm.pid;
+        h.hostKey = vm.hostKey;
+      }),
+    );
     writeState(state);
     const started = Date.now();
-    const ready = await Promise.all(state.hosts.map((h) => waitForPort(h.address, 22, 60_000)));
+    // a VM boots a kernel under software emulation: 20-30 s, longer beside the containers
+    const ready = await Promise.all(state.hosts.map((h) => waitForPort(h.address, 22, h.vm ? 180_000 : 60_000)));
     const late = state.hosts.filter((_, i) => !ready[i]).map((h) => h.name);
-    if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} within 60 s`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
+    if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} in time`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
     o.log(`${state.hosts.length} hosts answer SSH after ${((Date.now() - started) / 1000).toFixed(1)} s`);
     const tls = issueLabCertificates(o);
     writeInventory(o, state, tls);
@@ -266,7 +311,7 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   writeFileSync(join(root, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, { mode: 0o644 });
   run("ssh-keygen", ["-A", "-f", root], `host keys for ${h.name}`);
   mkdirSync(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
-  writeFileSync(join(root, "root/.ssh/authorized_keys"), `${o.topo.keysOf(h).join("\n")}\n`, { mode: 0o600 });
+  writeFileSync(join(root, "root/.ssh/authorized_keys"), `${[...o.topo.keysOf(h), labPublicKey(o.stateDir)].join("\n")}\n`, { mode: 0o600 });
   chmodSync(join(root, "root/.ssh/authorized_keys"), 0o600);
   if (o.topo.ingressBackends.some((b) => b.name === h.name)) installBackend(root, o.spec.k3s.ingressNodePorts.http);
   return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia };
@@ -325,6 +370,19 @@ function boot(h: LabHost): number {
   return child.pid;
 }
 
+/** The lab's own SSH key (.fmc/lab/lab_key, 0600): `lab exec` reaches VM hosts with it. */
+const labKeyPath = (stateDir: string) => join(stateDir, "lab", "lab_key");
+
+function labPublicKey(stateDir: string): string {
+  const key = labKeyPath(stateDir);
+  if (!existsSync(key)) {
+    mkdirSync(dirname(key), { recursive: true, mode: 0o700 });
+    run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "fmc-lab", "-f", key], "creating the lab's SSH key");
+    chmodSync(key, 0o600);
+  }
+  return readFileSync(`${key}.pub`, "utf8").trim();
+}
+
 /** The spec's public names: what the edge serves certificates for. */
 export function publicNames(spec: Spec): string[] {
   const cf = spec.cloudflare;
@@ -369,7 +427,7 @@ function writeInventory(o: UpOptions, s: LabState, tls: { cert: string; key: str
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const knownHosts = join(dir, "known_hosts");
   const lines = s.hosts.map((h) => {
-    const pub = readFileSync(join(h.dir, "merged/etc/ssh/ssh_host_ed25519_key.pub"), "utf8").trim().split(" ");
+    const pub = (h.hostKey ?? readFileSync(join(h.dir, "merged/etc/ssh/ssh_host_ed25519_key.pub"), "utf8")).trim().split(" ");
     return `${h.address} ${pub[0]} ${pub[1]}`;
   });
   writeFileSync(knownHosts, lines.join("\n") + "\n", { mode: 0o600 });
@@ -452,6 +510,9 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline && busy()) await sleep(50);
   };
+  // VMs by their own pids (checked to be our QEMU), then any QEMU still labelled fmclab
+  await Promise.all((state?.hosts ?? []).filter((h) => h.vm).map((h) => stopVm(h.pid && isOurQemu(h.pid, h.dir) ? h.pid : undefined, h.dir)));
+  for (const pid of vmPids(`${LABEL}-`)) tryRun("kill", ["-KILL", String(pid)]);
   for (const h of hosts) tryRun("kill", ["-TERM", String(h.pid)]);
   await settle(5000);
   for (const n of namespaces) for (const pid of netnsPids(n)) tryRun("kill", ["-KILL", String(pid)]);
@@ -497,7 +558,7 @@ export async function labStatus(): Promise<{ state?: LabState; hosts: HostStatus
     state.hosts.map(async (h) => ({
       name: h.name,
       address: h.address,
-      running: netnsPids(h.netns).length > 0,
+      running: h.vm ? !!h.pid && isOurQemu(h.pid, h.dir) : netnsPids(h.netns).length > 0,
       ssh: await waitForPort(h.address, 22, 300),
     })),
   );
@@ -505,27 +566,33 @@ export async function labStatus(): Promise<{ state?: LabState; hosts: HostStatus
 }
 
 /**
- * The nsenter command line that runs `args` inside a lab host (all of its namespaces, as
- * root) or, for "internet", in the lab's internet namespace with this machine's files.
+ * The command line that runs `args` as root on a lab host: nsenter into a container (all
+ * of its namespaces) or into the internet namespace (with this machine's files), ssh with
+ * the lab's key into a VM. The program first.
  */
-export function labExecArgs(hostName: string, args: readonly string[]): string[] {
+export function labExecCommand(hostName: string, args: readonly string[]): string[] {
   const state = readState();
   if (!state) throw new FmcError("LAB_HOST", "no lab is up", "fmc lab up");
   if (hostName === INTERNET_NS) {
     if (!state.internet) throw new FmcError("LAB_HOST", `the lab ${state.lab} has no internet namespace (its spec has no gateway host with a publicAddress)`);
-    return ["--net=/run/netns/" + INTERNET_NS, "--", ...args];
+    return ["nsenter", "--net=/run/netns/" + INTERNET_NS, "--", ...args];
   }
   const h = state.hosts.find((x) => x.name === hostName);
   if (!h?.pid) throw new FmcError("LAB_HOST", `no lab host ${hostName}`, `hosts: ${[...state.hosts.map((x) => x.name), ...(state.internet ? [INTERNET_NS] : [])].join(", ")}`);
+  if (h.vm) {
+    const dir = join(state.stateDir, "lab");
+    return ["ssh", "-i", labKeyPath(state.stateDir), "-o", `UserKnownHostsFile=${join(dir, "known_hosts")}`, "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", `root@${h.address}`, "--", args.map(quote).join(" ")];
+  }
   // the container's PID 1 is the nspawn process's child
   const leader = tryRun("pgrep", ["-P", String(h.pid)]).stdout.trim().split("\n")[0];
   if (!leader) throw new FmcError("LAB_HOST", `${hostName} is not running`, "fmc lab status");
-  return ["-t", leader, "-m", "-u", "-i", "-n", "-p", "--", ...args];
+  return ["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", ...args];
 }
 
-/** Runs a command inside a lab host (or the internet namespace), as root, and collects its output. */
+/** Runs a command on a lab host (or in the internet namespace), as root, and collects its output. */
 export function labExec(hostName: string, args: string[], opts: { timeoutMs?: number; input?: string } = {}): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync("nsenter", labExecArgs(hostName, args), { encoding: "utf8", timeout: opts.timeoutMs, input: opts.input });
+  const [cmd, ...rest] = labExecCommand(hostName, args);
+  const r = spawnSync(cmd!, rest, { encoding: "utf8", timeout: opts.timeoutMs, input: opts.input });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -544,6 +611,7 @@ const hostOf = (name: string): { state: LabState; host: LabHost } => {
 export async function labPowerOff(name: string): Promise<void> {
   requireRoot();
   const { host } = hostOf(name);
+  if (host.vm) throw new FmcError("LAB_VM", `${name} is a VM: pulling its plug is not supported yet`, "reboot it from inside: fmc lab exec HOST -- systemctl reboot");
   for (const n of host.nics ?? []) run("ip", ["-n", SWITCH_NS, "link", "set", "dev", n.port, "down"], `unplugging ${name}`);
   if (host.pid) tryRun("kill", ["-KILL", String(host.pid)]);
   for (const pid of netnsPids(host.netns)) tryRun("kill", ["-KILL", String(pid)]);
@@ -556,6 +624,7 @@ export async function labPowerOff(name: string): Promise<void> {
 export async function labPowerOn(name: string, timeoutMs = 60_000): Promise<void> {
   requireRoot();
   const { state, host } = hostOf(name);
+  if (host.vm) throw new FmcError("LAB_VM", `${name} is a VM: powering it on from the lab is not supported yet`);
   for (const n of host.nics ?? []) {
     run("ip", ["-n", host.netns, "addr", "add", n.address, "dev", n.ifname], `addressing ${name}`);
     run("ip", ["-n", host.netns, "link", "set", "dev", n.ifname, "up"], `${name} ${n.ifname} up`);

@@ -3,7 +3,7 @@
 // and the outage windows read back from its log. Used by the failover tests and by
 // bench/failover.ts.
 import { spawn } from "node:child_process";
-import { labExecArgs } from "./lab.js";
+import { labExecCommand } from "./lab.js";
 import { quote } from "../hosts/command.js";
 
 export interface ProbeOptions {
@@ -59,7 +59,8 @@ export function analyse(log: string): ProbeResult {
 /** Starts the probe; stop() ends it and returns what it saw. */
 export function startProbe(o: ProbeOptions): { stop(): Promise<ProbeResult> } {
   // its own process group: stop() signals the loop inside the host, past nsenter
-  const child = spawn("nsenter", labExecArgs(o.from, ["bash", "-c", probeScript(o)]), { stdio: ["ignore", "pipe", "ignore"], detached: true });
+  const [program, ...rest] = labExecCommand(o.from, ["bash", "-c", probeScript(o)]);
+  const child = spawn(program!, rest, { stdio: ["ignore", "pipe", "ignore"], detached: true });
   let log = "";
   child.stdout.on("data", (d: Buffer) => (log += d.toString()));
   const exited = new Promise<void>((done) => child.once("exit", () => done()));

@@ -31,10 +31,13 @@ export const OFFERED_PACKAGES = [
   "haproxy", "keepalived", // loadbalancer, edge
   "wireguard-tools", "wireguard-go", // wireguard (lab hosts have no kernel module)
   "bind9", "bind9-dnsutils", // dns (bind9 engine; dig for checks)
+  "nfs-kernel-server", "nfs-common", "lvm2", "xfsprogs", // storage (kernel NFS and LVM: lab VMs only)
+  "postgresql", "postgresql-contrib", // database (contrib: pgbench)
+  "open-iscsi", // longhorn-prereqs
 ];
 /** The local apt repository inside every lab host: its only apt source. */
 export const LAB_APT_REPO = "/opt/fmc-lab/apt";
-const BUILD = "v3";
+const BUILD = "v4";
 
 /** The Debian mirror this machine's apt already uses (never a hard-coded host). */
 export function debianMirror(): string {
@@ -63,7 +66,7 @@ export function rootfsPath(): string {
 const lastLines = (r: { stdout: string; stderr: string }) => (r.stderr || r.stdout).trim().split("\n").slice(-3).join(" / ");
 
 /** Runs a command inside the root filesystem being built; throws with its last lines. */
-function inRoot(root: string, what: string, args: string[]): string {
+export function inRoot(root: string, what: string, args: string[]): string {
   const r = spawnSync("chroot", [root, ...args], { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin", LC_ALL: "C", DEBIAN_FRONTEND: "noninteractive" } });
   if (r.status !== 0) throw new FmcError("LAB_ROOTFS", `${what} failed: ${lastLines(r)}`, "the lab root filesystem needs this machine's Debian mirror once, at build time");
   return r.stdout;
