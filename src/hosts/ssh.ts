@@ -166,21 +166,21 @@ export class SshTransport implements Transport {
     }
   }
 
-  exec(command: Command, step: string): Promise<ExecResult> {
+  /**
+   * One remote command's life on a channel: exactly one of its outcome (given by `use`),
+   * a timeout, or a lost connection settles it; giving up also ends the remote process
+   * (stop(): TERM reaches `timeout`, which ends the whole process group).
+   */
+  private run<T>(command: Command, step: string, timeoutMs: number, use: (ch: ssh2.ClientChannel, stop: () => void, settle: (outcome: () => void) => void, resolve: (v: T) => void, reject: (e: Error) => void) => void): Promise<T> {
     if (this.lost) return Promise.reject(this.lostError(step));
-    const timeoutMs = this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    const maxOut = this.opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-    const mask = this.opts.mask ?? ((t: string) => t);
     const wrapped = remoteCommand(command.shell, this.target.user, timeoutMs);
-    return new Promise((resolve, reject) => {
-      // Exactly one of: the result, a timeout, too much output, a lost connection.
-      // settle() ends the rest; giving up also ends the remote process (stop()).
+    return new Promise<T>((resolve, reject) => {
       let done = false;
       let channel: ssh2.ClientChannel | undefined;
       const stop = () => {
         if (!channel) return;
         try {
-          channel.signal("TERM"); // reaches `timeout`, which ends the whole process group
+          channel.signal("TERM");
         } catch {
           // the channel is already gone
         }
@@ -199,34 +199,44 @@ export class SshTransport implements Transport {
       }, timeoutMs);
       const onClose = () => settle(() => reject(this.lostError(step)));
       this.client.once("close", onClose);
-      this.client.exec(wrapped, (err, stream) => {
+      this.client.exec(wrapped, (err, ch) => {
         if (err) return settle(() => reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`)));
-        channel = stream;
+        channel = ch;
         if (done) return stop(); // timed out while the channel was opening
-        const out: Buffer[] = [];
-        const errs: Buffer[] = [];
-        let outBytes = 0;
-        let errBytes = 0;
-        stream.on("data", (d: Buffer) => {
-          outBytes += d.length;
-          if (outBytes <= maxOut) return void out.push(d);
-          stop();
-          settle(() => reject(new FmcError("SSH_OUTPUT", `${this.host}: ${step} printed more than ${maxOut} bytes; it was stopped`)));
-        });
-        stream.stderr.on("data", (d: Buffer) => {
-          if (errBytes < MAX_STDERR) errs.push(d.subarray(0, MAX_STDERR - errBytes));
-          errBytes += d.length;
-        });
-        stream.on("close", (code: number | null) =>
-          settle(() =>
-            code === null || code === undefined
-              ? reject(this.lostError(step))
-              : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: mask(Buffer.concat(errs).toString("utf8")) + (errBytes > MAX_STDERR ? `\n[… ${errBytes - MAX_STDERR} more bytes of error output]` : "") }),
-          ),
-        );
-        if (command.stdin !== undefined) stream.end(command.stdin);
-        else stream.end();
+        use(ch, stop, settle, resolve, reject);
       });
+    });
+  }
+
+  /** Error output, bounded: the first MAX_STDERR bytes are kept, the rest counted. */
+  private collectStderr(ch: ssh2.ClientChannel): () => string {
+    const errs: Buffer[] = [];
+    let errBytes = 0;
+    ch.stderr.on("data", (d: Buffer) => {
+      if (errBytes < MAX_STDERR) errs.push(d.subarray(0, MAX_STDERR - errBytes));
+      errBytes += d.length;
+    });
+    const mask = this.opts.mask ?? ((t: string) => t);
+    return () => mask(Buffer.concat(errs).toString("utf8")) + (errBytes > MAX_STDERR ? `\n[… ${errBytes - MAX_STDERR} more bytes of error output]` : "");
+  }
+
+  exec(command: Command, step: string): Promise<ExecResult> {
+    const maxOut = this.opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
+    return this.run<ExecResult>(command, step, this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, (ch, stop, settle, resolve, reject) => {
+      const out: Buffer[] = [];
+      let outBytes = 0;
+      ch.on("data", (d: Buffer) => {
+        outBytes += d.length;
+        if (outBytes <= maxOut) return void out.push(d);
+        stop();
+        settle(() => reject(new FmcError("SSH_OUTPUT", `${this.host}: ${step} printed more than ${maxOut} bytes; it was stopped`)));
+      });
+      const stderr = this.collectStderr(ch);
+      ch.on("close", (code: number | null) =>
+        settle(() => (code === null || code === undefined ? reject(this.lostError(step)) : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: stderr() }))),
+      );
+      if (command.stdin !== undefined) ch.end(command.stdin);
+      else ch.end();
     });
   }
 
@@ -236,59 +246,21 @@ export class SshTransport implements Transport {
    * is kept (bounded, masked).
    */
   stream(command: Command, step: string, io: StreamIo): Promise<{ code: number; stderr: string }> {
-    if (this.lost) return Promise.reject(this.lostError(step));
-    const timeoutMs = io.timeoutMs ?? this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS;
-    const mask = this.opts.mask ?? ((t: string) => t);
-    const wrapped = remoteCommand(command.shell, this.target.user, timeoutMs);
-    return new Promise((resolve, reject) => {
-      let done = false;
-      let channel: ssh2.ClientChannel | undefined;
-      const stop = () => {
-        try {
-          channel?.signal("TERM");
-        } catch {
-          // already gone
-        }
-        channel?.close();
-      };
-      const settle = (outcome: () => void) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        this.client.off("close", onClose);
-        outcome();
-      };
-      const timer = setTimeout(() => {
+    return this.run<{ code: number; stderr: string }>(command, step, io.timeoutMs ?? this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, (ch, stop, settle, resolve, reject) => {
+      const stderr = this.collectStderr(ch);
+      const fail = (e: Error) => {
         stop();
-        settle(() => reject(new FmcError("SSH_TIMEOUT", `${this.host}: ${step} did not finish within ${timeoutMs / 1000} s; it was stopped`, "raise --timeout if this step is slow by nature")));
-      }, timeoutMs);
-      const onClose = () => settle(() => reject(this.lostError(step)));
-      this.client.once("close", onClose);
-      this.client.exec(wrapped, (err, ch) => {
-        if (err) return settle(() => reject(this.lost ? this.lostError(step) : new FmcError("SSH_EXEC", `${this.host}: ${step}: ${err.message}`)));
-        channel = ch;
-        if (done) return stop();
-        const errs: Buffer[] = [];
-        let errBytes = 0;
-        ch.stderr.on("data", (d: Buffer) => {
-          if (errBytes < MAX_STDERR) errs.push(d.subarray(0, MAX_STDERR - errBytes));
-          errBytes += d.length;
-        });
-        const fail = (e: Error) => {
-          stop();
-          settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: ${e.message}`)));
-        };
-        const written = io.stdout ? pipeline(ch, io.stdout).catch((e: Error) => fail(e)) : (ch.resume(), Promise.resolve());
-        // a command that exits early ends its input too: its exit code and error output tell why
-        let inputError: Error | undefined;
-        if (io.stdin) pipeline(io.stdin, ch).catch((e: Error) => void (inputError = e));
-        else ch.end();
-        ch.on("close", (code: number | null) => {
-          if (code === null || code === undefined) return settle(() => reject(inputError ? new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError.message}`) : this.lostError(step)));
-          const stderr = mask(Buffer.concat(errs).toString("utf8"));
-          if (code === 0 && inputError) return settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError!.message}`)));
-          void written.then(() => settle(() => resolve({ code, stderr })));
-        });
+        settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: ${e.message}`)));
+      };
+      const written = io.stdout ? pipeline(ch, io.stdout).catch((e: Error) => fail(e)) : (ch.resume(), Promise.resolve());
+      // a command that exits early ends its input too: its exit code and error output tell why
+      let inputError: Error | undefined;
+      if (io.stdin) pipeline(io.stdin, ch).catch((e: Error) => void (inputError = e));
+      else ch.end();
+      ch.on("close", (code: number | null) => {
+        if (code === null || code === undefined) return settle(() => reject(inputError ? new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError.message}`) : this.lostError(step)));
+        if (code === 0 && inputError) return settle(() => reject(new FmcError("SSH_STREAM", `${this.host}: ${step}: sending its input failed: ${inputError!.message}`)));
+        void written.then(() => settle(() => resolve({ code, stderr: stderr() })));
       });
     });
   }

@@ -102,12 +102,17 @@ export function volumeMountUnits(ctx: RenderContext): Array<{ name: string; cont
  * mounts that wait for this service (an ordering cycle systemd breaks at random).
  */
 export function lvmService(): string {
+  return earlyOneshot("fmc: create the LVM volumes of the data disk", "systemd-udev-settle.service lvm2-monitor.service local-fs-pre.target", LVM_SCRIPT_PATH);
+}
+
+/** A oneshot that runs before local-fs.target, outside the default dependencies (see lvmService). */
+function earlyOneshot(description: string, after: string, script: string): string {
   return unitFile(
     {
       Unit: [
-        ["Description", "fmc: create the LVM volumes of the data disk"],
+        ["Description", description],
         ["DefaultDependencies", "no"],
-        ["After", "systemd-udev-settle.service lvm2-monitor.service local-fs-pre.target"],
+        ["After", after],
         ["Wants", "systemd-udev-settle.service"],
         ["Before", "local-fs.target shutdown.target"],
         ["Conflicts", "shutdown.target"],
@@ -115,7 +120,7 @@ export function lvmService(): string {
       Service: [
         ["Type", "oneshot"],
         ["RemainAfterExit", "yes"],
-        ["ExecStart", LVM_SCRIPT_PATH],
+        ["ExecStart", script],
       ],
       Install: [["WantedBy", "multi-user.target"]],
     },
@@ -237,25 +242,7 @@ export function longhornDiskScript(disk: LonghornDisk): string {
 
 /** Like the LVM service: runs before local-fs.target, so the mount that needs it can wait. */
 export function longhornDiskService(): string {
-  return unitFile(
-    {
-      Unit: [
-        ["Description", "fmc: format the Longhorn disk when it is blank"],
-        ["DefaultDependencies", "no"],
-        ["After", "systemd-udev-settle.service local-fs-pre.target"],
-        ["Wants", "systemd-udev-settle.service"],
-        ["Before", "local-fs.target shutdown.target"],
-        ["Conflicts", "shutdown.target"],
-      ],
-      Service: [
-        ["Type", "oneshot"],
-        ["RemainAfterExit", "yes"],
-        ["ExecStart", LONGHORN_DISK_SCRIPT_PATH],
-      ],
-      Install: [["WantedBy", "multi-user.target"]],
-    },
-    HEADER_TEXT,
-  );
+  return earlyOneshot("fmc: format the Longhorn disk when it is blank", "systemd-udev-settle.service local-fs-pre.target", LONGHORN_DISK_SCRIPT_PATH);
 }
 
 export function longhornDiskMountUnit(disk: LonghornDisk): { name: string; content: string } {
