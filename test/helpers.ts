@@ -76,3 +76,14 @@ export async function until<T>(what: string, fn: () => T | undefined | false, ti
     await sleep(everyMs);
   }
 }
+
+/** The LVM layout scripts/capture-lvm-fixture.sh captured test/fixtures/lvm/ with. */
+export const LVM_FIXTURE_SPEC = {
+  device: "/dev/vdb",
+  volumeGroup: "data",
+  volumes: [
+    { name: "postgres_lv", size: "1G", filesystem: "ext4" as const },
+    { name: "shared-lv", size: "1G", filesystem: "xfs" as const },
+    { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const },
+  ],
+};

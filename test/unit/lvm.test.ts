@@ -9,18 +9,11 @@ import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { lvmChanges } from "../../src/ops/lvm.js";
 import { mountChanges, mountUnitText, mountUnit } from "../../src/ops/mount.js";
 import { unitPath } from "../../src/ops/unit.js";
-import { ROOT } from "../helpers.js";
+import { LVM_FIXTURE_SPEC, ROOT } from "../helpers.js";
 
 const ctx = { host: "storage1", phase: "storage", mask: (t: string) => t };
-const spec = {
-  device: "/dev/vdb",
-  volumeGroup: "data",
-  volumes: [
-    { name: "postgres_lv", size: "1G", filesystem: "ext4" as const },
-    { name: "shared-lv", size: "1G", filesystem: "xfs" as const },
-    { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const },
-  ],
-};
+/** The layout the captured LVM fixtures (test/fixtures/lvm/) were made with. */
+const spec = LVM_FIXTURE_SPEC;
 const mounts = [
   { what: "/dev/data/postgres_lv", where: "/srv/nfs/postgresql", type: "ext4" },
   { what: "/dev/data/shared-lv", where: "/srv/nfs/shared", type: "xfs" },

@@ -22,19 +22,12 @@ import { loadSpec } from "../../src/spec/load.js";
 import { SEED_YAML } from "../../src/spec/seed.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import type { Change } from "../../src/ops/change.js";
-import { contextFor, requireTool, ROOT, tempDir } from "../helpers.js";
+import { contextFor, LVM_FIXTURE_SPEC, requireTool, ROOT, tempDir } from "../helpers.js";
 import { FmcError } from "../../src/errors.js";
 
 const ctx = { host: "storage1", phase: "storage", mask: (t: string) => t };
-const spec = {
-  device: "/dev/vdb",
-  volumeGroup: "data",
-  volumes: [
-    { name: "postgres_lv", size: "1G", filesystem: "ext4" as const },
-    { name: "shared-lv", size: "1G", filesystem: "xfs" as const },
-    { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const },
-  ],
-};
+/** The layout the captured LVM fixtures (test/fixtures/lvm/) were made with. */
+const spec = LVM_FIXTURE_SPEC;
 const withSize = (name: string, size: string) => ({ ...spec, volumes: spec.volumes.map((v) => (v.name === name ? { ...v, size } : v)) });
 
 interface Fake {
