@@ -18,7 +18,8 @@ import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
-import { ensureVmImage, isOurQemu, startVm, stopVm, tapName, vmPids } from "./vm.js";
+import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
+import { alive, cmdlineOf, sleep } from "./proc.js";
 import { quote } from "../hosts/command.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
@@ -97,8 +98,6 @@ export function requireRoot(): void {
   }
 }
 
-/** Stable MAC from the address: a recreated host keeps its MAC, so no stale ARP. */
-const macOf = (address: string) => `02:fc:${address.split(".").map((o) => Number(o).toString(16).padStart(2, "0")).join(":")}`;
 
 function checkRoutesFree(prefixes: readonly string[]): void {
   const routes = JSON.parse(run("ip", ["-j", "route", "show"], "reading routes")) as Array<{ dst: string; dev: string }>;
@@ -220,7 +219,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       const peer = `p${port++}`;
       run("ip", ["link", "add", nic.ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", SWITCH_NS], `wiring ${ns} ${nic.ifname}`);
       run("ip", ["-n", SWITCH_NS, "link", "set", peer, "master", nic.bridge, "up"], `attaching ${ns} ${nic.ifname}`);
-      run("ip", ["-n", ns, "link", "set", nic.ifname, "address", macOf(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
+      run("ip", ["-n", ns, "link", "set", nic.ifname, "address", macOfAddress(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "addr", "add", nic.address, "dev", nic.ifname], `addressing ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "link", "set", nic.ifname, "up"], `${ns} ${nic.ifname} up`);
       return peer;
@@ -259,7 +258,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
         const vm = await startVm({
           name: h.name,
           dir: h.dir,
-          nics: hn.nics.map((n) => ({ bridge: n.bridge, mac: macOf(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
+          nics: hn.nics.map((n) => ({ bridge: n.bridge, mac: macOfAddress(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
           defaultVia: hn.defaultVia,
           dataDisks: spec.vm?.dataDisks ?? [],
           authorizedKeys: [...o.topo.keysOf(spec), labPublicKey(o.stateDir)],
@@ -441,16 +440,6 @@ function writeInventory(o: UpOptions, s: LabState, tls: { cert: string; key: str
   writeFileSync(labInventoryPath(o.stateDir), JSON.stringify(inv, null, 2) + "\n", { mode: 0o600 });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Alive and not a zombie (kill -0 succeeds on zombies). */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
 
 function netnsPids(ns: string): number[] {
   const r = tryRun("ip", ["netns", "pids", ns]);
@@ -459,11 +448,7 @@ function netnsPids(ns: string): number[] {
 
 /** An nspawn process: a pid from lab.json is signalled only when it still is one. */
 function isNspawn(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0")[0]!.endsWith("systemd-nspawn");
-  } catch {
-    return false;
-  }
+  return cmdlineOf(pid)[0]?.endsWith("systemd-nspawn") ?? false;
 }
 
 export interface DownOptions {
@@ -505,7 +490,7 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   const namespaces = tryRun("ip", ["netns", "list"]).stdout.split("\n").map((l) => l.split(" ")[0]!).filter((n) => n.startsWith(`${LABEL}-`) || (n === INTERNET_NS && (state?.internet !== undefined || isLabInternet())));
   // 1. ask each container to power off, then make sure nothing is left: no process in
   //    the namespaces, no nspawn (a zombie does not count)
-  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || hosts.some((h) => h.pid && running(h.pid));
+  const busy = () => namespaces.some((n) => netnsPids(n).length > 0) || hosts.some((h) => h.pid && alive(h.pid));
   const settle = async (ms: number) => {
     const deadline = Date.now() + ms;
     while (Date.now() < deadline && busy()) await sleep(50);
@@ -516,7 +501,7 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
   for (const h of hosts) tryRun("kill", ["-TERM", String(h.pid)]);
   await settle(5000);
   for (const n of namespaces) for (const pid of netnsPids(n)) tryRun("kill", ["-KILL", String(pid)]);
-  for (const h of hosts) if (h.pid && running(h.pid)) tryRun("kill", ["-KILL", String(h.pid)]);
+  for (const h of hosts) if (h.pid && alive(h.pid)) tryRun("kill", ["-KILL", String(h.pid)]);
   await settle(5000);
   // 2. mounts: every overlay under the lab root, deepest first
   const mounts = readFileSync("/proc/mounts", "utf8").split("\n").map((l) => l.split(" ")[1] ?? "").filter((m) => m.startsWith(join(LAB_ROOT, "labs")));

@@ -15,6 +15,7 @@ import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { controlChar } from "../spec/formats.js";
 import { contains, networkOf, parseIp } from "../spec/net.js";
 import { FmcError } from "../errors.js";
+import { alive, cmdlineOf, sleep } from "./proc.js";
 import { LAB_ROOT, debianMirror, ensureRootfs, inRoot, rootfsPath } from "./rootfs.js";
 
 const QEMU = "qemu-system-x86_64";
@@ -520,7 +521,6 @@ function hostKeysIn(dir: string): Record<string, string> {
   return Object.fromEntries(readdirSync(ssh).filter((f) => /^ssh_host_[a-z0-9]+_key(\.pub)?$/.test(f)).map((f) => [f, readFileSync(join(ssh, f), "utf8")]));
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Boots a VM on the lab's segments. Its disks are kept in DIR: starting again with the
@@ -598,23 +598,6 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
   o.log(`${o.name}: VM ${label} (pid ${pid}, ${accel === "kvm" ? "KVM" : "software emulation (TCG)"}, ${vcpus} vCPU, ${memoryMiB} MiB${dataDisks.length ? `, data disks ${dataDisks.map((d, i) => `/dev/vd${String.fromCharCode(98 + i)}=${d.name}`).join(" ")}` : ""}); console ${consoleLog}`);
   const pub = hostKeys["ssh_host_ed25519_key.pub"]!.trim().split(/\s+/);
   return { pid, accel, hostKey: `${pub[0]} ${pub[1]}`, console: consoleLog, qmp };
-}
-
-/** Alive and not a zombie. */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-function cmdlineOf(pid: number): string[] {
-  try {
-    return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-  } catch {
-    return [];
-  }
 }
 
 /** The pid is a QEMU booting a disk in this VM's directory (a recycled pid is never signalled). */
