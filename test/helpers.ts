@@ -87,3 +87,14 @@ export const LVM_FIXTURE_SPEC = {
     { name: "longhorn_lv", size: "100%FREE", filesystem: "ext4" as const },
   ],
 };
+
+/** What LVM_FIXTURE_SPEC needs on the captured blank disk ("fresh"), step by step. */
+export const LVM_FIXTURE_FRESH_STEPS = [
+    "create volume group data on /dev/vdb",
+    "create logical volume data/postgres_lv (1G)",
+    "make ext4 on /dev/data/postgres_lv",
+    "create logical volume data/shared-lv (1G)",
+    "make xfs on /dev/data/shared-lv",
+    "create logical volume data/longhorn_lv (100%FREE)",
+    "make ext4 on /dev/data/longhorn_lv",
+];

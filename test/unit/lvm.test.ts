@@ -9,7 +9,7 @@ import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { lvmChanges } from "../../src/ops/lvm.js";
 import { mountChanges, mountUnitText, mountUnit } from "../../src/ops/mount.js";
 import { unitPath } from "../../src/ops/unit.js";
-import { LVM_FIXTURE_SPEC, ROOT } from "../helpers.js";
+import { LVM_FIXTURE_FRESH_STEPS, LVM_FIXTURE_SPEC, ROOT } from "../helpers.js";
 
 const ctx = { host: "storage1", phase: "storage", mask: (t: string) => t };
 /** The layout the captured LVM fixtures (test/fixtures/lvm/) were made with. */
@@ -39,15 +39,7 @@ test("real lsblk/vgs/lvs output parses: LVs by their device-mapper path, hyphens
 
 test("LVM on a blank disk: a volume group, three volumes in order, three filesystems", () => {
   const titles = lvmChanges(factsAt("fresh"), spec, ctx).map((c) => c.title);
-  assert.deepEqual(titles, [
-    "create volume group data on /dev/vdb",
-    "create logical volume data/postgres_lv (1G)",
-    "make ext4 on /dev/data/postgres_lv",
-    "create logical volume data/shared-lv (1G)",
-    "make xfs on /dev/data/shared-lv",
-    "create logical volume data/longhorn_lv (100%FREE)",
-    "make ext4 on /dev/data/longhorn_lv",
-  ]);
+  assert.deepEqual(titles, LVM_FIXTURE_FRESH_STEPS);
   // a disk that holds a filesystem is never turned into LVM
   assert.throws(() => lvmChanges(factsAt("fresh"), { ...spec, device: "/dev/vdc" }, ctx), /\/dev\/vdc holds a ext4 filesystem; refusing/);
 });

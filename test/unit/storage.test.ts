@@ -22,7 +22,7 @@ import { loadSpec } from "../../src/spec/load.js";
 import { SEED_YAML } from "../../src/spec/seed.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import type { Change } from "../../src/ops/change.js";
-import { contextFor, LVM_FIXTURE_SPEC, requireTool, ROOT, tempDir } from "../helpers.js";
+import { contextFor, LVM_FIXTURE_FRESH_STEPS, LVM_FIXTURE_SPEC, requireTool, ROOT, tempDir } from "../helpers.js";
 import { FmcError } from "../../src/errors.js";
 
 const ctx = { host: "storage1", phase: "storage", mask: (t: string) => t };
@@ -68,15 +68,7 @@ const code = (fn: () => unknown) => {
 
 test("LVM on a blank disk (blkid exit 2): physical volume, group, volumes, filesystems", () => {
   const changes = lvmChanges(at("fresh"), spec, ctx);
-  assert.deepEqual(titles(changes), [
-    "create volume group data on /dev/vdb",
-    "create logical volume data/postgres_lv (1G)",
-    "make ext4 on /dev/data/postgres_lv",
-    "create logical volume data/shared-lv (1G)",
-    "make xfs on /dev/data/shared-lv",
-    "create logical volume data/longhorn_lv (100%FREE)",
-    "make ext4 on /dev/data/longhorn_lv",
-  ]);
+  assert.deepEqual(titles(changes), LVM_FIXTURE_FRESH_STEPS);
   // every new filesystem and the physical volume are guarded by blkid on the host too
   assert.match(changes[0]!.commands[0]!.shell, /blkid -p \/dev\/vdb .*if \[ "\$rc" != 2 \]; then .*exit 1; fi; pvcreate --yes \/dev\/vdb$/);
   assert.match(changes[2]!.commands[0]!.shell, /^ {2}2\) mkfs\.ext4 -L postgres_lv \/dev\/data\/postgres_lv ;;$/m);
@@ -229,16 +221,7 @@ test("storage phase: a fresh host gets packages, LVM, boot units, mounts, export
   const pc = phaseContext();
   const h = storageHost(pc);
   const fresh = storage.plan(pc, h, at("fresh"));
-  assert.deepEqual(titles(fresh).slice(0, 8), [
-    "install nfs-kernel-server, lvm2, xfsprogs",
-    "create volume group data on /dev/vdb",
-    "create logical volume data/postgres_lv (1G)",
-    "make ext4 on /dev/data/postgres_lv",
-    "create logical volume data/shared-lv (1G)",
-    "make xfs on /dev/data/shared-lv",
-    "create logical volume data/longhorn_lv (100%FREE)",
-    "make ext4 on /dev/data/longhorn_lv",
-  ]);
+  assert.deepEqual(titles(fresh).slice(0, 8), ["install nfs-kernel-server, lvm2, xfsprogs", ...LVM_FIXTURE_FRESH_STEPS]);
   const t = titles(fresh);
   assert.ok(t.includes(`create ${LVM_SCRIPT_PATH}`));
   assert.ok(t.includes(`create ${unitPath(mountUnit("/srv/nfs/postgresql"))}`));
