@@ -191,8 +191,10 @@ test("named serves the zones: forward and reverse to the private network, refuse
       named.stderr.on("data", (d: Buffer) => (log += d.toString()));
       try {
         const dig = (from: string, ...q: string[]) => run("ip", ["netns", "exec", client, "dig", "+time=1", "+tries=1", "-b", from, "@10.17.3.11", ...q]);
-        const answer = (...q: string[]) => dig("10.17.4.24", "+short", ...q).stdout.trim().split("\n").filter(Boolean);
-        for (let i = 0; i < 50 && answer("freeipa1.microcloud.lan").length === 0; i++) spawnSync("sleep", ["0.1"]);
+        // dig reports a timeout or a refused query on stdout as ";;" lines: never an answer
+        const answer = (...q: string[]) => dig("10.17.4.24", "+short", ...q).stdout.trim().split("\n").filter((l) => l && !l.startsWith(";;"));
+        // ready when named answers with the record, not merely when dig printed something
+        for (let i = 0; i < 50 && answer("freeipa1.microcloud.lan")[0] !== "10.17.3.11"; i++) spawnSync("sleep", ["0.1"]);
         for (const h of ctx.spec.hosts) {
           assert.deepEqual(answer(`${h.name}.microcloud.lan`), [h.address], `${h.name}\n${log}`);
           assert.deepEqual(answer("-x", h.address), [`${h.name}.microcloud.lan.`], `PTR of ${h.address}`);
