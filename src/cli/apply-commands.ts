@@ -40,6 +40,7 @@ function printPlan(s: Session, p: Plan): void {
       if (c.diff) for (const line of c.diff.trimEnd().split("\n")) process.stdout.write(`      ${line}\n`);
     }
   }
+  for (const w of p.warnings) process.stdout.write(`${yellow("warning")} ${w}\n`);
   if (p.skippedHosts.length) process.stdout.write(dim(`not in the ${s.inventory.source} inventory, skipped: ${p.skippedHosts.join(", ")}\n`));
   for (const d of describeOverrides(s.inventory.overrides)) process.stdout.write(dim(`lab stand-in: ${d}\n`));
   printUnreachable(s, p);
@@ -56,6 +57,7 @@ function planJson(s: Session, p: Plan): string {
     {
       changes: p.changes.map((c) => ({ host: c.host, phase: c.phase, title: c.title, notes: c.notes, diff: c.diff, commands: c.commands.map((x) => x.display) })),
       skippedHosts: p.skippedHosts,
+      warnings: p.warnings,
       unreachable: Object.fromEntries([...s.unreachable, ...p.failedHosts]),
     },
     null,

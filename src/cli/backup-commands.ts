@@ -288,7 +288,8 @@ function timeoutMs(v: string | undefined): number {
   return Math.round(s * 1000);
 }
 
-const mib = (b: number) => `${(b / 1048576).toFixed(1)} MiB`;
+/** Bytes in the largest binary unit that keeps a whole number in front: 14.2 KiB, 3.0 MiB. */
+export const size = (b: number) => (b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(1)} KiB` : b < 1073741824 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1073741824).toFixed(2)} GiB`);
 
 function progressFor(label: string): Progress {
   let last = 0;
@@ -298,7 +299,7 @@ function progressFor(label: string): Progress {
     if (!done && now - last < 1000) return;
     last = now;
     const rate = bytes / Math.max((now - t0) / 1000, 0.001);
-    process.stderr.write(`${process.stderr.isTTY && !done ? "\r" : ""}${label}: ${mib(bytes)} (${mib(rate)}/s)${done || !process.stderr.isTTY ? "\n" : ""}`);
+    process.stderr.write(`${process.stderr.isTTY && !done ? "\r" : ""}${label}: ${size(bytes)} (${size(rate)}/s)${done || !process.stderr.isTTY ? "\n" : ""}`);
   };
 }
 
@@ -367,7 +368,7 @@ const backupPostgres = defineCommand({
       for (const n of names) {
         const r = await backupDatabase({ transport: t, layout, db: n, store: store.store, keep: db.backup.keep, timeoutMs: ms, progress: progressFor(`${db.host} ${n}`) });
         process.stdout.write(`${store.store.where}/${r.name}\n`);
-        process.stderr.write(dim(`  ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s, sha256 ${r.sha256}${r.removed.length ? `; removed (keeping ${db.backup.keep}): ${r.removed.join(", ")}` : ""}\n`));
+        process.stderr.write(dim(`  ${size(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s, sha256 ${r.sha256}${r.removed.length ? `; removed (keeping ${db.backup.keep}): ${r.removed.join(", ")}` : ""}\n`));
       }
     } finally {
       store?.close();
@@ -400,7 +401,7 @@ const restorePostgres = defineCommand({
       if (!local && s.render.spec.database!.backup.to === "local") throw new FmcError("USAGE", `${args.dump}: no such file`);
       store = local ? { store: localStore(dirname(resolve(args.dump))), close: () => undefined } : await storeFor(s, specFileOf(args), undefined, ms);
       const r = await restoreDatabase({ transport: t, layout, db, store: store.store, name, timeoutMs: ms, confirm: args.yes ? async () => true : ask, progress: progressFor(`${t.host} ${db}`) });
-      process.stderr.write(`${bold(db)} on ${t.host} restored from ${name}: ${mib(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
+      process.stderr.write(`${bold(db)} on ${t.host} restored from ${name}: ${size(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
     } finally {
       store?.close();
       s.close();

@@ -6,7 +6,7 @@ import { stateDirFor } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
 import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
-import { DEFAULT_VM_ROLES, labDown, labExecCommand, labStatus, labUp, requireRoot } from "../lab/lab.js";
+import { DEFAULT_VM_ROLES, labDown, labExecCommand, labReboot, labStatus, labUp, requireRoot } from "../lab/lab.js";
 import { ROLES } from "../spec/schema.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg } from "./ui.js";
 
@@ -110,7 +110,23 @@ const exec = defineCommand({
   },
 });
 
+const reboot = defineCommand({
+  meta: { name: "reboot", description: "Reboot a lab host from inside (systemctl reboot; a VM reboots its own kernel) and wait until it has booted again and SSH answers" },
+  args: {
+    host: { type: "positional", description: "a lab host's name", required: true },
+    timeout: { type: "string", description: "seconds to wait for the host to answer SSH again", default: "240" },
+  },
+  async run({ args }) {
+    requireRoot();
+    const timeout = Number(args.timeout);
+    if (!Number.isInteger(timeout) || timeout < 1 || timeout > 3600) throw new FmcError("USAGE", `--timeout ${args.timeout}: whole seconds from 1 to 3600 please`);
+    log(`${args.host}: rebooting`);
+    const ms = await labReboot(args.host, timeout * 1000);
+    process.stdout.write(`${args.host} rebooted: SSH answers again after ${(ms / 1000).toFixed(1)} s\n`);
+  },
+});
+
 export const lab = defineCommand({
   meta: { name: "lab", description: "A local lab: real Linux hosts in network namespaces on this machine, each LAN subnet its own segment behind the firewall host, and an `internet` namespace in front of the VPS" },
-  subCommands: { up, status, down, exec },
+  subCommands: { up, status, down, exec, reboot },
 });

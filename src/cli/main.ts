@@ -27,6 +27,8 @@ export const fmc = defineCommand({
     lab: () => import("./lab-commands.js").then((m) => m.lab),
     secrets: () => import("./secrets-commands.js").then((m) => m.secrets),
     wireguard: () => import("./wireguard-commands.js").then((m) => m.wireguard),
+    backup: () => import("./backup-commands.js").then((m) => m.backup),
+    restore: () => import("./backup-commands.js").then((m) => m.restore),
   },
 });
 

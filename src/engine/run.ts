@@ -32,6 +32,8 @@ export interface Plan {
   readonly requests: ReadonlyMap<string, FactRequest>;
   /** The context the phases planned in, so apply can re-plan. */
   readonly context: PhaseContext;
+  /** Design risks the planned phases state whether or not anything changes. */
+  readonly warnings: readonly string[];
 }
 
 export type Event =
@@ -120,7 +122,8 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
       if (f) changes.push(...phase.plan(pc, h, f));
     }
   }
-  return { phases, changes, facts, skippedHosts: [...skipped], failedHosts, requests: wanted, context: pc };
+  const warnings = phases.filter((p) => p.hosts(pc).some((h) => facts.has(h.name))).flatMap((p) => p.warnings?.(pc) ?? []);
+  return { phases, changes, facts, skippedHosts: [...skipped], failedHosts, requests: wanted, context: pc, warnings };
 }
 
 /** Two plans of the same step compare equal: a re-plan never repeats a step that ran. */

@@ -22,7 +22,15 @@ export interface Command {
   readonly stdin?: string;
   /** Whether stdin holds a secret (never shown). */
   readonly stdinSecret?: boolean;
+  /**
+   * Slow by nature (a package install on a small VM): it may take at least this many
+   * seconds, whatever the session's --timeout says.
+   */
+  readonly slowS?: number;
 }
+
+/** The same command, allowed at least `seconds` to finish. */
+export const slow = (c: Command, seconds: number): Command => ({ ...c, slowS: Math.max(seconds, c.slowS ?? 0) });
 
 /** A program and its arguments, each quoted. */
 export function cmd(...parts: Part[]): Command {

@@ -28,11 +28,12 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     name: "debian-like",
     installPackages: (names) => {
       // a fresh host may hold apt's lock (unattended-upgrades at boot) or have no package
-      // lists yet (cloud images): wait for the lock, and update the lists once on failure
+      // lists yet (cloud images): wait for the lock, and update the lists once on failure;
+      // an install stopped half-way (a timeout, a lost connection) is finished first
       const install = cmd("apt-get", "-o", "DPkg::Lock::Timeout=120", "install", "-y", "--no-install-recommends", ...names);
       const update = cmd("apt-get", "-o", "DPkg::Lock::Timeout=120", "update", "-q");
       return script(
-        `export DEBIAN_FRONTEND=noninteractive; ${install.shell} || { ${update.shell} && ${install.shell}; }`,
+        `export DEBIAN_FRONTEND=noninteractive; dpkg --configure -a >/dev/null 2>&1; ${install.shell} || { ${update.shell} && ${install.shell}; }`,
         `apt-get install -y --no-install-recommends ${names.join(" ")} (apt-get update and again if it fails)`,
       );
     },

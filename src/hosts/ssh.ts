@@ -222,7 +222,8 @@ export class SshTransport implements Transport {
 
   exec(command: Command, step: string): Promise<ExecResult> {
     const maxOut = this.opts.maxOutputBytes ?? DEFAULT_MAX_OUTPUT;
-    return this.run<ExecResult>(command, step, this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, (ch, stop, settle, resolve, reject) => {
+    const timeoutMs = Math.max(this.opts.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, (command.slowS ?? 0) * 1000);
+    return this.run<ExecResult>(command, step, timeoutMs, (ch, stop, settle, resolve, reject) => {
       const out: Buffer[] = [];
       let outBytes = 0;
       ch.on("data", (d: Buffer) => {

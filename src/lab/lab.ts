@@ -620,3 +620,44 @@ export async function labPowerOn(name: string, timeoutMs = 60_000): Promise<void
   for (const n of host.nics ?? []) run("ip", ["-n", SWITCH_NS, "link", "set", "dev", n.port, "up"], `plugging ${name} in`);
   if (!(await waitForPort(host.address, 22, timeoutMs))) throw new FmcError("LAB_BOOT", `${name} did not answer SSH within ${timeoutMs / 1000} s`, `see ${join(host.dir, "console.log")}`);
 }
+
+/** What changes when a host boots: the VM kernel's boot id; a container's PID 1 (it shares this machine's kernel). */
+function bootMark(h: LabHost): string | undefined {
+  if (!h.vm) return h.pid ? tryRun("pgrep", ["-P", String(h.pid)]).stdout.trim().split("\n")[0] || undefined : undefined;
+  const r = labExec(h.name, ["cat", "/proc/sys/kernel/random/boot_id"], { timeoutMs: 10_000 });
+  return r.status === 0 ? r.stdout.trim() || undefined : undefined;
+}
+
+/**
+ * Reboots a lab host from inside (`systemctl reboot`: services stop in order, as on a
+ * real machine) and waits until it has booted again and SSH answers. A VM reboots its
+ * own kernel; a container's nspawn exits on the reboot request and is booted again on
+ * its own disk. Returns the milliseconds from the request until SSH answered.
+ */
+export async function labReboot(name: string, timeoutMs = 240_000): Promise<number> {
+  requireRoot();
+  const { state, host } = hostOf(name);
+  const before = bootMark(host);
+  if (!before) throw new FmcError("LAB_HOST", `${name} is not running`, "fmc lab status");
+  const t0 = Date.now();
+  const deadline = t0 + timeoutMs;
+  const late = () => new FmcError("LAB_BOOT", `${name} did not come back within ${timeoutMs / 1000} s of its reboot`, `see ${join(host.dir, "console.log")}`);
+  // the connection may drop before the command returns: the new boot is what counts
+  labExec(name, ["systemctl", "reboot"], { timeoutMs: 15_000 });
+  if (!host.vm) {
+    while (host.pid && alive(host.pid)) {
+      if (Date.now() > deadline) throw late();
+      await sleep(100);
+    }
+    host.pid = boot(host);
+    writeState(state);
+  }
+  for (;;) {
+    if (Date.now() > deadline) throw late();
+    if (await waitForPort(host.address, 22, Math.min(5000, Math.max(0, deadline - Date.now())))) {
+      const now = bootMark(host);
+      if (now && now !== before) return Date.now() - t0;
+    }
+    await sleep(500);
+  }
+}

@@ -33,7 +33,7 @@ export const OFFERED_PACKAGES = [
   "bind9", "bind9-dnsutils", // dns (bind9 engine; dig for checks)
   "nfs-kernel-server", "nfs-common", "lvm2", "xfsprogs", // storage (kernel NFS and LVM: lab VMs only)
   "postgresql", "postgresql-contrib", // database (contrib: pgbench)
-  "open-iscsi", // longhorn-prereqs
+  "open-iscsi", "cryptsetup", "dmsetup", // longhorn-prereqs (as Longhorn's environment check lists them)
 ];
 /** The local apt repository inside every lab host: its only apt source. */
 export const LAB_APT_REPO = "/opt/fmc-lab/apt";

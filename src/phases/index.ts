@@ -6,12 +6,18 @@ import { wireguard } from "./wireguard.js";
 import { dns } from "./dns.js";
 import { loadbalancer } from "./loadbalancer.js";
 import { edge } from "./edge.js";
+import { storage } from "./storage.js";
+import { database } from "./database.js";
+import { longhornPrereqs } from "./longhorn.js";
 
 export const PHASES: readonly Phase[] = [
   base, //          hostname, resolver, sysctl, swap, time, keys
   firewall, //      the LAN gateway's nftables, with a timed revert
   wireguard, //     the tunnel between the VPS and the firewall
   dns, //           internal DNS (bind9, or FreeIPA's)
+  storage, //       LVM volumes, mount units and kernel NFS exports on the storage host
+  database, //      PostgreSQL with its data on the storage host's NFS export
+  longhornPrereqs, // open-iscsi, the NFS client and kernel modules on every K3s node
   loadbalancer, //  HAProxy + Keepalived in front of the K3s API and the ingress
   edge, //          the edge proxies (HAProxy or Traefik) + Keepalived behind the port forwards
 ];

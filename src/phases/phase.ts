@@ -24,4 +24,6 @@ export interface Phase {
   /** What it needs to know about a host. */
   facts(pc: PhaseContext, host: Host): Partial<FactRequest>;
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[];
+  /** Risks of the spec's design itself (a single point of failure): every plan states them, changes or not. */
+  warnings?(pc: PhaseContext): string[];
 }

@@ -104,8 +104,10 @@ export const storage: Phase = {
     out.push(...exportsChanges(facts, exportsFile(pc.render), c));
     const svc = serviceChange(facts, { unit: NFS_UNIT, enabled: true, running: true, installing }, c);
     if (svc) out.push(svc);
-    const spof = singlePointOfFailure(spec);
-    if (spof && out.length) out[0] = { ...out[0]!, notes: [...out[0]!.notes, spof] };
     return out;
+  },
+  warnings: (pc) => {
+    const spof = singlePointOfFailure(pc.render.spec);
+    return spof ? [spof] : [];
   },
 };
