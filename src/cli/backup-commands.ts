@@ -107,6 +107,8 @@ export function localStore(dir: string): BackupStore {
     list: async () => (existsSync(dir) ? readdirSync(dir) : []),
     async create(name) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // a database's contents are never meant to be committed with the spec beside them
+      if (!existsSync(join(dir, ".gitignore"))) writeFileSync(join(dir, ".gitignore"), "# fmc backups: database contents, never committed\n*\n", { mode: 0o600 });
       const final = join(dir, name);
       const tmp = `${final}.partial`;
       const stream = createWriteStream(tmp, { mode: 0o600 });

@@ -201,6 +201,7 @@ test("fmc backup postgres, a dropped table, fmc restore postgres: the rows come 
   const backups = join(dir, "backups");
   const dump = readdirSync(backups).find((f) => /^app-\d{8}T\d{6}Z\.dump$/.test(f))!;
   assert.ok(dump, readdirSync(backups).join(", "));
+  assert.match(readFileSync(join(backups, ".gitignore"), "utf8"), /^\*$/m, "backups are never committed with the spec");
   // the checksum beside it is what sha256sum -c reads
   assert.equal(spawnSync("sha256sum", ["-c", `${dump}.sha256`], { cwd: backups, encoding: "utf8" }).status, 0);
 

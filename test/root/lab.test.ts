@@ -23,7 +23,7 @@ import { sysctlChanges } from "../../src/ops/sysctl.js";
 import { mountChanges, mountUnit } from "../../src/ops/mount.js";
 import { userChanges } from "../../src/ops/user.js";
 import { guardedChange } from "../../src/ops/guarded.js";
-import { cmd, script } from "../../src/hosts/command.js";
+import { slow, cmd, script } from "../../src/hosts/command.js";
 import { inventory } from "../../src/engine/inventory.js";
 import { context } from "../../src/project.js";
 
@@ -280,6 +280,8 @@ test("SSH: a command past its timeout is stopped on the host too; output is capp
     const marker = `sleep 297.${process.pid}`;
     await assert.rejects(t.exec(cmd("sh", "-c", `${marker}; echo never`), "a slow step"), /lb1: a slow step did not finish within 1\.5 s; it was stopped/);
     await until("the remote command to be gone", () => inHost("lb1", "pgrep", "-f", marker).status === 1, 10_000);
+    // a step slow by nature (a package install) gets its own longer limit
+    assert.equal((await t.exec(slow(cmd("sh", "-c", "sleep 2.5; echo done"), 10), "a slow-by-nature step")).stdout.trim(), "done");
     await assert.rejects(t.exec(cmd("head", "-c", "100000", "/dev/zero"), "a chatty step"), /lb1: a chatty step printed more than 4096 bytes; it was stopped/);
     // the connection is still good, and what the host prints on stderr is masked
     const token = ctx.secrets.get("k3s-token");
@@ -398,6 +400,24 @@ test("plan → apply → plan is empty for every operation, on a real host", asy
   } finally {
     t.close();
   }
+});
+
+test("fmc lab reboot: a container host boots again on its own disk, its enabled services start, and SSH answers", async () => {
+  // PID 1's start (clock ticks since this kernel booted): containers share the kernel, so a new boot is a new PID 1
+  const pid1Start = () => labExec("lb2", ["cat", "/proc/1/stat"]).stdout.split(") ")[1]?.split(" ")[19];
+  const first = pid1Start();
+  assert.ok(first);
+  assert.equal(labExec("lb2", ["sh", "-c", "echo kept > /var/lib/fmc-reboot-mark"]).status, 0);
+  const r = run("lab", "reboot", "lb2");
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^lb2 rebooted: SSH answers again after \d+\.\d s$/m);
+  assert.notEqual(pid1Start(), first, "a new boot");
+  assert.equal(labExec("lb2", ["cat", "/var/lib/fmc-reboot-mark"]).stdout.trim(), "kept", "its own disk");
+  await until("HAProxy and Keepalived after the reboot", () => labExec("lb2", ["systemctl", "is-active", "haproxy", "keepalived"]).stdout.trim() === "active\nactive" || undefined, 30_000);
+  assert.equal(run("plan", "--detailed-exitcode").status, 0, "nothing to repair");
+  const bad = run("lab", "reboot", "nosuch");
+  assert.notEqual(bad.status, 0);
+  assert.match(bad.stderr, /error\[LAB_HOST\] no lab host nosuch/);
 });
 
 test("lab down from another state directory leaves this lab alone and names its owner", (t) => {

@@ -405,14 +405,14 @@ test("backup: the dump lands beside its .sha256 (sha256sum -c agrees), old ones 
     const r = await backupDatabase({ transport: ok, layout: LAYOUT, db: "app", store, keep: 2, now: new Date(`2026-11-${day}T10:00:0${i}Z`), timeoutMs: 1000 });
     assert.equal(r.bytes, data.length);
   }
-  assert.deepEqual(readdirSync(dir).sort(), ["app-20261102T100001Z.dump", "app-20261102T100001Z.dump.sha256", "app-20261103T100002Z.dump", "app-20261103T100002Z.dump.sha256"]);
+  assert.deepEqual(readdirSync(dir).sort(), [".gitignore", "app-20261102T100001Z.dump", "app-20261102T100001Z.dump.sha256", "app-20261103T100002Z.dump", "app-20261103T100002Z.dump.sha256"]);
   const check = sh(`cd ${quote(dir)} && sha256sum -c app-20261103T100002Z.dump.sha256`);
   assert.equal(check.status, 0, check.stderr);
   assert.match(ok.log[0]!.shell, /runuser -u postgres -- \/usr\/lib\/postgresql\/15\/bin\/pg_dump --format=custom -h \/run\/postgresql -p 5432 --dbname=app$/);
   // pg_dump fails: no file, no partial file, retention untouched
   const bad = new FakeTransport("postgresql1", () => ({ code: 1, stdout: data.subarray(0, 100), stderr: "pg_dump: error: connection failed" }));
   await assert.rejects(backupDatabase({ transport: bad, layout: LAYOUT, db: "app", store, keep: 1, now: new Date("2026-11-04T00:00:00Z"), timeoutMs: 1000 }), /pg_dump app failed \(exit 1\): pg_dump: error: connection failed/);
-  assert.equal(readdirSync(dir).length, 4);
+  assert.equal(readdirSync(dir).length, 5);
   // restore: one flipped byte is refused before the host hears anything; so is a file without its .sha256
   const name = "app-20261103T100002Z.dump";
   const restoreTo = new FakeTransport("postgresql1", () => ({ code: 0 }));
