@@ -10,6 +10,7 @@ import { Topology } from "./spec/topology.js";
 import type { Spec } from "./spec/schema.js";
 import { loadOrCreateSecrets, requiredSecrets, stateDirFor, type Secrets } from "./state/secrets.js";
 import type { RenderContext } from "./render/types.js";
+import { isK3sBootstrapped } from "./state/bootstrap.js";
 import { FmcError, type Problem } from "./errors.js";
 
 export const DEFAULT_SPEC_FILE = "cluster.yaml";
@@ -167,7 +168,8 @@ export function context(options: ContextOptions = {}): { ctx: RenderContext; loa
   const secrets = loadOrCreateSecrets(state, requiredSecrets(loaded.spec));
   const base = loaded.source.file ? resolve(loaded.source.file, "..") : undefined;
   const topo = new Topology(loaded.spec, resolveKeys(loaded.spec, secrets, base));
-  return { ctx: { spec: loaded.spec, topo, secrets }, loaded, stateDir: state.path };
+  const k3sBootstrapped = isK3sBootstrapped(state, loaded.spec.name);
+  return { ctx: { spec: loaded.spec, topo, secrets, k3sBootstrapped }, loaded, stateDir: state.path };
 }
 
 export class InvalidSpec extends FmcError {

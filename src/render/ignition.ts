@@ -5,9 +5,9 @@
 import type { Host } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
-import { k3sConfigText } from "./k3s.js";
+import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "./k3s.js";
 import { unitFile } from "./systemd.js";
-import { pathPart, sh } from "./quote.js";
+import { pathPart, sh, systemdPath } from "./quote.js";
 import {
   exportsFile, k3sLonghornConfig, k3sLonghornDropIn, K3S_LONGHORN_CONFIG, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
   LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits,
@@ -41,16 +41,31 @@ export const K3S_SYSCTL = [
   "vm.swappiness = 0",
 ];
 
+/** Download attempts of the install script before it fails (and systemd restarts it), and its longest pause. */
+export const K3S_INSTALL_ATTEMPTS = 12;
+export const K3S_INSTALL_MAX_DELAY_S = 120;
+
 export function k3sInstallScript(ctx: RenderContext): string {
   const k = ctx.spec.k3s;
   const verify = k.sha256
     ? [`EXPECTED=${sh(k.sha256)}`]
-    : ['curl -sfL --retry 5 -o "$TMP/sha256sum-amd64.txt" "$BASE/sha256sum-amd64.txt"', "EXPECTED=$(awk '$2 == \"k3s\" { print $1 }' \"$TMP/sha256sum-amd64.txt\")"];
+    : ['fetch "$TMP/sha256sum-amd64.txt" "$BASE/sha256sum-amd64.txt"', "EXPECTED=$(awk '$2 == \"k3s\" { print $1 }' \"$TMP/sha256sum-amd64.txt\")"];
   return lines(
     "#!/bin/bash",
     HEADER("#"),
     "# Installs the pinned K3s binary once; a re-run with the same version does nothing.",
+    "# Downloads are retried with backoff: at first boot DNS or the uplink may not be up yet",
+    "# (curl's own --retry does not retry a failed name lookup).",
     "set -euo pipefail",
+    "fetch() {",
+    "  local delay=5 attempt=1",
+    '  until curl -sfL --retry 3 -o "$1" "$2"; do',
+    `    if [ "$attempt" -ge ${K3S_INSTALL_ATTEMPTS} ]; then echo "download of $2 failed $attempt times; giving up" >&2; return 1; fi`,
+    '    echo "download of $2 failed (attempt $attempt); retrying in ${delay}s" >&2',
+    '    sleep "$delay"',
+    `    attempt=$((attempt + 1)); delay=$((delay * 2 > ${K3S_INSTALL_MAX_DELAY_S} ? ${K3S_INSTALL_MAX_DELAY_S} : delay * 2))`,
+    "  done",
+    "}",
     `VERSION=${sh(k.version)}`,
     "BIN=/opt/bin/k3s",
     'if [ -x "$BIN" ] && "$BIN" --version | grep -qF "$VERSION"; then exit 0; fi',
@@ -60,7 +75,7 @@ export function k3sInstallScript(ctx: RenderContext): string {
       ? [`cp ${sh(k.airgapPath)} "$TMP/k3s"`, ...(k.sha256 ? [`EXPECTED=${sh(k.sha256)}`] : ['EXPECTED=""'])]
       : [
           'BASE="https://github.com/k3s-io/k3s/releases/download/${VERSION//+/%2B}"',
-          'curl -sfL --retry 5 -o "$TMP/k3s" "$BASE/k3s"',
+          'fetch "$TMP/k3s" "$BASE/k3s"',
           ...verify,
         ],
     'if [ -n "$EXPECTED" ]; then echo "$EXPECTED  $TMP/k3s" | sha256sum --check --status || { echo "k3s checksum mismatch" >&2; exit 1; }; fi',
@@ -69,7 +84,7 @@ export function k3sInstallScript(ctx: RenderContext): string {
   );
 }
 
-function k3sUnit(server: boolean): string {
+function k3sUnit(server: boolean, s3CredentialsFile?: string): string {
   return unitFile(
     {
       Unit: [
@@ -83,6 +98,9 @@ function k3sUnit(server: boolean): string {
         ["Type", "notify"],
         ["ExecStartPre", "-/sbin/modprobe br_netfilter"],
         ["ExecStartPre", "-/sbin/modprobe overlay"],
+        // K3s reads etcd-s3-access-key/-secret-key from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+        // (k3s-io/k3s pkg/cli/cmds/server.go); "-": a missing file must not keep K3s down
+        ...(server && s3CredentialsFile ? ([["EnvironmentFile", `-${systemdPath(s3CredentialsFile)}`]] as Array<[string, string]>) : []),
         ["ExecStart", `/opt/bin/k3s ${server ? "server" : "agent"}`],
         ["KillMode", "process"],
         ["Delegate", "yes"],
@@ -119,6 +137,57 @@ export function networkdFile(ctx: RenderContext, host: Host): string {
   );
 }
 
+/**
+ * k3s-install.service: the script retries its downloads with backoff; should it still
+ * fail, systemd starts it again after RestartSec, without a start limit. k3s.service
+ * waits for it (Requires=, After=); while the install unit is auto-restarting it is still
+ * activating, so the K3s start job waits rather than failing (systemd.service(5),
+ * Restart=; oneshot units may use Restart=on-failure since systemd 244).
+ */
+export function k3sInstallUnit(ctx: RenderContext): string {
+  return unitFile(
+    {
+      Unit: [
+        ["Description", `Install K3s ${ctx.spec.k3s.version}`],
+        ["Wants", "network-online.target"],
+        ["After", "network-online.target nss-lookup.target"],
+        ["StartLimitIntervalSec", "0"],
+      ],
+      Service: [
+        ["Type", "oneshot"],
+        ["RemainAfterExit", "yes"],
+        ["ExecStart", "/opt/fmc/install-k3s.sh"],
+        ["Restart", "on-failure"],
+        ["RestartSec", "30s"],
+        ["TimeoutStartSec", "infinity"],
+      ],
+      Install: [["WantedBy", "multi-user.target"]],
+    },
+    HEADER_TEXT,
+  );
+}
+
+/**
+ * systemd-resolved: the node's link asks the internal DNS for the cluster domain (a
+ * routing domain: such names are sent only to the link's servers, never to the global
+ * ones, systemd-resolved.service(8) "Protocols and Routing"), and every other name also
+ * goes to the upstream resolvers set here. So a node whose internal DNS is not up yet at
+ * first boot still resolves github.com for the K3s download, and no internal name leaks.
+ */
+export function resolvedDropIn(ctx: RenderContext): string {
+  return unitFile({ Resolve: [["DNS", ctx.spec.network.upstreamDns.join(" ")], ["FallbackDNS", ""]] }, HEADER_TEXT);
+}
+
+/**
+ * update_engine still downloads and applies updates; locksmithd reboots nothing
+ * (REBOOT_STRATEGY=off). Flatcar releases after 3067.0.0 then leave /run/reboot-required,
+ * which kured (k3s.reboots) watches: it drains and reboots one node at a time
+ * (flatcar.org/docs/latest/setup/releases/update-strategies).
+ */
+export function flatcarUpdateConf(ctx: RenderContext): string {
+  return lines(HEADER("#"), `GROUP=${ctx.spec.provisioning.flatcarChannel}`, "REBOOT_STRATEGY=off");
+}
+
 export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
   const { spec, topo } = ctx;
   const isK3s = host.roles.includes("k3s-server") || host.roles.includes("k3s-agent");
@@ -127,10 +196,9 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
   const files: IgnFile[] = [
     file("/etc/hostname", `${host.name}\n`),
     file(`/etc/systemd/network/00-${pathPart(host.interface)}.network`, networkdFile(ctx, host)),
-    file("/etc/systemd/resolved.conf.d/fmc.conf", unitFile({ Resolve: [["DNS", topo.dnsServers.join(" ")], ["Domains", spec.domain], ["FallbackDNS", ""]] })),
+    file("/etc/systemd/resolved.conf.d/fmc.conf", resolvedDropIn(ctx)),
     file("/etc/systemd/timesyncd.conf.d/fmc.conf", unitFile({ Time: [["NTP", spec.network.ntp.join(" ")]] })),
-    // Reboots after updates are coordinated by the operator, never all nodes at once.
-    file("/etc/flatcar/update.conf", `GROUP=${spec.provisioning.flatcarChannel}\nREBOOT_STRATEGY=off\n`, 0o644),
+    file("/etc/flatcar/update.conf", flatcarUpdateConf(ctx), 0o644),
   ];
   const units: IgnUnit[] = [
     { name: "swap.target", mask: true },
@@ -143,19 +211,16 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
       file("/etc/sysctl.d/90-fmc-k3s.conf", lines(HEADER("#"), K3S_SYSCTL)),
       file("/etc/modules-load.d/fmc-k3s.conf", lines("br_netfilter", "overlay", "iscsi_tcp")),
       file("/etc/rancher/k3s/config.yaml", k3sConfigText(ctx, host), 0o600),
+      file(K3S_RESOLV_CONF, k3sResolvConf(ctx)),
       file("/opt/fmc/install-k3s.sh", k3sInstallScript(ctx), 0o755),
     );
     units.push(
       {
         name: "k3s-install.service",
         enabled: true,
-        contents: unitFile({
-          Unit: [["Description", `Install K3s ${spec.k3s.version}`], ["Wants", "network-online.target"], ["After", "network-online.target"]],
-          Service: [["Type", "oneshot"], ["RemainAfterExit", "yes"], ["ExecStart", "/opt/fmc/install-k3s.sh"]],
-          Install: [["WantedBy", "multi-user.target"]],
-        }),
+        contents: k3sInstallUnit(ctx),
       },
-      { name: isServer ? "k3s.service" : "k3s-agent.service", enabled: true, contents: k3sUnit(isServer), ...(lhDisk ? { dropins: [{ name: "fmc-longhorn-disk.conf", contents: k3sLonghornDropIn(lhDisk) }] } : {}) },
+      { name: isServer ? "k3s.service" : "k3s-agent.service", enabled: true, contents: k3sUnit(isServer, spec.k3s.etcdS3?.credentialsFile), ...(lhDisk ? { dropins: [{ name: "fmc-longhorn-disk.conf", contents: k3sLonghornDropIn(lhDisk) }] } : {}) },
     );
   }
   // a worker's Longhorn disk: formatted only when blank, mounted where Longhorn looks

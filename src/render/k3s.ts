@@ -1,12 +1,53 @@
-// K3s config.yaml per node. The first server initialises embedded etcd; every other
-// node joins through the API VIP, so no node depends on master1 staying up.
+// K3s config.yaml per node. Only the first server's bootstrap initialises embedded etcd
+// (cluster-init); once the cluster exists (ctx.k3sBootstrapped) every server, the first
+// included, joins through the API VIP, so a rebuilt first server rejoins instead of
+// starting a second cluster. Agents join with their own token, servers may be tainted
+// off-limits for workloads, and etcd snapshots may also go to S3.
 import { stringify } from "yaml";
-import type { Host } from "../spec/schema.js";
+import type { Host, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
-import { HEADER_TEXT } from "./types.js";
+import { HEADER_TEXT, HEADER, lines } from "./types.js";
 
 export const STORAGE_TAINT = "node-role.fmc.dev/storage=true:NoSchedule";
 export const LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk";
+/**
+ * The taint K3s documents for servers that run no user workloads ("If you wish to have a
+ * dedicated control plane … --node-taint CriticalAddonsOnly=true:NoExecute",
+ * docs.k3s.io/datastore/ha, "Launch Server Nodes"); K3s's packaged add-ons tolerate it.
+ */
+export const SERVER_TAINT = "CriticalAddonsOnly=true:NoExecute";
+/** The resolv.conf kubelet hands to pods and CoreDNS: the internal DNS only (it forwards the rest). */
+export const K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf";
+
+/** Whether servers carry SERVER_TAINT: the spec's choice, else on when there are agents to run workloads. */
+export function serverTainted(spec: Spec): boolean {
+  return spec.k3s.serverTaint ?? spec.hosts.some((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server"));
+}
+
+/** K3s components not deployed: the spec's list, plus local-storage when Longhorn is the default StorageClass. */
+export function k3sDisabled(spec: Spec): string[] {
+  const out = [...spec.k3s.disable];
+  // K3s's local-path StorageClass is annotated default; Longhorn's is too: one must go
+  if (spec.services.longhorn.enabled && !out.includes("local-storage")) out.push("local-storage");
+  return out;
+}
+
+/** The server that bootstraps the cluster (cluster-init), or undefined once it exists. */
+export function bootstrapServer(ctx: RenderContext): Host | undefined {
+  return ctx.k3sBootstrapped ? undefined : ctx.topo.servers[0];
+}
+
+/** etcd-s3* keys (k3s-io/k3s pkg/cli/cmds/server.go); the keys come from credentialsFile's environment. */
+export function etcdS3Config(spec: Spec): Record<string, unknown> {
+  const s3 = spec.k3s.etcdS3;
+  if (!s3) return {};
+  const cfg: Record<string, unknown> = { "etcd-s3": true, "etcd-s3-endpoint": s3.endpoint, "etcd-s3-bucket": s3.bucket };
+  if (s3.folder) cfg["etcd-s3-folder"] = s3.folder;
+  if (s3.region) cfg["etcd-s3-region"] = s3.region;
+  if (s3.endpointCa) cfg["etcd-s3-endpoint-ca"] = s3.endpointCa;
+  if (s3.insecure) cfg["etcd-s3-insecure"] = true;
+  return cfg;
+}
 
 export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
   const { spec, topo } = ctx;
@@ -18,24 +59,31 @@ export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknow
     labels.push(`${LONGHORN_DISK_LABEL}=true`, "node-role.fmc.dev/storage=true");
     taints.push(STORAGE_TAINT);
   }
+  if (isServer && serverTainted(spec) && !taints.includes(SERVER_TAINT)) taints.push(SERVER_TAINT);
   const cfg: Record<string, unknown> = {
     "node-name": host.name,
     "node-ip": host.address,
-    token: ctx.secrets.get("k3s-token"),
+    "resolv-conf": K3S_RESOLV_CONF,
+    // servers join with the server token; agents with the agent token, which cannot join a server
+    token: ctx.secrets.get(isServer ? "k3s-token" : "k3s-agent-token"),
   };
   if (labels.length) cfg["node-label"] = labels.sort();
   if (taints.length) cfg["node-taint"] = taints.sort();
   if (isServer) {
-    if (host.name === topo.servers[0]?.name) cfg["cluster-init"] = true;
+    if (host.name === bootstrapServer(ctx)?.name) cfg["cluster-init"] = true;
     else cfg.server = `https://${vip}:${spec.loadBalancer.apiPort}`;
+    // docs.k3s.io/cli/token "Agent": set on every server, the token agents join with
+    cfg["agent-token"] = ctx.secrets.get("k3s-agent-token");
     cfg["tls-san"] = [vip, `api.${spec.domain}`, ...topo.servers.flatMap((s) => [s.address, topo.fqdn(s.name)])];
     cfg["cluster-cidr"] = spec.k3s.clusterCidr;
     cfg["service-cidr"] = spec.k3s.serviceCidr;
-    if (spec.k3s.disable.length) cfg.disable = [...spec.k3s.disable];
+    const disable = k3sDisabled(spec);
+    if (disable.length) cfg.disable = disable;
     cfg["write-kubeconfig-mode"] = "0600";
     cfg["secrets-encryption"] = true;
     cfg["etcd-snapshot-schedule-cron"] = spec.k3s.snapshotSchedule;
     cfg["etcd-snapshot-retention"] = spec.k3s.snapshotRetention;
+    Object.assign(cfg, etcdS3Config(spec));
     Object.assign(cfg, spec.k3s.serverArgs);
   } else {
     cfg.server = `https://${vip}:${spec.loadBalancer.apiPort}`;
@@ -48,10 +96,18 @@ export function k3sConfigText(ctx: RenderContext, host: Host): string {
   return `# ${HEADER_TEXT}\n${stringify(k3sConfig(ctx, host))}`;
 }
 
+/**
+ * kubelet's resolv.conf (K3s resolv-conf): the internal DNS only. The node itself also
+ * has the upstream resolvers as a fallback, but CoreDNS forwards to every nameserver in
+ * its file at random, so a public one there would answer internal names with NXDOMAIN.
+ */
+export function k3sResolvConf(ctx: RenderContext): string {
+  return lines(HEADER("#"), ...ctx.topo.dnsServers.map((d) => `nameserver ${d}`), `search ${ctx.spec.domain}`);
+}
+
 export function renderK3s(ctx: RenderContext): Artifact[] {
-  return [...ctx.topo.servers, ...ctx.topo.agents].map((h) => ({
-    path: `k3s/${h.name}/config.yaml`,
-    content: k3sConfigText(ctx, h),
-    secret: true,
-  }));
+  return [...ctx.topo.servers, ...ctx.topo.agents].flatMap((h) => [
+    { path: `k3s/${h.name}/config.yaml`, content: k3sConfigText(ctx, h), secret: true },
+    { path: `k3s/${h.name}/resolv.conf`, content: k3sResolvConf(ctx) },
+  ]);
 }

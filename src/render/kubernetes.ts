@@ -8,7 +8,7 @@ import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
-import { STORAGE_TAINT } from "./k3s.js";
+import { SERVER_TAINT, serverTainted, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
 import { LONGHORN_RESERVED_PERCENT, longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
 
@@ -45,11 +45,36 @@ function helmChart(name: string, c: ChartSpec, values: Record<string, unknown>):
   };
 }
 
-const toleration = (() => {
-  const [kv, effect] = STORAGE_TAINT.split(":");
+const tolerationOf = (taint: string) => {
+  const [kv, effect] = taint.split(":");
   const [key, value] = kv!.split("=");
   return { key: key!, operator: "Equal", value: value!, effect: effect! };
-})();
+};
+const toleration = tolerationOf(STORAGE_TAINT);
+/** Node agents (DaemonSets) that belong on every node, the tainted servers and storage node too. */
+const everyNode = (spec: Spec) => [toleration, ...(serverTainted(spec) ? [tolerationOf(SERVER_TAINT)] : [])];
+
+/** The sentinel Flatcar's update_engine leaves after applying an update (releases after 3067.0.0). */
+export const REBOOT_SENTINEL = "/run/reboot-required";
+
+/**
+ * kured (kubereboot/charts charts/kured, values.yaml at commit 892721751add): one node at a
+ * time (concurrency 1), cordoned and drained before its reboot and uncordoned after, when
+ * REBOOT_SENTINEL exists on the node. The sentinel's directory is mounted from the host.
+ */
+export function kuredChart(spec: Spec): HelmChart {
+  const r = spec.k3s.reboots;
+  const configuration: Record<string, unknown> = {
+    useRebootSentinelHostPath: true,
+    rebootSentinel: REBOOT_SENTINEL,
+    rebootCommand: "/bin/systemctl reboot",
+    concurrency: 1,
+    period: "1h",
+    forceReboot: false,
+  };
+  if (r.window) Object.assign(configuration, { startTime: r.window.start, endTime: r.window.end, timeZone: r.window.timeZone });
+  return helmChart("kured", { enabled: true, repo: r.repo, chart: "kured", version: r.version, namespace: "kube-system" }, { configuration, tolerations: everyNode(spec) });
+}
 
 function pvc(name: string, namespace: string, storageClass: string, size: string, mode: "ReadWriteOnce" | "ReadWriteMany") {
   return new PersistentVolumeClaim({
@@ -198,7 +223,7 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
       return { elasticsearchHosts: `https://elasticsearch-master.${spec.services.elasticsearch.namespace}.svc:9200`, ingress: { ...ingress("kibana"), hosts: [{ host: host("kibana"), paths: [{ path: "/" }] }] } };
     case "fluentBit":
       return {
-        tolerations: [toleration],
+        tolerations: everyNode(spec),
         env: [{ name: "ELASTIC_PASSWORD", valueFrom: { secretKeyRef: { name: "elasticsearch-master-credentials", key: "password" } } }],
         extraVolumes: [{ name: "es-certs", secret: { secretName: "elasticsearch-master-certs" } }],
         extraVolumeMounts: [{ name: "es-certs", mountPath: "/certs", readOnly: true }],
@@ -279,6 +304,7 @@ export function manifests(ctx: RenderContext): Manifest[] {
       secret: s === "elasticsearch",
     });
   }
+  if (spec.k3s.reboots.coordinator === "kured") out.push({ file: "60-helmchart-kured.yaml", objects: [kuredChart(spec)] });
   return out;
 }
 

@@ -16,6 +16,8 @@ export interface RenderContext {
   readonly spec: Spec;
   readonly topo: Topology;
   readonly secrets: Secrets;
+  /** The K3s cluster exists (state marker, src/state/bootstrap.ts): no server renders cluster-init. */
+  readonly k3sBootstrapped?: boolean;
 }
 
 /** A renderer is a pure function: same context, same artifacts, byte for byte. */

@@ -22,13 +22,23 @@ export const K3S_MANAGED_KEYS: Readonly<Record<string, string>> = {
   "agent-token": "fmc manages the join tokens",
   "agent-token-file": "fmc manages the join tokens",
   server: "every node joins through the API VIP (k3s.apiVip)",
-  "cluster-init": "the first k3s-server initialises the cluster",
+  "cluster-init": "the first k3s-server initialises the cluster, until it exists",
+  "resolv-conf": "fmc writes /etc/rancher/k3s/resolv.conf (the internal DNS)",
+  "etcd-s3": "use k3s.etcdS3",
+  "etcd-s3-endpoint": "use k3s.etcdS3.endpoint",
+  "etcd-s3-bucket": "use k3s.etcdS3.bucket",
+  "etcd-s3-folder": "use k3s.etcdS3.folder",
+  "etcd-s3-region": "use k3s.etcdS3.region",
+  "etcd-s3-endpoint-ca": "use k3s.etcdS3.endpointCa",
+  "etcd-s3-insecure": "use k3s.etcdS3.insecure",
+  "etcd-s3-access-key": "S3 keys never go in the spec: put them in k3s.etcdS3.credentialsFile on the servers",
+  "etcd-s3-secret-key": "S3 keys never go in the spec: put them in k3s.etcdS3.credentialsFile on the servers",
   "cluster-reset": "a day-2 operation, never a standing setting",
   "cluster-reset-restore-path": "a day-2 operation, never a standing setting",
   "node-name": "the host's name",
   "node-ip": "the host's address",
   "node-label": "use hosts[].labels",
-  "node-taint": "use hosts[].taints",
+  "node-taint": "use hosts[].taints (and k3s.serverTaint)",
   "tls-san": "the API VIP, api.<domain> and every server are added",
   "cluster-cidr": "use k3s.clusterCidr",
   "service-cidr": "use k3s.serviceCidr",
@@ -41,6 +51,9 @@ export const K3S_MANAGED_KEYS: Readonly<Record<string, string>> = {
   "etcd-snapshot-retention": "use k3s.snapshotRetention",
   config: "fmc writes /etc/rancher/k3s/config.yaml",
 };
+
+/** The least memory fmc accepts without a warning for a K3s server (embedded etcd and the control plane). */
+export const K3S_SERVER_MIN_MIB = 4096;
 
 /** Reads a public-key file named in the spec; returns undefined when it does not exist. */
 export type KeyReader = (path: string) => string | undefined;
@@ -284,7 +297,20 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
     if ((h.roles.includes("k3s-server") || h.roles.includes("k3s-agent")) && h.os !== "flatcar") {
       warn(`hosts[${i}].os`, `${h.name} runs K3s on ${h.os}: only Flatcar nodes get an Ignition config`);
     }
+    // K3s measured 1606 MB for a server with embedded etcd and a workload
+    // (docs.k3s.io/reference/resource-profiling); k3d recommends 4 GiB per server of a
+    // multi-server cluster (k3d.io/v5.4.1/usage/multiserver): 2 GiB leaves etcd no room.
+    if (h.roles.includes("k3s-server") && h.vm && h.vm.memoryMiB < K3S_SERVER_MIN_MIB) {
+      warn(`hosts[${i}].vm.memoryMiB`, `${h.name} is a K3s server with ${h.vm.memoryMiB} MiB: K3s measured about 1.6 GB for a server with embedded etcd before anything else runs`, `give servers at least ${K3S_SERVER_MIN_MIB} MiB (docs.k3s.io/reference/resource-profiling)`);
+    }
   });
+  const pureAgents = agents.filter((h) => !h.roles.includes("k3s-server"));
+  if (spec.k3s.serverTaint === true && servers.length && pureAgents.length === 0) {
+    warn("k3s.serverTaint", "servers are tainted CriticalAddonsOnly and there is no agent: workloads have nowhere to run", "add k3s-agent hosts, or set k3s.serverTaint: false");
+  }
+  if (spec.k3s.reboots.coordinator === "none" && spec.hosts.some((h) => h.os === "flatcar" && (h.roles.includes("k3s-server") || h.roles.includes("k3s-agent")))) {
+    warn("k3s.reboots.coordinator", "Flatcar applies updates but nothing reboots the nodes into them (REBOOT_STRATEGY=off)", "use coordinator: kured, or reboot the nodes yourself one at a time");
+  }
 
   // --- references to hosts by role -------------------------------------------------
   const needHost = (path: string, name: string, role: Role) => {

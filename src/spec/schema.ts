@@ -107,6 +107,45 @@ const cronSchedule = z
 const argText = z.string().max(1024);
 const argValue = z.union([argText, z.boolean(), z.number().int(), list(argText, 64)]);
 
+/** etcd snapshots copied to S3 (K3s's etcd-s3* flags). Credentials never appear in the spec. */
+const EtcdS3 = z.strictObject({
+  endpoint: z
+    .string()
+    .regex(/^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?(:\d{1,5})?$/, 'must be a host name or address with an optional port, such as "s3.eu-central-1.amazonaws.com" or "10.17.3.20:9000"')
+    .default("s3.amazonaws.com")
+    .describe("S3 endpoint, host[:port] without a scheme (K3s etcd-s3-endpoint)"),
+  bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name: 3-63 of a-z 0-9 . -").describe("bucket the snapshots go to (K3s etcd-s3-bucket)"),
+  folder: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,64}(\/[A-Za-z0-9_.-]{1,64}){0,7}$/, "must be a relative folder such as fmc/etcd: A-Z a-z 0-9 _ . - between slashes")
+    .optional()
+    .describe("folder inside the bucket (K3s etcd-s3-folder)"),
+  region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be a region such as "eu-central-1"').optional().describe("bucket region (K3s etcd-s3-region; K3s's default is us-east-1)"),
+  endpointCa: absPath.optional().describe("CA bundle on the servers for an endpoint with a private CA (K3s etcd-s3-endpoint-ca)"),
+  insecure: z.boolean().default(false).describe("plain HTTP to the endpoint (K3s etcd-s3-insecure); only for an endpoint inside the LAN"),
+  credentialsFile: absPath
+    .default("/etc/rancher/k3s/etcd-s3.env")
+    .describe("environment file on every server, mode 0600, holding AWS_ACCESS_KEY_ID=… and AWS_SECRET_ACCESS_KEY=… (K3s reads its S3 keys from these variables); you place it, so the keys are never in the spec or in a rendered file"),
+});
+
+/** Reboots after Flatcar updates: kured drains and reboots one node at a time. */
+const Reboots = z.strictObject({
+  coordinator: z
+    .enum(["kured", "none"])
+    .default("kured")
+    .describe("kured: a DaemonSet that drains and reboots one node at a time when Flatcar's update_engine has left /run/reboot-required; none: updates wait for a manual reboot"),
+  repo: repoUrl.default("https://kubereboot.github.io/charts").describe("kured's Helm repository"),
+  version: semver.default("6.1.0").describe("kured chart version (kubereboot/charts charts/kured)"),
+  window: z
+    .strictObject({
+      start: z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d$/, 'must be a time of day such as "02:00"'),
+      end: z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d$/, 'must be a time of day such as "05:00"'),
+      timeZone: z.string().regex(/^(UTC|Local|[A-Z][A-Za-z_]{1,30}(\/[A-Z][A-Za-z_+-]{1,30}){1,2})$/, 'must be UTC, Local or a zone such as "Europe/Madrid"').default("UTC"),
+    })
+    .optional()
+    .describe("reboots only inside this daily window (default: any time)"),
+});
+
 const K3s = z.strictObject({
   version: z.string().regex(/^v\d+\.\d+\.\d+\+k3s\d+$/, 'must look like "v1.33.4+k3s1"').default("v1.33.4+k3s1"),
   sha256: z
@@ -121,6 +160,12 @@ const K3s = z.strictObject({
   disable: list(z.enum(K3S_DISABLE_ITEMS), K3S_DISABLE_ITEMS.length).default(["traefik", "servicelb"]).describe("packaged K3s components not to deploy"),
   snapshotSchedule: cronSchedule.default("0 */6 * * *").describe("etcd snapshot schedule (cron, on every server)"),
   snapshotRetention: z.number().int().min(1).max(1000).default(20).describe("etcd snapshots kept per server"),
+  etcdS3: EtcdS3.optional().describe("also copy every etcd snapshot to S3 (off when absent: snapshots stay on the servers' disks)"),
+  serverTaint: z
+    .boolean()
+    .optional()
+    .describe("taint servers CriticalAddonsOnly=true:NoExecute so workloads stay off the control plane (default: on when the spec has k3s-agent hosts)"),
+  reboots: Reboots.default(Reboots.parse({})).describe("who reboots nodes after Flatcar updates"),
   ingressNodePorts: z
     .strictObject({ http: port.default(30080), https: port.default(30443) })
     .default({ http: 30080, https: 30443 })

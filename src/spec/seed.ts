@@ -23,10 +23,10 @@ network:
     - { name: lb,      cidr: 10.17.5.0/24, libvirt: bridge } # HAProxy + Keepalived and the API VIP
 
 hosts:
-  # K3s servers: embedded etcd + control plane. Keep an odd count (3, 5) for quorum.
-  - { name: master1, roles: [k3s-server], os: flatcar, address: 10.17.4.21, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
-  - { name: master2, roles: [k3s-server], os: flatcar, address: 10.17.4.22, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
-  - { name: master3, roles: [k3s-server], os: flatcar, address: 10.17.4.23, vm: { vcpu: 2, memoryMiB: 2048, diskGiB: 50 } }
+  # K3s servers: embedded etcd + control plane. Keep an odd count (3, 5) for quorum, 4 GiB each.
+  - { name: master1, roles: [k3s-server], os: flatcar, address: 10.17.4.21, vm: { vcpu: 2, memoryMiB: 4096, diskGiB: 50 } }
+  - { name: master2, roles: [k3s-server], os: flatcar, address: 10.17.4.22, vm: { vcpu: 2, memoryMiB: 4096, diskGiB: 50 } }
+  - { name: master3, roles: [k3s-server], os: flatcar, address: 10.17.4.23, vm: { vcpu: 2, memoryMiB: 4096, diskGiB: 50 } }
   # K3s agents: applications and microservices; the ingress backends. Each one's data disk
   # is a Longhorn disk (70% schedulable): 3 × 140 + storage1's 28 GiB place 224 GiB with
   # 2 replicas, for the 201 GiB the charts below request (fmc validate checks it).
@@ -56,6 +56,17 @@ k3s:
   version: v1.33.4+k3s1
   apiVip: api
   disable: [traefik, servicelb]   # Traefik runs on the edge nodes; HAProxy replaces servicelb
+                                  # (local-storage too while Longhorn is on: one default StorageClass)
+  # serverTaint: true             # default with agents: servers run no workloads (CriticalAddonsOnly)
+  snapshotSchedule: "0 */6 * * *" # etcd snapshots on every server
+  snapshotRetention: 20
+  # etcdS3:                       # also copy snapshots off the servers
+  #   endpoint: s3.eu-central-1.amazonaws.com
+  #   bucket: my-cluster-etcd
+  #   folder: flatcarmicrocloud
+  #   credentialsFile: /etc/rancher/k3s/etcd-s3.env   # on each server: AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=…
+  reboots:
+    coordinator: kured            # Flatcar updates, then kured drains and reboots one node at a time
 
 storage:
   host: storage1

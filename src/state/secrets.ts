@@ -57,7 +57,11 @@ export interface SecretSpec {
 
 /** Every secret a spec needs, in a stable order. */
 export function requiredSecrets(spec: Spec): SecretSpec[] {
-  const out: SecretSpec[] = [{ name: "k3s-token", kind: "token", purpose: "K3s cluster join token" }];
+  const out: SecretSpec[] = [
+    { name: "k3s-token", kind: "token", purpose: "K3s cluster join token" },
+    // agents join with their own token, which cannot join a server (K3s --agent-token)
+    { name: "k3s-agent-token", kind: "token", purpose: "K3s agent join token" },
+  ];
   if (spec.wireguard) {
     for (const h of spec.hosts.filter((x) => x.roles.includes("gateway") || x.name === spec.wireguard?.lanPeer)) {
       out.push({ name: `wireguard-${h.name}`, kind: "wireguard", purpose: `WireGuard private key of ${h.name}` });

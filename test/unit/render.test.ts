@@ -78,7 +78,7 @@ test("K3s: first server initialises the cluster, every other node joins through 
   assert.equal(m2.server, "https://10.17.5.10:6443");
   assert.equal(w1.server, "https://10.17.5.10:6443");
   assert.ok(m1["tls-san"].includes("10.17.5.10"));
-  assert.deepEqual(m1.disable, ["traefik", "servicelb"]);
+  assert.deepEqual(m1.disable, ["traefik", "servicelb", "local-storage"]);
   assert.equal(m1.token, ctx.secrets.get("k3s-token"));
   assert.equal(w1["node-ip"], "10.17.4.24");
   assert.ok(st["node-taint"].includes("node-role.fmc.dev/storage=true:NoSchedule"));
