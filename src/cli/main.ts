@@ -29,6 +29,7 @@ export const fmc = defineCommand({
     wireguard: () => import("./wireguard-commands.js").then((m) => m.wireguard),
     backup: () => import("./backup-commands.js").then((m) => m.backup),
     restore: () => import("./backup-commands.js").then((m) => m.restore),
+    etcd: () => import("./etcd-commands.js").then((m) => m.etcd),
   },
 });
 

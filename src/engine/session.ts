@@ -12,6 +12,7 @@ import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool, type Reconnect } from "./run.js";
 import type { RenderContext } from "../render/types.js";
+import type { Host } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
 
 export interface SessionOptions {
@@ -26,6 +27,8 @@ export interface SessionOptions {
   readonly timeoutMs?: number;
   /** Seconds a change that must be confirmed over a new connection (firewall rules) waits before the host reverts it. */
   readonly confirmTimeoutS?: number;
+  /** Connect to these hosts instead of the ones the phases touch (day-2 commands: the K3s servers). */
+  readonly hosts?: (pc: PhaseContext) => readonly Host[];
 }
 
 export interface Session {
@@ -95,7 +98,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   // one connection to the jump host, shared: one per target would exceed sshd's MaxStartups
   const via = jumpHost ? await openJump(jumpHost, base) : undefined;
   const sshOptions: SshOptions = { ...base, via };
-  const wanted = new Set(phases.flatMap((p) => p.hosts(pc).map((h) => h.name)));
+  const wanted = new Set((o.hosts ? o.hosts(pc) : phases.flatMap((p) => p.hosts(pc))).map((h) => h.name));
   const targets = [...inv.targets.values()].filter((t) => wanted.has(t.name));
   const concurrency = o.concurrency ?? 16;
   const transports = new Map<string, Transport>();

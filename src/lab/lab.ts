@@ -20,6 +20,7 @@ import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
+import { etcdStandInAvailable, HOST_ETCD, installEtcdStandIn, issueEtcdCertificates, STANDIN_UNIT, type EtcdNode } from "./etcd.js";
 import { quote } from "../hosts/command.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
@@ -241,12 +242,20 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     const vmRoles = o.vmRoles ?? DEFAULT_VM_ROLES;
     const isVm = (h: Host) => h.roles.some((r) => vmRoles.includes(r));
     const vmImage = hosts.some(isVm) ? ensureVmImage(o.log) : undefined;
+    // K3s's embedded etcd, stood in for by a real etcd on the k3s-server containers
+    const etcdNodes: EtcdNode[] = hosts.filter((h) => h.roles.includes("k3s-server") && !isVm(h)).map((h) => ({ name: h.name, address: h.address }));
+    let etcdCerts: Map<string, string> | undefined;
+    if (etcdNodes.length && etcdStandInAvailable()) {
+      etcdCerts = issueEtcdCertificates(join(stateDir, "lab", "etcd"), o.spec.name, etcdNodes);
+      o.log(`etcd stand-in for K3s (${STANDIN_UNIT}, ${etcdNodes.length} members) on ${etcdNodes.map((n) => n.name).join(", ")}`);
+    } else if (etcdNodes.length) o.log(`no ${HOST_ETCD} on this machine: the k3s-server hosts run no etcd stand-in (apt-get install etcd-server)`);
+    const standIn = (h: Host) => (etcdCerts?.has(h.name) ? (root: string) => installEtcdStandIn(root, o.spec.name, { name: h.name, address: h.address }, etcdNodes, etcdCerts!.get(h.name)!) : undefined);
     net.hosts.forEach((hn, i) => {
       const h = hosts[i]!;
       if (isVm(h)) {
         const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
         state.hosts.push({ name: h.name, address: hn.sshAddress, netns: `${LABEL}-${h.name}`, dir, defaultVia: hn.defaultVia, vm: true, nics: hn.nics.map((n, k) => ({ ifname: n.ifname, port: tapName(`${LABEL}-${h.name}`, k), address: n.address })) });
-      } else state.hosts.push(createHost(o, h, hn, rootfs, wire));
+      } else state.hosts.push(createHost(o, h, hn, rootfs, wire, standIn(h)));
     });
     writeState(state);
     for (const h of state.hosts) if (!h.vm) h.pid = boot(h);
@@ -294,7 +303,7 @@ function isLabInternet(): boolean {
   return r.status === 0 && /: fmclab-/.test(r.stdout);
 }
 
-function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => string): LabHost {
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => string, standIn?: (root: string) => void): LabHost {
   const netns = `${LABEL}-${h.name}`;
   run("ip", ["netns", "add", netns], `creating ${netns}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
@@ -313,6 +322,7 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   writeFileSync(join(root, "root/.ssh/authorized_keys"), `${[...o.topo.keysOf(h), labPublicKey(o.stateDir)].join("\n")}\n`, { mode: 0o600 });
   chmodSync(join(root, "root/.ssh/authorized_keys"), 0o600);
   if (o.topo.ingressBackends.some((b) => b.name === h.name)) installBackend(root, o.spec.k3s.ingressNodePorts.http);
+  standIn?.(root);
   return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia };
 }
 

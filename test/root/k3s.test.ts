@@ -1,0 +1,97 @@
+// K3s's servers in the lab (test/fixtures/lab-k3s.yaml): K3s can't run here, so each
+// k3s-server container runs the lab's stand-in, a real etcd laid out as K3s's embedded
+// etcd (unit k3s.service, K3s's TLS paths and member names). `fmc etcd status` reads it the
+// way it reads K3s (curl with K3s's etcd client certificate), and the quorum arithmetic
+// decides on what that real three-member etcd reports. Needs root; one lab for the file.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, copyFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fmc, ROOT, until } from "../helpers.js";
+import { labExec } from "../../src/lab/lab.js";
+import { quorumCheck, type EtcdMember } from "../../src/ops/etcd.js";
+
+let dir = "";
+const run = (...args: string[]) => fmc([...args], dir);
+const PREFIX = join(tmpdir(), "fmc-k3s-e2e-");
+let ours = false;
+
+type Member = EtcdMember & { healthy: boolean; isLeader: boolean };
+function status(): { code: number | null; text: string; members: Member[]; askedVia: string } {
+  const t = run("etcd", "status");
+  const j = run("etcd", "status", "--json");
+  const parsed = JSON.parse(j.stdout) as { members: Member[]; askedVia: string };
+  return { code: t.status, text: t.stdout, members: parsed.members, askedVia: parsed.askedVia };
+}
+const healthySet = (ms: Member[]) => new Set(ms.filter((m) => m.healthy).map((m) => m.id));
+
+before(() => {
+  dir = mkdtempSync(PREFIX);
+  copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
+  const stale = run("lab", "down");
+  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
+  const up = run("lab", "up", "--only", "k3s-server");
+  assert.equal(up.status, 0, up.stderr);
+  ours = true;
+  assert.match(up.stderr, /etcd stand-in for K3s \(k3s\.service, 3 members\) on master1, master2, master3/);
+});
+
+after(() => {
+  const down = ours ? run("lab", "down", "--force") : { status: 0, stderr: "" };
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(down.status, 0, down.stderr);
+});
+
+test("fmc etcd status: three healthy members named as K3s names them, one leader", async () => {
+  const s = await until("three healthy members", () => {
+    const x = status();
+    // the table and the JSON are two reads: both must see the cluster formed
+    return x.code === 0 && x.members.length === 3 && x.members.every((m) => m.healthy) ? x : undefined;
+  }, 30_000, 1000);
+  assert.equal(s.code, 0);
+  assert.deepEqual(s.members.map((m) => m.node).sort(), ["master1", "master2", "master3"]);
+  assert.ok(s.members.every((m) => /^master\d-[0-9a-f]{8}$/.test(m.name)));
+  assert.equal(s.members.filter((m) => m.isLeader).length, 1);
+  assert.match(s.text, /^3 voting members, quorum 2, 3 healthy: 1 may fail; leader master\d-[0-9a-f]{8} \(asked master1\)$/m);
+  // the stand-in is what the issue asks for: K3s's paths and unit on the server
+  assert.equal(labExec("master2", ["systemctl", "is-active", "k3s"]).stdout.trim(), "active");
+  assert.equal(labExec("master2", ["test", "-s", "/var/lib/rancher/k3s/server/tls/etcd/client.key"]).status, 0);
+});
+
+test("with k3s stopped on master3, it is unhealthy, status exits 1, and removing master2 is refused with the arithmetic", async () => {
+  assert.equal(labExec("master3", ["systemctl", "stop", "k3s"]).status, 0);
+  const s = await until("master3 unhealthy", () => {
+    const x = status();
+    return x.members.find((m) => m.node === "master3")?.healthy === false ? x : undefined;
+  }, 30_000, 1000);
+  assert.equal(s.code, 1);
+  assert.match(s.text, /master3-[0-9a-f]{8} .* unhealthy/);
+  assert.match(s.text, /3 voting members, quorum 2, 2 healthy: 0 may fail/);
+  const verdict = quorumCheck(s.members, healthySet(s.members), { kind: "remove", member: "master2" });
+  assert.equal(verdict.ok, false);
+  assert.equal(verdict.text, "3 members, quorum 2; 1 unhealthy (master3); removing master2 leaves 1 healthy of 2 members, quorum 2: refused");
+
+  assert.equal(labExec("master3", ["systemctl", "start", "k3s"]).status, 0);
+  const back = await until("master3 healthy again", () => {
+    const x = status();
+    return x.code === 0 && x.members.every((m) => m.healthy) ? x : undefined;
+  }, 30_000, 1000);
+  assert.equal(quorumCheck(back.members, healthySet(back.members), { kind: "remove", member: "master2" }).ok, true);
+});
+
+test("with master1's etcd down, status asks the next server and a new leader is elected", async () => {
+  assert.equal(labExec("master1", ["systemctl", "stop", "k3s"]).status, 0);
+  try {
+    const s = await until("a leader among master2 and master3", () => {
+      const x = status();
+      const leader = x.members.find((m) => m.isLeader);
+      return leader && leader.node !== "master1" ? x : undefined;
+    }, 30_000, 1000);
+    assert.equal(s.askedVia, "master2");
+    assert.equal(s.code, 1, "one member is down");
+  } finally {
+    labExec("master1", ["systemctl", "start", "k3s"]);
+  }
+  await until("all healthy again", () => status().members.every((m) => m.healthy) || undefined, 30_000, 1000);
+});
