@@ -14,7 +14,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import { gatherFacts, emptyRequest, mergeRequests } from "../hosts/facts.js";
-import { quote, script } from "../hosts/command.js";
+import { quote, script, type Command } from "../hosts/command.js";
 import type { Transport } from "../hosts/transport.js";
 import type { PostgresLayout } from "../hosts/os.js";
 import { databaseFacts, postgresOnHost } from "../phases/database.js";
@@ -211,40 +211,50 @@ export interface BackupResult {
 
 export type Progress = (bytes: number, done: boolean) => void;
 
-/** Dumps one database into the store: file, then its .sha256, then retention. A failed dump leaves nothing behind. */
-export async function backupDatabase(o: { transport: Transport; layout: PostgresLayout; db: string; store: BackupStore; keep: number; now?: Date; timeoutMs: number; progress?: Progress }): Promise<BackupResult> {
+/**
+ * What `command` prints on the host, into the store as `name`, then its .sha256 beside it:
+ * the file lands only when all of it was written and what landed hashes as what was sent.
+ * A failure leaves nothing behind.
+ */
+export async function streamIntoStore(o: { transport: Transport; command: Command; what: string; store: BackupStore; name: string; timeoutMs: number; progress?: Progress; hint?: string }): Promise<{ sha256: string; bytes: number }> {
   const { transport: t } = o;
   if (!t.stream) throw new FmcError("BACKUP_STREAM", `${t.host}: this connection cannot stream a backup`);
-  const name = backupName(o.db, o.now ?? new Date());
-  const started = performance.now();
   const digest = new Digest((n) => o.progress?.(n, false));
-  const target = await o.store.create(name);
+  const target = await o.store.create(o.name);
   digest.pipe(target.stream);
   let r: { code: number; stderr: string };
   try {
-    r = await t.stream(dumpCommand(o.layout, o.db), `backup: pg_dump ${o.db}`, { stdout: digest, timeoutMs: o.timeoutMs });
+    r = await t.stream(o.command, `backup: ${o.what}`, { stdout: digest, timeoutMs: o.timeoutMs });
   } catch (e) {
     await target.abort();
     throw e;
   }
   if (r.code !== 0) {
     await target.abort();
-    throw new FmcError("BACKUP_FAILED", `${t.host}: pg_dump ${o.db} failed (exit ${r.code}): ${r.stderr.trim()}`, "is PostgreSQL running? fmc plan --phase database shows why not");
+    throw new FmcError("BACKUP_FAILED", `${t.host}: ${o.what} failed (exit ${r.code}): ${r.stderr.trim()}`, o.hint);
   }
   const streamed = digest.hex();
   const stored = await target.commit();
   o.progress?.(digest.bytes, true);
   if (stored !== streamed) {
-    await o.store.remove(name);
-    throw new FmcError("BACKUP_FAILED", `${o.store.where}/${name} does not hold what pg_dump sent (SHA-256 ${stored} instead of ${streamed}); it was removed`, "check the disk it was written to");
+    await o.store.remove(o.name);
+    throw new FmcError("BACKUP_FAILED", `${o.store.where}/${o.name} does not hold what ${o.what} sent (SHA-256 ${stored} instead of ${streamed}); it was removed`, "check the disk it was written to");
   }
-  await o.store.writeText(`${name}.sha256`, checksumLine(streamed, name));
+  await o.store.writeText(`${o.name}.sha256`, checksumLine(streamed, o.name));
+  return { sha256: streamed, bytes: digest.bytes };
+}
+
+/** Dumps one database into the store: file, then its .sha256, then retention. A failed dump leaves nothing behind. */
+export async function backupDatabase(o: { transport: Transport; layout: PostgresLayout; db: string; store: BackupStore; keep: number; now?: Date; timeoutMs: number; progress?: Progress }): Promise<BackupResult> {
+  const name = backupName(o.db, o.now ?? new Date());
+  const started = performance.now();
+  const r = await streamIntoStore({ transport: o.transport, command: dumpCommand(o.layout, o.db), what: `pg_dump ${o.db}`, store: o.store, name, timeoutMs: o.timeoutMs, progress: o.progress, hint: "is PostgreSQL running? fmc plan --phase database shows why not" });
   const removed = expired(await o.store.list(), o.db, o.keep);
   for (const old of removed) {
     await o.store.remove(old);
     await o.store.remove(`${old}.sha256`);
   }
-  return { name, sha256: streamed, bytes: digest.bytes, ms: performance.now() - started, removed };
+  return { name, sha256: r.sha256, bytes: r.bytes, ms: performance.now() - started, removed };
 }
 
 /** The file's SHA-256 if its .sha256 beside it agrees; otherwise a refusal saying what is wrong. */
@@ -412,8 +422,8 @@ const restorePostgres = defineCommand({
 });
 
 export const backup = defineCommand({
-  meta: { name: "backup", description: "Backups: fmc backup postgres" },
-  subCommands: { postgres: backupPostgres },
+  meta: { name: "backup", description: "Backups: fmc backup postgres, fmc backup etcd" },
+  subCommands: { postgres: backupPostgres, etcd: () => import("./etcd-commands.js").then((m) => m.backupEtcd) },
 });
 
 export const restore = defineCommand({

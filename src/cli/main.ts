@@ -30,6 +30,7 @@ export const fmc = defineCommand({
     backup: () => import("./backup-commands.js").then((m) => m.backup),
     restore: () => import("./backup-commands.js").then((m) => m.restore),
     etcd: () => import("./etcd-commands.js").then((m) => m.etcd),
+    kubeconfig: () => import("./kubeconfig-commands.js").then((m) => m.kubeconfig),
   },
 });
 

@@ -11,6 +11,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, s
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
+import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
 
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
 export const HOST_ETCD = "/usr/bin/etcd";
@@ -20,6 +21,40 @@ export const K3S_ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd";
 export const K3S_ETCD_DATA = "/var/lib/rancher/k3s/server/db/etcd";
 export const STANDIN_UNIT = "k3s.service";
 const BIN = "/usr/local/lib/fmc-lab/etcd";
+/** This machine's etcdctl (Debian's etcd-client): the lab's `k3s etcd-snapshot` uses it. */
+export const HOST_ETCDCTL = "/usr/bin/etcdctl";
+const CTL = "/usr/local/lib/fmc-lab/etcdctl";
+
+/**
+ * The lab's stand-in for the k3s CLI: only `k3s etcd-snapshot save [--name N] [--dir D]`,
+ * writing where K3s writes and naming the file as K3s names it (<name>-<node>-<unix time>,
+ * docs.k3s.io/cli/etcd-snapshot), through etcdctl with K3s's etcd client certificate.
+ */
+export const K3S_CLI_STANDIN = `#!/bin/sh
+# fmc lab stand-in for the k3s CLI (K3s can't run on the lab machine): only
+# "k3s etcd-snapshot save [--name N] [--dir D]", as K3s names and places snapshots.
+set -eu
+if [ "\${1:-}" != etcd-snapshot ] || [ "\${2:-}" != save ]; then
+  echo "fmc lab stand-in: k3s $* is not available in the lab (K3s can't run here)" >&2
+  exit 1
+fi
+shift 2
+name=on-demand
+dir=${K3S_SNAPSHOT_DIR}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --name) name=$2; shift 2 ;;
+    --name=*) name=\${1#--name=}; shift ;;
+    --dir|--etcd-snapshot-dir) dir=$2; shift 2 ;;
+    *) echo "fmc lab stand-in: k3s etcd-snapshot save: unknown flag $1" >&2; exit 1 ;;
+  esac
+done
+mkdir -p -m 0700 "$dir"
+file="$dir/$name-$(hostname)-$(date +%s)"
+tls=${K3S_ETCD_TLS}
+ETCDCTL_API=3 ${CTL} --endpoints=https://127.0.0.1:2379 --cacert="$tls/server-ca.crt" --cert="$tls/client.crt" --key="$tls/client.key" snapshot save "$file" >/dev/null
+echo "Snapshot $(basename "$file") saved to $file"
+`;
 
 export interface EtcdNode {
   readonly name: string;
@@ -78,6 +113,33 @@ export function issueEtcdCertificates(dir: string, lab: string, nodes: readonly 
   return out;
 }
 
+/** An admin kubeconfig shaped as K3s writes /etc/rancher/k3s/k3s.yaml (names "default", 127.0.0.1:6443). */
+export function standInKubeconfig(certDir: string): string {
+  const b64 = (f: string) => readFileSync(join(certDir, f)).toString("base64");
+  return [
+    "apiVersion: v1",
+    "clusters:",
+    "- cluster:",
+    `    certificate-authority-data: ${b64("server-ca.crt")}`,
+    "    server: https://127.0.0.1:6443",
+    "  name: default",
+    "contexts:",
+    "- context:",
+    "    cluster: default",
+    "    user: default",
+    "  name: default",
+    "current-context: default",
+    "kind: Config",
+    "preferences: {}",
+    "users:",
+    "- name: default",
+    "  user:",
+    `    client-certificate-data: ${b64("client.crt")}`,
+    `    client-key-data: ${b64("client.key")}`,
+    "",
+  ].join("\n");
+}
+
 /** etcd's command line for one member, as K3s configures its embedded etcd. */
 export function etcdArgs(lab: string, node: EtcdNode, all: readonly EtcdNode[]): string[] {
   const tls = (n: string) => `${K3S_ETCD_TLS}/${n}`;
@@ -113,6 +175,11 @@ export function installEtcdStandIn(root: string, lab: string, node: EtcdNode, al
     writeFileSync(join(tls, n), readFileSync(join(certDir, n)), { mode: n.endsWith(".key") ? 0o600 : 0o644 });
   }
   mkdirSync(join(root, K3S_ETCD_DATA.slice(1)), { recursive: true, mode: 0o700 });
+  if (existsSync(HOST_ETCDCTL)) {
+    copyFileSync(HOST_ETCDCTL, join(root, CTL));
+    chmodSync(join(root, CTL), 0o755);
+    writeFileSync(join(root, "usr/local/bin/k3s"), K3S_CLI_STANDIN, { mode: 0o755 });
+  }
   writeFileSync(
     join(root, "etc/systemd/system", STANDIN_UNIT),
     [
@@ -133,6 +200,10 @@ export function installEtcdStandIn(root: string, lab: string, node: EtcdNode, al
     ].join("\n"),
     { mode: 0o644 },
   );
+  // K3s writes the admin kubeconfig at start (0600 with write-kubeconfig-mode): the lab's
+  // has the same shape and names, signed by the lab's CA (no API answers behind it)
+  mkdirSync(join(root, "etc/rancher/k3s"), { recursive: true, mode: 0o755 });
+  writeFileSync(join(root, "etc/rancher/k3s/k3s.yaml"), standInKubeconfig(certDir), { mode: 0o600 });
   mkdirSync(join(root, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
   symlinkSync(`/etc/systemd/system/${STANDIN_UNIT}`, join(root, "etc/systemd/system/multi-user.target.wants", STANDIN_UNIT));
 }

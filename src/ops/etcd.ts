@@ -36,6 +36,9 @@ export const K3S_ETCD = {
   keyFile: "/var/lib/rancher/k3s/server/tls/etcd/client.key",
 } as const;
 
+/** K3s's etcd snapshot directory (--etcd-snapshot-dir default: ${data-dir}/server/db/snapshots). */
+export const K3S_SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots";
+
 /** How to reach etcd from the host the commands run on. */
 export interface EtcdAccess {
   /** Base URL of the member asked by default (scheme://host:port, no path). */

@@ -5,9 +5,10 @@
 // decides on what that real three-member etcd reports. Needs root; one lab for the file.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, copyFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, copyFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { fmc, ROOT, until } from "../helpers.js";
 import { labExec } from "../../src/lab/lab.js";
 import { quorumCheck, type EtcdMember } from "../../src/ops/etcd.js";
@@ -94,4 +95,39 @@ test("with master1's etcd down, status asks the next server and a new leader is 
     labExec("master1", ["systemctl", "start", "k3s"]);
   }
   await until("all healthy again", () => status().members.every((m) => m.healthy) || undefined, 30_000, 1000);
+});
+
+test("fmc backup etcd -o DIR: a snapshot saved on a server (k3s etcd-snapshot save) lands here with its .sha256; etcdctl snapshot status accepts it", (t) => {
+  const tls = "/var/lib/rancher/k3s/server/tls/etcd";
+  const put = labExec("master2", ["sh", "-c", `ETCDCTL_API=3 /usr/local/lib/fmc-lab/etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${tls}/server-ca.crt --cert=${tls}/client.crt --key=${tls}/client.key put /fmc/test kept`]);
+  assert.equal(put.status, 0, put.stderr);
+  const out = join(dir, "etcd-backups");
+  const b = run("backup", "etcd", "-o", out);
+  assert.equal(b.status, 0, b.stderr);
+  const file = b.stdout.trim();
+  assert.match(file, new RegExp(`^${out.replace(/[/.]/g, "\\$&")}/fmc-\\d{8}t\\d{6}z-master1-\\d+$`), "named as K3s names snapshots, from the first server");
+  assert.equal(spawnSync("sha256sum", ["-c", `${basename(file)}.sha256`], { cwd: out, encoding: "utf8" }).status, 0);
+  if (!existsSync("/usr/bin/etcdctl")) return t.skip("no etcdctl on this machine");
+  const st = spawnSync("etcdctl", ["snapshot", "status", file, "-w", "json"], { encoding: "utf8", env: { ...process.env, ETCDCTL_API: "3" } });
+  assert.equal(st.status, 0, st.stderr);
+  assert.ok((JSON.parse(st.stdout) as { totalKey: number }).totalKey >= 1, st.stdout);
+  // and the snapshot stays on the server, where K3s keeps its own
+  assert.equal(labExec("master1", ["sh", "-c", `ls /var/lib/rancher/k3s/server/db/snapshots/${basename(file)}`]).status, 0);
+});
+
+test("fmc kubeconfig -o FILE: the admin kubeconfig from the first server, pointed at the API VIP, the cluster CA kept, 0600", () => {
+  const file = join(dir, "kube", "config");
+  const r = run("kubeconfig", "-o", file);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout + r.stderr, /merged context k3stest into /);
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const view = spawnSync("kubectl", ["config", "view", "--raw", "-o", "json", "--kubeconfig", file], { encoding: "utf8" });
+  assert.equal(view.status, 0, view.stderr);
+  const k = JSON.parse(view.stdout) as { "current-context": string; clusters: Array<{ name: string; cluster: { server: string; "certificate-authority-data": string; "insecure-skip-tls-verify"?: boolean } }> };
+  assert.equal(k["current-context"], "k3stest");
+  const c = k.clusters.find((x) => x.name === "k3stest")!;
+  assert.equal(c.cluster.server, "https://10.34.4.10:6443");
+  assert.equal(c.cluster["insecure-skip-tls-verify"], undefined);
+  const ca = labExec("master1", ["cat", "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt"]).stdout;
+  assert.equal(Buffer.from(c.cluster["certificate-authority-data"], "base64").toString("utf8"), ca, "the CA the server's kubeconfig carries");
 });
