@@ -31,6 +31,7 @@ export const fmc = defineCommand({
     restore: () => import("./backup-commands.js").then((m) => m.restore),
     etcd: () => import("./etcd-commands.js").then((m) => m.etcd),
     kubeconfig: () => import("./kubeconfig-commands.js").then((m) => m.kubeconfig),
+    node: () => import("./node-commands.js").then((m) => m.node),
   },
 });
 
@@ -131,6 +132,9 @@ export async function main(argv: string[]): Promise<void> {
       process.stderr.write(red(`${e.message}; nothing was written\n`));
     } else if (e instanceof FmcError) {
       process.stderr.write(`${red(`error[${e.code}]`)} ${e.message}\n${e.hint ? `    ${dim("hint:")} ${e.hint}\n` : ""}`);
+    } else if ((e as Error).name === "CLIError") {
+      // citty's own argument errors (a missing positional): a usage error, not a crash
+      process.stderr.write(`${red("error[USAGE]")} ${(e as Error).message}\n    ${dim("hint:")} fmc ${argv.filter((a) => !a.startsWith("-")).slice(0, 2).join(" ")} --help\n`);
     } else {
       process.stderr.write(`${red("internal error")} ${(e as Error).stack ?? String(e)}\n`);
     }

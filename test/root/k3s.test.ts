@@ -73,12 +73,26 @@ test("with k3s stopped on master3, it is unhealthy, status exits 1, and removing
   assert.equal(verdict.ok, false);
   assert.equal(verdict.text, "3 members, quorum 2; 1 unhealthy (master3); removing master2 leaves 1 healthy of 2 members, quorum 2: refused");
 
+  // the same decision through the command, with the arithmetic, and nothing done
+  const refused = run("node", "remove", "master2", "--plan");
+  assert.equal(refused.status, 1);
+  assert.equal(refused.stdout, "Removing master2 is refused: 3 members, quorum 2; 1 unhealthy (master3); removing master2 leaves 1 healthy of 2 members, quorum 2: refused\n");
+
   assert.equal(labExec("master3", ["systemctl", "start", "k3s"]).status, 0);
   const back = await until("master3 healthy again", () => {
     const x = status();
     return x.code === 0 && x.members.every((m) => m.healthy) ? x : undefined;
   }, 30_000, 1000);
   assert.equal(quorumCheck(back.members, healthySet(back.members), { kind: "remove", member: "master2" }).ok, true);
+  const p = run("node", "remove", "master2", "--plan");
+  assert.equal(p.status, 0, p.stderr);
+  const order = [...p.stdout.matchAll(/^ {2}\d+\. (.*)$/gm)].map((m) => m[1]!);
+  assert.deepEqual(order.map((t) => t.split(/[ :]/)[0]), ["drain", "stop", "remove", "delete", "lb1", "internal", "remove"]);
+  const id = back.members.find((m) => m.node === "master2")!.id;
+  assert.ok(p.stdout.includes(`remove etcd member master2 (ID ${id})`), p.stdout);
+  assert.match(p.stdout, /^ +- +server master2 10\.34\.4\.22:6443$/m, "lb1's HAProxy loses the backend");
+  assert.equal(run("etcd", "status").status, 0, "a plan changes nothing: still three healthy members");
+  assert.equal(run("node", "remove", "master2").status, 1, "only --plan is available");
 });
 
 test("with master1's etcd down, status asks the next server and a new leader is elected", async () => {
