@@ -32,6 +32,7 @@ export const fmc = defineCommand({
     etcd: () => import("./etcd-commands.js").then((m) => m.etcd),
     kubeconfig: () => import("./kubeconfig-commands.js").then((m) => m.kubeconfig),
     node: () => import("./node-commands.js").then((m) => m.node),
+    upgrade: () => import("./upgrade-commands.js").then((m) => m.upgrade),
   },
 });
 

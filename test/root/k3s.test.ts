@@ -73,6 +73,10 @@ test("with k3s stopped on master3, it is unhealthy, status exits 1, and removing
   assert.equal(verdict.ok, false);
   assert.equal(verdict.text, "3 members, quorum 2; 1 unhealthy (master3); removing master2 leaves 1 healthy of 2 members, quorum 2: refused");
 
+  // an upgrade restarts every server: refused while one is down
+  const up = run("upgrade", "--to", "v1.33.5+k3s1", "--plan");
+  assert.equal(up.status, 1);
+  assert.match(up.stderr, /error\[QUORUM\] upgrading master1 restarts it: 3 members, quorum 2; 1 unhealthy \(master3\); stopping master1 leaves 1 healthy/);
   // the same decision through the command, with the arithmetic, and nothing done
   const refused = run("node", "remove", "master2", "--plan");
   assert.equal(refused.status, 1);
@@ -144,4 +148,20 @@ test("fmc kubeconfig -o FILE: the admin kubeconfig from the first server, pointe
   assert.equal(c.cluster["insecure-skip-tls-verify"], undefined);
   const ca = labExec("master1", ["cat", "/var/lib/rancher/k3s/server/tls/etcd/server-ca.crt"]).stdout;
   assert.equal(Buffer.from(c.cluster["certificate-authority-data"], "base64").toString("utf8"), ca, "the CA the server's kubeconfig carries");
+});
+
+test("fmc upgrade --to --plan: servers one at a time before any agent; a skipped minor version or a downgrade is refused", () => {
+  const p = run("upgrade", "--to", "v1.33.5+k3s1", "--plan", "--batch", "2");
+  assert.equal(p.status, 0, p.stderr);
+  const lines = p.stdout.trim().split("\n");
+  assert.equal(lines[0], "Upgrade K3s v1.33.4+k3s1 -> v1.33.5+k3s1: servers one at a time, then agents in batches; it stops at the first failure");
+  assert.deepEqual(lines.slice(1).map((l) => l.replace(/:.*$/, "")), ["  1. server master1", "  2. server master2", "  3. server master3", "  4. agents (batch 1) worker1, worker2"]);
+  assert.match(lines[1]!, /restart k3s; wait: API \/readyz answers, the node is Ready, its etcd member is healthy/);
+  assert.match(lines[4]!, /cordon and drain worker1; .*uncordon worker1/);
+  const skip = run("upgrade", "--to", "v1.35.0+k3s1", "--plan");
+  assert.equal(skip.status, 1);
+  assert.match(skip.stdout, /Upgrade refused: v1\.33\.4\+k3s1 -> v1\.35\.0\+k3s1 skips 1 minor version\(s\): Kubernetes upgrades one minor version at a time \(v1\.34\.x first\)/);
+  assert.match(run("upgrade", "--to", "v1.32.9+k3s1", "--plan").stdout, /fmc does not downgrade K3s/);
+  const bad = run("upgrade", "--to", "1.34", "--plan");
+  assert.match(bad.stderr, /error\[USAGE\] "1\.34" is not a K3s version/);
 });
