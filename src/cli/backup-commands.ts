@@ -1,9 +1,10 @@
-// fmc backup postgres / fmc restore postgres FILE: pg_dump in its custom format, streamed
+// fmc backup postgres / fmc restore postgres FILE / fmc backup etcd: pg_dump in its custom format, streamed
 // over SSH from the database host into a directory here (or onto the storage host), a
 // .sha256 beside each file (sha256sum -c reads it), and the newest database.backup.keep
 // kept per database. A restore first checks the file against its .sha256 and refuses a
 // mismatch, asks before it replaces anything (--yes), then streams the file into
-// pg_restore --clean --if-exists --single-transaction: all of it or nothing.
+// pg_restore --clean --if-exists --single-transaction: all of it or nothing. An etcd
+// backup is a K3s snapshot saved on a server and streamed here the same way.
 import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
@@ -14,7 +15,8 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import { gatherFacts, emptyRequest, mergeRequests } from "../hosts/facts.js";
-import { quote, script, type Command } from "../hosts/command.js";
+import { quote, script, slow, type Command } from "../hosts/command.js";
+import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
 import type { Transport } from "../hosts/transport.js";
 import type { PostgresLayout } from "../hosts/os.js";
 import { databaseFacts, postgresOnHost } from "../phases/database.js";
@@ -421,9 +423,66 @@ const restorePostgres = defineCommand({
   },
 });
 
+// ---- etcd
+
+/**
+ * `k3s etcd-snapshot save --name N` on a server, then the path of what it wrote: K3s names
+ * a snapshot <name>-<node name>-<unix time> (plus .zip when compressed) in its snapshot
+ * directory (docs.k3s.io/cli/etcd-snapshot).
+ */
+export function snapshotSaveCommand(name: string) {
+  if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) throw new FmcError("USAGE", `snapshot name ${JSON.stringify(name)}: lower-case letters, digits and - only`);
+  return slow(
+    script(
+      `set -euo pipefail\nk3s etcd-snapshot save --name ${quote(name)} >&2\nls -1t ${K3S_SNAPSHOT_DIR}/${name}-* 2>/dev/null | head -n 1`,
+      `k3s etcd-snapshot save --name ${name} (prints the file it wrote)`,
+    ),
+    600,
+  );
+}
+
+export const backupEtcd = defineCommand({
+  meta: { name: "etcd", description: "Save an etcd snapshot on a K3s server (k3s etcd-snapshot save) and copy it here with a .sha256 beside it (default ./backups/etcd, or -o DIR)" },
+  args: {
+    ...connectArgs,
+    output: { type: "string", alias: "o", description: "directory on this machine (default: backups/etcd next to the spec)" },
+    timeout: { type: "string", description: "seconds the snapshot and its copy may take", default: "600" },
+  },
+  async run({ args: a }) {
+    const timeoutS = Number(a.timeout);
+    if (!Number.isFinite(timeoutS) || timeoutS <= 0 || timeoutS > 86_400) throw new FmcError("USAGE", `--timeout ${a.timeout}: seconds, more than 0 and at most 86400 please`);
+    const spec = specFileOf(a);
+    const dir = a.output !== undefined ? resolve(a.output) : join(spec ? dirname(resolve(spec)) : process.cwd(), "backups", "etcd");
+    const s = await openSession({ ...sessionOptions({ ...a, timeout: String(timeoutS) }), hosts: (pc) => pc.render.topo.servers });
+    try {
+      const name = `fmc-${stamp(new Date()).toLowerCase()}`;
+      const failures: string[] = [...s.unreachable].map(([h, why]) => `${h}: ${why}`);
+      for (const server of s.render.topo.servers) {
+        const t = s.transports.get(server.name);
+        if (!t) continue;
+        const saved = await t.exec(snapshotSaveCommand(name), "etcd snapshot");
+        const path = saved.stdout.trim();
+        if (saved.code !== 0 || !path.startsWith(`${K3S_SNAPSHOT_DIR}/${name}-`)) {
+          failures.push(`${server.name}: k3s etcd-snapshot save failed (exit ${saved.code}): ${saved.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+          continue;
+        }
+        const file = path.slice(K3S_SNAPSHOT_DIR.length + 1);
+        const started = performance.now();
+        const r = await streamIntoStore({ transport: t, command: script(`cat ${quote(path)}`, `read ${path}`), what: `copy of ${path}`, store: localStore(dir), name: file, timeoutMs: timeoutS * 1000 });
+        process.stdout.write(`${join(dir, file)}\n`);
+        process.stderr.write(dim(`  etcd snapshot from ${server.name}: ${(r.bytes / 1048576).toFixed(1)} MiB in ${((performance.now() - started) / 1000).toFixed(1)} s, sha256 ${r.sha256}; it stays in ${K3S_SNAPSHOT_DIR} on ${server.name} too\n`));
+        return;
+      }
+      throw new FmcError("BACKUP_FAILED", `no K3s server saved an etcd snapshot:\n${failures.join("\n")}`, "fmc etcd status shows whether etcd is healthy");
+    } finally {
+      s.close();
+    }
+  },
+});
+
 export const backup = defineCommand({
   meta: { name: "backup", description: "Backups: fmc backup postgres, fmc backup etcd" },
-  subCommands: { postgres: backupPostgres, etcd: () => import("./etcd-commands.js").then((m) => m.backupEtcd) },
+  subCommands: { postgres: backupPostgres, etcd: backupEtcd },
 });
 
 export const restore = defineCommand({
