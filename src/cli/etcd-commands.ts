@@ -7,7 +7,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession } from "../engine/session.js";
 import { etcdAccess, quorumOf, readCluster, type EtcdClusterView } from "../ops/etcd.js";
-import { bold, dim, red } from "./ui.js";
+import { bold, red } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 
 const { phase: _phase, ...args } = sessionArgs;
@@ -61,6 +61,6 @@ const status = defineCommand({
 });
 
 export const etcd = defineCommand({
-  meta: { name: "etcd", description: `K3s's embedded etcd: ${dim("fmc etcd status")}` },
+  meta: { name: "etcd", description: "K3s's embedded etcd: fmc etcd status" },
   subCommands: { status },
 });

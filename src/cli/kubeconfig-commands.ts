@@ -109,7 +109,7 @@ const { phase: _phase, concurrency: _concurrency, ...connectArgs } = sessionArgs
 export const kubeconfig = defineCommand({
   meta: {
     name: "kubeconfig",
-    description: "Fetch the cluster's admin kubeconfig from the first K3s server that answers, point it at the API VIP (cluster CA kept, never insecure-skip-tls-verify) and merge it into ~/.kube/config (or the $KUBECONFIG file kubectl itself would write, or --output) as context <cluster name>, 0600",
+    description: "Fetch the admin kubeconfig from a K3s server, point it at the API VIP (CA kept) and merge it into ~/.kube/config (or $KUBECONFIG's file, or --output) as context <cluster name>, 0600",
   },
   args: {
     ...connectArgs,
