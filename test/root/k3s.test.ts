@@ -6,7 +6,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, copyFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, copyFileSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fmc, ROOT, until } from "../helpers.js";
@@ -164,4 +164,57 @@ test("fmc upgrade --to --plan: servers one at a time before any agent; a skipped
   assert.match(run("upgrade", "--to", "v1.32.9+k3s1", "--plan").stdout, /fmc does not downgrade K3s/);
   const bad = run("upgrade", "--to", "1.34", "--plan");
   assert.match(bad.stderr, /error\[USAGE\] "1\.34" is not a K3s version/);
+});
+
+test("fmc certs: every etcd certificate of the stand-in on every server, K3s's window, an expired one found", () => {
+  // the stand-in's certificates live 30 days (src/lab/etcd.ts): inside K3s v1.33's 120-day renewal window
+  type Check = { path: string; subject: string; ca: boolean; status: string; daysLeft: number };
+  const j = run("certs", "--json");
+  assert.equal(j.status, 1, j.stderr);
+  const v = JSON.parse(j.stdout) as { windowDays: number; servers: Array<{ server: string; checks: Check[]; error?: string }> };
+  assert.equal(v.windowDays, 120);
+  assert.deepEqual(v.servers.map((s) => [s.server, s.error]), [["master1", undefined], ["master2", undefined], ["master3", undefined]]);
+  for (const s of v.servers) {
+    const files = (cs: Check[]) => cs.map((c) => c.path.replace("/var/lib/rancher/k3s/server/tls/etcd/", "")).sort();
+    assert.deepEqual(files(s.checks), ["client.crt", "peer-ca.crt", "peer-server-client.crt", "server-ca.crt", "server-client.crt"]);
+    assert.deepEqual(files(s.checks.filter((c) => c.ca)), ["peer-ca.crt", "server-ca.crt"]);
+    assert.ok(s.checks.every((c) => c.status === "renew" && c.daysLeft >= 28 && c.daysLeft <= 30), JSON.stringify(s.checks));
+  }
+  const t = run("certs");
+  assert.equal(t.status, 1);
+  assert.match(t.stdout, /^15 certificates on 3 of 3 servers: 0 expired, 15 within 120 days, 0 ok$/m);
+  assert.match(t.stdout, /^ {2}restart K3s on master1, master2, master3, one server at a time: /m);
+  assert.match(t.stdout, /^ {2}CA certificates on master1, master2, master3 are never renewed automatically: k3s certificate rotate-ca/m);
+  const week = run("certs", "--warn-days", "7");
+  assert.equal(week.status, 0, week.stdout + week.stderr);
+  assert.match(week.stdout, /^15 certificates on 3 of 3 servers: 0 expired, 0 within 7 days, 15 ok$/m);
+
+  // an expired certificate put in master2's server/tls is found there, and only there
+  const work = mkdtempSync(join(tmpdir(), "fmc-certs-"));
+  const target = "/var/lib/rancher/k3s/server/tls/client-fmc-expired.crt";
+  try {
+    const ssl = (...args: string[]) => {
+      const r = spawnSync("openssl", args, { cwd: work, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+    };
+    const when = (ms: number) => `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+    const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    ssl("req", "-x509", ...EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=fmc-test-ca");
+    ssl("req", ...EC, "-keyout", "x.key", "-out", "x.csr", "-subj", "/CN=fmc-expired");
+    writeFileSync(join(work, "ca.cnf"), "[ca]\ndefault_ca = x\n[x]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\ndefault_md = sha256\npolicy = p\n[p]\ncommonName = supplied\n");
+    writeFileSync(join(work, "index.txt"), "");
+    writeFileSync(join(work, "serial"), "01\n");
+    // openssl 3.0's x509 has no -not_after; `openssl ca` takes both dates
+    ssl("ca", "-batch", "-config", "ca.cnf", "-cert", "ca.crt", "-keyfile", "ca.key", "-in", "x.csr", "-out", "x.crt", "-notext", "-startdate", when(Date.now() - 10 * 86_400_000), "-enddate", when(Date.now() - 86_400_000));
+    const put = labExec("master2", ["sh", "-c", `cat > ${target}`], { input: readFileSync(join(work, "x.crt"), "utf8") });
+    assert.equal(put.status, 0, put.stderr);
+    const e = run("certs", "--warn-days", "7");
+    assert.equal(e.status, 1, e.stderr);
+    assert.match(e.stdout, /^master2\n(?: {2}.*\n)*? {2}server\/tls\/client-fmc-expired\.crt +fmc-expired +leaf .* -2 d {2}EXPIRED: a K3s restart renews it$/m);
+    assert.match(e.stdout, /^16 certificates on 3 of 3 servers: 1 expired, 0 within 7 days, 15 ok$/m);
+    assert.match(e.stdout, /^ {2}restart K3s on master2, one server at a time: /m);
+  } finally {
+    labExec("master2", ["rm", "-f", target]);
+    rmSync(work, { recursive: true, force: true });
+  }
 });

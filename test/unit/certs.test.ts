@@ -1,0 +1,221 @@
+// fmc certs: real certificates made by openssl in a directory laid out as K3s's data dir
+// (a CA, leaves expiring in 10 and 400 days, one expired and one not yet valid through
+// `openssl ca -startdate/-enddate`, a chain file, a key beside a certificate, dynamiclistener's
+// JSON), listed by the command's own shell text under bash, parsed, classified, and shown.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { requireTool, tempDir } from "../helpers.js";
+import { certListCommand, classifyCert, distinctCerts, k3sCertLocations, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, x509Time, type DistinctCert } from "../../src/ops/certs.js";
+import { certsExitCode, certsText, certsView } from "../../src/cli/certs-commands.js";
+
+const DAY = 86_400_000;
+
+function run(cmd: string, args: string[], cwd: string): string {
+  const r = spawnSync(cmd, args, { cwd, encoding: "utf8" });
+  assert.equal(r.status, 0, `${cmd} ${args.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+const openssl = (cwd: string, ...args: string[]) => run("openssl", args, cwd);
+const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+/** openssl ca's time format. */
+const stamp = (ms: number) => `${new Date(ms).toISOString().replace(/[-:T]/g, "").slice(0, 14)}Z`;
+
+/** A K3s-like data dir (with a space in its path, for the quoting) and the time the certificates were made. */
+function k3sDataDir(t: { after: (fn: () => void) => void }): { data: string; made: number } {
+  requireTool("openssl");
+  const work = tempDir(t, "fmc-certs-");
+  const made = Math.floor(Date.now() / 1000) * 1000;
+  const data = join(work, "k3s data");
+  const tls = join(data, "server/tls");
+  for (const d of [join(tls, "etcd"), join(data, "agent"), join(work, "db")]) mkdirSync(d, { recursive: true });
+  openssl(work, "req", "-x509", ...EC, "-keyout", "ca.key", "-out", "ca.crt", "-days", "3650", "-subj", "/O=fmc test/CN=etcd-server-ca@1700000000");
+  const leaf = (name: string, cn: string, days: number) => {
+    openssl(work, "req", ...EC, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
+    openssl(work, "x509", "-req", "-in", `${name}.csr`, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", String(days), "-out", `${name}.crt`);
+    return readFileSync(join(work, `${name}.crt`), "utf8");
+  };
+  // dates in the past or the future: openssl 3.0's x509 has no -not_after, `openssl ca` has -startdate/-enddate
+  writeFileSync(join(work, "ca.cnf"), "[ca]\ndefault_ca = fmc\n[fmc]\ndatabase = db/index.txt\nnew_certs_dir = db\nserial = db/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n");
+  writeFileSync(join(work, "db/index.txt"), "");
+  writeFileSync(join(work, "db/serial"), "1000\n");
+  const dated = (name: string, cn: string, from: number, to: number) => {
+    openssl(work, "req", ...EC, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", `/CN=${cn}`);
+    openssl(work, "ca", "-batch", "-config", "ca.cnf", "-cert", "ca.crt", "-keyfile", "ca.key", "-in", `${name}.csr`, "-out", `${name}.crt`, "-notext", "-startdate", stamp(from), "-enddate", stamp(to));
+    return readFileSync(join(work, `${name}.crt`), "utf8");
+  };
+  const ca = readFileSync(join(work, "ca.crt"), "utf8");
+  writeFileSync(join(tls, "etcd/server-ca.crt"), ca);
+  writeFileSync(join(tls, "etcd/server-ca.key"), readFileSync(join(work, "ca.key")));
+  writeFileSync(join(tls, "etcd/server-client.crt"), leaf("server-client", "master1", 400));
+  writeFileSync(join(tls, "etcd/peer-server-client.crt"), leaf("peer", "master1-peer", 10));
+  writeFileSync(join(tls, "client-admin.crt"), dated("admin", "system:admin", made - 30 * DAY, made - DAY));
+  writeFileSync(join(tls, "client-future.crt"), dated("future", "system:future", made + 2 * DAY, made + 300 * DAY));
+  writeFileSync(join(tls, "broken.crt"), "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n");
+  // K3s's agent files: the leaf, then its CA
+  writeFileSync(join(data, "agent/client-kubelet.crt"), leaf("kubelet", "system:node:master1", 400) + ca);
+  // a key in a .crt file stays on the host
+  writeFileSync(join(data, "agent/serving-kubelet.crt"), readFileSync(join(work, "kubelet.key"), "utf8") + leaf("serving", "master1", 400));
+  // dynamiclistener's cache: a Secret as JSON, tls.crt and tls.key base64
+  const b64 = (s: string | Buffer) => Buffer.from(s).toString("base64");
+  writeFileSync(join(tls, "dynamic-cert.json"), `${JSON.stringify({ kind: "Secret", apiVersion: "v1", metadata: { name: "k3s-serving" }, data: { "tls.crt": b64(leaf("serving6443", "k3s", 400) + ca), "tls.key": b64(readFileSync(join(work, "serving6443.key"))) }, type: "kubernetes.io/tls" })}\n`);
+  return { data, made };
+}
+
+const bash = (shell: string) => {
+  const r = spawnSync("bash", ["-c", shell], { encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+};
+
+test("the listing prints every certificate of K3s's directories, no key, and parses to records", (t) => {
+  const { data, made } = k3sDataDir(t);
+  const loc = k3sCertLocations(data);
+  assert.deepEqual(loc.dirs, [`${data}/server/tls`, `${data}/server/tls/etcd`, `${data}/agent`]);
+  const out = bash(certListCommand(loc).shell);
+  assert.doesNotMatch(out, /PRIVATE KEY/);
+  for (const f of ["ca.key", "kubelet.key", "serving6443.key"]) {
+    const key = readFileSync(join(data, "..", f), "utf8").split("\n")[1]!;
+    assert.ok(!out.includes(key), `${f} must not be printed`);
+  }
+  const l = parseCertListing(out);
+  assert.deepEqual(l.missingDirs, []);
+  assert.deepEqual(l.dirs, loc.dirs);
+  assert.equal(l.problems.length, 1);
+  assert.match(l.problems[0]!, /server\/tls\/broken\.crt: certificate 1 does not parse/);
+  const rel = (p: string) => p.slice(data.length + 1);
+  assert.deepEqual(
+    l.certs.map((c) => `${rel(c.path)}#${c.index} ${c.subject} ${c.ca ? "CA" : "leaf"}`).sort(),
+    [
+      "agent/client-kubelet.crt#0 system:node:master1 leaf",
+      "agent/client-kubelet.crt#1 etcd-server-ca@1700000000 CA",
+      "agent/serving-kubelet.crt#0 master1 leaf",
+      "server/tls/client-admin.crt#0 system:admin leaf",
+      "server/tls/client-future.crt#0 system:future leaf",
+      "server/tls/dynamic-cert.json#0 k3s leaf",
+      "server/tls/dynamic-cert.json#1 etcd-server-ca@1700000000 CA",
+      "server/tls/etcd/peer-server-client.crt#0 master1-peer leaf",
+      "server/tls/etcd/server-ca.crt#0 etcd-server-ca@1700000000 CA",
+      "server/tls/etcd/server-client.crt#0 master1 leaf",
+    ],
+  );
+  const admin = l.certs.find((c) => c.subject === "system:admin")!;
+  assert.equal(admin.notAfter, new Date(made - DAY).toISOString());
+  assert.equal(admin.issuer, "etcd-server-ca@1700000000");
+  // openssl agrees on the dates
+  const end = run("openssl", ["x509", "-noout", "-enddate", "-in", join(data, "server/tls/etcd/peer-server-client.crt")], data).trim().replace(/^notAfter=/, "");
+  assert.equal(l.certs.find((c) => c.subject === "master1-peer")!.notAfter, x509Time(end));
+
+  // the CA in three files is one certificate, reported where it is the file's own
+  const distinct = distinctCerts(l.certs);
+  assert.equal(distinct.length, 8);
+  const ca = distinct.find((c) => c.ca)!;
+  assert.equal(rel(ca.path), "server/tls/etcd/server-ca.crt");
+  assert.deepEqual(ca.alsoIn.map(rel).sort(), ["agent/client-kubelet.crt", "server/tls/dynamic-cert.json"]);
+});
+
+test("classified at an injected now: expired, within the window, not yet valid, ok; the table and exit code say so", (t) => {
+  const { data, made } = k3sDataDir(t);
+  const listing = parseCertListing(bash(certListCommand(k3sCertLocations(data)).shell));
+  const now = new Date(made + 3_600_000);
+  const v = certsView([{ server: "master1", listing }, { server: "master2", error: "unreachable: connect ECONNREFUSED" }], now, 120);
+  const by = (cn: string) => v.servers[0]!.checks.find((c) => c.subject === cn)!;
+  assert.deepEqual([by("master1-peer").status, by("master1-peer").daysLeft, by("master1-peer").renewedOnRestart], ["renew", 9, true]);
+  assert.deepEqual([by("system:admin").status, by("system:admin").daysLeft], ["expired", -2]);
+  assert.equal(by("system:future").status, "not-yet-valid");
+  assert.deepEqual([by("k3s").status, by("k3s").daysLeft], ["ok", 399]);
+  assert.deepEqual([by("etcd-server-ca@1700000000").status, by("etcd-server-ca@1700000000").renewedOnRestart], ["ok", false]);
+  assert.equal(certsExitCode(v), 1);
+
+  const text = certsText(v, { dataDir: data, version: "v1.33.4+k3s1" });
+  const row = (path: string) => text.split("\n").find((x) => x.startsWith(`  ${path} `)) ?? "";
+  assert.match(row("server/tls/etcd/peer-server-client.crt"), /master1-peer +leaf +\d{4}-\d\d-\d\d \d\d:\d\d UTC +9 d {2}within 120 days: a K3s restart renews it$/);
+  assert.match(row("server/tls/client-admin.crt"), /system:admin +leaf .* -2 d {2}EXPIRED: a K3s restart renews it$/);
+  assert.match(row("server/tls/client-future.crt"), /NOT YET VALID: check the server's clock$/);
+  assert.match(row("server/tls/etcd/server-ca.crt"), /etcd-server-ca@1700000000 +CA {3}.* 3649 d {2}ok \(\+2 copies\)$/);
+  assert.match(text, /^ {2}problem: .*broken\.crt: certificate 1 does not parse/m);
+  assert.match(text, /^master2\n {2}error: unreachable: connect ECONNREFUSED$/m);
+  assert.match(text, /^8 certificates on 1 of 2 servers: 1 expired, 1 within 120 days, 1 not yet valid, 5 ok$/m);
+  assert.match(text, /^ {2}restart K3s on master1, one server at a time: on start K3s renews the leaf certificates that are expired or within 120 days of expiry$/m);
+  assert.doesNotMatch(text, /rotate-ca/);
+
+  // a window of 5 days: the 10-day certificate is ok
+  const narrow = certsView([{ server: "master1", listing }], now, 5);
+  assert.equal(narrow.servers[0]!.checks.find((c) => c.subject === "master1-peer")!.status, "ok");
+});
+
+test("a server whose certificates are all fine exits 0; one with none at all is an error", (t) => {
+  const { data, made } = k3sDataDir(t);
+  const loc = { dirs: [`${data}/server/tls/etcd`] };
+  const listing = parseCertListing(bash(certListCommand(loc).shell));
+  const now = new Date(made + 3_600_000);
+  // the 10-day peer certificate is inside 120 days, not inside 7
+  assert.equal(certsExitCode(certsView([{ server: "master1", listing }], now, 120)), 1);
+  const fine = certsView([{ server: "master1", listing }], now, 7);
+  assert.equal(certsExitCode(fine), 0);
+  assert.match(certsText(fine, { dataDir: data }), /^3 certificates on 1 of 1 server: 0 expired, 0 within 7 days, 3 ok$/m);
+
+  const none = parseCertListing(bash(certListCommand(k3sCertLocations(join(data, "nowhere"))).shell));
+  assert.deepEqual(none.missingDirs, k3sCertLocations(join(data, "nowhere")).dirs);
+  const v = certsView([{ server: "master3", listing: none }], now, 120);
+  assert.equal(certsExitCode(v), 1);
+  assert.match(certsText(v), /^ {2}error: no certificates in .*nowhere\/server\/tls, .* \(is K3s installed\?\)$/m);
+});
+
+test("a CA inside the window is not renewed by a restart: the table says rotate-ca", () => {
+  const now = new Date("2026-01-01T00:00:00Z");
+  const rec = (path: string, ca: boolean, days: number): DistinctCert => ({
+    path: `${K3S_DATA_DIR}/${path}`,
+    index: 0,
+    subject: ca ? "k3s-server-ca@1" : "system:admin",
+    issuer: "k3s-server-ca@1",
+    notBefore: "2025-01-01T00:00:00.000Z",
+    notAfter: new Date(now.getTime() + days * DAY).toISOString(),
+    ca,
+    fingerprint256: `${path}`,
+    alsoIn: [],
+  });
+  const checks = [classifyCert(rec("server/tls/client-admin.crt", false, 200), now, 90), classifyCert(rec("server/tls/server-ca.crt", true, 30), now, 90)];
+  const v = { now: now.toISOString(), windowDays: 90, servers: [{ server: "master1", checks, missingDirs: [], problems: [] }] };
+  assert.equal(
+    certsText(v, { version: "v1.32.4+k3s1" }),
+    [
+      "master1",
+      "  server/tls/client-admin.crt  system:admin     leaf  2026-07-20 00:00 UTC    200 d  ok",
+      "  server/tls/server-ca.crt     k3s-server-ca@1  CA    2026-01-31 00:00 UTC     30 d  within 90 days: a CA, never renewed automatically",
+      "2 certificates on 1 of 1 server: 0 expired, 1 within 90 days, 1 ok",
+      "  CA certificates on master1 are never renewed automatically: k3s certificate rotate-ca (docs.k3s.io/cli/certificate)",
+      "",
+    ].join("\n"),
+  );
+  assert.equal(certsExitCode(v), 1);
+});
+
+test("the window's edge is K3s's: notAfter exactly now + window is ok, a millisecond less is inside", () => {
+  const now = new Date("2026-03-01T12:00:00Z");
+  const at = (ms: number): DistinctCert => ({ path: "/x.crt", index: 0, subject: "s", issuer: "i", notBefore: "2026-01-01T00:00:00.000Z", notAfter: new Date(ms).toISOString(), ca: false, fingerprint256: "f", alsoIn: [] });
+  assert.equal(classifyCert(at(now.getTime() + 120 * DAY), now, 120).status, "ok");
+  assert.equal(classifyCert(at(now.getTime() + 120 * DAY - 1), now, 120).status, "renew");
+  assert.equal(classifyCert(at(now.getTime()), now, 120).status, "renew");
+  assert.equal(classifyCert(at(now.getTime() - 1), now, 120).status, "expired");
+  assert.throws(() => classifyCert(at(0), now, -1), /whole days/);
+});
+
+test("K3s's renewal window by version: 120 days from the May 2025 releases, 90 before", () => {
+  const cases: Array<[string, number]> = [
+    ["v1.33.4+k3s1", 120], ["v1.33.1+k3s1", 120], ["v1.33.0+k3s1", 90], ["v1.32.5+k3s1", 120], ["v1.32.4+k3s1", 90],
+    ["v1.31.9+k3s1", 120], ["v1.31.8+k3s1", 90], ["v1.30.13+k3s1", 120], ["v1.30.12+k3s1", 90], ["v1.29.15+k3s1", 90], ["v1.34.1+k3s1", 120],
+  ];
+  assert.deepEqual(cases.map(([v]) => [v, k3sRenewalDays(v)]), cases);
+  assert.throws(() => k3sRenewalDays("1.33"), /not a K3s version/);
+});
+
+test("paths reach the shell quoted, and relative or multi-line ones are refused", () => {
+  const c = certListCommand({ dirs: ["/srv/it's here"], dynamicCert: "/srv/a b.json" });
+  assert.match(c.shell, /for d in '\/srv\/it'\\''s here'; do/);
+  assert.match(c.shell, /'\/srv\/a b\.json'/);
+  assert.throws(() => certListCommand({ dirs: ["relative/tls"] }), /not an absolute path/);
+  assert.throws(() => certListCommand({ dirs: ["/a\nb"] }), /not an absolute path/);
+});
