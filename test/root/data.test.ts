@@ -162,7 +162,13 @@ test("every committed row survives restarts of PostgreSQL and NFS and reboots of
   assert.ok(log.length > 100, `${log.length} commits`);
   assert.deepEqual(lost, [], `${lost.length} of ${log.length} committed rows are gone`);
   // after the reboots, the units that keep the data layer came back on their own
-  assert.equal(on("postgresql1", ["systemctl", "is-active", MOUNT_UNIT, PG_UNIT]).stdout.trim(), "active\nactive");
+  // (PostgreSQL answers a moment before pg_ctlcluster returns, so the unit may still be "activating")
+  let states = "";
+  await until("the mount and PostgreSQL units active", () => {
+    states = on("postgresql1", ["systemctl", "is-active", MOUNT_UNIT, PG_UNIT]).stdout.trim();
+    return states === "active\nactive" || undefined;
+  }, 120_000, 1000).catch(() => undefined);
+  assert.equal(states, "active\nactive");
   assert.equal(run("plan", "--detailed-exitcode").status, 0, "nothing to repair after the faults");
 });
 
