@@ -82,6 +82,20 @@ export async function pool<T, R>(items: readonly T[], limit: number, fn: (item: 
   return results;
 }
 
+/** One item at a time, in order; stops at the first failure (the rest never start). */
+export async function inOrder<T, R>(items: readonly T[], _limit: number, fn: (item: T) => Promise<R>): Promise<PromiseSettledResult<R>[]> {
+  const results: PromiseSettledResult<R>[] = [];
+  for (const item of items) {
+    try {
+      results.push({ status: "fulfilled", value: await fn(item) });
+    } catch (reason) {
+      results.push({ status: "rejected", reason });
+      break;
+    }
+  }
+  return results;
+}
+
 function failures(results: PromiseSettledResult<unknown>[]): Error[] {
   return results.filter((r): r is PromiseRejectedResult => r.status === "rejected").map((r) => r.reason as Error);
 }
@@ -95,7 +109,7 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
   const wanted = new Map<string, FactRequest>();
   const skipped = new Set<string>();
   for (const phase of phases) {
-    for (const h of phase.hosts(pc)) {
+    for (const h of [...phase.hosts(pc), ...(phase.peers?.(pc) ?? [])]) {
       if (!transports.has(h.name)) {
         skipped.add(h.name);
         continue;
@@ -117,14 +131,18 @@ export async function plan(pc: PhaseContext, phases: readonly Phase[], transport
   });
   const changes: Change[] = [];
   for (const phase of phases) {
+    const ctx = phaseContext(pc, phase, facts);
     for (const h of phase.hosts(pc)) {
       const f = facts.get(h.name);
-      if (f) changes.push(...phase.plan(pc, h, f));
+      if (f) changes.push(...phase.plan(ctx, h, f));
     }
   }
   const warnings = phases.filter((p) => p.hosts(pc).some((h) => facts.has(h.name))).flatMap((p) => p.warnings?.(pc) ?? []);
   return { phases, changes, facts, skippedHosts: [...skipped], failedHosts, requests: wanted, context: pc, warnings };
 }
+
+/** A phase that reads other hosts' facts plans with all of them. */
+const phaseContext = (pc: PhaseContext, phase: Phase, facts: ReadonlyMap<string, HostFacts>): PhaseContext => (phase.peers ? { ...pc, facts } : pc);
 
 /** Two plans of the same step compare equal: a re-plan never repeats a step that ran. */
 const stepKey = (c: Change) => `${c.title}\n${c.commands.map((x) => x.shell).join("\n")}`;
@@ -142,16 +160,20 @@ export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>,
   let ran = 0;
   for (const phase of p.phases) {
     const hosts = phase.hosts(p.context).filter((h) => facts.has(h.name));
-    const stale = hosts.filter((h) => changed.has(h.name));
+    const peers = (phase.peers?.(p.context) ?? []).filter((h) => facts.has(h.name) && !hosts.includes(h));
+    const stale = [...hosts, ...peers].filter((h) => changed.has(h.name));
     throwFactErrors(await pool(stale, opts.concurrency, (h) => read(h.name)));
+    // a phase that reads other hosts' facts is planned again from what they say now
+    const replanAll = !!phase.peers;
+    const ctx = phaseContext(p.context, phase, facts);
     const byHost: Array<[Host, Change[]]> = [];
     for (const h of hosts) {
-      const changes = stale.includes(h) ? phase.plan(p.context, h, facts.get(h.name)!) : p.changes.filter((c) => c.phase === phase.name && c.host === h.name);
+      const changes = replanAll || stale.includes(h) ? phase.plan(ctx, h, facts.get(h.name)!) : p.changes.filter((c) => c.phase === phase.name && c.host === h.name);
       if (changes.length) byHost.push([h, changes]);
     }
     if (byHost.length === 0) continue;
     opts.onEvent?.({ type: "phase", phase: phase.name, hosts: byHost.length });
-    const results = await pool(byHost, opts.concurrency, async ([h, planned]) => {
+    const results = await (phase.serial ? inOrder : pool)(byHost, opts.concurrency, async ([h, planned]) => {
       const t = transports.get(h.name)!;
       const done = new Set<string>();
       let queue = planned;
@@ -182,12 +204,13 @@ export async function apply(p: Plan, transports: ReadonlyMap<string, Transport>,
         }
         changed.add(h.name);
         if (change.confirm) await confirmOverNewConnection(h.name, change, change.confirm, armedAt ?? performance.now(), opts);
+        change.after?.();
         done.add(stepKey(change));
         ran++;
         opts.onEvent?.({ type: "done", change, ms: performance.now() - started });
         if (change.refreshesFacts) {
           await read(h.name);
-          queue = phase.plan(p.context, h, facts.get(h.name)!).filter((c) => !done.has(stepKey(c)));
+          queue = phase.plan(phaseContext(p.context, phase, facts), h, facts.get(h.name)!).filter((c) => !done.has(stepKey(c)));
         }
       }
     });

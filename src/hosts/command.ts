@@ -22,6 +22,8 @@ export interface Command {
   readonly stdin?: string;
   /** Whether stdin holds a secret (never shown). */
   readonly stdinSecret?: boolean;
+  /** A local file streamed to the command's standard input instead (a binary too big for a string). */
+  readonly upload?: string;
   /**
    * Slow by nature (a package install on a small VM): it may take at least this many
    * seconds, whatever the session's --timeout says.
@@ -31,6 +33,11 @@ export interface Command {
 
 /** The same command, allowed at least `seconds` to finish. */
 export const slow = (c: Command, seconds: number): Command => ({ ...c, slowS: Math.max(seconds, c.slowS ?? 0) });
+
+/** A script fed the contents of a local file on its standard input. */
+export function uploadScript(body: string, display: string, localFile: string): Command {
+  return { shell: body, display, upload: localFile };
+}
 
 /** A program and its arguments, each quoted. */
 export function cmd(...parts: Part[]): Command {

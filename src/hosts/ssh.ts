@@ -3,7 +3,7 @@
 // checked against a known_hosts file, one shared connection to a jump host, sudo for
 // non-root users, a timeout that ends the remote process too, bounded output, remote
 // error output masked, and errors that name the host and the step.
-import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { appendFileSync, createReadStream, existsSync, readFileSync } from "node:fs";
 import { connect as tcpConnect, type Socket } from "node:net";
 import ssh2 from "ssh2";
 import { quote, type Command } from "./command.js";
@@ -237,7 +237,10 @@ export class SshTransport implements Transport {
         settle(() => (code === null || code === undefined ? reject(this.lostError(step)) : resolve({ code, stdout: Buffer.concat(out).toString("utf8"), stderr: stderr() }))),
       );
       if (command.stdin !== undefined) ch.end(command.stdin);
-      else ch.end();
+      else if (command.upload !== undefined) {
+        // a command that exits early ends its input: its exit code and error output tell why
+        pipeline(createReadStream(command.upload), ch).catch(() => undefined);
+      } else ch.end();
     });
   }
 

@@ -38,6 +38,8 @@ export interface Change {
    * through and runs `cancel`; otherwise the host reverts by itself after `timeoutS`.
    */
   readonly confirm?: ConfirmSpec;
+  /** Runs on this machine once the change's commands succeeded: records state (the K3s bootstrap marker). */
+  readonly after?: () => void;
 }
 
 export interface ConfirmSpec {

@@ -3,6 +3,7 @@ import type { RenderContext } from "../render/types.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import type { Change } from "../ops/change.js";
 import type { Masker } from "../ops/file.js";
+import type { K3sBundle } from "../ops/bundle.js";
 
 export interface PhaseContext {
   readonly render: RenderContext;
@@ -13,6 +14,24 @@ export interface PhaseContext {
   readonly confirmTimeoutS?: number;
   /** The edge's origin certificate and key (PEM), when the state directory (or the lab) has one. */
   readonly originCertificate?: { readonly cert: string; readonly key: string };
+  /** Every host's facts, for a phase that reads other hosts' (Phase.peers); set by the engine. */
+  readonly facts?: ReadonlyMap<string, HostFacts>;
+  /** What the K3s phases install from and record (src/phases/k3s.ts). */
+  readonly k3s?: K3sRun;
+}
+
+/** Per run: where the K3s binary comes from, the agents' join token, and the bootstrap record. */
+export interface K3sRun {
+  /** The air-gap bundle to upload from (checked), or undefined: nodes download the pinned release themselves. */
+  bundle(): K3sBundle | undefined;
+  /** A bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`) made for this run: agents that join now use it. */
+  readonly joinToken: string;
+  /** Minutes the join token lives. */
+  readonly joinTokenTtlMin: number;
+  /** Why nothing can be installed in this run (a lab without its K3s stand-in): the phases plan nothing and say so. */
+  readonly unavailable?: string;
+  /** Records that the first server is up (src/state/bootstrap.ts): from then on no server renders cluster-init. */
+  markBootstrapped(firstServer: string): void;
 }
 
 /** One step of apply. plan() is pure: (facts, desired) -> changes; apply runs them. */
@@ -26,4 +45,12 @@ export interface Phase {
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[];
   /** Risks of the spec's design itself (a single point of failure): every plan states them, changes or not. */
   warnings?(pc: PhaseContext): string[];
+  /** Apply its hosts one at a time, in hosts() order, stopping at the first failure (K3s servers: quorum). */
+  readonly serial?: boolean;
+  /**
+   * Other hosts whose facts its plan reads through pc.facts (agents need a server's CA).
+   * The engine reads them with its own hosts' and, at apply time, reads again whatever
+   * changed and re-plans all of the phase's hosts from the fresh facts.
+   */
+  peers?(pc: PhaseContext): Host[];
 }
