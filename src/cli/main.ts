@@ -33,6 +33,7 @@ export const fmc = defineCommand({
     kubeconfig: () => import("./kubeconfig-commands.js").then((m) => m.kubeconfig),
     node: () => import("./node-commands.js").then((m) => m.node),
     upgrade: () => import("./upgrade-commands.js").then((m) => m.upgrade),
+    bundle: () => import("./bundle-commands.js").then((m) => m.bundleCommand),
     certs: () => import("./certs-commands.js").then((m) => m.certs),
   },
 });
