@@ -1,9 +1,13 @@
 // A session: the spec's context, where its hosts are, and one SSH connection per host
 // (through one shared connection to the jump host, if any), closed at the end whatever
 // happens. A host that can't be reached does not stop the others: it is recorded.
+import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
+import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
+import { isK3sBootstrapped, markK3sBootstrapped } from "../state/bootstrap.js";
+import type { K3sRun } from "../phases/phase.js";
 import { context, MAX_KEY_FILE_BYTES, readSmallTextFile } from "../project.js";
 import { inventory, withOverrides, type Inventory } from "./inventory.js";
 import { Topology } from "../spec/topology.js";
@@ -63,17 +67,52 @@ function readOriginCertificate(inv: Inventory): { cert: string; key: string } | 
   return { cert: readSmallTextFile(files.cert, "origin certificate", MAX_KEY_FILE_BYTES), key: readSmallTextFile(files.key, "origin certificate key", MAX_KEY_FILE_BYTES) };
 }
 
+/** Minutes a bootstrap token made by apply lives: long enough for a slow join, short enough to be worthless soon. */
+export const JOIN_TOKEN_TTL_MIN = 60;
+
+/** Where a bootstrap token's 6 + 16 characters come from ([a-z0-9], as kubeadm's). */
+export function newBootstrapToken(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  // 252 = 7 × 36: bytes above it are skipped so every character is equally likely
+  const out: string[] = [];
+  while (out.length < 22) for (const b of randomBytes(32)) if (b < 252 && out.length < 22) out.push(alphabet[b % 36]!);
+  return `${out.slice(0, 6).join("")}.${out.slice(6).join("")}`;
+}
+
+function k3sRun(ctx: RenderContext, stateDir: string, markerDir: string, source: "spec" | "lab"): K3sRun {
+  const version = ctx.spec.k3s.version;
+  const dir = k3sBundleDir(stateDir, version, source);
+  let bundle: K3sBundle | undefined | null = null;
+  return {
+    bundle: () => {
+      if (bundle === null) bundle = existsSync(dir) ? readBundle(dir, version) : undefined;
+      return bundle;
+    },
+    // the lab's nodes have no route out: without its stand-in bundle there is nothing to install
+    ...(source === "lab" && !existsSync(dir) ? { unavailable: "the lab has no K3s stand-in (it needs etcd-server and etcd-client on this machine, and the lab's k3s-server hosts): the K3s phases plan nothing" } : {}),
+    joinToken: newBootstrapToken(),
+    joinTokenTtlMin: JOIN_TOKEN_TTL_MIN,
+    markBootstrapped: (first) => void markK3sBootstrapped({ path: markerDir }, ctx.spec.name, first),
+  };
+}
+
 export async function openSession(o: SessionOptions): Promise<Session> {
   const loaded = context({ file: o.file, stateDir: o.stateDir });
   const stateDir = loaded.stateDir;
   const inv = inventory(loaded.ctx.spec, stateDir);
   // against the lab, the lab's stand-ins replace what can't run on its machine
   const spec = withOverrides(loaded.ctx.spec, inv.overrides);
-  const ctx: RenderContext = spec === loaded.ctx.spec ? loaded.ctx : { ...loaded.ctx, spec, topo: new Topology(spec, loaded.ctx.topo.sshKeys) };
+  // the lab's cluster is not the real one: its bootstrap record lives (and dies) with the lab
+  const markerDir = inv.source === "lab" ? join(stateDir, "lab") : stateDir;
+  const labBoot = inv.source === "lab" ? { k3sBootstrapped: isK3sBootstrapped({ path: markerDir }, loaded.ctx.spec.name) } : {};
+  const ctx: RenderContext = spec === loaded.ctx.spec && inv.source !== "lab" ? loaded.ctx : { ...loaded.ctx, ...labBoot, spec, topo: new Topology(spec, loaded.ctx.topo.sshKeys) };
   const phases = selectPhases(o.phases);
+  const k3s = k3sRun(ctx, stateDir, markerDir, inv.source);
   const pc: PhaseContext = {
     render: ctx,
-    mask: (t) => ctx.secrets.mask(t),
+    // the join token made for this run is a secret like the stored ones
+    mask: (t) => ctx.secrets.mask(t).replaceAll(k3s.joinToken, "<secret:k3s-bootstrap-token>"),
+    k3s,
     loginUser: (h) => inv.targets.get(h.name)?.user ?? ctx.topo.sshUser(h),
     confirmTimeoutS: o.confirmTimeoutS,
     originCertificate: readOriginCertificate(inv),

@@ -144,3 +144,6 @@ export function pgdgRepository(elMajor: string): Command {
 }
 export const PGDG_REPO_PACKAGE = "pgdg-redhat-repo";
 
+
+/** Where the K3s binary goes: Flatcar's /usr is read-only (get.k3s.io uses /opt/bin there too). */
+export const k3sBinDir = (family: OsFamilyName): string => (family === "flatcar" ? "/opt/bin" : "/usr/local/bin");

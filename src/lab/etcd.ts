@@ -1,13 +1,15 @@
-// The lab's stand-in for K3s's embedded etcd: K3s can't run on the lab machine, so each
-// k3s-server container runs Debian's etcd (this machine's /usr/bin/etcd, copied in) laid
-// out the way K3s lays out its embedded etcd: the same ports (client 2379 on 127.0.0.1 and
-// the node address, peer 2380), TLS files at K3s's paths with K3s's names, the data under
-// /var/lib/rancher/k3s/server/db/etcd, members named <node>-<8 hex>, and a unit named
-// k3s.service. So fmc's etcd reading (src/ops/etcd.ts: curl with K3s's client certificate)
-// and every quorum decision run against a real multi-member etcd. Started by the lab, never
-// by fmc apply; certificates come from a CA of the lab's own (.fmc/lab/etcd, keys 0600).
+// The lab's stand-in for K3s: K3s can't run on the lab machine, so the lab ships a small
+// `k3s` of its own in a bundle (.fmc/lab/k3s-bundle) that `fmc apply` installs exactly as it
+// installs a real release (uploaded, SHA-256 checked on the node, fmc's k3s.service or
+// k3s-agent.service). On servers it runs Debian's etcd (this machine's /usr/bin/etcd, copied
+// in by the lab) laid out as K3s lays out its embedded etcd: the same ports (client 2379 on
+// 127.0.0.1 and the node address, peer 2380), TLS files at K3s's paths with K3s's names, the
+// data under /var/lib/rancher/k3s/server/db/etcd, members named <node>-<8 hex>. So fmc's
+// install order, its waits, etcd reading (src/ops/etcd.ts) and every quorum decision run
+// against a real multi-member etcd; agents check their bootstrap token against it.
+// Certificates come from a CA of the lab's own (.fmc/lab/etcd, keys 0600).
 import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
@@ -25,36 +27,162 @@ const BIN = "/usr/local/lib/fmc-lab/etcd";
 export const HOST_ETCDCTL = "/usr/bin/etcdctl";
 const CTL = "/usr/local/lib/fmc-lab/etcdctl";
 
+export const LIB = "/usr/local/lib/fmc-lab";
+
 /**
- * The lab's stand-in for the k3s CLI: only `k3s etcd-snapshot save [--name N] [--dir D]`,
- * writing where K3s writes and naming the file as K3s names it (<name>-<node>-<unix time>,
- * docs.k3s.io/cli/etcd-snapshot), through etcdctl with K3s's etcd client certificate.
+ * The lab's stand-in for the k3s binary, shipped in the lab's K3s bundle and installed by
+ * `fmc apply` exactly as a real one is (uploaded, SHA-256 checked, fmc's own unit). What it
+ * does in K3s's place, with a real etcd underneath:
+ * - `k3s server`: reads /etc/rancher/k3s/config.yaml as K3s does; with cluster-init it
+ *   starts a new one-member etcd; with `server:` it joins: K3s asks the server URL for the
+ *   members, the stand-in asks the other servers' etcd directly (member add), then starts
+ *   a member that syncs; with a data directory it starts the existing member. etcd itself
+ *   tells systemd it is ready (Type=notify), as K3s does once it serves.
+ * - `k3s agent`: checks the token as K3s's TLS bootstrap does (K10<CA hash>::…: the hash of
+ *   the cluster CA must match) and that the bootstrap-token Secret exists in the cluster's
+ *   etcd, unexpired, with this secret; then marks itself admitted and idles.
+ * - `k3s kubectl get --raw=/readyz` (answers from etcd's health: no API server runs),
+ *   `k3s kubectl apply -f -` (stores the object in etcd under /registry/…, as the API
+ *   server would), `k3s etcd-snapshot save [--name N] [--dir D]` (K3s's file names), `--version`.
  */
-export const K3S_CLI_STANDIN = `#!/bin/sh
-# fmc lab stand-in for the k3s CLI (K3s can't run on the lab machine): only
-# "k3s etcd-snapshot save [--name N] [--dir D]", as K3s names and places snapshots.
+export function k3sStandIn(version: string): string {
+  return `#!/bin/sh
+# fmc lab stand-in for K3s ${version}: K3s can't run on the lab machine. See src/lab/etcd.ts.
 set -eu
-if [ "\${1:-}" != etcd-snapshot ] || [ "\${2:-}" != save ]; then
-  echo "fmc lab stand-in: k3s $* is not available in the lab (K3s can't run here)" >&2
-  exit 1
-fi
-shift 2
-name=on-demand
-dir=${K3S_SNAPSHOT_DIR}
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --name) name=$2; shift 2 ;;
-    --name=*) name=\${1#--name=}; shift ;;
-    --dir|--etcd-snapshot-dir) dir=$2; shift 2 ;;
-    *) echo "fmc lab stand-in: k3s etcd-snapshot save: unknown flag $1" >&2; exit 1 ;;
+VERSION='${version}'
+LIB=${LIB}
+TLS=${K3S_ETCD_TLS}
+DATA=${K3S_ETCD_DATA}
+CONFIG=/etc/rancher/k3s/config.yaml
+ctl() { ETCDCTL_API=3 "$LIB/etcdctl" --cacert="$TLS/server-ca.crt" --cert="$TLS/client.crt" --key="$TLS/client.key" "$@"; }
+# a top-level scalar of config.yaml (what fmc writes: one "key: value" per line)
+cfg() { [ -f "$CONFIG" ] && sed -n "s/^$1: *//p" "$CONFIG" | head -n 1 | sed "s/^[\\"']//; s/[\\"']\\$//"; }
+die() { echo "k3s (fmc lab stand-in): $*" >&2; exit 1; }
+case "\${1:-}" in
+--version|-v|version)
+  echo "k3s version $VERSION (fmc-lab-stand-in)"
+  ;;
+server)
+  . "$LIB/standin.env"
+  [ -f "$CONFIG" ] || die "no $CONFIG"
+  mkdir -p /var/lib/rancher/k3s/server/tls
+  [ -s /var/lib/rancher/k3s/server/tls/server-ca.crt ] || cp "$LIB/cluster-ca.crt" /var/lib/rancher/k3s/server/tls/server-ca.crt
+  set -- --name="$NAME" --data-dir="$DATA" \\
+    --listen-client-urls="https://127.0.0.1:2379,https://$ADDRESS:2379" --advertise-client-urls="https://$ADDRESS:2379" \\
+    --listen-peer-urls="https://$ADDRESS:2380" --initial-advertise-peer-urls="https://$ADDRESS:2380" \\
+    --client-cert-auth --trusted-ca-file="$TLS/server-ca.crt" --cert-file="$TLS/server-client.crt" --key-file="$TLS/server-client.key" \\
+    --peer-client-cert-auth --peer-trusted-ca-file="$TLS/peer-ca.crt" --peer-cert-file="$TLS/peer-server-client.crt" --peer-key-file="$TLS/peer-server-client.key"
+  if [ -d "$DATA/member" ]; then exec "$LIB/etcd" "$@"; fi
+  if [ "$(cfg cluster-init)" = true ]; then
+    exec "$LIB/etcd" "$@" --initial-cluster="$NAME=https://$ADDRESS:2380" --initial-cluster-state=new --initial-cluster-token="$CLUSTER_TOKEN"
+  fi
+  [ -n "$(cfg server)" ] || die "$CONFIG has neither cluster-init nor server: nothing to start or join"
+  # K3s keeps trying to join; so does the stand-in (etcd refuses a member add until every
+  # member has been connected for 5 s: "not healthy for reconfigure")
+  tries=0
+  while [ "$tries" -lt 90 ]; do
+  tries=$((tries + 1))
+  for p in $PEERS; do
+    [ "$p" = "$ADDRESS" ] && continue
+    if out=$(ctl --endpoints="https://$p:2379" member add "$NAME" --peer-urls="https://$ADDRESS:2380" 2>&1); then
+      exec "$LIB/etcd" "$@" --initial-cluster="$(echo "$out" | sed -n 's/^ETCD_INITIAL_CLUSTER="\\(.*\\)"$/\\1/p')" --initial-cluster-state=existing
+    fi
+    # added by an earlier start that never came up: take the member list as it is
+    if list=$(ctl --endpoints="https://$p:2379" member list 2>/dev/null) && echo "$list" | grep -q "https://$ADDRESS:2380"; then
+      exec "$LIB/etcd" "$@" --initial-cluster="$(echo "$list" | awk -F', ' -v me="$NAME" '{ n = $3; if (n == "") n = me; printf "%s%s=%s", (c++ ? "," : ""), n, $4 }')" --initial-cluster-state=existing
+    fi
+  done
+  sleep 2
+  done
+  die "no etcd member among $PEERS let $NAME join in 180 s (is the first server up?)"
+  ;;
+agent)
+  . "$LIB/standin.env"
+  token=$(cfg token)
+  case "$token" in K10*::*) ;; *) die "the token is not in K3s's secure format (K10<CA hash>::…): not joining without checking the server" ;; esac
+  hash=\${token#K10}; hash=\${hash%%::*}; cred=\${token#*::}
+  ca=$(sha256sum "$LIB/cluster-ca.crt" | cut -d ' ' -f 1)
+  [ "$hash" = "$ca" ] || die "the cluster CA's SHA-256 is $ca, the token pins $hash: not joining"
+  id=\${cred%%.*}; secret=\${cred#*.}
+  echo "$cred" | grep -Eq '^[a-z0-9]{6}\\.[a-z0-9]{16}$' || die "the credentials are not a bootstrap token"
+  key=$(printf '/registry/secrets/kube-system/bootstrap-token-%s' "$id" | base64 -w0)
+  body=
+  for p in $PEERS; do
+    if r=$(curl -sf --max-time 5 --cacert "$LIB/etcd-ca.crt" --cert "$LIB/etcd-client.crt" --key "$LIB/etcd-client.key" -X POST -d "{\\"key\\":\\"$key\\"}" "https://$p:2379/v3/kv/range"); then
+      body=$(echo "$r" | sed -n 's/.*"value":"\\([^"]*\\)".*/\\1/p' | base64 -d 2>/dev/null || true); break
+    fi
+  done
+  [ -n "$body" ] || die "bootstrap token $id is not in the cluster (or no server answers)"
+  echo "$body" | grep -q "\\"token-secret\\":\\"$secret\\"" || die "bootstrap token $id: wrong secret"
+  exp=$(echo "$body" | sed -n 's/.*"expiration":"\\([^"]*\\)".*/\\1/p')
+  [ -n "$exp" ] && [ "$(date -d "$exp" +%s)" -gt "$(date +%s)" ] || die "bootstrap token $id expired at $exp"
+  mkdir -p /var/lib/rancher/k3s/agent /etc/rancher/node
+  [ -s /etc/rancher/node/password ] || (umask 077; head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /etc/rancher/node/password)
+  echo "fmc lab stand-in: admitted with bootstrap token $id at $(date -u +%FT%TZ)" > /var/lib/rancher/k3s/agent/client-kubelet.crt
+  systemd-notify --ready 2>/dev/null || true
+  exec sleep infinity
+  ;;
+kubectl)
+  shift
+  case "$*" in
+  "get --raw=/readyz") ctl --endpoints=https://127.0.0.1:2379 endpoint health >/dev/null 2>&1 || die "etcd on this server is not healthy"; echo ok ;;
+  "apply -f -")
+    body=$(cat)
+    name=$(echo "$body" | sed -n 's/.*"metadata":{"name":"\\([a-z0-9.-]*\\)","namespace":"\\([a-z0-9-]*\\)".*/\\2\\/\\1/p')
+    [ -n "$name" ] || die "kubectl apply: the stand-in takes one JSON object with metadata.name and .namespace"
+    printf '%s' "$body" | ctl --endpoints=https://127.0.0.1:2379 put "/registry/secrets/$name" >/dev/null
+    echo "secret/\${name#*/} configured"
+    ;;
+  *) die "kubectl $* is not available in the lab (no API server runs)" ;;
   esac
-done
-mkdir -p -m 0700 "$dir"
-file="$dir/$name-$(hostname)-$(date +%s)"
-tls=${K3S_ETCD_TLS}
-ETCDCTL_API=3 ${CTL} --endpoints=https://127.0.0.1:2379 --cacert="$tls/server-ca.crt" --cert="$tls/client.crt" --key="$tls/client.key" snapshot save "$file" >/dev/null
-echo "Snapshot $(basename "$file") saved to $file"
+  ;;
+etcd-snapshot)
+  [ "\${2:-}" = save ] || die "only etcd-snapshot save"
+  shift 2
+  name=on-demand
+  dir=${K3S_SNAPSHOT_DIR}
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --name) name=$2; shift 2 ;;
+      --name=*) name=\${1#--name=}; shift ;;
+      --dir|--etcd-snapshot-dir) dir=$2; shift 2 ;;
+      *) die "etcd-snapshot save: unknown flag $1" ;;
+    esac
+  done
+  mkdir -p -m 0700 "$dir"
+  file="$dir/$name-$(hostname)-$(date +%s)"
+  ctl --endpoints=https://127.0.0.1:2379 snapshot save "$file" >/dev/null
+  echo "Snapshot $(basename "$file") saved to $file"
+  ;;
+*)
+  die "k3s $* is not available in the lab (K3s can't run here)"
+  ;;
+esac
 `;
+}
+
+/** The lab's K3s bundle: the stand-in as "k3s", with a checksum file and manifest as fmc bundle writes them. */
+export function writeLabK3sBundle(dir: string, version: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const bin = k3sStandIn(version);
+  writeFileSync(join(dir, "k3s"), bin, { mode: 0o755 });
+  const sha = createHash("sha256").update(bin).digest("hex");
+  const sums = `${sha}  k3s\n`;
+  writeFileSync(join(dir, "sha256sum-amd64.txt"), sums);
+  const manifest = {
+    version: 1,
+    k3sVersion: version,
+    arch: "amd64",
+    files: {
+      k3s: { sha256: sha, bytes: Buffer.byteLength(bin) },
+      "sha256sum-amd64.txt": { sha256: createHash("sha256").update(sums).digest("hex"), bytes: Buffer.byteLength(sums) },
+    },
+    createdAt: new Date().toISOString(),
+    source: "fmc lab up: the lab's stand-in for K3s (src/lab/etcd.ts), not a K3s release",
+  };
+  writeFileSync(join(dir, "bundle.json"), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
+}
 
 export interface EtcdNode {
   readonly name: string;
@@ -140,70 +268,60 @@ export function standInKubeconfig(certDir: string): string {
   ].join("\n");
 }
 
-/** etcd's command line for one member, as K3s configures its embedded etcd. */
-export function etcdArgs(lab: string, node: EtcdNode, all: readonly EtcdNode[]): string[] {
-  const tls = (n: string) => `${K3S_ETCD_TLS}/${n}`;
-  return [
-    `--name=${memberName(lab, node.name)}`,
-    `--data-dir=${K3S_ETCD_DATA}`,
-    `--listen-client-urls=https://127.0.0.1:2379,https://${node.address}:2379`,
-    `--advertise-client-urls=https://${node.address}:2379`,
-    `--listen-peer-urls=https://${node.address}:2380`,
-    `--initial-advertise-peer-urls=https://${node.address}:2380`,
-    `--initial-cluster=${all.map((n) => `${memberName(lab, n.name)}=https://${n.address}:2380`).join(",")}`,
-    "--initial-cluster-state=new",
-    `--initial-cluster-token=fmclab-${lab}`,
-    "--client-cert-auth",
-    `--trusted-ca-file=${tls("server-ca.crt")}`,
-    `--cert-file=${tls("server-client.crt")}`,
-    `--key-file=${tls("server-client.key")}`,
-    "--peer-client-cert-auth",
-    `--peer-trusted-ca-file=${tls("peer-ca.crt")}`,
-    `--peer-cert-file=${tls("peer-server-client.crt")}`,
-    `--peer-key-file=${tls("peer-server-client.key")}`,
-  ];
+/** A file the stand-in needs on a lab host (containers: written into its root; VMs: on the config disk). */
+export interface StandInFile {
+  readonly path: string;
+  readonly content: string;
+  readonly mode: number;
 }
 
-/** Puts the stand-in into a container's root: the binary, K3s's TLS files, k3s.service enabled. */
-export function installEtcdStandIn(root: string, lab: string, node: EtcdNode, all: readonly EtcdNode[], certDir: string): void {
-  mkdirSync(join(root, "usr/local/lib/fmc-lab"), { recursive: true });
+const NOTIFY_DROPIN = "# fmc lab: the stand-in notifies systemd from a helper process\n[Service]\nNotifyAccess=all\n";
+
+/**
+ * What a K3s node of the lab needs for the stand-in, beside what fmc apply installs: a
+ * server its etcd TLS files (K3s makes them itself at first start), its member name and
+ * peers, the admin kubeconfig K3s would write; every node the cluster CA (the agents' token
+ * pins its hash), a client certificate for reading bootstrap tokens from etcd, and a
+ * drop-in letting the stand-in report readiness. No unit, no binary: apply installs those.
+ */
+export function standInFiles(lab: string, node: EtcdNode & { server: boolean }, servers: readonly EtcdNode[], certs: ReadonlyMap<string, string>): StandInFile[] {
+  const any = certs.get(servers[0]!.name)!;
+  const read = (dir: string, n: string) => readFileSync(join(dir, n), "utf8");
+  const files: StandInFile[] = [
+    { path: `${LIB}/cluster-ca.crt`, content: read(any, "server-ca.crt"), mode: 0o644 },
+    { path: `${LIB}/etcd-ca.crt`, content: read(any, "server-ca.crt"), mode: 0o644 },
+    { path: `${LIB}/etcd-client.crt`, content: read(any, "client.crt"), mode: 0o644 },
+    { path: `${LIB}/etcd-client.key`, content: read(any, "client.key"), mode: 0o600 },
+    {
+      path: `${LIB}/standin.env`,
+      content: `NAME=${memberName(lab, node.name)}\nADDRESS=${node.address}\nPEERS="${servers.map((s) => s.address).join(" ")}"\nCLUSTER_TOKEN=fmclab-${lab}\n`,
+      mode: 0o644,
+    },
+    { path: `/etc/systemd/system/${node.server ? "k3s.service" : "k3s-agent.service"}.d/fmc-lab.conf`, content: NOTIFY_DROPIN, mode: 0o644 },
+  ];
+  if (node.server) {
+    const dir = certs.get(node.name)!;
+    for (const n of ["server-ca.crt", "peer-ca.crt", "server-client.crt", "server-client.key", "client.crt", "client.key", "peer-server-client.crt", "peer-server-client.key"]) {
+      files.push({ path: `${K3S_ETCD_TLS}/${n}`, content: read(dir, n), mode: n.endsWith(".key") ? 0o600 : 0o644 });
+    }
+    // K3s writes the admin kubeconfig at start (0600 with write-kubeconfig-mode): the lab's
+    // has the same shape and names, signed by the lab's CA (no API answers behind it)
+    files.push({ path: "/etc/rancher/k3s/k3s.yaml", content: standInKubeconfig(dir), mode: 0o600 });
+  }
+  return files;
+}
+
+/** Writes the stand-in's files into a container's root, and on a server the etcd binaries. */
+export function installStandIn(root: string, files: readonly StandInFile[], server: boolean): void {
+  for (const f of files) {
+    const p = join(root, f.path.slice(1));
+    mkdirSync(join(p, ".."), { recursive: true, mode: 0o700 });
+    writeFileSync(p, f.content, { mode: f.mode });
+  }
+  if (!server) return;
   copyFileSync(HOST_ETCD, join(root, BIN));
   chmodSync(join(root, BIN), 0o755);
-  const tls = join(root, K3S_ETCD_TLS.slice(1));
-  mkdirSync(tls, { recursive: true, mode: 0o700 });
-  for (const n of ["server-ca.crt", "peer-ca.crt", "server-client.crt", "server-client.key", "client.crt", "client.key", "peer-server-client.crt", "peer-server-client.key"]) {
-    writeFileSync(join(tls, n), readFileSync(join(certDir, n)), { mode: n.endsWith(".key") ? 0o600 : 0o644 });
-  }
-  mkdirSync(join(root, K3S_ETCD_DATA.slice(1)), { recursive: true, mode: 0o700 });
-  if (existsSync(HOST_ETCDCTL)) {
-    copyFileSync(HOST_ETCDCTL, join(root, CTL));
-    chmodSync(join(root, CTL), 0o755);
-    writeFileSync(join(root, "usr/local/bin/k3s"), K3S_CLI_STANDIN, { mode: 0o755 });
-  }
-  writeFileSync(
-    join(root, "etc/systemd/system", STANDIN_UNIT),
-    [
-      "# fmc lab stand-in: K3s can't run on the lab machine; this is Debian's etcd laid out as",
-      "# K3s's embedded etcd (ports, TLS files, data directory, member name, unit name)",
-      "[Unit]",
-      "Description=fmc lab stand-in for K3s's embedded etcd",
-      "After=network-online.target",
-      "",
-      "[Service]",
-      `ExecStart=${BIN} ${etcdArgs(lab, node, all).join(" ")}`,
-      "Restart=always",
-      "RestartSec=2",
-      "",
-      "[Install]",
-      "WantedBy=multi-user.target",
-      "",
-    ].join("\n"),
-    { mode: 0o644 },
-  );
-  // K3s writes the admin kubeconfig at start (0600 with write-kubeconfig-mode): the lab's
-  // has the same shape and names, signed by the lab's CA (no API answers behind it)
-  mkdirSync(join(root, "etc/rancher/k3s"), { recursive: true, mode: 0o755 });
-  writeFileSync(join(root, "etc/rancher/k3s/k3s.yaml"), standInKubeconfig(certDir), { mode: 0o600 });
-  mkdirSync(join(root, "etc/systemd/system/multi-user.target.wants"), { recursive: true });
-  symlinkSync(`/etc/systemd/system/${STANDIN_UNIT}`, join(root, "etc/systemd/system/multi-user.target.wants", STANDIN_UNIT));
+  copyFileSync(HOST_ETCDCTL, join(root, CTL));
+  chmodSync(join(root, CTL), 0o755);
+  mkdirSync(join(root, K3S_ETCD_DATA.slice(1), ".."), { recursive: true, mode: 0o700 });
 }

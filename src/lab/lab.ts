@@ -20,8 +20,9 @@ import { FmcError } from "../errors.js";
 import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
 import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
-import { etcdStandInAvailable, HOST_ETCD, installEtcdStandIn, issueEtcdCertificates, STANDIN_UNIT, type EtcdNode } from "./etcd.js";
+import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./etcd.js";
 import { quote } from "../hosts/command.js";
+import { k3sBundleDir } from "../ops/bundle.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
 import { parseStored } from "../state/stored.js";
@@ -245,11 +246,22 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     // K3s's embedded etcd, stood in for by a real etcd on the k3s-server containers
     const etcdNodes: EtcdNode[] = hosts.filter((h) => h.roles.includes("k3s-server") && !isVm(h)).map((h) => ({ name: h.name, address: h.address }));
     let etcdCerts: Map<string, string> | undefined;
+    const bundleDir = k3sBundleDir(stateDir, o.spec.k3s.version, "lab");
+    rmSync(bundleDir, { recursive: true, force: true });
     if (etcdNodes.length && etcdStandInAvailable()) {
       etcdCerts = issueEtcdCertificates(join(stateDir, "lab", "etcd"), o.spec.name, etcdNodes);
-      o.log(`etcd stand-in for K3s (${STANDIN_UNIT}, ${etcdNodes.length} members) on ${etcdNodes.map((n) => n.name).join(", ")}`);
-    } else if (etcdNodes.length) o.log(`no ${HOST_ETCD} on this machine: the k3s-server hosts run no etcd stand-in (apt-get install etcd-server)`);
-    const standIn = (h: Host) => (etcdCerts?.has(h.name) ? (root: string) => installEtcdStandIn(root, o.spec.name, { name: h.name, address: h.address }, etcdNodes, etcdCerts!.get(h.name)!) : undefined);
+      writeLabK3sBundle(bundleDir, o.spec.k3s.version);
+      o.log(`K3s stand-in (real etcd underneath, ${STANDIN_UNIT}) for ${etcdNodes.map((n) => n.name).join(", ")}: fmc apply installs it from ${bundleDir}`);
+    } else if (etcdNodes.length) o.log(`no ${HOST_ETCD} on this machine: the lab has no K3s stand-in (apt-get install etcd-server etcd-client)`);
+    const isK3sNode = (h: Host) => h.roles.includes("k3s-server") || h.roles.includes("k3s-agent");
+    const standInOf = (h: Host): StandInFile[] | undefined =>
+      etcdCerts && isK3sNode(h) && (etcdCerts.has(h.name) || !h.roles.includes("k3s-server"))
+        ? standInFiles(o.spec.name, { name: h.name, address: h.address, server: etcdCerts.has(h.name) }, etcdNodes, etcdCerts)
+        : undefined;
+    const standIn = (h: Host) => {
+      const files = standInOf(h);
+      return files ? (root: string) => installStandIn(root, files, etcdCerts!.has(h.name)) : undefined;
+    };
     net.hosts.forEach((hn, i) => {
       const h = hosts[i]!;
       if (isVm(h)) {
@@ -272,7 +284,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
           dataDisks: spec.vm?.dataDisks ?? [],
           authorizedKeys: [...o.topo.keysOf(spec), labPublicKey(o.stateDir)],
           hostname: h.name,
-          files: [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }],
+          files: [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }, ...(standInOf(spec) ?? [])],
           image: vmImage,
           switchNs: SWITCH_NS,
           log: o.log,

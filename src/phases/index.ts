@@ -9,6 +9,7 @@ import { edge } from "./edge.js";
 import { storage } from "./storage.js";
 import { database } from "./database.js";
 import { longhornPrereqs } from "./longhorn.js";
+import { k3sAgents, k3sServers } from "./k3s.js";
 
 export const PHASES: readonly Phase[] = [
   base, //          hostname, resolver, sysctl, swap, time, keys
@@ -19,6 +20,8 @@ export const PHASES: readonly Phase[] = [
   database, //      PostgreSQL with its data on the storage host's NFS export
   longhornPrereqs, // open-iscsi, the NFS client and kernel modules on every K3s node
   loadbalancer, //  HAProxy + Keepalived in front of the K3s API and the ingress
+  k3sServers, //    K3s servers one at a time (the first bootstraps etcd), through the VIP
+  k3sAgents, //     K3s agents in parallel, each with a bootstrap token that expires
   edge, //          the edge proxies (HAProxy or Traefik) + Keepalived behind the port forwards
 ];
 

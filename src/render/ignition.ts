@@ -45,7 +45,8 @@ export const K3S_SYSCTL = [
 export const K3S_INSTALL_ATTEMPTS = 12;
 export const K3S_INSTALL_MAX_DELAY_S = 120;
 
-export function k3sInstallScript(ctx: RenderContext): string {
+/** The install script: Ignition runs it at first boot from /opt/fmc; the k3s phases run it on nodes without a bundle. */
+export function k3sInstallScript(ctx: RenderContext, binDir = "/opt/bin"): string {
   const k = ctx.spec.k3s;
   const verify = k.sha256
     ? [`EXPECTED=${sh(k.sha256)}`]
@@ -67,9 +68,9 @@ export function k3sInstallScript(ctx: RenderContext): string {
     "  done",
     "}",
     `VERSION=${sh(k.version)}`,
-    "BIN=/opt/bin/k3s",
+    `BIN=${sh(`${binDir}/k3s`)}`,
     'if [ -x "$BIN" ] && "$BIN" --version | grep -qF "$VERSION"; then exit 0; fi',
-    "mkdir -p /opt/bin",
+    `mkdir -p ${sh(binDir)}`,
     'TMP=$(mktemp -d); trap \'rm -rf "$TMP"\' EXIT',
     k.airgapPath
       ? [`cp ${sh(k.airgapPath)} "$TMP/k3s"`, ...(k.sha256 ? [`EXPECTED=${sh(k.sha256)}`] : ['EXPECTED=""'])]
@@ -80,19 +81,26 @@ export function k3sInstallScript(ctx: RenderContext): string {
         ],
     'if [ -n "$EXPECTED" ]; then echo "$EXPECTED  $TMP/k3s" | sha256sum --check --status || { echo "k3s checksum mismatch" >&2; exit 1; }; fi',
     'install -m 0755 "$TMP/k3s" "$BIN.new" && mv -f "$BIN.new" "$BIN"',
-    'for tool in kubectl crictl ctr; do ln -sf k3s "/opt/bin/$tool"; done',
+    // K3s's own tools, as get.k3s.io links them; a real kubectl already there stays
+    `for tool in kubectl crictl ctr; do if [ ! -e ${sh(binDir)}/"$tool" ] || [ -L ${sh(binDir)}/"$tool" ]; then ln -sf k3s ${sh(binDir)}/"$tool"; fi; done`,
   );
 }
 
-function k3sUnit(server: boolean, s3CredentialsFile?: string): string {
+/**
+ * k3s.service (servers) or k3s-agent.service, as get.k3s.io writes them. On Flatcar the
+ * binary is /opt/bin/k3s and the unit waits for k3s-install.service (Ignition's first-boot
+ * install); where the k3s phases install the binary, there is no install unit.
+ */
+export function k3sUnit(server: boolean, s3CredentialsFile?: string, o: { bin?: string; installUnit?: boolean } = {}): string {
+  const installUnit = o.installUnit ?? true;
   return unitFile(
     {
       Unit: [
         ["Description", `Lightweight Kubernetes (${server ? "server" : "agent"})`],
         ["Documentation", "https://docs.k3s.io"],
         ["Wants", "network-online.target"],
-        ["After", "network-online.target k3s-install.service"],
-        ["Requires", "k3s-install.service"],
+        ["After", `network-online.target${installUnit ? " k3s-install.service" : ""}`],
+        ...(installUnit ? ([["Requires", "k3s-install.service"]] as Array<[string, string]>) : []),
       ],
       Service: [
         ["Type", "notify"],
@@ -101,7 +109,7 @@ function k3sUnit(server: boolean, s3CredentialsFile?: string): string {
         // K3s reads etcd-s3-access-key/-secret-key from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
         // (k3s-io/k3s pkg/cli/cmds/server.go); "-": a missing file must not keep K3s down
         ...(server && s3CredentialsFile ? ([["EnvironmentFile", `-${systemdPath(s3CredentialsFile)}`]] as Array<[string, string]>) : []),
-        ["ExecStart", `/opt/bin/k3s ${server ? "server" : "agent"}`],
+        ["ExecStart", `${systemdPath(o.bin ?? "/opt/bin/k3s")} ${server ? "server" : "agent"}`],
         ["KillMode", "process"],
         ["Delegate", "yes"],
         ["LimitNOFILE", "1048576"],

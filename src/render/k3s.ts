@@ -92,8 +92,11 @@ export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknow
   return Object.fromEntries(Object.entries(cfg).sort(([a], [b]) => a.localeCompare(b)));
 }
 
-export function k3sConfigText(ctx: RenderContext, host: Host): string {
-  return `# ${HEADER_TEXT}\n${stringify(k3sConfig(ctx, host))}`;
+/** The file; `token` replaces the join token (an agent joining with a bootstrap token, or keeping the one it joined with). */
+export function k3sConfigText(ctx: RenderContext, host: Host, token?: string): string {
+  const cfg = k3sConfig(ctx, host);
+  if (token !== undefined) cfg.token = token;
+  return `# ${HEADER_TEXT}\n${stringify(cfg)}`;
 }
 
 /**

@@ -1,11 +1,14 @@
-// K3s's servers in the lab (test/fixtures/lab-k3s.yaml): K3s can't run here, so each
-// k3s-server container runs the lab's stand-in, a real etcd laid out as K3s's embedded
-// etcd (unit k3s.service, K3s's TLS paths and member names). `fmc etcd status` reads it the
-// way it reads K3s (curl with K3s's etcd client certificate), and the quorum arithmetic
-// decides on what that real three-member etcd reports. Needs root; one lab for the file.
+// K3s in the lab (test/fixtures/lab-k3s.yaml): K3s can't run here, so `fmc lab up` ships a
+// stand-in `k3s` in the lab's bundle (src/lab/etcd.ts) and `fmc apply` installs it exactly
+// as it installs a release: uploaded, SHA-256 checked on the node, fmc's units, servers one
+// at a time with the first bootstrapping, agents with bootstrap tokens. Underneath the
+// servers runs a real etcd laid out as K3s's embedded etcd (K3s's TLS paths, member names,
+// unit k3s.service): `fmc etcd status` reads it the way it reads K3s, and the quorum
+// arithmetic decides on what that real three-member etcd reports. Needs root; one lab.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { existsSync, mkdtempSync, copyFileSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
@@ -17,6 +20,8 @@ let dir = "";
 const run = (...args: string[]) => fmc([...args], dir);
 const PREFIX = join(tmpdir(), "fmc-k3s-e2e-");
 let ours = false;
+let applied: ReturnType<typeof run> | undefined;
+const K3S_PHASES = ["--phase", "k3s-servers,k3s-agents"];
 
 type Member = EtcdMember & { healthy: boolean; isLeader: boolean };
 function status(): { code: number | null; text: string; members: Member[]; askedVia: string } {
@@ -32,10 +37,75 @@ before(() => {
   copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
   const stale = run("lab", "down");
   if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
-  const up = run("lab", "up", "--only", "k3s-server");
+  const up = run("lab", "up", "--only", "k3s-server,k3s-agent");
   assert.equal(up.status, 0, up.stderr);
   ours = true;
-  assert.match(up.stderr, /etcd stand-in for K3s \(k3s\.service, 3 members\) on master1, master2, master3/);
+  assert.match(up.stderr, /K3s stand-in \(real etcd underneath, k3s\.service\) for master1, master2, master3: fmc apply installs it from /);
+  applied = run("apply", "--yes", "--phase", "k3s-servers,k3s-agents");
+});
+
+test("fmc apply installs K3s servers one at a time, the first bootstrapping, each waited for; agents after; a re-plan has nothing to do", () => {
+  assert.equal(applied!.status, 0, applied!.stdout + applied!.stderr);
+  const lines = applied!.stderr.split("\n");
+  const at = (re: RegExp) => {
+    const i = lines.findIndex((l) => re.test(l));
+    assert.ok(i >= 0, `no line ${re} in:\n${applied!.stderr}`);
+    return i;
+  };
+  // the binary came from the bundle and was checked on the node
+  at(/\[master1\] k3s-servers: install K3s v1\.33\.4\+k3s1 in \/usr\/local\/bin \(from the bundle .*k3s-bundle, SHA-256 [0-9a-f]{12}… checked on the node\)/);
+  const boot = at(/\[master1\] k3s-servers: wait for master1 \(bootstraps the cluster\), then record that the cluster exists/);
+  const start2 = at(/\[master2\] k3s-servers: enable, start k3s\.service/);
+  const wait2 = at(/\[master2\] k3s-servers: wait for master2 before the next server/);
+  const start3 = at(/\[master3\] k3s-servers: enable, start k3s\.service/);
+  const agents = at(/^phase k3s-agents: 2 hosts/);
+  assert.ok(boot < start2 && wait2 < start3 && start3 < agents, "servers one at a time, each waited for, then the agents");
+  // the bootstrap is recorded; from then on the first server joins through the VIP like the others
+  const marker = JSON.parse(readFileSync(join(dir, ".fmc/lab/k3s-bootstrapped.json"), "utf8")) as { cluster: string; firstServer: string };
+  assert.deepEqual([marker.cluster, marker.firstServer], ["k3stest", "master1"]);
+  for (const m of ["master1", "master2", "master3"]) {
+    const cfg = labExec(m, ["cat", "/etc/rancher/k3s/config.yaml"]).stdout;
+    assert.doesNotMatch(cfg, /cluster-init/, m);
+    assert.match(cfg, /^server: https:\/\/10\.34\.4\.10:6443$/m, m);
+    assert.equal(labExec(m, ["stat", "-c", "%a", "/etc/rancher/k3s/config.yaml"]).stdout.trim(), "600");
+  }
+  assert.equal(labExec("worker1", ["systemctl", "is-active", "k3s-agent"]).stdout.trim(), "active");
+  const again = run("plan", "--detailed-exitcode", ...K3S_PHASES);
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+});
+
+test("agents joined with a bootstrap token that expires and pins the cluster CA; the secret never shows in the output", () => {
+  const ca = labExec("master1", ["cat", "/var/lib/rancher/k3s/server/tls/server-ca.crt"]).stdout;
+  const cfg = labExec("worker2", ["cat", "/etc/rancher/k3s/config.yaml"]).stdout;
+  const m = /^token: K10([0-9a-f]{64})::([a-z0-9]{6})\.([a-z0-9]{16})$/m.exec(cfg);
+  assert.ok(m, cfg.replace(/token: .*/, "token: (hidden)"));
+  assert.equal(m[1], createHash("sha256").update(ca).digest("hex"), "the token pins the CA the servers serve");
+  // the Secret k3s token create writes, in the cluster's etcd (the stand-in's API store)
+  const tls = "/var/lib/rancher/k3s/server/tls/etcd";
+  const got = labExec("master3", ["sh", "-c", `ETCDCTL_API=3 /usr/local/lib/fmc-lab/etcdctl --endpoints=https://127.0.0.1:2379 --cacert=${tls}/server-ca.crt --cert=${tls}/client.crt --key=${tls}/client.key get --print-value-only /registry/secrets/kube-system/bootstrap-token-${m[2]}`]);
+  const secret = JSON.parse(got.stdout) as { type: string; stringData: Record<string, string> };
+  assert.equal(secret.type, "bootstrap.kubernetes.io/token");
+  assert.equal(secret.stringData["token-secret"], m[3]);
+  const left = (Date.parse(secret.stringData.expiration!) - Date.now()) / 60_000;
+  assert.ok(left > 30 && left <= 60, `expires in ${left.toFixed(1)} min`);
+  assert.equal(secret.stringData["auth-extra-groups"], "system:bootstrappers:k3s:default-node-token");
+  assert.ok(!applied!.stdout.includes(m[3]!) && !applied!.stderr.includes(m[3]!), "the token's secret is masked in apply's output");
+  // both agents joined with the same run's token; the two agents did not each make one
+  assert.match(labExec("worker1", ["cat", "/etc/rancher/k3s/config.yaml"]).stdout, new RegExp(`::${m[2]}\\.`));
+});
+
+test("a bundle whose binary changed is refused before anything is touched", () => {
+  const bin = join(dir, ".fmc/lab/k3s-bundle/k3s");
+  const orig = readFileSync(bin);
+  writeFileSync(bin, Buffer.concat([orig, Buffer.from("\n# tampered\n")]));
+  try {
+    const p = run("plan", ...K3S_PHASES);
+    assert.notEqual(p.status, 0);
+    assert.match(p.stderr, /error\[BUNDLE\] the K3s bundle in .* can't be used: k3s has \d+ bytes, the manifest says \d+/);
+  } finally {
+    writeFileSync(bin, orig);
+  }
+  assert.equal(run("plan", "--detailed-exitcode", ...K3S_PHASES).status, 0);
 });
 
 after(() => {
@@ -167,7 +237,9 @@ test("fmc upgrade --to --plan: servers one at a time before any agent; a skipped
 });
 
 test("fmc certs: every etcd certificate of the stand-in on every server, K3s's window, an expired one found", () => {
-  // the stand-in's certificates live 30 days (src/lab/etcd.ts): inside K3s v1.33's 120-day renewal window
+  // the stand-in's certificates live 30 days (src/lab/etcd.ts): inside K3s v1.33's 120-day renewal window;
+  // its cluster CA (server/tls/server-ca.crt, the one agents pin) is a copy of its etcd server CA,
+  // and fmc certs lists one certificate once
   type Check = { path: string; subject: string; ca: boolean; status: string; daysLeft: number };
   const j = run("certs", "--json");
   assert.equal(j.status, 1, j.stderr);
@@ -175,9 +247,9 @@ test("fmc certs: every etcd certificate of the stand-in on every server, K3s's w
   assert.equal(v.windowDays, 120);
   assert.deepEqual(v.servers.map((s) => [s.server, s.error]), [["master1", undefined], ["master2", undefined], ["master3", undefined]]);
   for (const s of v.servers) {
-    const files = (cs: Check[]) => cs.map((c) => c.path.replace("/var/lib/rancher/k3s/server/tls/etcd/", "")).sort();
-    assert.deepEqual(files(s.checks), ["client.crt", "peer-ca.crt", "peer-server-client.crt", "server-ca.crt", "server-client.crt"]);
-    assert.deepEqual(files(s.checks.filter((c) => c.ca)), ["peer-ca.crt", "server-ca.crt"]);
+    const files = (cs: Check[]) => cs.map((c) => c.path.replace("/var/lib/rancher/k3s/server/tls/", "")).sort();
+    assert.deepEqual(files(s.checks), ["etcd/client.crt", "etcd/peer-ca.crt", "etcd/peer-server-client.crt", "etcd/server-client.crt", "server-ca.crt"]);
+    assert.deepEqual(files(s.checks.filter((c) => c.ca)), ["etcd/peer-ca.crt", "server-ca.crt"]);
     assert.ok(s.checks.every((c) => c.status === "renew" && c.daysLeft >= 28 && c.daysLeft <= 30), JSON.stringify(s.checks));
   }
   const t = run("certs");

@@ -1,0 +1,136 @@
+// The k3s-servers and k3s-agents phases planned from facts: the bootstrap server alone gets
+// cluster-init and only until the cluster exists, a node running another version is left to
+// fmc upgrade, agents pin the cluster CA in a bootstrap token that never shows unmasked, and
+// the version cut-off for bootstrap tokens follows K3s's release notes.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { parse } from "yaml";
+import { contextFor } from "../helpers.js";
+import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
+import { k3sAgents, k3sServers, supportsBootstrapTokens, bootstrapTokenSecret, K3S_CONFIG, K3S_SERVER_CA } from "../../src/phases/k3s.js";
+import type { PhaseContext } from "../../src/phases/phase.js";
+import { newBootstrapToken } from "../../src/engine/session.js";
+import type { Change } from "../../src/ops/change.js";
+
+const b64 = (s: string) => Buffer.from(s).toString("base64");
+function factsOf(name: string, o: { guards?: Record<string, number>; files?: Record<string, string>; active?: string; os?: string } = {}): HostFacts {
+  const sections: Record<string, string[]> = {
+    os: [`ID=${o.os ?? "debian"}`, 'VERSION_ID="12"'],
+    hostname: [name],
+    addr: [],
+    units: o.active ? [`Id=k3s.service`, `ActiveState=${o.active}`, "UnitFileState=enabled", "", "Id=k3s-agent.service", `ActiveState=${o.active}`, "UnitFileState=enabled", ""] : [],
+    files: Object.entries(o.files ?? {}).map(([p, c]) => `${p} 600 root root ${b64(c)}`),
+    guard: Object.entries({ "k3s-binary-present": 1, "k3s-binary-current": 1, "k3s-etcd-member": 1, "k3s-agent-joined": 1, ...(o.guards ?? {}) }).map(([k, v]) => `${k} ${v}`),
+  };
+  return parseFacts(name, Object.entries(sections).map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n");
+}
+
+const token = newBootstrapToken();
+function pcWith(facts: Map<string, HostFacts>, bootstrapped = false, version?: string): PhaseContext {
+  const ctx = contextFor();
+  const spec = version ? { ...ctx.spec, k3s: { ...ctx.spec.k3s, version } } : ctx.spec;
+  const render = { ...ctx, spec, k3sBootstrapped: bootstrapped };
+  return {
+    render,
+    mask: (t) => ctx.secrets.mask(t).replaceAll(token, "<secret:k3s-bootstrap-token>"),
+    loginUser: () => "core",
+    facts,
+    k3s: { bundle: () => undefined, joinToken: token, joinTokenTtlMin: 60, markBootstrapped: () => undefined },
+  };
+}
+const host = (pc: PhaseContext, name: string) => pc.render.spec.hosts.find((h) => h.name === name)!;
+const configOf = (changes: Change[]) => changes.filter((c) => c.file?.path === K3S_CONFIG).map((c) => parse(c.file!.content) as Record<string, unknown>);
+
+test("a fresh cluster: only master1 bootstraps, is waited for and recorded, then rewritten to join through the VIP; the others join", () => {
+  const facts = new Map(["master1", "master2", "master3", "worker1"].map((n) => [n, factsOf(n)]));
+  const pc = pcWith(facts);
+  assert.equal(k3sServers.serial, true);
+  const m1 = k3sServers.plan(pc, host(pc, "master1"), facts.get("master1")!);
+  const [first, final] = configOf(m1);
+  assert.equal(first!["cluster-init"], true);
+  assert.equal(final!["cluster-init"], undefined);
+  assert.match(String(final!.server), /^https:\/\/10\.17\.5\.10:6443$/);
+  const wait = m1.find((c) => c.title.startsWith("wait for master1"))!;
+  assert.ok(wait.after, "the wait records the bootstrap");
+  assert.ok(m1.indexOf(wait) < m1.findIndex((c) => c.title.includes("no cluster-init")));
+  const m2 = k3sServers.plan(pc, host(pc, "master2"), facts.get("master2")!);
+  assert.equal(configOf(m2)[0]!["cluster-init"], undefined);
+  assert.ok(m2.at(-1)!.title.startsWith("wait for master2"));
+  // the binary: downloaded on the node, checked against the release's checksum file, on Debian in /usr/local/bin
+  assert.match(m1[0]!.title, /^install K3s v1\.33\.4\+k3s1 in \/usr\/local\/bin \(downloaded by the node/);
+  assert.match(m1[0]!.commands[0]!.shell, /sha256sum-amd64\.txt/);
+  // the token for the joining agent: made on master1, its Secret on stdin only
+  const tok = m1.find((c) => c.title.startsWith("create a bootstrap token"))!;
+  assert.doesNotMatch(tok.commands[0]!.shell, new RegExp(token.split(".")[1]!));
+  assert.ok(tok.commands[0]!.stdinSecret);
+  assert.match(tok.title, /worker1/);
+});
+
+test("once the cluster exists no server renders cluster-init, and a rebuilt master1 joins; a server without master1 reachable is refused", () => {
+  const facts = new Map(["master1", "master2"].map((n) => [n, factsOf(n, n === "master2" ? { guards: { "k3s-etcd-member": 0 } } : {})]));
+  const pc = pcWith(facts);
+  const m1 = k3sServers.plan(pc, host(pc, "master1"), facts.get("master1")!);
+  assert.deepEqual(configOf(m1).map((c) => c["cluster-init"]), [undefined], "an etcd member elsewhere: the cluster exists");
+  const lonely = new Map([["master2", factsOf("master2")]]);
+  const pc2 = pcWith(lonely);
+  const m2 = k3sServers.plan(pc2, host(pc2, "master2"), lonely.get("master2")!);
+  assert.match(m2[0]!.title, /master1 bootstraps the cluster and can't be reached/);
+});
+
+test("a node running another K3s version is left to fmc upgrade; Flatcar gets /opt/bin and Ignition's unit", () => {
+  const facts = new Map([["master1", factsOf("master1", { guards: { "k3s-binary-present": 0, "k3s-etcd-member": 0 }, active: "active" })]]);
+  const pc = pcWith(facts, true);
+  const m1 = k3sServers.plan(pc, host(pc, "master1"), facts.get("master1")!);
+  assert.ok(!m1.some((c) => c.title.startsWith("install K3s")));
+  assert.ok(m1.some((c) => c.notes.some((n) => /fmc upgrade --to v1\.33\.4\+k3s1 --plan/.test(n))));
+  const fc = new Map([["master1", factsOf("master1", { os: "flatcar" })]]);
+  const pcf = pcWith(fc, true);
+  const f1 = k3sServers.plan(pcf, host(pcf, "master1"), fc.get("master1")!);
+  assert.match(f1[0]!.title, /in \/opt\/bin/);
+  const unit = f1.find((c) => c.file?.path === "/etc/systemd/system/k3s.service")!.file!.content;
+  assert.match(unit, /^ExecStart=\/opt\/bin\/k3s server$/m);
+  assert.match(unit, /^Requires=k3s-install\.service$/m);
+});
+
+test("an agent pins the cluster CA in its bootstrap token; a joined agent keeps its token; diffs mask it", () => {
+  const ca = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+  const facts = new Map([
+    ["master1", factsOf("master1", { files: { [K3S_SERVER_CA]: ca }, guards: { "k3s-etcd-member": 0 } })],
+    ["worker1", factsOf("worker1")],
+    ["worker2", factsOf("worker2", { guards: { "k3s-agent-joined": 0 }, files: { [K3S_CONFIG]: "token: K10old::abcdef.0123456789abcdef\n" } })],
+  ]);
+  const pc = pcWith(facts, true);
+  const w1 = k3sAgents.plan(pc, host(pc, "worker1"), facts.get("worker1")!);
+  const cfg = configOf(w1)[0]!;
+  assert.equal(cfg.token, `K10${createHash("sha256").update(ca).digest("hex")}::${token}`);
+  const diff = w1.find((c) => c.file?.path === K3S_CONFIG)!.diff!;
+  assert.ok(!diff.includes(token.split(".")[1]!), "the token's secret is masked in the diff");
+  assert.ok(w1.at(-1)!.title.startsWith("wait until worker1 is admitted"));
+  const w2 = k3sAgents.plan(pc, host(pc, "worker2"), facts.get("worker2")!);
+  assert.equal(configOf(w2)[0]!.token, "K10old::abcdef.0123456789abcdef");
+  // before any server is up, the agent's join is planned again at apply time, never run
+  const none = new Map([["master1", factsOf("master1")], ["worker1", factsOf("worker1")]]);
+  const pcn = pcWith(none);
+  assert.match(k3sAgents.plan(pcn, host(pcn, "worker1"), none.get("worker1")!)[0]!.title, /once a server is up/);
+});
+
+test("bootstrap tokens: K3s's cut-off versions, the kubeadm format, and the Secret k3s token create writes", () => {
+  for (const [v, ok] of [["v1.26.1+k3s1", false], ["v1.26.2+k3s1", true], ["v1.25.7+k3s1", true], ["v1.24.10+k3s1", false], ["v1.22.17+k3s1", false], ["v1.33.4+k3s1", true]] as const) {
+    assert.equal(supportsBootstrapTokens(v), ok, v);
+  }
+  const seen = new Set<string>();
+  for (let i = 0; i < 200; i++) {
+    const t = newBootstrapToken();
+    assert.match(t, /^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    seen.add(t);
+  }
+  assert.equal(seen.size, 200);
+  const s = JSON.parse(bootstrapTokenSecret("abcdef.0123456789abcdef", new Date("2026-11-25T12:00:00.000Z"), "d")) as { metadata: { name: string }; stringData: Record<string, string> };
+  assert.equal(s.metadata.name, "bootstrap-token-abcdef");
+  assert.equal(s.stringData.expiration, "2026-11-25T12:00:00Z");
+  // an old version: agents join with the agent token, no bootstrap token is made
+  const facts = new Map([["master1", factsOf("master1")], ["worker1", factsOf("worker1")]]);
+  const pc = pcWith(facts, false, "v1.24.10+k3s1");
+  assert.ok(!k3sServers.plan(pc, host(pc, "master1"), facts.get("master1")!).some((c) => c.title.startsWith("create a bootstrap token")));
+});
