@@ -137,7 +137,8 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   // one connection to the jump host, shared: one per target would exceed sshd's MaxStartups
   const via = jumpHost ? await openJump(jumpHost, base) : undefined;
   const sshOptions: SshOptions = { ...base, via };
-  const wanted = new Set((o.hosts ? o.hosts(pc) : phases.flatMap((p) => p.hosts(pc))).map((h) => h.name));
+  // a phase's peers too: their facts are part of its plan (agents pin a server's CA)
+  const wanted = new Set((o.hosts ? o.hosts(pc) : phases.flatMap((p) => [...p.hosts(pc), ...(p.peers?.(pc) ?? [])])).map((h) => h.name));
   const targets = [...inv.targets.values()].filter((t) => wanted.has(t.name));
   const concurrency = o.concurrency ?? 16;
   const transports = new Map<string, Transport>();

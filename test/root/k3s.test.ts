@@ -94,6 +94,13 @@ test("agents joined with a bootstrap token that expires and pins the cluster CA;
   assert.match(labExec("worker1", ["cat", "/etc/rancher/k3s/config.yaml"]).stdout, new RegExp(`::${m[2]}\\.`));
 });
 
+test("fmc plan --phase k3s-agents alone still reads the servers it pins (their CA), and has nothing to do", () => {
+  const p = run("plan", "--detailed-exitcode", "--phase", "k3s-agents");
+  assert.equal(p.status, 0, p.stdout + p.stderr);
+  assert.match(p.stderr, /\[master1\] facts read/);
+  assert.match(p.stderr, /\[worker1\] facts read/);
+});
+
 test("a bundle whose binary changed is refused before anything is touched", () => {
   const bin = join(dir, ".fmc/lab/k3s-bundle/k3s");
   const orig = readFileSync(bin);

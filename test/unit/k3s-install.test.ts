@@ -134,3 +134,21 @@ test("bootstrap tokens: K3s's cut-off versions, the kubeadm format, and the Secr
   const pc = pcWith(facts, false, "v1.24.10+k3s1");
   assert.ok(!k3sServers.plan(pc, host(pc, "master1"), facts.get("master1")!).some((c) => c.title.startsWith("create a bootstrap token")));
 });
+
+test("a serial phase's hosts go one at a time and the first failure stops the rest", async () => {
+  const { inOrder } = await import("../../src/engine/run.js");
+  const started: number[] = [];
+  let inFlight = 0;
+  let most = 0;
+  const r = await inOrder([1, 2, 3], 16, async (n) => {
+    started.push(n);
+    most = Math.max(most, ++inFlight);
+    await new Promise((res) => setTimeout(res, 5));
+    inFlight--;
+    if (n === 2) throw new Error("master2 did not become ready");
+    return n;
+  });
+  assert.deepEqual(started, [1, 2], "master3 never starts");
+  assert.equal(most, 1);
+  assert.deepEqual(r.map((x) => x.status), ["fulfilled", "rejected"]);
+});
