@@ -5,11 +5,11 @@
 // mismatch, asks before it replaces anything (--yes), then streams the file into
 // pg_restore --clean --if-exists --single-transaction: all of it or nothing. An etcd
 // backup is a K3s snapshot saved on a server and streamed here the same way.
-import { createHash } from "node:crypto";
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { PassThrough, Transform, type Readable, type Writable } from "node:stream";
+import { PassThrough, type Readable, type Writable } from "node:stream";
+import { Digest, sha256File } from "../ops/digest.js";
 import { finished } from "node:stream/promises";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
@@ -63,30 +63,6 @@ export function parseChecksum(text: string, name: string): string | undefined {
   return undefined;
 }
 
-/** A stream's SHA-256 and length as it passes. */
-class Digest extends Transform {
-  private readonly h = createHash("sha256");
-  bytes = 0;
-  constructor(private readonly onBytes?: (n: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: (e?: Error | null, d?: Buffer) => void) {
-    this.h.update(chunk);
-    this.bytes += chunk.length;
-    this.onBytes?.(this.bytes);
-    done(null, chunk);
-  }
-  hex(): string {
-    return this.h.digest("hex");
-  }
-}
-
-async function fileSha256(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
 // ---- where backups are kept
 
 export interface BackupStore {
@@ -120,7 +96,7 @@ export function localStore(dir: string): BackupStore {
           // the transport is done when the data left it; the file is done when it is closed
           await finished(stream);
           renameSync(tmp, final);
-          return fileSha256(final);
+          return sha256File(final);
         },
         async abort() {
           await finished(stream).catch(() => undefined);
@@ -133,7 +109,7 @@ export function localStore(dir: string): BackupStore {
     },
     readText: async (name) => (existsSync(join(dir, name)) ? readFileSync(join(dir, name), "utf8") : undefined),
     open: async (name) => createReadStream(join(dir, name)),
-    sha256: (name) => fileSha256(join(dir, name)),
+    sha256: (name) => sha256File(join(dir, name)),
     async remove(name) {
       rmSync(join(dir, name), { force: true });
     },

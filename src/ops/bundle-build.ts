@@ -5,16 +5,16 @@
 // one), only then are the files renamed into place, and bundle.json is written last,
 // atomically. A failed run leaves no bundle.json and no final-named file of its own; a run
 // over a finished bundle with the same files changes nothing.
-import { createHash } from "node:crypto";
 import { accessSync, chmodSync, closeSync, constants, createReadStream, createWriteStream, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { Readable, Transform, type TransformCallback } from "node:stream";
+import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { FmcError } from "../errors.js";
 import { readSmallTextFile } from "../project.js";
-import { BUNDLE_FILES, BUNDLE_MANIFEST, parseReleaseChecksums, readBundle, RELEASE_CHECKSUMS, sha256File, type BundleFile, type BundleManifest, type K3sBundle } from "./bundle.js";
+import { BUNDLE_FILES, BUNDLE_MANIFEST, parseReleaseChecksums, readBundle, RELEASE_CHECKSUMS, type BundleFile, type BundleManifest, type K3sBundle } from "./bundle.js";
+import { Digest, sha256File } from "./digest.js";
 
 /** The spec's pattern for a K3s release (src/spec/schema.ts k3s.version). */
 export const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
@@ -110,29 +110,6 @@ class Failed extends Error {
     readonly retry: boolean,
   ) {
     super(message);
-  }
-}
-
-/** SHA-256 and length of what passes, with a callback per chunk. */
-class Digest extends Transform {
-  private readonly h = createHash("sha256");
-  bytes = 0;
-  constructor(private readonly onChunk?: (bytes: number) => void) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
-    this.h.update(chunk);
-    this.bytes += chunk.length;
-    try {
-      this.onChunk?.(this.bytes);
-    } catch (e) {
-      done(e as Error);
-      return;
-    }
-    done(null, chunk);
-  }
-  hex(): string {
-    return this.h.digest("hex");
   }
 }
 

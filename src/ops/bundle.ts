@@ -11,12 +11,12 @@
 // Every file's SHA-256 is in bundle.json and is checked again when the bundle is read
 // (reading is how apply uses it), and the binary's and images' hashes must equal the
 // release checksum file's lines for them: a bundle never vouches for itself alone.
-import { createHash } from "node:crypto";
-import { closeSync, createReadStream, existsSync, openSync, readFileSync, readSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { parseStored } from "../state/stored.js";
+import { sha256FileSync } from "./digest.js";
 
 export const BUNDLE_MANIFEST = "bundle.json";
 export const RELEASE_CHECKSUMS = "sha256sum-amd64.txt";
@@ -51,25 +51,6 @@ export function parseReleaseChecksums(text: string): Map<string, string> {
     if (m) out.set(m[2]!, m[1]!);
   }
   return out;
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
-
-/** The same, synchronously and in 4 MiB reads (an images tarball is 150-250 MB). */
-export function sha256FileSync(path: string): string {
-  const h = createHash("sha256");
-  const buf = Buffer.alloc(4 << 20);
-  const fd = openSync(path, "r");
-  try {
-    for (let n; (n = readSync(fd, buf, 0, buf.length, null)) > 0; ) h.update(buf.subarray(0, n));
-  } finally {
-    closeSync(fd);
-  }
-  return h.digest("hex");
 }
 
 const refuse = (dir: string, why: string, hint = `assemble it again with fmc bundle -o ${dir}`) => new FmcError("BUNDLE", `the K3s bundle in ${dir} can't be used: ${why}`, hint);
