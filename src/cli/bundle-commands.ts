@@ -10,7 +10,8 @@ import { DEFAULT_SPEC_FILE, InvalidSpec, load } from "../project.js";
 import { hasErrors } from "../spec/load.js";
 import { stateDirFor } from "../state/secrets.js";
 import { BUNDLE_FILES, RELEASE_CHECKSUMS, type BundleFile } from "../ops/bundle.js";
-import { buildBundle, bundleDirFor, checkBaseUrl, checkK3sVersion, filesFromDir, imagesBundleName, type BuildResult, type BundleInput, type DownloadProgress } from "../ops/bundle-build.js";
+import { buildBundle, checkBaseUrl, checkK3sVersion, filesFromDir, imagesBundleName, type BuildResult, type BundleInput, type DownloadProgress } from "../ops/bundle-build.js";
+import { k3sBundleDir } from "../ops/bundle.js";
 import { bold, dim, fileArg, specArg, specFileOf, stateArg } from "./ui.js";
 
 /** Bytes in the largest binary unit that keeps a whole number in front: 14.2 KiB, 3.0 MiB. */
@@ -126,7 +127,7 @@ export const bundleCommand = defineCommand({
     let dir = a.output;
     if (dir === undefined) {
       const state = stateDirFor(specFile, a.state).path;
-      dir = bundleDirFor(state, version);
+      dir = k3sBundleDir(state, version, "spec");
       // bundles are large binaries: never committed with the spec
       try {
         mkdirSync(join(state, "bundle"), { recursive: true, mode: 0o700 });

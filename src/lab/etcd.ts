@@ -13,6 +13,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, w
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
+import { buildBundle } from "../ops/bundle-build.js";
 import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
 
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
@@ -161,27 +162,28 @@ esac
 `;
 }
 
-/** The lab's K3s bundle: the stand-in as "k3s", with a checksum file and manifest as fmc bundle writes them. */
-export function writeLabK3sBundle(dir: string, version: string): void {
+/**
+ * The lab's K3s bundle: the stand-in as "k3s" with a checksum file over it, assembled by
+ * fmc bundle's own builder, so apply reads exactly what `fmc bundle` writes.
+ */
+export async function writeLabK3sBundle(dir: string, version: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const bin = k3sStandIn(version);
-  writeFileSync(join(dir, "k3s"), bin, { mode: 0o755 });
-  const sha = createHash("sha256").update(bin).digest("hex");
-  const sums = `${sha}  k3s\n`;
-  writeFileSync(join(dir, "sha256sum-amd64.txt"), sums);
-  const manifest = {
-    version: 1,
-    k3sVersion: version,
-    arch: "amd64",
-    files: {
-      k3s: { sha256: sha, bytes: Buffer.byteLength(bin) },
-      "sha256sum-amd64.txt": { sha256: createHash("sha256").update(sums).digest("hex"), bytes: Buffer.byteLength(sums) },
-    },
-    createdAt: new Date().toISOString(),
-    source: "fmc lab up: the lab's stand-in for K3s (src/lab/etcd.ts), not a K3s release",
-  };
-  writeFileSync(join(dir, "bundle.json"), JSON.stringify(manifest, null, 2) + "\n", { mode: 0o600 });
+  const src = `${dir}.src`;
+  rmSync(src, { recursive: true, force: true });
+  mkdirSync(src, { recursive: true, mode: 0o700 });
+  try {
+    const bin = k3sStandIn(version);
+    writeFileSync(join(src, "k3s"), bin, { mode: 0o755 });
+    writeFileSync(join(src, "sha256sum-amd64.txt"), `${createHash("sha256").update(bin).digest("hex")}  k3s\n`);
+    await buildBundle({
+      dir,
+      version,
+      input: { kind: "files", files: { k3s: join(src, "k3s"), "sha256sum-amd64.txt": join(src, "sha256sum-amd64.txt") } },
+      source: "fmc lab up: the lab's stand-in for K3s (src/lab/etcd.ts), not a K3s release",
+    });
+  } finally {
+    rmSync(src, { recursive: true, force: true });
+  }
 }
 
 export interface EtcdNode {

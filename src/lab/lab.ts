@@ -250,7 +250,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     rmSync(bundleDir, { recursive: true, force: true });
     if (etcdNodes.length && etcdStandInAvailable()) {
       etcdCerts = issueEtcdCertificates(join(stateDir, "lab", "etcd"), o.spec.name, etcdNodes);
-      writeLabK3sBundle(bundleDir, o.spec.k3s.version);
+      await writeLabK3sBundle(bundleDir, o.spec.k3s.version);
       o.log(`K3s stand-in (real etcd underneath, ${STANDIN_UNIT}) for ${etcdNodes.map((n) => n.name).join(", ")}: fmc apply installs it from ${bundleDir}`);
     } else if (etcdNodes.length) o.log(`no ${HOST_ETCD} on this machine: the lab has no K3s stand-in (apt-get install etcd-server etcd-client)`);
     const isK3sNode = (h: Host) => h.roles.includes("k3s-server") || h.roles.includes("k3s-agent");

@@ -33,9 +33,6 @@ export function checkK3sVersion(version: string, what = "--version"): string {
   return version;
 }
 
-/** The default bundle directory: <state dir>/bundle/k3s-<version>. */
-export const bundleDirFor = (stateDir: string, version: string) => join(stateDir, "bundle", `k3s-${version}`);
-
 /** A checked http(s) base URL, without a trailing slash. */
 export function checkBaseUrl(base: string): string {
   let u: URL;
@@ -215,6 +212,8 @@ export interface BuildOptions {
   /** Notes for people (stderr). */
   readonly log?: (line: string) => void;
   readonly now?: () => Date;
+  /** What the manifest says the files are, instead of where they came from (the lab's stand-in). */
+  readonly source?: string;
 }
 
 export interface BuildResult {
@@ -403,7 +402,7 @@ export async function buildBundle(o: BuildOptions): Promise<BuildResult> {
       }
       source = `downloaded from ${releaseFileUrl(o.version, "", base)}${script === undefined ? "" : `; install.sh given by the user: ${resolve(script)}`}`;
     }
-    const removed = commit(o.dir, o.version, staged, source, (o.now ?? (() => new Date()))());
+    const removed = commit(o.dir, o.version, staged, o.source ?? source, (o.now ?? (() => new Date()))());
     try {
       return { bundle: readBundle(o.dir, o.version), unchanged: false, removed };
     } catch (e) {
