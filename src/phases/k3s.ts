@@ -158,39 +158,41 @@ function binaryChange(pc: PhaseContext, host: Host, facts: HostFacts, phase: str
   return { change: { host: host.name, phase, title: `install K3s ${version} in ${dir} (${how})`, commands: [slow(command, 900)], notes: [] } };
 }
 
-/** A server's wait: its API answers /readyz and its etcd member says it is healthy. */
-function serverReady(host: Host, dir: string): Command {
-  const curl = `curl -sf --max-time 5 --cacert ${K3S_ETCD.caFile} --cert ${K3S_ETCD.certFile} --key ${K3S_ETCD.keyFile} ${K3S_ETCD.endpoint}/health`;
+/** A command that polls `test` every 2 s until it passes, failing with `failure` after `seconds`. */
+function waitFor(test: string, seconds: number, failure: string, display: string): Command {
   return slow(
     script(
       [
-        `deadline=$(( $(date +%s) + ${SERVER_READY_S} ))`,
-        `until ${sh(`${dir}/k3s`)} kubectl get --raw=/readyz >/dev/null 2>&1 && ${curl} | grep -q '"health":"true"'; do`,
-        `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "K3s on ${host.name} did not become ready in ${SERVER_READY_S} s (API /readyz and its etcd member's /health); see journalctl -u ${SERVER_UNIT}" >&2; exit 1; fi`,
+        `deadline=$(( $(date +%s) + ${seconds} ))`,
+        `until ${test}; do`,
+        `  if [ "$(date +%s)" -ge "$deadline" ]; then echo ${sh(failure)} >&2; exit 1; fi`,
         "  sleep 2",
         "done",
       ].join("\n"),
-      `wait until ${host.name}'s API answers /readyz and its etcd member is healthy (at most ${SERVER_READY_S} s)`,
+      `${display} (at most ${seconds} s)`,
     ),
-    SERVER_READY_S + 30,
+    seconds + 30,
   );
 }
 
-function agentJoined(host: Host): Command {
-  return slow(
-    script(
-      [
-        `deadline=$(( $(date +%s) + ${AGENT_JOIN_S} ))`,
-        `until [ -s ${K3S_AGENT_JOINED} ]; do`,
-        `  if [ "$(date +%s)" -ge "$deadline" ]; then echo "the K3s agent on ${host.name} was not admitted in ${AGENT_JOIN_S} s (no ${K3S_AGENT_JOINED}); see journalctl -u ${AGENT_UNIT}" >&2; exit 1; fi`,
-        "  sleep 2",
-        "done",
-      ].join("\n"),
-      `wait until ${host.name} is admitted to the cluster (at most ${AGENT_JOIN_S} s)`,
-    ),
-    AGENT_JOIN_S + 30,
+/** A server's wait: its API answers /readyz and its etcd member says it is healthy. */
+function serverReady(host: Host, dir: string): Command {
+  const curl = `curl -sf --max-time 5 --cacert ${K3S_ETCD.caFile} --cert ${K3S_ETCD.certFile} --key ${K3S_ETCD.keyFile} ${K3S_ETCD.endpoint}/health`;
+  return waitFor(
+    `${sh(`${dir}/k3s`)} kubectl get --raw=/readyz >/dev/null 2>&1 && ${curl} | grep -q '"health":"true"'`,
+    SERVER_READY_S,
+    `K3s on ${host.name} did not become ready in ${SERVER_READY_S} s (API /readyz and its etcd member's /health); see journalctl -u ${SERVER_UNIT}`,
+    `wait until ${host.name}'s API answers /readyz and its etcd member is healthy`,
   );
 }
+
+const agentJoined = (host: Host): Command =>
+  waitFor(
+    `[ -s ${K3S_AGENT_JOINED} ]`,
+    AGENT_JOIN_S,
+    `the K3s agent on ${host.name} was not admitted in ${AGENT_JOIN_S} s (no ${K3S_AGENT_JOINED}); see journalctl -u ${AGENT_UNIT}`,
+    `wait until ${host.name} is admitted to the cluster`,
+  );
 
 /** Two server configs that differ only in how a node first finds the cluster: no restart needed for a member. */
 function onlyBootstrapKeysDiffer(current: string | undefined, desired: string): boolean {
