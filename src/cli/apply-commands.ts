@@ -1,5 +1,4 @@
 // plan and apply: facts from live hosts, an exact per-host plan, and its execution.
-import { createInterface } from "node:readline/promises";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
@@ -7,10 +6,10 @@ import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../
 import { acquireLock } from "../state/lock.js";
 import { describeOverrides } from "../engine/inventory.js";
 import type { Change } from "../ops/change.js";
-import { bold, dim, n, red, yellow } from "./ui.js";
+import { bold, confirm, dim, n, red, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 
-const progress = (e: Event) => {
+export const progress = (e: Event) => {
   if (e.type === "facts") process.stderr.write(dim(`[${e.host}] facts read\n`));
   if (e.type === "phase") process.stderr.write(bold(`phase ${e.phase}: ${n(e.hosts, "host")}\n`));
   if (e.type === "change") process.stderr.write(`[${e.change.host}] ${e.change.phase}: ${e.change.title}\n`);
@@ -86,16 +85,6 @@ export const plan = defineCommand({
   },
 });
 
-async function confirm(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) throw new FmcError("CONFIRM", "apply needs confirmation and stdin is not a terminal", "use --yes");
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
 export const apply = defineCommand({
   meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run (after fmc lab up, on the lab's hosts); refuses while a host can't be reached" },
   args: {
@@ -121,7 +110,7 @@ export const apply = defineCommand({
       printPlan(s, p);
       if (p.failedHosts.size > 0) throw new FmcError("FACTS", `facts of ${n(p.failedHosts.size, "host")} could not be read; nothing was applied`, "fix the cause shown above and run apply again");
       if (p.changes.length === 0) return;
-      if (!args.yes && !(await confirm(`Apply ${n(p.changes.length, "change")}? [y/N] `))) {
+      if (!args.yes && !(await confirm(`Apply ${n(p.changes.length, "change")}? [y/N] `, "apply needs confirmation"))) {
         process.stderr.write("nothing applied\n");
         return;
       }

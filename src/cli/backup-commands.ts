@@ -7,7 +7,6 @@
 // backup is a K3s snapshot saved on a server and streamed here the same way.
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
-import { createInterface } from "node:readline/promises";
 import { PassThrough, type Readable, type Writable } from "node:stream";
 import { Digest, sha256File } from "../ops/digest.js";
 import { finished } from "node:stream/promises";
@@ -21,8 +20,9 @@ import type { Transport } from "../hosts/transport.js";
 import type { PostgresLayout } from "../hosts/os.js";
 import { databaseFacts, postgresOnHost } from "../phases/database.js";
 import { POSTGRES_PORT, POSTGRES_SOCKET_DIR } from "../render/database.js";
-import { bold, dim, specFileOf } from "./ui.js";
+import { bold, confirm, dim, specFileOf } from "./ui.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
+import { restoreEtcd } from "./restore-etcd-commands.js";
 
 // ---- names, checksums, retention (pure)
 
@@ -293,16 +293,6 @@ function progressFor(label: string): Progress {
   };
 }
 
-async function ask(question: string): Promise<boolean> {
-  if (!process.stdin.isTTY) throw new FmcError("CONFIRM", "restore replaces data and stdin is not a terminal to ask", "use --yes");
-  const rl = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return /^y(es)?$/i.test((await rl.question(question)).trim());
-  } finally {
-    rl.close();
-  }
-}
-
 /** The session's database host, its PostgreSQL layout (read from facts), and the spec's backup settings. */
 async function databaseHost(a: SessionArgs): Promise<{ s: Session; t: Transport; layout: PostgresLayout }> {
   const s = await openSession({ ...sessionOptions({ ...a, timeout: "120" }), phases: ["database"] });
@@ -390,7 +380,7 @@ const restorePostgres = defineCommand({
       if (!s.render.spec.database!.databases.includes(db)) throw new FmcError("USAGE", `${db}: not in database.databases (${s.render.spec.database!.databases.join(", ")})`);
       if (!local && s.render.spec.database!.backup.to === "local") throw new FmcError("USAGE", `${args.dump}: no such file`);
       store = local ? { store: localStore(dirname(resolve(args.dump))), close: () => undefined } : await storeFor(s, specFileOf(args), undefined, ms);
-      const r = await restoreDatabase({ transport: t, layout, db, store: store.store, name, timeoutMs: ms, confirm: args.yes ? async () => true : ask, progress: progressFor(`${t.host} ${db}`) });
+      const r = await restoreDatabase({ transport: t, layout, db, store: store.store, name, timeoutMs: ms, confirm: args.yes ? async () => true : (q) => confirm(q, "restore replaces data"), progress: progressFor(`${t.host} ${db}`) });
       process.stderr.write(`${bold(db)} on ${t.host} restored from ${name}: ${size(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
     } finally {
       store?.close();
@@ -463,5 +453,5 @@ export const backup = defineCommand({
 
 export const restore = defineCommand({
   meta: { name: "restore", description: "Restores: fmc restore postgres FILE" },
-  subCommands: { postgres: restorePostgres },
+  subCommands: { postgres: restorePostgres, etcd: restoreEtcd },
 });

@@ -1,5 +1,6 @@
 // Terminal output shared by the commands: colours (NO_COLOR respected), problems.
 import { relative } from "node:path";
+import { createInterface } from "node:readline/promises";
 import { FmcError, type Problem } from "../errors.js";
 
 export const color = !process.env.NO_COLOR && process.stderr.isTTY;
@@ -38,3 +39,17 @@ export function specName(file: string | undefined): string {
   return file ? relative(process.cwd(), file) || file : "built-in seed topology";
 }
 
+
+/**
+ * Asks a yes/no question on the terminal (no by default). Without a terminal it refuses:
+ * `refusal` says what needed the answer, and --yes is the way round it.
+ */
+export async function confirm(question: string, refusal: string): Promise<boolean> {
+  if (!process.stdin.isTTY) throw new FmcError("CONFIRM", `${refusal} and stdin is not a terminal to ask`, "use --yes");
+  const rl = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return /^y(es)?$/i.test((await rl.question(question)).trim());
+  } finally {
+    rl.close();
+  }
+}
