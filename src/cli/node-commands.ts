@@ -1,57 +1,205 @@
-// fmc node remove NAME --plan: the exact order of a node's removal, decided on etcd as the
-// servers report it (a server only when etcd keeps quorum through it; otherwise the
-// refusal with the arithmetic, exit 1), with the load balancers' and DNS's changes as
-// diffs. Carrying it out (drain, member removal, node deletion) is not built yet: it needs
-// K3s's kubectl, which the lab cannot run, so this version plans and stops there.
+// fmc node add|remove|replace: a K3s node joins or leaves the cluster in an order that keeps
+// etcd's quorum (read before the plan is shown, and read again right before each change),
+// with the load balancers' backends and the internal DNS following. Each prints its whole
+// order first (--plan stops there), asks once (--yes), and stops at the first failed step.
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
-import { openSession } from "../engine/session.js";
-import { etcdAccess, readCluster, type EtcdClusterView } from "../ops/etcd.js";
-import { nodeRemovalPlan, removalPlanText } from "../ops/node-removal.js";
-import { sessionArgs, sessionOptions } from "./session-args.js";
+import { openSession, selectPhases, type Session } from "../engine/session.js";
+import { apply as applyPlan, plan as makePlan } from "../engine/run.js";
+import { etcdAccess, isMember, memberLabel, quorumCheck, readCluster, replacementSteps, type EtcdClusterView } from "../ops/etcd.js";
+import { followDiffs, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
+import type { RunbookStep } from "../ops/runbook.js";
+import type { PhaseContext } from "../phases/phase.js";
+import type { Host } from "../spec/schema.js";
+import { carryOut } from "./runbook-cli.js";
+import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 
 /** The positional is the node: the spec is named with -f here. */
 const { phase: _phase, spec: _spec, ...connectArgs } = sessionArgs;
+const runArgs = {
+  plan: { type: "boolean", description: "show the checks and the exact order, change nothing", default: false },
+  yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false },
+} as const;
+
+/** Every host a node change touches: the K3s nodes, the load balancers, the DNS host. */
+const touched = (pc: PhaseContext): Host[] => {
+  const t = pc.render.topo;
+  return [...new Set([...t.servers, ...t.agents, ...t.withRole("loadbalancer"), ...(t.dnsHost ? [t.dnsHost] : [])])];
+};
+
+/** etcd as a server other than `exclude` reads it, and which server answered. */
+async function etcdVia(s: Session, exclude: readonly string[]): Promise<{ via: string; cluster: EtcdClusterView }> {
+  const errors: string[] = [...s.unreachable].map(([h, why]) => `${h}: ${why}`);
+  for (const server of s.render.topo.servers.filter((x) => !exclude.includes(x.name))) {
+    const t = s.transports.get(server.name);
+    if (!t) continue;
+    try {
+      return { via: server.name, cluster: await readCluster(t, etcdAccess()) };
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  throw new FmcError("ETCD_UNREACHABLE", `no K3s server${exclude.length ? ` other than ${exclude.join(", ")}` : ""} answered for etcd:\n${errors.join("\n")}`, "fmc etcd status");
+}
+
+/** A step that runs the engine's phases (plan from fresh facts, then apply), as fmc apply would, on `pc`'s spec. */
+function applyStep(s: Session, pc: PhaseContext, phases: readonly string[], title: string, detail?: string): RunbookStep {
+  return {
+    title,
+    on: "this machine",
+    ...(detail ? { detail } : {}),
+    act: async () => {
+      const p = await makePlan(pc, selectPhases(phases), s.transports, { concurrency: s.concurrency });
+      if (p.failedHosts.size) throw new FmcError("FACTS", [...p.failedHosts].map(([h, why]) => `${h}: ${why}`).join("\n"));
+      const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, reconnect: s.reconnect, onEvent: (e) => e.type === "change" && process.stderr.write(`      [${e.change.host}] ${e.change.phase}: ${e.change.title}\n`) });
+      return `${done.changes} change(s) applied (phases ${phases.join(", ")})`;
+    },
+  };
+}
+
+/** The load balancers and DNS follow the spec without `name`: its diffs as the detail, applied by the engine. */
+function followStep(s: Session, name: string): RunbookStep[] {
+  const diffs = followDiffs(s.render, name);
+  if (!diffs.length) return [];
+  const detail = diffs.map((d) => `${d.title}\n${d.detail ?? ""}`).join("\n");
+  return [applyStep(s, { ...s.pc, render: withoutHost(s.render, name) }, ["loadbalancer", "dns"], `the load balancers and DNS stop naming ${name} (fmc apply --phase loadbalancer,dns on the spec without it)`, detail)];
+}
+
+/** A server's member, healthy and voting, read through `via` until it is or `seconds` pass. */
+function memberHealthyStep(via: string, name: string, seconds = 300): RunbookStep {
+  return {
+    title: `wait until ${name}'s etcd member is a healthy voting member`,
+    on: via,
+    act: async (t) => {
+      const deadline = Date.now() + seconds * 1000;
+      let last = "";
+      for (;;) {
+        try {
+          const v = await readCluster(t!, etcdAccess());
+          const m = v.members.find((x) => isMember(x, name));
+          if (m && !m.isLearner && v.healthy.has(m.id)) return `${memberLabel(m)} is healthy; ${v.healthy.size} of ${v.members.length} members healthy`;
+          last = m ? `${memberLabel(m)} is ${m.isLearner ? "still a learner" : "not healthy yet"}` : `${name} is not a member yet`;
+        } catch (e) {
+          last = (e as Error).message;
+        }
+        if (Date.now() >= deadline) throw new FmcError("TIMEOUT", `after ${seconds} s: ${last}`);
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    },
+  };
+}
+
+/** The steps that join spec host `name`: the quorum check for a server, the install phases, the wait. */
+async function joinSteps(s: Session, name: string, server: boolean, o: { exclude?: readonly string[]; checkLater?: boolean } = {}): Promise<{ steps: RunbookStep[]; refusal?: string }> {
+  const steps: RunbookStep[] = [];
+  let via: string | undefined;
+  if (server) {
+    const e = await etcdVia(s, [name, ...(o.exclude ?? [])]);
+    via = e.via;
+    if (e.cluster.members.some((m) => isMember(m, name))) throw new FmcError("USAGE", `${name} is an etcd member already`, "fmc etcd status");
+    // after a dead member's removal (replace), the check is made then, on the cluster as it is
+    const v = o.checkLater ? undefined : quorumCheck(e.cluster.members, e.cluster.healthy, { kind: "add", name, learner: true });
+    if (v && !v.ok) return { steps, refusal: v.text };
+    steps.push(quorumStep(via, { kind: "add", name, learner: true }, `add ${name}`));
+  }
+  const p = await makePlan(s.pc, selectPhases(["k3s-servers", "k3s-agents"]), s.transports, { concurrency: s.concurrency });
+  const mine = p.changes.filter((c) => c.host === name);
+  const detail = p.changes.map((c) => `${c.host}: ${c.title}`).join("\n");
+  if (!s.transports.has(name)) throw new FmcError("UNREACHABLE", `${name} does not answer: ${s.unreachable.get(name) ?? "not in the inventory"}`);
+  if (!mine.length) return { steps, refusal: `${name} runs K3s as the spec says already: nothing to add (fmc etcd status)` };
+  steps.push(applyStep(s, s.pc, ["k3s-servers", "k3s-agents"], `install K3s on ${name} and join it through the VIP (${server ? "a server waits until its API and etcd member answer" : "an agent with an expiring bootstrap token, waited for"})`, detail));
+  if (server && via) steps.push(memberHealthyStep(via, name));
+  steps.push(applyStep(s, s.pc, ["loadbalancer", "dns"], `the load balancers and DNS name ${name} (fmc apply --phase loadbalancer,dns)`));
+  return { steps };
+}
+
+async function withSession(a: SessionArgs, fn: (s: Session) => Promise<void>): Promise<void> {
+  const s = await openSession({ ...sessionOptions(a), hosts: touched });
+  try {
+    await fn(s);
+  } finally {
+    s.close();
+  }
+}
+
+const nameArg = { type: "positional", description: "the node (a spec host with a K3s role)", required: true } as const;
+const reminder = (name: string) => `Now take ${name} out of the spec's hosts: while it is listed, the next fmc apply joins it again.\n`;
+
+const add = defineCommand({
+  meta: { name: "add", description: "Join a K3s node the spec lists: a server only when etcd allows a new member (every voting member healthy), installed and waited for; then the load balancers and DNS name it" },
+  args: { ...connectArgs, name: nameArg, ...runArgs },
+  async run({ args: a }) {
+    await withSession(a, async (s) => {
+      const { server } = k3sNode(s.render, a.name);
+      const { steps, refusal } = await joinSteps(s, a.name, server);
+      if (refusal) {
+        process.stdout.write(`Adding ${a.name} is refused: ${refusal}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      await carryOut({ heading: `Adding ${a.name} (${server ? "server" : "agent"}), in this order:`, steps, transports: s.transports, plan: a.plan, yes: a.yes, question: `Add ${a.name} to the cluster?`, stateDir: s.stateDir, what: "node add" });
+    });
+  },
+});
 
 const remove = defineCommand({
-  meta: { name: "remove", description: "Remove a K3s node: with --plan, the order (drain, stop K3s, etcd member removal, node deletion, load balancer and DNS changes), refused with the quorum arithmetic when etcd would lose quorum" },
-  args: {
-    ...connectArgs,
-    name: { type: "positional", description: "the node (a spec host with a K3s role)", required: true },
-    plan: { type: "boolean", description: "show the order and the checks, change nothing", default: false },
-  },
+  meta: { name: "remove", description: "Remove a K3s node: drain, stop K3s, remove its etcd member, delete the node, load balancers and DNS follow; a server only when etcd keeps quorum (refused with the arithmetic otherwise)" },
+  args: { ...connectArgs, name: nameArg, ...runArgs },
   async run({ args: a }) {
-    if (!a.plan) throw new FmcError("NOT_AVAILABLE", "fmc node remove carries nothing out yet: only --plan is available in this version", `fmc node remove ${a.name} --plan shows what it would do, and whether etcd allows it`);
-    const s = await openSession({ ...sessionOptions(a), hosts: (pc) => pc.render.topo.servers });
-    try {
-      const host = s.render.spec.hosts.find((h) => h.name === a.name);
-      if (!host) throw new FmcError("USAGE", `${a.name}: no such host in the spec`, `hosts: ${s.render.spec.hosts.map((h) => h.name).join(", ")}`);
-      // another server answers for etcd and runs the drain
-      let cluster: EtcdClusterView | undefined;
-      let via: string | undefined;
-      const errors: string[] = [...s.unreachable].map(([h, why]) => `${h}: ${why}`);
-      for (const server of s.render.topo.servers.filter((x) => x.name !== a.name)) {
-        const t = s.transports.get(server.name);
-        if (!t) continue;
-        try {
-          cluster = await readCluster(t, etcdAccess());
-          via = server.name;
-          break;
-        } catch (e) {
-          errors.push((e as Error).message);
-        }
+    await withSession(a, async (s) => {
+      const { server } = k3sNode(s.render, a.name);
+      const { via, cluster } = await etcdVia(s, [a.name]);
+      const plan = nodeRemovalPlan(s.render, a.name, server ? cluster : undefined, via, s.transports.has(a.name));
+      if (!plan.ok) {
+        process.stdout.write(refusalText(a.name, plan.text));
+        process.exitCode = 1;
+        return;
       }
-      if (!via) throw new FmcError("ETCD_UNREACHABLE", `no other K3s server answered for etcd:\n${errors.join("\n")}`, "fmc etcd status");
-      const plan = nodeRemovalPlan(s.render, a.name, host.roles.includes("k3s-server") ? cluster : undefined, via);
-      process.stdout.write(removalPlanText(a.name, plan));
-      process.exitCode = plan.ok ? 0 : 1;
-    } finally {
-      s.close();
-    }
+      const steps = [...plan.steps, ...followStep(s, a.name)];
+      const done = await carryOut({ heading: `Removing ${a.name}${plan.quorum ? ` (${plan.quorum})` : ""}, in this order:`, steps, transports: s.transports, plan: a.plan, yes: a.yes, question: `Remove ${a.name} from the cluster? Its pods are evicted${server ? " and its etcd member is removed" : ""}.`, stateDir: s.stateDir, what: "node remove" });
+      if (done || a.plan) process.stdout.write(reminder(a.name));
+    });
+  },
+});
+
+const replace = defineCommand({
+  meta: { name: "replace", description: "Replace a K3s node by another the spec lists (--with NEW): NEW joins and is waited for, then NAME is drained and removed; for a dead server the other way round (etcd refuses a new member while one is down)" },
+  args: { ...connectArgs, name: nameArg, with: { type: "string", description: "the spec host that takes its place", required: true }, ...runArgs },
+  async run({ args: a }) {
+    await withSession(a, async (s) => {
+      const old = k3sNode(s.render, a.name);
+      const next = k3sNode(s.render, a.with);
+      if (old.server !== next.server) throw new FmcError("USAGE", `${a.name} is ${old.server ? "a server" : "an agent"} and ${a.with} ${next.server ? "a server" : "an agent"}: a replacement has the same role`);
+      if (a.name === a.with) throw new FmcError("USAGE", "a node cannot replace itself", "to rebuild a node: fmc node remove NAME, wipe it, fmc node add NAME");
+      const { via, cluster } = await etcdVia(s, [a.name, a.with]);
+      let oldFirst = false;
+      let member: { id: string; label: string } | undefined;
+      if (old.server) {
+        const verdict = replacementSteps(cluster.members, cluster.healthy, a.name, a.with);
+        if (!verdict.ok) {
+          process.stdout.write(`Replacing ${a.name} by ${a.with} is refused: ${verdict.text}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        oldFirst = verdict.steps[1]?.action === "drain";
+        const m = cluster.members.find((x) => isMember(x, a.name));
+        if (m) member = { id: m.id, label: memberLabel(m) };
+      }
+      const removal = removalSteps(a.name, old.server, via, member, s.transports.has(a.name));
+      const join = await joinSteps(s, a.with, next.server, { exclude: [a.name], checkLater: oldFirst });
+      if (join.refusal) {
+        process.stdout.write(`Replacing ${a.name} by ${a.with} is refused: ${join.refusal}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const steps = oldFirst ? [...removal, ...join.steps] : [...join.steps, ...removal];
+      const done = await carryOut({ heading: `Replacing ${a.name} by ${a.with}${oldFirst ? ` (${a.name} is down: it goes first, as etcd refuses a new member while one is down)` : ""}, in this order:`, steps: [...steps, ...followStep(s, a.name)], transports: s.transports, plan: a.plan, yes: a.yes, question: `Replace ${a.name} by ${a.with}?`, stateDir: s.stateDir, what: "node replace" });
+      if (done || a.plan) process.stdout.write(reminder(a.name));
+    });
   },
 });
 
 export const node = defineCommand({
-  meta: { name: "node", description: "K3s nodes: fmc node remove NAME --plan" },
-  subCommands: { remove },
+  meta: { name: "node", description: "K3s nodes: fmc node add|remove|replace NAME (each with --plan and a confirmation)" },
+  subCommands: { add, remove, replace },
 });

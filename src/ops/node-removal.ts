@@ -1,27 +1,28 @@
-// What removing one K3s node takes, in order, as a pure plan: read etcd first (a server
-// is removed only when etcd keeps quorum through it; otherwise the refusal carries the
-// arithmetic), drain, stop K3s on it, remove its etcd member, delete the Kubernetes node,
-// and what follows in the files fmc renders: the load balancers' HAProxy backends and the
-// internal DNS records lose it once the host leaves the spec.
+// What removing one K3s node takes, in order, as a runbook: read etcd first (a server is
+// removed only when etcd keeps quorum through it; otherwise the refusal carries the
+// arithmetic) and again right before its member goes, drain it, stop and disable K3s on it,
+// remove its etcd member, delete the Kubernetes node, set its old etcd data aside so a later
+// add joins afresh; then what follows in the files fmc renders: the load balancers' HAProxy
+// backends and the internal DNS records lose it (applied by the CLI, which owns the engine).
 import { createTwoFilesPatch } from "diff";
 import { FmcError } from "../errors.js";
+import { script, type Command } from "../hosts/command.js";
+import type { ExecResult, Transport } from "../hosts/transport.js";
 import { haproxyConfig } from "../render/haproxy.js";
 import { dnsRecords } from "../render/dns.js";
 import type { RenderContext } from "../render/types.js";
 import { Topology } from "../spec/topology.js";
 import type { Host } from "../spec/schema.js";
-import { isMember, memberLabel, quorumCheck, type EtcdClusterView } from "./etcd.js";
+import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, readCluster, type EtcdAccess, type EtcdChange, type EtcdClusterView } from "./etcd.js";
+import { kubectl } from "./k3s-cli.js";
+import type { RunbookStep } from "./runbook.js";
 
-export interface RemovalStep {
-  readonly title: string;
-  /** Where it runs, and the command (as shown to people). */
-  readonly on: string;
-  readonly command?: string;
-  /** A unified diff of a rendered file, for the steps that follow the spec. */
-  readonly diff?: string;
-}
+/** K3s's datastore directory on a server (k3s-io/k3s: ${data-dir}/server/db). */
+export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
+/** How long a drain may take before it fails the step (kubectl drain --timeout). */
+export const DRAIN_TIMEOUT_S = 300;
 
-export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RemovalStep[] } | { readonly ok: false; readonly text: string };
+export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RunbookStep[]; readonly follow: readonly RunbookStep[] } | { readonly ok: false; readonly text: string };
 
 /** The render context of the spec without `name`: what apply renders once the host is gone from it. */
 export function withoutHost(ctx: RenderContext, name: string): RenderContext {
@@ -29,62 +30,107 @@ export function withoutHost(ctx: RenderContext, name: string): RenderContext {
   return { ...ctx, spec, topo: new Topology(spec, ctx.topo.sshKeys) };
 }
 
-const patch = (path: string, before: string, after: string) => createTwoFilesPatch(path, path, before, after, "now", `without the node`, { context: 1 });
+const patch = (path: string, before: string, after: string) => createTwoFilesPatch(path, path, before, after, "now", `without the node`, { context: 1 }).split("\n").slice(2).join("\n");
+
+/** The spec host `name`, refused unless it is a K3s node. */
+export function k3sNode(ctx: RenderContext, name: string): { host: Host; server: boolean } {
+  const host = ctx.spec.hosts.find((h) => h.name === name);
+  if (!host) throw new FmcError("USAGE", `${name}: no such host in the spec`, `hosts: ${ctx.spec.hosts.map((h) => h.name).join(", ")}`);
+  const server = host.roles.includes("k3s-server");
+  if (!server && !host.roles.includes("k3s-agent")) throw new FmcError("USAGE", `${name} is not a K3s node (roles: ${host.roles.join(", ")})`);
+  return { host, server };
+}
+
+/** A step that reads etcd again through `via` and fails unless `change` keeps quorum: the plan's check, made on the cluster as it is right then. */
+export function quorumStep(via: string, change: EtcdChange, what: string, access: EtcdAccess = etcdAccess()): RunbookStep {
+  return {
+    title: `read etcd again: ${what} only if etcd keeps quorum`,
+    on: via,
+    act: async (t?: Transport) => {
+      if (!t) throw new FmcError("UNREACHABLE", `${via} is not connected`);
+      const now = await readCluster(t, access);
+      const v = quorumCheck(now.members, now.healthy, change);
+      if (!v.ok) throw new FmcError("QUORUM", `refused: ${v.text}`);
+      return v.text;
+    },
+  };
+}
+
+/** etcd's gateway answers an error as {"error": …, "code": n} with curl's exit 0. */
+export function gatewayError(r: ExecResult): string | undefined {
+  try {
+    const j = JSON.parse(r.stdout) as { error?: string; message?: string };
+    return j.error ? `etcd refused: ${j.message ?? j.error}` : undefined;
+  } catch {
+    return `etcd's answer is not JSON: ${r.stdout.slice(0, 200)}`;
+  }
+}
+
+const setAside = (host: string, dir: string, tag: string): Command =>
+  script(`set -eu\nif [ -d ${dir} ]; then mv ${dir} ${dir}.${tag}-$(date +%Y%m%d%H%M%S); fi`, `move ${dir} aside on ${host} (${dir}.${tag}-<time>)`);
+
+/**
+ * The drain, stop, member removal and deletion of `name`, run through `via` (another server).
+ * `reachable`: whether `name` answers (a dead node cannot be stopped: that step reminds instead).
+ */
+export function removalSteps(name: string, server: boolean, via: string, member: { id: string; label: string } | undefined, reachable: boolean): RunbookStep[] {
+  const steps: RunbookStep[] = [];
+  if (server) steps.push(quorumStep(via, { kind: "remove", member: member?.id ?? name }, `remove ${name}`));
+  steps.push({ title: `drain ${name}: cordon it and evict its pods`, on: via, command: kubectl("drain", name, "--ignore-daemonsets", "--delete-emptydir-data", `--timeout=${DRAIN_TIMEOUT_S}s`) });
+  const unit = server ? "k3s" : "k3s-agent";
+  steps.push(
+    reachable
+      ? { title: `stop and disable K3s on ${name}, so it cannot rejoin`, on: name, command: script(`systemctl disable --now ${unit}`, `systemctl disable --now ${unit}`) }
+      : { title: `${name} does not answer: it must stay off (or be wiped) before it comes back, or it rejoins`, on: via, act: async () => `${name} was unreachable: K3s on it was not stopped` },
+  );
+  if (server) {
+    steps.push(
+      member
+        ? { title: `remove etcd member ${member.label} (ID ${member.id})`, on: via, command: memberRemoveCommand(etcdAccess(), member.id), verify: gatewayError }
+        : { title: `no etcd member of ${name} is listed: nothing to remove from etcd`, on: via, act: async () => undefined },
+    );
+  }
+  steps.push({ title: `delete node ${name} from Kubernetes`, on: via, command: kubectl("delete", "node", name) });
+  if (server && reachable) steps.push({ title: `set ${name}'s etcd data aside, so a later add joins afresh`, on: name, command: setAside(name, K3S_DB_DIR, "removed") });
+  return steps;
+}
+
+/** What follows from the spec without `name`: the load balancers' and DNS's diffs, as plan text. */
+export function followDiffs(ctx: RenderContext, name: string): RunbookStep[] {
+  const host = ctx.spec.hosts.find((h) => h.name === name)!;
+  const after = withoutHost(ctx, name);
+  const out: RunbookStep[] = [];
+  for (const lb of ctx.topo.withRole("loadbalancer")) {
+    const before = haproxyConfig(ctx, lb);
+    const next = haproxyConfig(after, lb);
+    if (before !== next) out.push({ title: `${lb.name}: HAProxy stops sending traffic to ${name} (${host.address})`, on: lb.name, detail: patch("/etc/haproxy/haproxy.cfg", before, next) });
+  }
+  const recs = (c: RenderContext) => dnsRecords(c).map((r) => `${r.name} ${r.type} ${r.value}`).join("\n") + "\n";
+  const dnsBefore = recs(ctx);
+  const dnsAfter = recs(after);
+  if (dnsBefore !== dnsAfter) out.push({ title: `internal DNS: ${name}'s records go`, on: ctx.topo.dnsHost?.name ?? "the DNS host", detail: patch(`zone ${ctx.spec.domain}`, dnsBefore, dnsAfter) });
+  return out;
+}
 
 /**
  * The plan for removing K3s node `name`: for a server, `cluster` is etcd as the servers see
  * it (fmc etcd status) and decides; `via` is the server that drains and removes it.
  */
-export function nodeRemovalPlan(ctx: RenderContext, name: string, cluster: EtcdClusterView | undefined, via: string): RemovalPlan {
-  const host = ctx.spec.hosts.find((h) => h.name === name);
-  if (!host) throw new FmcError("USAGE", `${name}: no such host in the spec`, `hosts: ${ctx.spec.hosts.map((h) => h.name).join(", ")}`);
-  const isServer = host.roles.includes("k3s-server");
-  if (!isServer && !host.roles.includes("k3s-agent")) throw new FmcError("USAGE", `${name} is not a K3s node (roles: ${host.roles.join(", ")})`);
-  if (isServer && via === name) throw new FmcError("USAGE", `${name} cannot drain and remove itself`, "another server must answer");
-  const steps: RemovalStep[] = [];
+export function nodeRemovalPlan(ctx: RenderContext, name: string, cluster: EtcdClusterView | undefined, via: string, reachable = true): RemovalPlan {
+  const { server } = k3sNode(ctx, name);
+  if (via === name) throw new FmcError("USAGE", `${name} cannot drain and remove itself`, "another server must answer");
   let quorum: string | undefined;
   let member: { id: string; label: string } | undefined;
-  if (isServer) {
+  if (server) {
     if (!cluster) throw new FmcError("ETCD_UNREACHABLE", `${name} is a server: its removal needs etcd's member list and health first, and no server answered`);
     const m = cluster.members.find((x) => isMember(x, name));
-    const verdict = quorumCheck(cluster.members, cluster.healthy, { kind: "remove", member: name });
+    const verdict = quorumCheck(cluster.members, cluster.healthy, { kind: "remove", member: m?.id ?? name });
     if (!verdict.ok) return { ok: false, text: verdict.text };
     quorum = verdict.text;
     if (m) member = { id: m.id, label: memberLabel(m) };
   }
-  steps.push({ title: `drain ${name}: cordon it and evict its pods`, on: via, command: `k3s kubectl drain ${name} --ignore-daemonsets --delete-emptydir-data --timeout=300s` });
-  steps.push({ title: `stop K3s on ${name}`, on: name, command: `systemctl disable --now ${isServer ? "k3s" : "k3s-agent"}` });
-  if (isServer) {
-    steps.push(
-      member
-        ? { title: `remove etcd member ${member.label} (ID ${member.id})`, on: via, command: `etcd: POST /v3/cluster/member/remove {"ID":"${member.id}"}` }
-        : { title: `no etcd member of ${name} is listed: nothing to remove from etcd`, on: via },
-    );
-  }
-  steps.push({ title: `delete node ${name} from Kubernetes`, on: via, command: `k3s kubectl delete node ${name}` });
-  // what follows from the spec without it
-  const after = withoutHost(ctx, name);
-  const lbs: Host[] = ctx.topo.withRole("loadbalancer");
-  for (const lb of lbs) {
-    const before = haproxyConfig(ctx, lb);
-    const next = haproxyConfig(after, lb);
-    if (before !== next) steps.push({ title: `${lb.name}: HAProxy stops sending traffic to ${name} (${host.address})`, on: lb.name, diff: patch("/etc/haproxy/haproxy.cfg", before, next) });
-  }
-  const recs = (c: RenderContext) => dnsRecords(c).map((r) => `${r.name} ${r.type} ${r.value}`).join("\n") + "\n";
-  const dnsBefore = recs(ctx);
-  const dnsAfter = recs(after);
-  if (dnsBefore !== dnsAfter) steps.push({ title: `internal DNS: ${name}'s records go`, on: ctx.topo.dnsHost?.name ?? "the DNS host", diff: patch(`zone ${ctx.spec.domain}`, dnsBefore, dnsAfter) });
-  steps.push({ title: `remove ${name} from the spec's hosts, then fmc apply: the load balancers and DNS follow it`, on: "this machine" });
-  return { ok: true, ...(quorum ? { quorum } : {}), steps };
+  return { ok: true, ...(quorum ? { quorum } : {}), steps: removalSteps(name, server, via, member, reachable), follow: followDiffs(ctx, name) };
 }
 
-/** The plan as people read it. */
-export function removalPlanText(name: string, plan: RemovalPlan): string {
-  if (!plan.ok) return `Removing ${name} is refused: ${plan.text}\n`;
-  const out = [`Removing ${name}${plan.quorum ? ` (${plan.quorum})` : ""}, in this order:`];
-  plan.steps.forEach((s, i) => {
-    out.push(`  ${i + 1}. ${s.title}${s.command ? `\n       on ${s.on}: ${s.command}` : ""}`);
-    if (s.diff) out.push(...s.diff.trimEnd().split("\n").slice(2).map((l) => `       ${l}`));
-  });
-  return `${out.join("\n")}\n`;
-}
+/** The refusal as people read it. */
+export const refusalText = (name: string, text: string) => `Removing ${name} is refused: ${text}\n`;
