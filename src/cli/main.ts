@@ -35,6 +35,7 @@ export const fmc = defineCommand({
     upgrade: () => import("./upgrade-commands.js").then((m) => m.upgrade),
     bundle: () => import("./bundle-commands.js").then((m) => m.bundleCommand),
     certs: () => import("./certs-commands.js").then((m) => m.certs),
+    reset: () => import("./reset-commands.js").then((m) => m.reset),
   },
 });
 

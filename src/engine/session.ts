@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
-import { isK3sBootstrapped, markK3sBootstrapped } from "../state/bootstrap.js";
+import { isK3sBootstrapped, forgetK3sBootstrap, markK3sBootstrapped } from "../state/bootstrap.js";
 import type { K3sRun } from "../phases/phase.js";
 import { context, MAX_KEY_FILE_BYTES, readSmallTextFile } from "../project.js";
 import { inventory, withOverrides, type Inventory } from "./inventory.js";
@@ -93,6 +93,7 @@ function k3sRun(ctx: RenderContext, stateDir: string, markerDir: string, source:
     joinToken: newBootstrapToken(),
     joinTokenTtlMin: JOIN_TOKEN_TTL_MIN,
     markBootstrapped: (first) => void markK3sBootstrapped({ path: markerDir }, ctx.spec.name, first),
+    forgetBootstrap: () => forgetK3sBootstrap({ path: markerDir }),
   };
 }
 

@@ -32,6 +32,8 @@ export interface K3sRun {
   readonly unavailable?: string;
   /** Records that the first server is up (src/state/bootstrap.ts): from then on no server renders cluster-init. */
   markBootstrapped(firstServer: string): void;
+  /** Forgets that record (fmc reset): the next apply bootstraps a new cluster. True when there was one. */
+  forgetBootstrap(): boolean;
 }
 
 /** One step of apply. plan() is pure: (facts, desired) -> changes; apply runs them. */

@@ -5,7 +5,7 @@
 // `server:`) creates a new one-node cluster (k3s-io/k3s pkg/etcd/etcd.go, ETCD.Start:
 // "Starting etcd for existing cluster member" when initialised; newCluster when no server
 // URL; join otherwise). So once this marker exists, every server renders `server: <VIP>`.
-import { existsSync, readFileSync, renameSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
@@ -46,4 +46,12 @@ export function markK3sBootstrapped(dir: StateDir, cluster: string, firstServer:
   writeFileSync(`${file}.tmp`, JSON.stringify(marker, null, 2) + "\n", { mode: 0o600 });
   renameSync(`${file}.tmp`, file);
   return marker;
+}
+
+/** Forgets the bootstrap (fmc reset, once every node is clean): true when there was a marker. */
+export function forgetK3sBootstrap(dir: StateDir): boolean {
+  const file = join(dir.path, K3S_BOOTSTRAP_FILE);
+  if (!existsSync(file)) return false;
+  rmSync(file);
+  return true;
 }

@@ -36,7 +36,7 @@ function pcWith(facts: Map<string, HostFacts>, bootstrapped = false, version?: s
     mask: (t) => ctx.secrets.mask(t).replaceAll(token, "<secret:k3s-bootstrap-token>"),
     loginUser: () => "core",
     facts,
-    k3s: { bundle: () => undefined, joinToken: token, joinTokenTtlMin: 60, markBootstrapped: () => undefined },
+    k3s: { bundle: () => undefined, joinToken: token, joinTokenTtlMin: 60, markBootstrapped: () => undefined, forgetBootstrap: () => false },
   };
 }
 const host = (pc: PhaseContext, name: string) => pc.render.spec.hosts.find((h) => h.name === name)!;

@@ -1,0 +1,67 @@
+// Tearing the K3s layer down, as K3s's own k3s-killall.sh and k3s-uninstall.sh do on a node
+// (k3s-io/k3s install.sh: stop the unit, kill what containerd left running, unmount the
+// kubelet's and K3s's mounts, remove K3s's network interfaces and its files), in a safe
+// order: agents first (their pods go with them), then the servers, the first one last, so
+// etcd keeps quorum until its last members go together. What stays: the hosts, their OS and
+// every other layer fmc applies (load balancers, DNS, storage, PostgreSQL), and Longhorn's
+// disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
+import { script, type Command } from "../hosts/command.js";
+import type { RenderContext } from "../render/types.js";
+import type { Host } from "../spec/schema.js";
+import type { RunbookStep } from "./runbook.js";
+import { pendingMarker } from "./service.js";
+
+/** What a node's reset removes (K3s's uninstall script removes the same). */
+export const K3S_PATHS = ["/etc/rancher/k3s", "/etc/rancher/node", "/var/lib/rancher/k3s", "/var/lib/kubelet", "/run/k3s", "/run/flannel", "/var/lib/cni"] as const;
+
+const UNITS = { server: "k3s.service", agent: "k3s-agent.service" } as const;
+
+/** The script that tears K3s off one node; safe to run again (everything is "if present"). */
+export function resetNodeCommand(server: boolean): Command {
+  const unit = server ? UNITS.server : UNITS.agent;
+  const body = [
+    "set -u",
+    `systemctl disable --now ${unit} 2>/dev/null || true`,
+    // containerd's shims outlive K3s's own process by design (K3s stops only itself)
+    "for p in $(pgrep -f 'containerd-shim.*/run/k3s/containerd' 2>/dev/null); do kill -9 \"$p\" 2>/dev/null || true; done",
+    // the kubelet's and K3s's mounts, deepest first
+    "awk '$2 ~ \"^(/run/k3s|/var/lib/kubelet|/var/lib/rancher/k3s)\" {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\" 2>/dev/null || true; done",
+    "for link in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do ip link delete \"$link\" 2>/dev/null || true; done",
+    `rm -rf ${K3S_PATHS.join(" ")}`,
+    // fmc's unit; drop-ins in ${unit}.d stay (other layers own them: Longhorn's mount ordering)
+    `rm -f /etc/systemd/system/${unit} ${pendingMarker(unit)}`,
+    "for b in /usr/local/bin /opt/bin; do for tool in kubectl crictl ctr; do if [ -L \"$b/$tool\" ] && [ \"$(readlink \"$b/$tool\")\" = k3s ]; then rm -f \"$b/$tool\"; fi; done; rm -f \"$b/k3s\"; done",
+    "systemctl daemon-reload",
+    `if systemctl is-active --quiet ${unit}; then echo "${unit} is still running" >&2; exit 1; fi`,
+    `for p in ${K3S_PATHS.join(" ")}; do if [ -e "$p" ]; then echo "$p is still there" >&2; exit 1; fi; done`,
+  ].join("\n");
+  return script(body, `stop and disable ${unit}, kill its containers, unmount, remove K3s's interfaces, files, unit and binary`);
+}
+
+/** Agents first, then the servers with the first one last. */
+export function resetOrder(ctx: RenderContext): { host: Host; server: boolean }[] {
+  const servers = ctx.topo.servers;
+  return [...ctx.topo.agents.map((host) => ({ host, server: false })), ...[...servers].reverse().map((host) => ({ host, server: true }))];
+}
+
+/** The runbook; `forget` clears this machine's record that the cluster was bootstrapped (last, once every node is clean). */
+export function resetRunbook(ctx: RenderContext, reachable: (name: string) => boolean, forget: () => Promise<string | void>): RunbookStep[] {
+  const steps: RunbookStep[] = resetOrder(ctx).map(({ host, server }) =>
+    reachable(host.name)
+      ? { title: `tear K3s off ${host.name} (${server ? "server: its etcd member and data go" : "agent"})`, on: host.name, command: resetNodeCommand(server) }
+      : { title: `${host.name} does not answer: reset it later (fmc reset again) before it is reused`, on: "this machine", act: async () => { throw new Error(`${host.name} is unreachable: its K3s is left as it is, and the cluster is not forgotten`); } },
+  );
+  steps.push({ title: "forget that the cluster was bootstrapped: the next fmc apply starts a new one from the first server", on: "this machine", act: forget });
+  return steps;
+}
+
+/** What is destroyed, for the question asked before. */
+export function resetWarning(ctx: RenderContext): string {
+  const nodes = resetOrder(ctx).map((x) => x.host.name);
+  return [
+    `This destroys the K3s cluster ${ctx.spec.name} on ${nodes.join(", ")}:`,
+    "  - etcd's data on every server: every Kubernetes object, Secret and ConfigMap; snapshots kept on the servers go too (fmc backup etcd -o DIR first)",
+    "  - every running pod and container, K3s's images, certificates, tokens, units and binary",
+    "It keeps the hosts' other layers (load balancers, DNS, storage, PostgreSQL) and the Longhorn disks' files.",
+  ].join("\n");
+}
