@@ -15,6 +15,12 @@ import type { Change } from "../ops/change.js";
 import { fileChange } from "../ops/file.js";
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
+import { mountChanges, mountFacts } from "../ops/mount.js";
+import { unitChanges, unitFacts } from "../ops/unit.js";
+import {
+  K3S_LONGHORN_CONFIG, k3sLonghornConfig, k3sLonghornDropIn, LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
+  type LonghornDisk,
+} from "../render/storage.js";
 import type { Host } from "../spec/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
@@ -59,21 +65,59 @@ export function modulesFile(states: ReturnType<typeof moduleStates>): string {
   ].join("\n");
 }
 
+/** Where the K3s unit of a node with a Longhorn disk gets its mount ordering (the same drop-in Ignition installs). */
+export const longhornDropInPath = (host: Host) => `/etc/systemd/system/${host.roles.includes("k3s-server") ? "k3s" : "k3s-agent"}.service.d/fmc-longhorn-disk.conf`;
+const diskGuard = (d: LonghornDisk) => `block-device:${d.device}`;
+
+const diskOf = (pc: PhaseContext, host: Host): LonghornDisk | undefined => longhornDisks(pc.render.spec).find((d) => d.host === host.name);
+
+/**
+ * A node's Longhorn disk, as Ignition sets it up on first boot: a worker's data disk formatted
+ * only when blank and mounted where Longhorn looks, with the node label that makes it
+ * Longhorn's default disk; on every node with a Longhorn disk (storage1's is an LV the storage
+ * phase mounts) K3s ordered after the mount and failing without it, so Longhorn never writes
+ * replicas into the empty directory on the root disk. No device, no disk (the plan says so
+ * once, beside the node's other Longhorn changes, as for missing kernel modules).
+ */
+function diskChanges(pc: PhaseContext, host: Host, facts: HostFacts, disk: LonghornDisk): Change[] {
+  const c = { host: host.name, phase: "longhorn-prereqs", mask: pc.mask };
+  const out: Change[] = [];
+  if (disk.kind === "disk") {
+    if (facts.guards.get(diskGuard(disk)) !== 0) return [];
+    const scriptFile = fileChange(facts, { path: LONGHORN_DISK_SCRIPT_PATH, content: longhornDiskScript(disk), mode: 0o755 }, c);
+    if (scriptFile) out.push(scriptFile);
+    out.push(...unitChanges(facts, { unit: LONGHORN_DISK_SERVICE, content: longhornDiskService(), enabled: true, running: false }, c));
+    const mount = longhornDiskMountUnit(disk);
+    out.push(...mountChanges(facts, { what: disk.device, where: disk.mount, type: "ext4", unitText: mount.content }, c));
+    const label = fileChange(facts, { path: K3S_LONGHORN_CONFIG, content: k3sLonghornConfig(), mode: 0o600 }, c);
+    if (label) out.push(label);
+  }
+  const dropIn = fileChange(facts, { path: longhornDropInPath(host), content: k3sLonghornDropIn(disk) }, c);
+  if (dropIn) out.push({ ...dropIn, commands: [...dropIn.commands, cmd("systemctl", "daemon-reload")] });
+  return out;
+}
+
 export const longhornPrereqs: Phase = {
   name: "longhorn-prereqs",
   description: "open-iscsi, the NFS client and kernel modules Longhorn needs on every K3s node",
   hosts: (pc) => (pc.render.spec.services.longhorn.enabled ? [...pc.render.topo.servers, ...pc.render.topo.agents] : []),
-  facts: () => ({
-    files: new Set([LONGHORN_MODULES_FILE]),
-    units: new Set(["iscsid.socket", "iscsid.service"]),
-    packages: new Set(ALL_PACKAGES),
-    guards: new Map(
-      LONGHORN_MODULES.flatMap((m): Array<[string, string]> => [
-        [loadedGuard(m.name), `[ -d /sys/module/${m.name} ]`],
-        [loadableGuard(m.name), `modprobe -n -q ${m.name}`],
+  facts: (pc, host) => {
+    const disk = diskOf(pc, host);
+    const own = disk?.kind === "disk" ? [unitFacts(LONGHORN_DISK_SERVICE), mountFacts(disk.mount)] : [];
+    return {
+      files: new Set([LONGHORN_MODULES_FILE, ...(disk ? [longhornDropInPath(host)] : []), ...(disk?.kind === "disk" ? [LONGHORN_DISK_SCRIPT_PATH, K3S_LONGHORN_CONFIG] : []), ...own.flatMap((f) => [...f.files])]),
+      units: new Set(["iscsid.socket", "iscsid.service", ...own.flatMap((f) => [...f.units])]),
+      packages: new Set(ALL_PACKAGES),
+      ...(disk?.kind === "disk" ? { storage: true } : {}),
+      guards: new Map([
+        ...LONGHORN_MODULES.flatMap((m): Array<[string, string]> => [
+          [loadedGuard(m.name), `[ -d /sys/module/${m.name} ]`],
+          [loadableGuard(m.name), `modprobe -n -q ${m.name}`],
+        ]),
+        ...(disk?.kind === "disk" ? [[diskGuard(disk), `[ -b ${disk.device} ]`] as [string, string]] : []),
       ]),
-    ),
-  }),
+    };
+  },
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
     const c = { host: host.name, phase: "longhorn-prereqs", mask: pc.mask };
     const out: Change[] = [];
@@ -92,6 +136,11 @@ export const longhornPrereqs: Phase = {
     const installing = !!pkg && !facts.packages.get(family === "rhel-like" ? "iscsi-initiator-utils" : "open-iscsi");
     const svc = serviceChange(facts, { unit: iscsi, enabled: true, running: true, installing }, c);
     if (svc) out.push({ ...svc, notes: [...svc.notes, ...(states.find((m) => m.name === "iscsi_tcp")!.state === "missing" ? ["iscsid runs, but without iscsi_tcp no iSCSI session can be made"] : [])] });
+    const disk = diskOf(pc, host);
+    if (disk) out.push(...diskChanges(pc, host, facts, disk));
+    if (disk?.kind === "disk" && facts.guards.get(diskGuard(disk)) !== 0 && out.length) {
+      out[0] = { ...out[0]!, notes: [...out[0]!.notes, `${disk.device} is not a block device on ${host.name}: the spec's data disk is missing, so Longhorn gets no disk here (and K3s is not tied to a mount that cannot exist)`] };
+    }
     return out;
   },
 };

@@ -36,12 +36,14 @@ interface Fake {
   units?: Record<string, [string, string]>;
   packages?: string[];
   guards?: Record<string, number>;
+  /** Octal modes of files other than 644 (755 for *.sh). */
+  modes?: Record<string, string>;
 }
 
 /** Facts as the fact script prints them: a captured LVM state plus what the test says. */
 function facts(state: string | undefined, f: Fake = {}): HostFacts {
   const captured = state ? readFileSync(join(ROOT, "test/fixtures/lvm", `${state}.txt`), "utf8").split("\n").filter((l) => !l.startsWith("#")).join("\n") : "";
-  const files = Object.entries(f.files ?? {}).map(([p, c]) => `${p} ${p.endsWith(".sh") ? 755 : 644} root root ${Buffer.from(c).toString("base64")}`);
+  const files = Object.entries(f.files ?? {}).map(([p, c]) => `${p} ${f.modes?.[p] ?? (p.endsWith(".sh") ? 755 : 644)} root root ${Buffer.from(c).toString("base64")}`);
   const units = Object.entries(f.units ?? {}).flatMap(([u, [a, e]]) => [`Id=${u}`, `ActiveState=${a}`, `UnitFileState=${e}`, ""]);
   const guards = Object.entries(f.guards ?? {}).flatMap(([id, code]) => ["@guard", `${id} ${code}`]);
   const out = ["@os", f.os ?? "ID=debian", "@files", ...files, "@units", ...units, "@packages", ...(f.packages ?? []).map((p) => `${p} install ok installed`), ...guards, captured, "@end"];
@@ -311,6 +313,9 @@ test("longhorn-prereqs: packages, modules that exist, iscsid; a kernel without m
   assert.match(file.notes[0]!, /^kernel module iscsi_tcp is not available on this kernel .*Longhorn cannot attach volumes on this node/);
   const after = facts(undefined, { guards: none, packages: ["nfs-common", "open-iscsi", "cryptsetup", "dmsetup"], files: { [LONGHORN_MODULES_FILE]: file.file!.content }, units: { "iscsid.socket": ["active", "enabled"] } });
   assert.deepEqual(longhornPrereqs.plan(pc, h, after), []);
+  // the spec gives worker1 a data disk; this container has none: said once, nothing tied to it
+  assert.match(plan[0]!.notes.join("\n"), /\/dev\/vdb is not a block device on worker1: the spec's data disk is missing/);
+  assert.ok(!plan.some((c) => c.file?.path.includes("fmc-longhorn-disk")));
   // a VM's kernel: loadable modules are persisted and loaded now
   const vm = facts(undefined, { guards: { ...none, "module-loadable:iscsi_tcp": 0, "module-loadable:nfsv4": 0, "module-loaded:dm_crypt": 0 }, packages: ["nfs-common", "open-iscsi", "cryptsetup", "dmsetup"], units: { "iscsid.socket": ["active", "enabled"] } });
   const v = longhornPrereqs.plan(pc, h, vm);
@@ -319,4 +324,31 @@ test("longhorn-prereqs: packages, modules that exist, iscsid; a kernel without m
   // on AlmaLinux, the rhel package names
   const alma = longhornPrereqs.plan(pc, h, facts(undefined, { os: "ID=almalinux\nID_LIKE=\"rhel centos fedora\"", guards: none }));
   assert.equal(alma[0]!.title, "install nfs-utils, iscsi-initiator-utils, cryptsetup, device-mapper");
+});
+
+test("longhorn-prereqs: a worker's data disk is formatted when blank and mounted, K3s ordered after the mount (as Ignition does); storage1's LV mount too; a re-plan is empty", () => {
+  const pc = phaseContext();
+  const h = pc.render.topo.host("worker1");
+  const ready = { "module-loaded:iscsi_tcp": 0, "module-loaded:nfsv4": 0, "module-loaded:dm_crypt": 0, "block-device:/dev/vdb": 0 };
+  const base = { guards: ready, packages: ["nfs-common", "open-iscsi", "cryptsetup", "dmsetup"], units: { "iscsid.socket": ["active", "enabled"] as [string, string] } };
+  const first = facts(undefined, { ...base, files: { [LONGHORN_MODULES_FILE]: "# Managed by fmc: kernel modules Longhorn needs, loaded at boot.\niscsi_tcp\nnfsv4\ndm_crypt\n" } });
+  const plan = longhornPrereqs.plan(pc, h, first);
+  const paths = plan.flatMap((c) => (c.file ? [c.file.path] : []));
+  assert.deepEqual(paths, ["/opt/fmc/longhorn-disk.sh", "/etc/systemd/system/fmc-longhorn-disk.service", "/etc/systemd/system/mnt-longhorn\\x2ddisk.mount", "/etc/rancher/k3s/config.yaml.d/50-fmc-longhorn.yaml", "/etc/systemd/system/k3s-agent.service.d/fmc-longhorn-disk.conf"]);
+  // the same files Ignition writes on first boot
+  const ign = ignitionConfig(pc.render, h) as unknown as { systemd: { units: Array<{ name: string; dropins?: Array<{ contents: string }> }> } };
+  const dropIn = plan.at(-1)!;
+  assert.equal(dropIn.file!.content, ign.systemd.units.find((u) => u.name === "k3s-agent.service")!.dropins![0]!.contents);
+  assert.deepEqual(dropIn.commands.at(-1)!.display, "systemctl daemon-reload");
+  assert.ok(plan.some((c) => c.title === "enable, start mnt-longhorn\\x2ddisk.mount"), plan.map((c) => c.title).join("\n"));
+  const done = facts(undefined, {
+    ...base,
+    files: { [LONGHORN_MODULES_FILE]: "# Managed by fmc: kernel modules Longhorn needs, loaded at boot.\niscsi_tcp\nnfsv4\ndm_crypt\n", ...Object.fromEntries(plan.flatMap((c) => (c.file ? [[c.file.path, c.file.content]] : []))) },
+    modes: { "/etc/rancher/k3s/config.yaml.d/50-fmc-longhorn.yaml": "600" },
+    units: { ...base.units, "fmc-longhorn-disk.service": ["inactive", "enabled"], "mnt-longhorn\\x2ddisk.mount": ["active", "enabled"] },
+  });
+  assert.deepEqual(longhornPrereqs.plan(pc, h, done).map((c) => c.title), []);
+  // storage1: its LV is mounted by the storage phase; only K3s's ordering is added here
+  const st = longhornPrereqs.plan(pc, pc.render.topo.host("storage1"), first);
+  assert.deepEqual(st.flatMap((c) => (c.file ? [c.file.path] : [])), ["/etc/systemd/system/k3s-agent.service.d/fmc-longhorn-disk.conf"]);
 });
