@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, selectPhases, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan } from "../engine/run.js";
-import { etcdAccess, isMember, memberLabel, quorumCheck, readCluster, replacementSteps, type EtcdClusterView } from "../ops/etcd.js";
+import { etcdAccess, isMember, memberLabel, quorumCheck, readCluster, readClusterVia, replacementSteps } from "../ops/etcd.js";
 import { followDiffs, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
 import type { RunbookStep } from "../ops/runbook.js";
 import type { PhaseContext } from "../phases/phase.js";
@@ -28,19 +28,7 @@ const touched = (pc: PhaseContext): Host[] => {
 };
 
 /** etcd as a server other than `exclude` reads it, and which server answered. */
-async function etcdVia(s: Session, exclude: readonly string[]): Promise<{ via: string; cluster: EtcdClusterView }> {
-  const errors: string[] = [...s.unreachable].map(([h, why]) => `${h}: ${why}`);
-  for (const server of s.render.topo.servers.filter((x) => !exclude.includes(x.name))) {
-    const t = s.transports.get(server.name);
-    if (!t) continue;
-    try {
-      return { via: server.name, cluster: await readCluster(t, etcdAccess()) };
-    } catch (e) {
-      errors.push((e as Error).message);
-    }
-  }
-  throw new FmcError("ETCD_UNREACHABLE", `no K3s server${exclude.length ? ` other than ${exclude.join(", ")}` : ""} answered for etcd:\n${errors.join("\n")}`, "fmc etcd status");
-}
+const etcdVia = (s: Session, exclude: readonly string[]) => readClusterVia(s.render.topo.servers.map((x) => x.name), s.transports, { exclude, unreachable: s.unreachable });
 
 /** A step that runs the engine's phases (plan from fresh facts, then apply), as fmc apply would, on `pc`'s spec. */
 function applyStep(s: Session, pc: PhaseContext, phases: readonly string[], title: string, detail?: string): RunbookStep {
@@ -52,7 +40,8 @@ function applyStep(s: Session, pc: PhaseContext, phases: readonly string[], titl
       const p = await makePlan(pc, selectPhases(phases), s.transports, { concurrency: s.concurrency });
       if (p.failedHosts.size) throw new FmcError("FACTS", [...p.failedHosts].map(([h, why]) => `${h}: ${why}`).join("\n"));
       const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, reconnect: s.reconnect, onEvent: (e) => e.type === "change" && process.stderr.write(`      [${e.change.host}] ${e.change.phase}: ${e.change.title}\n`) });
-      return `${done.changes} change(s) applied (phases ${phases.join(", ")})`;
+      const skipped = p.skippedHosts.length ? `; not connected, left for the next fmc apply: ${p.skippedHosts.join(", ")}` : "";
+      return `${done.changes} change(s) applied (phases ${phases.join(", ")})${skipped}`;
     },
   };
 }

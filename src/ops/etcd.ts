@@ -343,6 +343,25 @@ export async function readCluster(t: Transport, a: EtcdAccess): Promise<EtcdClus
   return { members: views, ...(leader ? { leader } : {}), healthy: new Set(views.filter((v) => v.healthy).map((v) => v.id)) };
 }
 
+/**
+ * etcd as the first of `servers` that answers reads it (tried in order, `exclude` skipped),
+ * and which server that was; every failure is in the error when none answers.
+ */
+export async function readClusterVia(servers: readonly string[], transports: ReadonlyMap<string, Transport>, o: { exclude?: readonly string[]; unreachable?: ReadonlyMap<string, string>; access?: EtcdAccess } = {}): Promise<{ via: string; cluster: EtcdClusterView }> {
+  const exclude = o.exclude ?? [];
+  const errors: string[] = [...(o.unreachable ?? [])].map(([h, why]) => `${h}: ${why}`);
+  for (const name of servers.filter((x) => !exclude.includes(x))) {
+    const t = transports.get(name);
+    if (!t) continue;
+    try {
+      return { via: name, cluster: await readCluster(t, o.access ?? etcdAccess()) };
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+  }
+  throw new FmcError("ETCD_UNREACHABLE", `no K3s server${exclude.length ? ` other than ${exclude.join(", ")}` : ""} answered for etcd:\n${errors.join("\n")}`, "fmc etcd status");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Quorum arithmetic
 //

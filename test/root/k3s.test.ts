@@ -168,12 +168,16 @@ test("with k3s stopped on master3, it is unhealthy, status exits 1, and removing
   const p = run("node", "remove", "master2", "--plan");
   assert.equal(p.status, 0, p.stderr);
   const order = [...p.stdout.matchAll(/^ {2}\d+\. (.*)$/gm)].map((m) => m[1]!);
-  assert.deepEqual(order.map((t) => t.split(/[ :]/)[0]), ["drain", "stop", "remove", "delete", "lb1", "internal", "remove"]);
+  assert.deepEqual(order.map((t) => t.split(/[ :]/)[0]), ["read", "drain", "stop", "remove", "delete", "set", "the"]);
   const id = back.members.find((m) => m.node === "master2")!.id;
   assert.ok(p.stdout.includes(`remove etcd member master2 (ID ${id})`), p.stdout);
   assert.match(p.stdout, /^ +- +server master2 10\.34\.4\.22:6443$/m, "lb1's HAProxy loses the backend");
   assert.equal(run("etcd", "status").status, 0, "a plan changes nothing: still three healthy members");
-  assert.equal(run("node", "remove", "master2").status, 1, "only --plan is available");
+  // without --plan it asks first; with no terminal to ask, it refuses and does nothing
+  const asked = run("node", "remove", "master2");
+  assert.equal(asked.status, 1);
+  assert.match(asked.stderr, /error\[CONFIRM\] fmc node remove changes the cluster and stdin is not a terminal to ask/);
+  assert.equal(status().members.length, 3);
 });
 
 test("with master1's etcd down, status asks the next server and a new leader is elected", async () => {
@@ -296,4 +300,44 @@ test("fmc certs: every etcd certificate of the stand-in on every server, K3s's w
     labExec("master2", ["rm", "-f", target]);
     rmSync(work, { recursive: true, force: true });
   }
+});
+
+test("fmc node remove master3 --yes, then fmc node add master3 --yes: its member really leaves the real etcd and joins again afresh", async () => {
+  const gone = run("node", "remove", "master3", "--yes");
+  assert.equal(gone.status, 0, gone.stdout + gone.stderr);
+  assert.match(gone.stderr, /\[3\/7\] master3: stop and disable K3s on master3, so it cannot rejoin: done/);
+  assert.match(gone.stdout, /Now take master3 out of the spec's hosts/);
+  const two = status();
+  assert.equal(two.code, 0, two.text);
+  assert.deepEqual(two.members.map((m) => m.node).sort(), ["master1", "master2"]);
+  assert.equal(labExec("master3", ["systemctl", "is-enabled", "k3s"]).stdout.trim(), "disabled");
+  assert.equal(labExec("master3", ["sh", "-c", "ls -d /var/lib/rancher/k3s/server/db.removed-*"]).status, 0, "its old data is set aside, not deleted");
+  const again = run("node", "add", "master3", "--yes");
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /^ {2}1\. read etcd again: add master3 only if etcd keeps quorum$/m);
+  const three = await until("three healthy members again", () => {
+    const x = status();
+    return x.code === 0 && x.members.length === 3 && x.members.every((m) => m.healthy) ? x : undefined;
+  }, 60_000, 1000);
+  assert.notEqual(three.members.find((m) => m.node === "master3")!.id, two.members.find((m) => m.node === "master3")?.id);
+  const re = run("node", "add", "master3", "--plan");
+  assert.equal(re.status, 1);
+  assert.match(re.stderr + re.stdout, /master3 is an etcd member already/);
+});
+
+test("fmc reset --yes tears K3s off every node (agents first) and forgets the cluster; the next apply bootstraps a new one", () => {
+  const r = run("reset", "--yes");
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^This destroys the K3s cluster k3stest on worker1, worker2, master3, master2, master1:/m);
+  for (const h of ["master1", "master2", "master3", "worker1", "worker2"]) {
+    assert.equal(labExec(h, ["sh", "-c", "systemctl is-active k3s k3s-agent; test -e /var/lib/rancher/k3s || test -e /etc/rancher/k3s/config.yaml || test -e /usr/local/bin/k3s"]).status, 1, `${h} still has K3s`);
+  }
+  assert.notEqual(run("etcd", "status").status, 0);
+  const plan = run("plan", ...K3S_PHASES);
+  assert.match(plan.stdout, /wait for master1 \(bootstraps the cluster\), then record that the cluster exists/, "the first server bootstraps again");
+  const again = run("apply", "--yes", ...K3S_PHASES);
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+  const s = status();
+  assert.equal(s.code, 0, s.text);
+  assert.equal(s.members.length, 3);
 });
