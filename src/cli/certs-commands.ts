@@ -4,12 +4,19 @@
 // automatically), or ok. The window defaults to the one of the spec's pinned K3s version
 // (120 days from the May 2025 releases, 90 before). Exit 1 when a certificate is expired,
 // inside the window or not yet valid, or a server could not be read.
+//
+// fmc certs rotate: new certificates and keys on every node (`k3s certificate rotate`, the CAs
+// stay) in a safe order, as a runbook (src/ops/certs.ts certsRotateRunbook): etcd read first,
+// the whole order printed (--plan stops there), confirmed once (--yes), servers one at a time
+// while etcd keeps quorum, then agents, each waited for, stopping at the first failure.
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession } from "../engine/session.js";
-import { certListCommand, classifyCert, distinctCerts, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, type CertCheck, type CertListing } from "../ops/certs.js";
+import { certListCommand, certsRotateRunbook, classifyCert, distinctCerts, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, rotatedNote, type CertCheck, type CertListing } from "../ops/certs.js";
+import { carryOut } from "./runbook-cli.js";
 import { bold, dim, red, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
+import { k3sNodes, serversEtcd } from "./upgrade-commands.js";
 
 /** What one server answered: its listing, or why there is none. */
 export interface ServerCerts {
@@ -105,18 +112,62 @@ export function certsText(v: CertsView, o: { dataDir?: string; version?: string 
 }
 
 const { phase: _phase, ...args } = sessionArgs;
+/** `fmc certs` has a subcommand: its spec is named with -f (a word after it is a subcommand's name). */
+const { spec: _spec, ...listArgs } = args;
+
+/** Set once `fmc certs rotate` runs: citty runs the parent command's `run` after a subcommand's. */
+let subcommandRan = false;
+
+export const certsRotate = defineCommand({
+  meta: {
+    name: "rotate",
+    description:
+      "New K3s client and server certificates and keys on every node (k3s certificate rotate; the CAs stay): servers one at a time, each only while etcd keeps quorum without it (re-checked right before), stopped, rotated, started and healthy again before the next; then the agents, each stopped, rotated, started and Ready again; stops at the first failure. --plan shows the exact order and changes nothing",
+  },
+  args: {
+    ...args,
+    plan: { type: "boolean", description: "show the checks and the exact order, change nothing", default: false },
+    yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false },
+  },
+  async run({ args: a }) {
+    subcommandRan = true;
+    const s = await openSession({ ...sessionOptions(a), hosts: k3sNodes });
+    try {
+      const { via, cluster } = await serversEtcd(s);
+      const rb = certsRotateRunbook(s.render, cluster, { via });
+      const missing = k3sNodes(s.pc).filter((h) => !s.transports.has(h.name));
+      if (missing.length && !a.plan) throw new FmcError("UNREACHABLE", `every K3s node is rotated, and ${missing.map((h) => `${h.name} (${s.unreachable.get(h.name) ?? "not in the inventory"})`).join(", ")} does not answer`, "fmc certs rotate --plan shows the order meanwhile");
+      const done = await carryOut({
+        heading: rb.heading,
+        steps: rb.steps,
+        transports: s.transports,
+        plan: a.plan,
+        yes: a.yes,
+        question: `Rotate the K3s certificates on ${k3sNodes(s.pc).length} node(s)?`,
+        stateDir: s.stateDir,
+        what: "certs rotate",
+      });
+      if (done) process.stdout.write(rotatedNote);
+    } finally {
+      s.close();
+    }
+  },
+});
 
 export const certs = defineCommand({
   meta: {
     name: "certs",
-    description: "Expiry of every K3s and etcd certificate on every K3s server; exit 1 when one is expired or within the warning window (K3s renews leaf certificates on restart inside it; CAs never)",
+    description:
+      "Expiry of every K3s and etcd certificate on every K3s server; exit 1 when one is expired or within the warning window (K3s renews leaf certificates on restart inside it; CAs never). fmc certs rotate makes new ones on every node",
   },
+  subCommands: { rotate: certsRotate },
   args: {
-    ...args,
+    ...listArgs,
     json: { type: "boolean", description: "machine-readable on stdout", default: false },
     "warn-days": { type: "string", description: "warning window in days (default: K3s's renewal window for the spec's version: 120 from v1.33.1/v1.32.5/v1.31.9/v1.30.13, 90 before)" },
   },
   async run({ args: a }) {
+    if (subcommandRan) return;
     const warn = a["warn-days"];
     if (warn !== undefined && !/^\d{1,4}$/.test(warn)) throw new FmcError("USAGE", `--warn-days ${warn}: whole days from 0 to 3650 please`);
     const s = await openSession({ ...sessionOptions(a), hosts: (pc) => pc.render.topo.servers });

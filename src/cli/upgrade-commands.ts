@@ -1,44 +1,121 @@
-// fmc upgrade --to VERSION --plan: the order of a K3s upgrade, from the spec's k3s.version
-// (what fmc installs) to VERSION, checked for version skew and, on etcd's live view, for
-// quorum through every server's restart. Carrying it out is not built yet (it needs K3s
-// itself, which the lab cannot run): this version plans and stops there.
+// fmc upgrade --to VERSION: a K3s upgrade carried out as a runbook (src/ops/upgrade.ts). First
+// what the cluster is: etcd's members and health through the first server that answers (every
+// server restarts, so quorum is checked for each), and the version every node's binary reports
+// (the oldest decides the version-skew checks: no minor skipped, no downgrade). Then the whole
+// order is printed (--plan stops there), confirmed once (--yes skips it) and carried out, each
+// server healthy again before the next, the agents drained in batches, stopping at the first
+// failure. The binary comes from `fmc bundle --version VERSION` when that bundle exists, else
+// every node downloads the release and checks it against the release's checksums.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
-import { openSession } from "../engine/session.js";
-import { etcdAccess, readCluster, type EtcdClusterView } from "../ops/etcd.js";
-import { upgradePlan, upgradePlanText } from "../ops/upgrade.js";
+import { openSession, type Session } from "../engine/session.js";
+import { BUNDLE_MANIFEST, k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
+import { readClusterVia, type EtcdClusterView } from "../ops/etcd.js";
+import { k3sCli } from "../ops/k3s-cli.js";
+import { parseK3sVersion, parseK3sVersionOutput, specVersionNote, upgradeFrom, upgradeRunbook } from "../ops/upgrade.js";
+import type { PhaseContext } from "../phases/phase.js";
+import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
+import { dim } from "./ui.js";
 
 const { phase: _phase, ...connectArgs } = sessionArgs;
 
+/** Every K3s node: servers first, as the spec lists them. */
+export const k3sNodes = (pc: PhaseContext) => [...pc.render.topo.servers, ...pc.render.topo.agents];
+
+/** etcd as the first K3s server that answers reads it, and which server that was (the one that drains and waits for agents). */
+export function serversEtcd(s: Session): Promise<{ via: string; cluster: EtcdClusterView }> {
+  const servers = s.render.topo.servers.map((h) => h.name);
+  return readClusterVia(servers, s.transports, { unreachable: new Map([...s.unreachable].filter(([h]) => servers.includes(h))) });
+}
+
+/** What each K3s node's binary says it is (`k3s --version`), or why it could not be read. */
+async function readVersions(s: Session): Promise<Map<string, { version?: string; error?: string }>> {
+  const out = new Map<string, { version?: string; error?: string }>();
+  await Promise.all(
+    k3sNodes(s.pc).map(async (h) => {
+      const t = s.transports.get(h.name);
+      if (!t) return void out.set(h.name, { error: `unreachable: ${s.unreachable.get(h.name) ?? "not in the inventory"}` });
+      try {
+        const r = await t.exec(k3sCli("--version"), "k3s --version");
+        if (r.code !== 0) return void out.set(h.name, { error: `k3s --version: ${(r.stderr || r.stdout).trim().split("\n").slice(-1)[0] ?? `exit ${r.code}`}` });
+        out.set(h.name, { version: parseK3sVersionOutput(r.stdout) });
+      } catch (e) {
+        out.set(h.name, { error: (e as Error).message });
+      }
+    }),
+  );
+  return out;
+}
+
+/** `fmc bundle --version VERSION`'s bundle, checked, when there is one for that version. */
+function bundleFor(s: Session, version: string): K3sBundle | undefined {
+  const dir = k3sBundleDir(s.stateDir, version, s.inventory.source);
+  if (!existsSync(dir)) return undefined;
+  // the lab's one bundle holds its stand-in of the spec's version: another version has none
+  if (s.inventory.source === "lab") {
+    try {
+      if ((JSON.parse(readFileSync(join(dir, BUNDLE_MANIFEST), "utf8")) as { k3sVersion?: unknown }).k3sVersion !== version) return undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  return readBundle(dir, version);
+}
+
 export const upgrade = defineCommand({
-  meta: { name: "upgrade", description: "Upgrade K3s: with --plan, the checks (no minor-version skips, no downgrade, etcd quorum through each server's restart) and the order: servers one at a time, then agents in drained batches" },
+  meta: {
+    name: "upgrade",
+    description:
+      "Upgrade K3s to --to VERSION: refused when it skips a minor version or goes back, or when a server's restart would cost etcd its quorum; servers one at a time (etcd re-checked right before each, each healthy again with the new version before the next), then agents in batches of --batch, drained first and uncordoned once Ready with the new version; stops at the first failure. --plan shows the exact order and changes nothing",
+  },
   args: {
     ...connectArgs,
-    to: { type: "string", description: "the K3s version to upgrade to, e.g. v1.33.5+k3s1", required: true },
-    batch: { type: "string", description: "agents upgraded at once", default: "1" },
-    plan: { type: "boolean", description: "show the checks and the order, change nothing", default: false },
+    to: { type: "string", description: "the K3s version to upgrade to, e.g. v1.33.5+k3s1 (one minor version up at most)", required: true },
+    batch: { type: "string", description: "agents drained and upgraded at once", default: "1" },
+    plan: { type: "boolean", description: "show the checks and the exact order, change nothing", default: false },
+    yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false },
   },
   async run({ args: a }) {
-    if (!a.plan) throw new FmcError("NOT_AVAILABLE", "fmc upgrade carries nothing out yet: only --plan is available in this version", `fmc upgrade --to ${a.to} --plan shows the order and the checks`);
-    const s = await openSession({ ...sessionOptions(a), hosts: (pc) => pc.render.topo.servers });
+    const to = parseK3sVersion(a.to);
+    const s = await openSession({ ...sessionOptions(a), hosts: k3sNodes });
     try {
-      let cluster: EtcdClusterView | undefined;
-      const errors: string[] = [...s.unreachable].map(([h, why]) => `${h}: ${why}`);
-      for (const server of s.render.topo.servers) {
-        const t = s.transports.get(server.name);
-        if (!t) continue;
-        try {
-          cluster = await readCluster(t, etcdAccess());
-          break;
-        } catch (e) {
-          errors.push((e as Error).message);
-        }
+      const { via, cluster } = await serversEtcd(s);
+      const versions = await readVersions(s);
+      const read = new Map([...versions].flatMap(([name, x]) => (x.version ? [[name, x.version] as const] : [])));
+      const unread = [...versions].filter(([, x]) => !x.version).map(([name, x]) => `${name}: ${x.error}`);
+      const start = upgradeFrom(read, to.text, s.render.spec.k3s.version);
+      if (!start.ok) {
+        process.stdout.write(`Upgrade refused: ${start.text}\n`);
+        process.exitCode = 1;
+        return;
       }
-      if (!cluster) throw new FmcError("ETCD_UNREACHABLE", `no K3s server answered for etcd: an upgrade restarts every server, so etcd's health is read first:\n${errors.join("\n")}`, "fmc etcd status");
-      const plan = upgradePlan(s.render, s.render.spec.k3s.version, a.to, cluster, Number(a.batch));
-      process.stdout.write(upgradePlanText(plan));
-      process.exitCode = plan.ok ? 0 : 1;
+      const from = start.from;
+      const bundle = bundleFor(s, to.text);
+      const rb = upgradeRunbook(s.render, from, to.text, cluster, Number(a.batch), { bundle, via });
+      if (!rb.ok) {
+        process.stdout.write(`Upgrade refused: ${rb.text}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      const mixed = start.running.length > 1 ? ` (the nodes run ${start.running.join(", ")})` : "";
+      if (unread.length) {
+        process.stderr.write(dim(`  not read: ${unread.join("; ")}\n`));
+        if (!a.plan) throw new FmcError("UNREACHABLE", `every K3s node's version is read before an upgrade, and ${unread.length} could not be:\n${unread.join("\n")}`, "fmc upgrade --plan shows the order meanwhile");
+      }
+      const done = await carryOut({
+        heading: `${rb.heading}${mixed}`,
+        steps: rb.steps,
+        transports: s.transports,
+        plan: a.plan,
+        yes: a.yes,
+        question: `Upgrade K3s on ${k3sNodes(s.pc).length} node(s) to ${to.text}?`,
+        stateDir: s.stateDir,
+        what: "upgrade",
+      });
+      if (done) process.stdout.write(specVersionNote(to.text));
     } finally {
       s.close();
     }

@@ -38,8 +38,16 @@
 // check` (pkg/util/cert.go GetCertStatus): not yet valid when now < notBefore, expired when
 // now > notAfter, warning when notAfter < now + window.
 import { X509Certificate } from "node:crypto";
-import { quote, script, type Command } from "../hosts/command.js";
+import { quote, script, slow, type Command } from "../hosts/command.js";
+import type { ExecResult } from "../hosts/transport.js";
 import { FmcError } from "../errors.js";
+import { AGENT_UNIT, SERVER_READY_S, SERVER_UNIT } from "../phases/k3s.js";
+import type { RenderContext } from "../render/types.js";
+import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";
+import { k3sCli } from "./k3s-cli.js";
+import { quorumStep } from "./node-removal.js";
+import type { RunbookStep } from "./runbook.js";
+import { nodeReadyStep, serverWaitStep, unitCommand, type WaitOptions } from "./upgrade.js";
 
 /** K3s's default data directory (--data-dir). */
 export const K3S_DATA_DIR = "/var/lib/rancher/k3s";
@@ -248,3 +256,86 @@ export function classifyCert(c: DistinctCert, now: Date, windowDays: number): Ce
   const status: CertStatus = t < before ? "not-yet-valid" : t > after ? "expired" : after < t + windowDays * DAY_MS ? "renew" : "ok";
   return { ...c, status, daysLeft: Math.floor((after - t) / DAY_MS), renewedOnRestart: !c.ca };
 }
+
+// ---------------------------------------------------------------------------------------------
+// fmc certs rotate: new keys and certificates for every node, in a safe order
+//
+// `k3s certificate rotate` backs up and deletes a node's client and serving certificates (never
+// the CAs) and K3s makes new ones, with new keys, when it starts; K3s must be stopped while it
+// runs ("systemctl stop k3s; k3s certificate rotate; systemctl start k3s", docs.k3s.io/cli/
+// certificate). On a server it rotates the server's and its embedded agent's certificates
+// ("Server detected, rotating agent and server certificates"), on an agent the agent's own
+// ("Agent detected, rotating agent certificates"; k3s-io/k3s pkg/cli/cert/cert.go rotate). The
+// order is K3s's maintainers' word: "If you use the rotate command, you need to rotate on all the
+// nodes - servers first, then agents" (k3s-io/k3s discussion #10024); an agent asks a server for
+// its new certificates when it starts, so the servers come first. Servers go one at a time, each
+// only while etcd keeps quorum without it (read again right before) and each healthy again
+// before the next; an agent's pods keep running while its K3s is stopped (KillMode=process).
+// Rotating on agents works from the 2024-04 K3s releases on (k3s-io/k3s#9785): before them it
+// fails, K3s on that agent is started again as it was, and the run stops there.
+
+/** `k3s certificate rotate` on a node whose `unit` is stopped; on failure the unit is started again as it was. */
+export function certRotateCommand(unit: string): Command {
+  const rotate = k3sCli("certificate", "rotate");
+  return slow(
+    script(
+      `if ! bash -c ${quote(rotate.shell)}; then echo ${quote(`k3s certificate rotate failed: ${unit} is started again with the certificates it has`)} >&2; systemctl start ${quote(unit)}; exit 1; fi`,
+      `${rotate.display} (K3s is stopped; if it fails, ${unit} is started again as it was)`,
+    ),
+    SERVER_READY_S,
+  );
+}
+
+/** K3s's last line of a rotation (cert.go: "Successfully backed up certificates to <dir>, please restart …"). */
+export function rotateVerdict(r: ExecResult): string | undefined {
+  return /Successfully backed up certificates to \S+/.test(`${r.stdout}\n${r.stderr}`) ? undefined : "k3s certificate rotate did not say it backed up and removed the certificates";
+}
+
+export interface RotateRunbook {
+  readonly heading: string;
+  readonly steps: readonly RunbookStep[];
+}
+
+/**
+ * The rotation as a runbook: per server a quorum re-read, stop, rotate, start and a wait until
+ * its API, etcd member and node answer; then per agent stop, rotate, start and a wait (asked
+ * on `via`) until its node is Ready. With etcd's view, a server whose stop would lose quorum
+ * refuses the whole run before anything happens.
+ */
+export function certsRotateRunbook(ctx: RenderContext, cluster: EtcdClusterView | undefined, o: { via?: string; wait?: WaitOptions; access?: EtcdAccess } = {}): RotateRunbook {
+  const servers = ctx.topo.servers;
+  const agents = ctx.topo.agents;
+  if (servers.length === 0) throw new FmcError("NO_SERVERS", "the spec has no k3s-server hosts");
+  const via = o.via ?? servers[0]!.name;
+  const steps: RunbookStep[] = [];
+  for (const s of servers) {
+    if (cluster) {
+      const v = quorumCheck(cluster.members, cluster.healthy, { kind: "stop", member: s.name });
+      if (!v.ok) throw new FmcError("QUORUM", `rotating ${s.name}'s certificates stops it: ${v.text}`, "fmc etcd status; bring the unhealthy member back first");
+    }
+    steps.push(
+      quorumStep(s.name, { kind: "stop", member: s.name }, `stop ${s.name}`, o.access),
+      { title: `stop K3s on ${s.name}`, on: s.name, command: unitCommand("stop", SERVER_UNIT) },
+      { title: `rotate ${s.name}'s certificates (k3s certificate rotate: server and its agent)`, on: s.name, command: certRotateCommand(SERVER_UNIT), verify: rotateVerdict },
+      { title: `start K3s on ${s.name}: it makes new certificates and keys`, on: s.name, command: unitCommand("start", SERVER_UNIT) },
+      serverWaitStep(s.name, undefined, o.wait, o.access),
+    );
+  }
+  for (const a of agents) {
+    steps.push(
+      { title: `stop the K3s agent on ${a.name}`, on: a.name, command: unitCommand("stop", AGENT_UNIT) },
+      { title: `rotate ${a.name}'s certificates (k3s certificate rotate: agent)`, on: a.name, command: certRotateCommand(AGENT_UNIT), verify: rotateVerdict },
+      { title: `start the K3s agent on ${a.name}: it fetches new certificates from a server`, on: a.name, command: unitCommand("start", AGENT_UNIT) },
+      nodeReadyStep(via, a.name, undefined, o.wait),
+    );
+  }
+  const heading =
+    `Rotate the K3s client and server certificates (new keys; the CAs stay): ${servers.length} server(s) one at a time, each healthy again before the next` +
+    (agents.length ? `, then ${agents.length} agent(s) one at a time` : "") +
+    "; it stops at the first failure";
+  return { heading, steps };
+}
+
+/** What follows a rotation for people: the admin kubeconfig they copied holds the old client certificate. */
+export const rotatedNote =
+  "The certificates are new. A copy of the admin kubeconfig made before holds the old client certificate, valid until it expires (the CA is the same): fmc kubeconfig writes a fresh one.\n";

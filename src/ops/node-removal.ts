@@ -6,7 +6,7 @@
 // backends and the internal DNS records lose it (applied by the CLI, which owns the engine).
 import { createTwoFilesPatch } from "diff";
 import { FmcError } from "../errors.js";
-import { script, type Command } from "../hosts/command.js";
+import { script, slow, type Command } from "../hosts/command.js";
 import type { ExecResult, Transport } from "../hosts/transport.js";
 import { haproxyConfig } from "../render/haproxy.js";
 import { dnsRecords } from "../render/dns.js";
@@ -21,6 +21,9 @@ import type { RunbookStep } from "./runbook.js";
 export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** How long a drain may take before it fails the step (kubectl drain --timeout). */
 export const DRAIN_TIMEOUT_S = 300;
+
+/** `kubectl drain` as fmc runs it (on a server): daemonsets stay, emptyDir data goes, bounded, and allowed its time. */
+export const drainCommand = (node: string): Command => slow(kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", `--timeout=${DRAIN_TIMEOUT_S}s`), DRAIN_TIMEOUT_S + 30);
 
 export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RunbookStep[]; readonly follow: readonly RunbookStep[] } | { readonly ok: false; readonly text: string };
 
@@ -76,7 +79,7 @@ const setAside = (host: string, dir: string, tag: string): Command =>
 export function removalSteps(name: string, server: boolean, via: string, member: { id: string; label: string } | undefined, reachable: boolean): RunbookStep[] {
   const steps: RunbookStep[] = [];
   if (server) steps.push(quorumStep(via, { kind: "remove", member: member?.id ?? name }, `remove ${name}`));
-  steps.push({ title: `drain ${name}: cordon it and evict its pods`, on: via, command: kubectl("drain", name, "--ignore-daemonsets", "--delete-emptydir-data", `--timeout=${DRAIN_TIMEOUT_S}s`) });
+  steps.push({ title: `drain ${name}: cordon it and evict its pods`, on: via, command: drainCommand(name) });
   const unit = server ? "k3s" : "k3s-agent";
   steps.push(
     reachable

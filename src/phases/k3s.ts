@@ -22,6 +22,7 @@ import { parse as parseYaml } from "yaml";
 import { cmd, script, slow, uploadScript, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
+import type { K3sBundle } from "../ops/bundle.js";
 import type { Change } from "../ops/change.js";
 import { K3S_ETCD } from "../ops/etcd.js";
 import { fileChange } from "../ops/file.js";
@@ -120,21 +121,16 @@ function k3sFacts(pc: PhaseContext, host: Host) {
   };
 }
 
-/** The binary: nothing when current, a refusal note when another version runs, else upload or download. */
-function binaryChange(pc: PhaseContext, host: Host, facts: HostFacts, phase: string): { change?: Change; refused?: string } {
-  if (facts.guards.get(G_BIN_CURRENT) === 0) return {};
-  const version = pc.render.spec.k3s.version;
-  const running = facts.units.get(unitOf(host))?.active === "active";
-  if (facts.guards.get(G_BIN_PRESENT) === 0 && running) {
-    return { refused: `K3s on ${host.name} is not the pinned ${version} and it is running: fmc apply does not upgrade a running node (fmc upgrade --to ${version} --plan drains and orders it)` };
-  }
-  const dir = k3sBinDir(facts.os.family);
-  const bundle = pc.k3s?.bundle();
-  let command: Command;
-  let how: string;
+/**
+ * The command that puts K3s `version` in `dir` on a node: uploaded from a checked bundle and
+ * checked again there, or downloaded by the node and checked against the release's
+ * sha256sum-amd64.txt (the spec's pinned sha256 and airgapPath belong to its own version only);
+ * `how` says which, for titles. Shared with fmc upgrade, which installs another version.
+ */
+export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, bundle: K3sBundle | undefined): { command: Command; how: string } {
   if (bundle) {
     const d = sh(dir);
-    command = uploadScript(
+    const command = uploadScript(
       [
         "set -eu",
         `mkdir -p ${d}`,
@@ -150,11 +146,29 @@ function binaryChange(pc: PhaseContext, host: Host, facts: HostFacts, phase: str
       `upload k3s ${version} (${(bundle.binary.bytes / 1048576).toFixed(1)} MiB) from the bundle, check its SHA-256 on the node, install in ${dir}`,
       bundle.binary.path,
     );
-    how = `from the bundle ${bundle.dir}, SHA-256 ${bundle.binary.sha256.slice(0, 12)}… checked on the node`;
-  } else {
-    command = script(k3sInstallScript(pc.render, dir), `download k3s ${version} from GitHub on the node, check it against the release's checksums, install in ${dir}`);
-    how = "downloaded by the node, checked against the release's sha256sum-amd64.txt";
+    return { command, how: `from the bundle ${bundle.dir}, SHA-256 ${bundle.binary.sha256.slice(0, 12)}… checked on the node` };
   }
+  let forVersion = ctx;
+  if (version !== ctx.spec.k3s.version) {
+    const { sha256: _sha, airgapPath: _path, ...k3s } = ctx.spec.k3s;
+    forVersion = { ...ctx, spec: { ...ctx.spec, k3s: { ...k3s, version } } };
+  }
+  return {
+    command: script(k3sInstallScript(forVersion, dir), `download k3s ${version} from GitHub on the node, check it against the release's checksums, install in ${dir}`),
+    how: "downloaded by the node, checked against the release's sha256sum-amd64.txt",
+  };
+}
+
+/** The binary: nothing when current, a refusal note when another version runs, else upload or download. */
+function binaryChange(pc: PhaseContext, host: Host, facts: HostFacts, phase: string): { change?: Change; refused?: string } {
+  if (facts.guards.get(G_BIN_CURRENT) === 0) return {};
+  const version = pc.render.spec.k3s.version;
+  const running = facts.units.get(unitOf(host))?.active === "active";
+  if (facts.guards.get(G_BIN_PRESENT) === 0 && running) {
+    return { refused: `K3s on ${host.name} is not the pinned ${version} and it is running: fmc apply does not upgrade a running node (fmc upgrade --to ${version} --plan drains and orders it)` };
+  }
+  const dir = k3sBinDir(facts.os.family);
+  const { command, how } = k3sBinaryCommand(pc.render, version, dir, pc.k3s?.bundle());
   return { change: { host: host.name, phase, title: `install K3s ${version} in ${dir} (${how})`, commands: [slow(command, 900)], notes: [] } };
 }
 

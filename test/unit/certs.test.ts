@@ -2,14 +2,22 @@
 // (a CA, leaves expiring in 10 and 400 days, one expired and one not yet valid through
 // `openssl ca -startdate/-enddate`, a chain file, a key beside a certificate, dynamiclistener's
 // JSON), listed by the command's own shell text under bash, parsed, classified, and shown.
+// fmc certs rotate: its runbook carried out against replayed K3s, kubectl and etcd answers
+// (the exact order, the refusals, the stop at the first failure, a wait that runs out).
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { requireTool, tempDir } from "../helpers.js";
-import { certListCommand, classifyCert, distinctCerts, k3sCertLocations, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, x509Time, type DistinctCert } from "../../src/ops/certs.js";
+import { contextFor, requireTool, tempDir } from "../helpers.js";
+import {
+  certListCommand, certRotateCommand, certsRotateRunbook, classifyCert, distinctCerts, k3sCertLocations, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, rotateVerdict, x509Time, type DistinctCert,
+} from "../../src/ops/certs.js";
 import { certsExitCode, certsText, certsView } from "../../src/cli/certs-commands.js";
+import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
+import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/ops/etcd.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
+import { agentNode, etcdAnswer, fail, fixture, healthyServer, ok, probeAllUp, probeAnswer, probeOneDown, replay } from "../k3s-replay.js";
 
 const DAY = 86_400_000;
 
@@ -218,4 +226,100 @@ test("paths reach the shell quoted, and relative or multi-line ones are refused"
   assert.match(c.shell, /'\/srv\/a b\.json'/);
   assert.throws(() => certListCommand({ dirs: ["relative/tls"] }), /not an absolute path/);
   assert.throws(() => certListCommand({ dirs: ["/a\nb"] }), /not an absolute path/);
+});
+
+// --- fmc certs rotate, carried out against replayed answers -----------------------------------
+// K3s's `k3s certificate rotate` log lines and kubectl's Node objects are replayed from
+// test/fixtures/k3s and test/fixtures/kubectl (their README.md says where each comes from);
+// etcd's answers from test/fixtures/etcd (a real etcd 3.4). K3s itself never runs here.
+
+const ctx = contextFor();
+const quick = { serverS: 0.05, nodeS: 0.05, everyS: 0.01 };
+const SERVERS = ["master1", "master2", "master3"];
+const AGENTS = ["worker1", "worker2", "worker3", "storage1"];
+const etcdView = (probe: string): Promise<EtcdClusterView> => readCluster(new RecordingTransport("master1", [(c) => etcdAnswer(c, () => probe)]), etcdAccess());
+const ETCD_READ = [
+  "curl -sS --max-time 5 --cacert /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt --cert /var/lib/rancher/k3s/server/tls/etcd/client.crt --key /var/lib/rancher/k3s/server/tls/etcd/client.key -X POST -H 'Content-Type: application/json' -d '{}' https://127.0.0.1:2379/v3/cluster/member/list",
+  "etcd health and status of https://10.250.9.1:2379, https://10.250.9.2:2379, https://10.250.9.3:2379",
+];
+const rotated = (unit: string) => `k3s certificate rotate (K3s is stopped; if it fails, ${unit} is started again as it was)`;
+const serverLog = (s: string) => [
+  ...ETCD_READ.map((c) => `${s}: ${c}`),
+  `${s}: systemctl stop k3s.service`,
+  `${s}: ${rotated("k3s.service")}`,
+  `${s}: systemctl start k3s.service`,
+  `${s}: k3s --version; k3s kubectl get --raw=/readyz; etcd /health; k3s kubectl get node ${s} -o json`,
+];
+const agentLog = (a: string) => [`${a}: systemctl stop k3s-agent.service`, `${a}: ${rotated("k3s-agent.service")}`, `${a}: systemctl start k3s-agent.service`, `master1: k3s kubectl get node ${a} -o json`];
+
+/** The seed's K3s nodes: servers rotate as K3s logs it, agents as a K3s from 2024-04 on does, unless told otherwise. */
+function rotating(o: { probe?: (n: number) => string; rotate?: (host: string) => ExecResult | undefined; server?: (host: string) => ExecResult | undefined } = {}) {
+  let probes = 0;
+  return replay([...SERVERS, ...AGENTS], (host, c) => {
+    const etcd = etcdAnswer(c, () => (o.probe ?? (() => probeAllUp))(probes++));
+    if (etcd) return etcd;
+    if (c.display.startsWith("k3s certificate rotate")) return o.rotate?.(host) ?? ok("", fixture("k3s", SERVERS.includes(host) ? "certificate-rotate-server.txt" : "certificate-rotate-agent.txt")); // K3s logs on stderr
+    if (c.display.startsWith("k3s --version; k3s kubectl get --raw=/readyz")) return o.server?.(host) ?? healthyServer(host, "v1.33.4+k3s1");
+    const get = /^k3s kubectl get node (\S+) -o json$/.exec(c.display);
+    if (get) return agentNode(get[1]!, { ready: true, version: "v1.33.4+k3s1" });
+    return undefined;
+  });
+}
+
+test("certs rotate: each server re-checked, stopped, rotated, started and healthy again before the next; then each agent, waited for until Ready", async () => {
+  const rb = certsRotateRunbook(ctx, await etcdView(probeAllUp), { wait: quick });
+  const { log, transports } = rotating();
+  const out = await runRunbook(rb.steps, transports);
+  assert.equal(out.failed, undefined, out.failed?.reason);
+  assert.deepEqual(log, [...SERVERS.flatMap(serverLog), ...AGENTS.flatMap(agentLog)]);
+  const text = runbookText(rb.heading, rb.steps);
+  assert.match(text, /^Rotate the K3s client and server certificates \(new keys; the CAs stay\): 3 server\(s\) one at a time, each healthy again before the next, then 4 agent\(s\) one at a time; it stops at the first failure\n {2}1\. read etcd again: stop master1 only if etcd keeps quorum\n {2}2\. stop K3s on master1\n {7}on master1: systemctl stop k3s\.service\n {2}3\. rotate master1's certificates/);
+  assert.match(text, /^ {2}16\. stop the K3s agent on worker1\n/m);
+  assert.equal(rb.steps.length, 3 * 5 + 4 * 4);
+});
+
+test("certs rotate refuses before anything runs when a server's stop would lose quorum; a member lost later stops the run at the re-check, with nothing stopped after it", async () => {
+  assert.throws(() => certsRotateRunbook(ctx, { members: [], healthy: new Set() }), /rotating master1's certificates stops it: no voting members listed: refused/);
+  const oneDown = await etcdView(probeOneDown);
+  assert.throws(() => certsRotateRunbook(ctx, oneDown), /rotating master1's certificates stops it: 3 members, quorum 2; 1 unhealthy \(master3\); stopping master1 leaves 1 healthy of 3 members, quorum 2: refused/);
+  const rb = certsRotateRunbook(ctx, await etcdView(probeAllUp), { wait: quick });
+  const { log, transports } = rotating({ probe: (n) => (n === 0 ? probeAllUp : probeOneDown) });
+  const out = await runRunbook(rb.steps, transports);
+  assert.equal(out.failed!.step.title, "read etcd again: stop master2 only if etcd keeps quorum");
+  assert.deepEqual(log, [...serverLog("master1"), ...ETCD_READ.map((c) => `master2: ${c}`)]);
+  assert.ok(!log.includes("master2: systemctl stop k3s.service"));
+});
+
+test("certs rotate: a server that does not come back healthy in time fails its wait, and the next server is never stopped", async () => {
+  const rb = certsRotateRunbook(ctx, await etcdView(probeAllUp), { wait: quick });
+  const refused = probeAnswer({ version: ok(fixture("k3s", "version-v1.33.4.txt")), readyz: fail(1, fixture("kubectl", "refused.txt")), etcd: ok(fixture("etcd", "health.json")), node: fail(1, fixture("kubectl", "refused.txt")) });
+  const { log, transports } = rotating({ server: (h) => (h === "master1" ? refused : undefined) });
+  const out = await runRunbook(rb.steps, transports);
+  assert.equal(out.failed!.index, 4);
+  assert.equal(out.failed!.reason, "not done after 0.05 s: API /readyz: The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?; node master1: The connection to the server 127.0.0.1:6443 was refused - did you specify the right host or port?");
+  assert.ok(!log.some((l) => l.startsWith("master2:") || l.startsWith("worker")), log.join("\n"));
+});
+
+test("certs rotate: an agent whose K3s predates agent rotation fails its rotate step; the run stops there and names it", async () => {
+  const rb = certsRotateRunbook(ctx, await etcdView(probeAllUp), { wait: quick });
+  const { log, transports } = rotating({ rotate: (h) => (h === "worker2" ? fail(1, `${fixture("k3s", "certificate-rotate-agent-old.txt")}k3s certificate rotate failed: k3s-agent.service is started again with the certificates it has\n`) : undefined) });
+  const out = await runRunbook(rb.steps, transports);
+  assert.equal(out.failed!.step.title, "rotate worker2's certificates (k3s certificate rotate: agent)");
+  assert.match(stoppedText(rb.steps, out), /^stopped at step 21 of 31 \(rotate worker2's certificates \(k3s certificate rotate: agent\)\) on worker2: exit 1: FATA\[0000\] stat \/var\/lib\/rancher\/k3s\/server\/tls: no such file or directory\nk3s certificate rotate failed: k3s-agent\.service is started again/);
+  assert.deepEqual(log.slice(-2), ["worker2: systemctl stop k3s-agent.service", `worker2: ${rotated("k3s-agent.service")}`]);
+  // K3s's own lines say whether it rotated: an exit 0 without them is not a rotation
+  assert.equal(rotateVerdict(ok("", fixture("k3s", "certificate-rotate-server.txt"))), undefined);
+  assert.equal(rotateVerdict(ok(fixture("k3s", "certificate-rotate-agent.txt"))), undefined);
+  assert.match(rotateVerdict(ok(""))!, /did not say it backed up/);
+});
+
+test("the rotate step's own script starts K3s again when the rotation fails (run under bash, with systemctl recorded)", (t) => {
+  if (existsSync("/usr/local/bin/k3s") || existsSync("/opt/bin/k3s")) return t.skip("a k3s binary is installed here: the failure can't be provoked");
+  const dir = tempDir(t);
+  writeFileSync(join(dir, "systemctl"), `#!/bin/sh\necho "$@" >> '${dir}/calls'\n`, { mode: 0o755 });
+  const c = certRotateCommand("k3s-agent.service");
+  const r = spawnSync("bash", ["-c", c.shell], { encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /\/usr\/local\/bin\/k3s: No such file or directory\nk3s certificate rotate failed: k3s-agent\.service is started again with the certificates it has\n$/);
+  assert.equal(readFileSync(join(dir, "calls"), "utf8"), "start k3s-agent.service\n");
 });
