@@ -23,7 +23,8 @@ export function resetNodeCommand(server: boolean): Command {
     "set -u",
     `systemctl disable --now ${unit} 2>/dev/null || true`,
     // containerd's shims outlive K3s's own process by design (K3s stops only itself)
-    "for p in $(pgrep -f 'containerd-shim.*/run/k3s/containerd' 2>/dev/null); do kill -9 \"$p\" 2>/dev/null || true; done",
+    // ([c] keeps pgrep from matching this very shell, whose command line holds the pattern)
+    "for p in $(pgrep -f '[c]ontainerd-shim.*/run/k3s/containerd' 2>/dev/null); do kill -9 \"$p\" 2>/dev/null || true; done",
     // the kubelet's and K3s's mounts, deepest first
     "awk '$2 ~ \"^(/run/k3s|/var/lib/kubelet|/var/lib/rancher/k3s)\" {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\" 2>/dev/null || true; done",
     "for link in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do ip link delete \"$link\" 2>/dev/null || true; done",
