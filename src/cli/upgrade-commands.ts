@@ -6,12 +6,11 @@
 // server healthy again before the next, the agents drained in batches, stopping at the first
 // failure. The binary comes from `fmc bundle --version VERSION` when that bundle exists, else
 // every node downloads the release and checks it against the release's checksums.
-import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
-import { BUNDLE_MANIFEST, k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
+import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
 import { readClusterVia, type EtcdClusterView } from "../ops/etcd.js";
 import { k3sCli } from "../ops/k3s-cli.js";
 import { parseK3sVersion, parseK3sVersionOutput, specVersionNote, upgradeFrom, upgradeRunbook } from "../ops/upgrade.js";
@@ -50,19 +49,20 @@ async function readVersions(s: Session): Promise<Map<string, { version?: string;
   return out;
 }
 
-/** `fmc bundle --version VERSION`'s bundle, checked, when there is one for that version. */
-function bundleFor(s: Session, version: string): K3sBundle | undefined {
+/**
+ * `fmc bundle --version VERSION`'s bundle, checked, when there is one for that version. In
+ * the lab (no route out, no real K3s) the lab's stand-in of VERSION is made for it, so the
+ * upgrade runs for real there: binaries replaced and every server restarted on a real etcd.
+ */
+async function bundleFor(s: Session, version: string): Promise<K3sBundle | undefined> {
   const dir = k3sBundleDir(s.stateDir, version, s.inventory.source);
-  if (!existsSync(dir)) return undefined;
-  // the lab's one bundle holds its stand-in of the spec's version: another version has none
-  if (s.inventory.source === "lab") {
-    try {
-      if ((JSON.parse(readFileSync(join(dir, BUNDLE_MANIFEST), "utf8")) as { k3sVersion?: unknown }).k3sVersion !== version) return undefined;
-    } catch {
-      return undefined;
-    }
+  if (!existsSync(dir) && s.inventory.source === "lab") {
+    const { etcdStandInAvailable, writeLabK3sBundle } = await import("../lab/etcd.js");
+    if (!etcdStandInAvailable()) return undefined;
+    await writeLabK3sBundle(dir, version);
+    process.stderr.write(dim(`lab: a K3s stand-in of ${version} to upgrade to, in ${dir}\n`));
   }
-  return readBundle(dir, version);
+  return existsSync(dir) ? readBundle(dir, version) : undefined;
 }
 
 export const upgrade = defineCommand({
@@ -93,7 +93,7 @@ export const upgrade = defineCommand({
         return;
       }
       const from = start.from;
-      const bundle = bundleFor(s, to.text);
+      const bundle = await bundleFor(s, to.text);
       const rb = upgradeRunbook(s.render, from, to.text, cluster, Number(a.batch), { bundle, via });
       if (!rb.ok) {
         process.stdout.write(`Upgrade refused: ${rb.text}\n`);

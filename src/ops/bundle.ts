@@ -91,5 +91,5 @@ export function readBundle(dir: string, k3sVersion: string): K3sBundle {
  * nodes download the release themselves.
  */
 export function k3sBundleDir(stateDir: string, version: string, source: "spec" | "lab"): string {
-  return source === "lab" ? join(stateDir, "lab", "k3s-bundle") : join(stateDir, "bundle", `k3s-${version}`);
+  return source === "lab" ? join(stateDir, "lab", `k3s-bundle-${version}`) : join(stateDir, "bundle", `k3s-${version}`);
 }

@@ -53,7 +53,7 @@ test("fmc apply installs K3s servers one at a time, the first bootstrapping, eac
     return i;
   };
   // the binary came from the bundle and was checked on the node
-  at(/\[master1\] k3s-servers: install K3s v1\.33\.4\+k3s1 in \/usr\/local\/bin \(from the bundle .*k3s-bundle, SHA-256 [0-9a-f]{12}… checked on the node\)/);
+  at(/\[master1\] k3s-servers: install K3s v1\.33\.4\+k3s1 in \/usr\/local\/bin \(from the bundle .*k3s-bundle-v1\.33\.4\+k3s1, SHA-256 [0-9a-f]{12}… checked on the node\)/);
   const boot = at(/\[master1\] k3s-servers: wait for master1 \(bootstraps the cluster\), then record that the cluster exists/);
   const start2 = at(/\[master2\] k3s-servers: enable, start k3s\.service/);
   const wait2 = at(/\[master2\] k3s-servers: wait for master2 before the next server/);
@@ -102,7 +102,7 @@ test("fmc plan --phase k3s-agents alone still reads the servers it pins (their C
 });
 
 test("a bundle whose binary changed is refused before anything is touched", () => {
-  const bin = join(dir, ".fmc/lab/k3s-bundle/k3s");
+  const bin = join(dir, ".fmc/lab/k3s-bundle-v1.33.4+k3s1/k3s");
   const orig = readFileSync(bin);
   writeFileSync(bin, Buffer.concat([orig, Buffer.from("\n# tampered\n")]));
   try {
@@ -323,6 +323,39 @@ test("fmc node remove master3 --yes, then fmc node add master3 --yes: its member
   const re = run("node", "add", "master3", "--plan");
   assert.equal(re.status, 1);
   assert.match(re.stderr + re.stdout, /master3 is an etcd member already/);
+});
+
+test("fmc upgrade --to v1.33.5+k3s1 --yes: the lab's stand-in of that version replaces the binary, servers restart one at a time on the real etcd, agents are drained and uncordoned", async () => {
+  const u = run("upgrade", "--to", "v1.33.5+k3s1", "--batch", "2", "--yes");
+  assert.equal(u.status, 0, u.stdout + u.stderr);
+  assert.match(u.stderr, /lab: a K3s stand-in of v1\.33\.5\+k3s1 to upgrade to/);
+  const done = (re: RegExp) => {
+    const i = u.stderr.split("\n").findIndex((l) => re.test(l) && / done in /.test(l));
+    assert.ok(i >= 0, `${re} in\n${u.stderr}`);
+    return i;
+  };
+  const r1 = done(/master1: restart K3s on master1/);
+  const w1 = done(/wait until master1 answers/);
+  const r2 = done(/master2: restart K3s on master2/);
+  const r3 = done(/master3: restart K3s on master3/);
+  const d1 = done(/cordon and drain worker1/);
+  const a1 = done(/restart the K3s agent on worker1/);
+  assert.ok(r1 < w1 && w1 < r2 && r2 < r3 && r3 < d1 && d1 < a1, "servers one at a time, each waited for, then the agents drained first");
+  for (const h of ["master1", "master2", "master3", "worker1", "worker2"]) {
+    assert.match(labExec(h, ["/usr/local/bin/k3s", "--version"]).stdout, /^k3s version v1\.33\.5\+k3s1 /, h);
+  }
+  const node = JSON.parse(labExec("master1", ["/usr/local/bin/k3s", "kubectl", "get", "node", "worker2", "-o", "json"]).stdout) as { spec: { unschedulable?: boolean }; status: { nodeInfo: { kubeletVersion: string } } };
+  assert.equal(node.status.nodeInfo.kubeletVersion, "v1.33.5+k3s1");
+  assert.equal(node.spec.unschedulable, undefined, "uncordoned");
+  assert.match(u.stdout, /k3s\.version/);
+  const s = await until("three healthy members", () => {
+    const x = status();
+    return x.code === 0 && x.members.length === 3 ? x : undefined;
+  }, 30_000, 1000);
+  assert.ok(s.members.every((m) => m.healthy));
+  // and again: nothing newer to go to
+  const again = run("upgrade", "--to", "v1.33.5+k3s1", "--plan");
+  assert.equal(again.status, 1);
 });
 
 test("fmc reset --yes tears K3s off every node (agents first) and forgets the cluster; the next apply bootstraps a new one", () => {
