@@ -239,6 +239,10 @@ server)
   mkdir -p /var/lib/rancher/k3s/server/tls
   mkdir -p -m 0700 "$DB"
   [ -s /var/lib/rancher/k3s/server/tls/server-ca.crt ] || cp "$LIB/cluster-ca.crt" /var/lib/rancher/k3s/server/tls/server-ca.crt
+  # K3s makes its TLS files and admin kubeconfig at its first start; the stand-in puts back
+  # the lab's (after fmc reset removed them, as K3s's uninstall does)
+  if [ ! -s "$TLS/server-ca.crt" ]; then mkdir -p "$TLS" && cp -p "$LIB/tls-etcd/"* "$TLS/"; fi
+  if [ ! -s /etc/rancher/k3s/k3s.yaml ]; then install -D -m 0600 "$LIB/k3s.yaml" /etc/rancher/k3s/k3s.yaml; fi
   set -- --name="$NAME" --data-dir="$DATA" \\
     --listen-client-urls="https://127.0.0.1:2379,https://$ADDRESS:2379" --advertise-client-urls="https://$ADDRESS:2379" \\
     --listen-peer-urls="https://$ADDRESS:2380" --initial-advertise-peer-urls="https://$ADDRESS:2380" \\
@@ -557,11 +561,13 @@ export function standInFiles(lab: string, node: EtcdNode & { server: boolean }, 
   if (node.server) {
     const dir = certs.get(node.name)!;
     for (const n of ["server-ca.crt", "peer-ca.crt", "server-client.crt", "server-client.key", "client.crt", "client.key", "peer-server-client.crt", "peer-server-client.key"]) {
-      files.push({ path: `${K3S_ETCD_TLS}/${n}`, content: read(dir, n), mode: n.endsWith(".key") ? 0o600 : 0o644 });
+      const mode = n.endsWith(".key") ? 0o600 : 0o644;
+      // at K3s's path, and the stand-in's own copy it starts from when that is gone
+      files.push({ path: `${K3S_ETCD_TLS}/${n}`, content: read(dir, n), mode }, { path: `${LIB}/tls-etcd/${n}`, content: read(dir, n), mode });
     }
     // K3s writes the admin kubeconfig at start (0600 with write-kubeconfig-mode): the lab's
     // has the same shape and names, signed by the lab's CA (no API answers behind it)
-    files.push({ path: "/etc/rancher/k3s/k3s.yaml", content: standInKubeconfig(dir), mode: 0o600 });
+    files.push({ path: "/etc/rancher/k3s/k3s.yaml", content: standInKubeconfig(dir), mode: 0o600 }, { path: `${LIB}/k3s.yaml`, content: standInKubeconfig(dir), mode: 0o600 });
   }
   return files;
 }
