@@ -452,6 +452,6 @@ export const backup = defineCommand({
 });
 
 export const restore = defineCommand({
-  meta: { name: "restore", description: "Restores: fmc restore postgres FILE" },
+  meta: { name: "restore", description: "Restores: fmc restore postgres FILE (a database), fmc restore etcd SNAPSHOT (the K3s cluster, HA flow)" },
   subCommands: { postgres: restorePostgres, etcd: restoreEtcd },
 });
