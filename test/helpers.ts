@@ -1,7 +1,7 @@
 // Shared test helpers: the seed context with fixed secrets, the CLI as a child process,
 // temporary directories and throwaway network namespaces that are always removed.
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { loadSpec } from "../src/spec/load.js";
@@ -43,6 +43,19 @@ export interface RunResult {
 export function fmc(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): RunResult {
   const r = spawnSync(process.execPath, [FMC, ...args], { cwd, encoding: "utf8", env: { ...process.env, NO_COLOR: "1", ...env } });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * The K3s lab of test/fixtures/lab-k3s.yaml in `dir` (a fresh temporary directory): a lab an
+ * earlier test run left behind is forced down, then `lab up --only k3s-server,k3s-agent`
+ * (the caller asserts it) and, when it came up, the K3s phases applied.
+ */
+export function upK3sLab(dir: string): { up: RunResult; applied?: RunResult } {
+  copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
+  const stale = fmc(["lab", "down"], dir);
+  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) fmc(["lab", "down", "--force"], dir);
+  const up = fmc(["lab", "up", "--only", "k3s-server,k3s-agent"], dir);
+  return up.status === 0 ? { up, applied: fmc(["apply", "--yes", "--phase", "k3s-servers,k3s-agents"], dir) } : { up };
 }
 
 export function requireTool(name: string): void {

@@ -41,7 +41,7 @@ import { X509Certificate } from "node:crypto";
 import { quote, script, slow, type Command } from "../hosts/command.js";
 import type { ExecResult } from "../hosts/transport.js";
 import { FmcError } from "../errors.js";
-import { AGENT_UNIT, SERVER_READY_S, SERVER_UNIT } from "../phases/k3s.js";
+import { AGENT_UNIT, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
 import type { RenderContext } from "../render/types.js";
 import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";
 import { k3sCli } from "./k3s-cli.js";

@@ -1,7 +1,19 @@
-// The k3s binary as day-2 commands call it on a node: fmc installs it in /opt/bin on Flatcar
-// (its /usr is read-only) and in /usr/local/bin elsewhere (k3sBinDir in src/hosts/os.ts), and
-// a non-interactive SSH shell's PATH may have neither, so the command finds it itself.
-import { quote, script, type Command } from "../hosts/command.js";
+// The k3s binary on a node: its units and their time limits, the command that installs a
+// version of it (the install phases and fmc upgrade share it), and how day-2 commands call
+// it: fmc installs it in /opt/bin on Flatcar (its /usr is read-only) and in /usr/local/bin
+// elsewhere (k3sBinDir in src/hosts/os.ts), and a non-interactive SSH shell's PATH may have
+// neither, so the command finds it itself.
+import { quote, script, uploadScript, type Command } from "../hosts/command.js";
+import { k3sInstallScript } from "../render/ignition.js";
+import { sh } from "../render/quote.js";
+import type { RenderContext } from "../render/types.js";
+import type { K3sBundle } from "./bundle.js";
+
+export const SERVER_UNIT = "k3s.service";
+export const AGENT_UNIT = "k3s-agent.service";
+/** How long a server may take to answer after a start (a first start pulls nothing, but etcd syncs). */
+export const SERVER_READY_S = 600;
+export const AGENT_JOIN_S = 300;
 
 const FIND = 'b=/usr/local/bin/k3s; if [ -x /opt/bin/k3s ]; then b=/opt/bin/k3s; fi';
 
@@ -12,3 +24,42 @@ export function k3sCli(...args: string[]): Command {
 
 /** `k3s kubectl ARGS…` on a server (K3s's embedded kubectl reads the admin kubeconfig there). */
 export const kubectl = (...args: string[]): Command => k3sCli("kubectl", ...args);
+
+/**
+ * The command that puts K3s `version` in `dir` on a node: uploaded from a checked bundle and
+ * checked again there, or downloaded by the node and checked against the release's
+ * sha256sum-amd64.txt (the spec's pinned sha256 and airgapPath belong to its own version only);
+ * `how` says which, for titles. Shared with fmc upgrade, which installs another version.
+ */
+export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, bundle: K3sBundle | undefined): { command: Command; how: string } {
+  if (bundle) {
+    const d = sh(dir);
+    const command = uploadScript(
+      [
+        "set -eu",
+        `mkdir -p ${d}`,
+        `tmp=$(mktemp ${d}/.k3s.XXXXXX)`,
+        "trap 'rm -f \"$tmp\"' EXIT",
+        'cat > "$tmp"',
+        `if ! echo ${sh(`${bundle.binary.sha256}  `)}"$tmp" | sha256sum -c --status; then echo "the k3s binary that arrived does not match the bundle's SHA-256 ${bundle.binary.sha256}: not installed" >&2; exit 1; fi`,
+        'chmod 0755 "$tmp"',
+        `mv -f "$tmp" ${d}/k3s`,
+        "trap - EXIT",
+        `for tool in kubectl crictl ctr; do if [ ! -e ${d}/"$tool" ] || [ -L ${d}/"$tool" ]; then ln -sf k3s ${d}/"$tool"; fi; done`,
+      ].join("\n"),
+      `upload k3s ${version} (${(bundle.binary.bytes / 1048576).toFixed(1)} MiB) from the bundle, check its SHA-256 on the node, install in ${dir}`,
+      bundle.binary.path,
+    );
+    return { command, how: `from the bundle ${bundle.dir}, SHA-256 ${bundle.binary.sha256.slice(0, 12)}… checked on the node` };
+  }
+  let forVersion = ctx;
+  if (version !== ctx.spec.k3s.version) {
+    const { sha256: _sha, airgapPath: _path, ...k3s } = ctx.spec.k3s;
+    forVersion = { ...ctx, spec: { ...ctx.spec, k3s: { ...k3s, version } } };
+  }
+  return {
+    command: script(k3sInstallScript(forVersion, dir), `download k3s ${version} from GitHub on the node, check it against the release's checksums, install in ${dir}`),
+    how: "downloaded by the node, checked against the release's sha256sum-amd64.txt",
+  };
+}
+

@@ -17,7 +17,7 @@ import { FmcError } from "../errors.js";
 import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { ExecResult } from "../hosts/transport.js";
-import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../phases/k3s.js";
+import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
 import type { RenderContext } from "../render/types.js";
 import type { K3sBundle } from "./bundle.js";
 import { etcdAccess, healthCommand, parseHealth, quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";

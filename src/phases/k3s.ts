@@ -19,35 +19,31 @@
 // runs another K3s version is left alone: that is fmc upgrade's work, with drains.
 import { createHash } from "node:crypto";
 import { parse as parseYaml } from "yaml";
-import { cmd, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { cmd, script, slow, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
-import type { K3sBundle } from "../ops/bundle.js";
 import type { Change } from "../ops/change.js";
 import { K3S_ETCD } from "../ops/etcd.js";
 import { fileChange } from "../ops/file.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
 import { parseK3sVersion } from "../ops/upgrade.js";
-import { k3sInstallScript, k3sUnit } from "../render/ignition.js";
+import { k3sUnit } from "../render/ignition.js";
 import { K3S_RESOLV_CONF, k3sConfig, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../spec/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
+import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
+
 
 export const K3S_CONFIG = "/etc/rancher/k3s/config.yaml";
-export const SERVER_UNIT = "k3s.service";
-export const AGENT_UNIT = "k3s-agent.service";
 /** The cluster CA agents pin (K3s: server/tls/server-ca.crt; its SHA-256 is the token's hash part). */
 export const K3S_SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt";
 /** Present once this server is an etcd member (K3s starts it from here whatever its config says). */
 export const K3S_ETCD_MEMBER = "/var/lib/rancher/k3s/server/db/etcd/member";
 /** The kubelet's client certificate: a K3s agent writes it once the cluster admitted it. */
 export const K3S_AGENT_JOINED = "/var/lib/rancher/k3s/agent/client-kubelet.crt";
-/** How long a server may take to answer after a start (a first start pulls nothing, but etcd syncs). */
-export const SERVER_READY_S = 600;
-export const AGENT_JOIN_S = 300;
 
 const G_BIN_PRESENT = "k3s-binary-present";
 const G_BIN_CURRENT = "k3s-binary-current";
@@ -118,44 +114,6 @@ function k3sFacts(pc: PhaseContext, host: Host) {
       [G_BIN_CURRENT, current],
       [isServer(host) ? G_MEMBER : G_JOINED, isServer(host) ? `[ -d ${K3S_ETCD_MEMBER} ]` : `[ -s ${K3S_AGENT_JOINED} ]`],
     ]),
-  };
-}
-
-/**
- * The command that puts K3s `version` in `dir` on a node: uploaded from a checked bundle and
- * checked again there, or downloaded by the node and checked against the release's
- * sha256sum-amd64.txt (the spec's pinned sha256 and airgapPath belong to its own version only);
- * `how` says which, for titles. Shared with fmc upgrade, which installs another version.
- */
-export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, bundle: K3sBundle | undefined): { command: Command; how: string } {
-  if (bundle) {
-    const d = sh(dir);
-    const command = uploadScript(
-      [
-        "set -eu",
-        `mkdir -p ${d}`,
-        `tmp=$(mktemp ${d}/.k3s.XXXXXX)`,
-        "trap 'rm -f \"$tmp\"' EXIT",
-        'cat > "$tmp"',
-        `if ! echo ${sh(`${bundle.binary.sha256}  `)}"$tmp" | sha256sum -c --status; then echo "the k3s binary that arrived does not match the bundle's SHA-256 ${bundle.binary.sha256}: not installed" >&2; exit 1; fi`,
-        'chmod 0755 "$tmp"',
-        `mv -f "$tmp" ${d}/k3s`,
-        "trap - EXIT",
-        `for tool in kubectl crictl ctr; do if [ ! -e ${d}/"$tool" ] || [ -L ${d}/"$tool" ]; then ln -sf k3s ${d}/"$tool"; fi; done`,
-      ].join("\n"),
-      `upload k3s ${version} (${(bundle.binary.bytes / 1048576).toFixed(1)} MiB) from the bundle, check its SHA-256 on the node, install in ${dir}`,
-      bundle.binary.path,
-    );
-    return { command, how: `from the bundle ${bundle.dir}, SHA-256 ${bundle.binary.sha256.slice(0, 12)}… checked on the node` };
-  }
-  let forVersion = ctx;
-  if (version !== ctx.spec.k3s.version) {
-    const { sha256: _sha, airgapPath: _path, ...k3s } = ctx.spec.k3s;
-    forVersion = { ...ctx, spec: { ...ctx.spec, k3s: { ...k3s, version } } };
-  }
-  return {
-    command: script(k3sInstallScript(forVersion, dir), `download k3s ${version} from GitHub on the node, check it against the release's checksums, install in ${dir}`),
-    how: "downloaded by the node, checked against the release's sha256sum-amd64.txt",
   };
 }
 

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { fmc, ROOT, until } from "../helpers.js";
+import { fmc, until, upK3sLab } from "../helpers.js";
 import { labExec } from "../../src/lab/lab.js";
 import { cmd } from "../../src/hosts/command.js";
 import { etcdAccess, K3S_ETCD, parseRangeValue, rangeCommand, type EtcdMember } from "../../src/ops/etcd.js";
@@ -55,13 +55,10 @@ const members = (): Member[] | undefined => {
 
 before(() => {
   dir = mkdtempSync(PREFIX);
-  copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
-  const stale = run("lab", "down");
-  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
-  const up = run("lab", "up", "--only", "k3s-server,k3s-agent");
-  assert.equal(up.status, 0, up.stderr);
+  const lab = upK3sLab(dir);
+  assert.equal(lab.up.status, 0, lab.up.stderr);
   ours = true;
-  applied = run("apply", "--yes", "--phase", "k3s-servers,k3s-agents");
+  applied = lab.applied;
 });
 
 after(() => {

@@ -9,10 +9,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdtempSync, copyFileSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { fmc, ROOT, until } from "../helpers.js";
+import { fmc, upK3sLab, until } from "../helpers.js";
 import { labExec } from "../../src/lab/lab.js";
 import { quorumCheck, type EtcdMember } from "../../src/ops/etcd.js";
 
@@ -34,14 +34,11 @@ const healthySet = (ms: Member[]) => new Set(ms.filter((m) => m.healthy).map((m)
 
 before(() => {
   dir = mkdtempSync(PREFIX);
-  copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
-  const stale = run("lab", "down");
-  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
-  const up = run("lab", "up", "--only", "k3s-server,k3s-agent");
-  assert.equal(up.status, 0, up.stderr);
+  const lab = upK3sLab(dir);
+  assert.equal(lab.up.status, 0, lab.up.stderr);
   ours = true;
-  assert.match(up.stderr, /K3s stand-in \(real etcd underneath, k3s\.service\) for master1, master2, master3: fmc apply installs it from /);
-  applied = run("apply", "--yes", "--phase", "k3s-servers,k3s-agents");
+  assert.match(lab.up.stderr, /K3s stand-in \(real etcd underneath, k3s\.service\) for master1, master2, master3: fmc apply installs it from /);
+  applied = lab.applied;
 });
 
 test("fmc apply installs K3s servers one at a time, the first bootstrapping, each waited for; agents after; a re-plan has nothing to do", () => {
