@@ -36,6 +36,7 @@ export const fmc = defineCommand({
     bundle: () => import("./bundle-commands.js").then((m) => m.bundleCommand),
     certs: () => import("./certs-commands.js").then((m) => m.certs),
     reset: () => import("./reset-commands.js").then((m) => m.reset),
+    provision: () => import("./provision-commands.js").then((m) => m.provisionCommand),
   },
 });
 

@@ -3,6 +3,7 @@
 // host firewall the OS turns on by default, and where PostgreSQL lives.
 import { cmd, quote, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
+import type { NtpSources } from "../spec/ntp.js";
 
 export interface OsFamily {
   readonly name: OsFamilyName;
@@ -10,7 +11,7 @@ export interface OsFamily {
   installPackages(names: readonly string[]): Command | undefined;
   readonly timeService: string;
   /** Path and content of the time sync configuration. */
-  timeConfig(ntp: readonly string[]): { path: string; content: string };
+  timeConfig(ntp: NtpSources): { path: string; content: string };
   /** Files that make the internal DNS the first resolver. */
   resolverFiles(dns: readonly string[], domain: string): Array<{ path: string; content: string }>;
   /** A host firewall the OS runs by default, which must let the roles' ports in. */
@@ -21,7 +22,8 @@ const header = "# Managed by fmc: edit the cluster spec, not this file.\n";
 const resolvConf = (dns: readonly string[], domain: string) =>
   `${header}${dns.map((d) => `nameserver ${d}`).join("\n")}\nsearch ${domain}\noptions timeout:2 attempts:2\n`;
 
-const timesyncd = (ntp: readonly string[]) => ({ path: "/etc/systemd/timesyncd.conf.d/fmc.conf", content: `${header}[Time]\nNTP=${ntp.join(" ")}\n` });
+// timesyncd takes pool names and servers alike in NTP=
+const timesyncd = (ntp: NtpSources) => ({ path: "/etc/systemd/timesyncd.conf.d/fmc.conf", content: `${header}[Time]\nNTP=${[...ntp.pools, ...ntp.servers].join(" ")}\n` });
 
 export const FAMILIES: Record<OsFamilyName, OsFamily> = {
   "debian-like": {
@@ -47,7 +49,7 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     timeService: "chronyd.service",
     // AlmaLinux images enable firewalld with only ssh, cockpit and dhcpv6-client open
     hostFirewall: "firewalld",
-    timeConfig: (ntp) => ({ path: "/etc/chrony.conf", content: `${header}${ntp.map((s) => `server ${s} iburst`).join("\n")}\ndriftfile /var/lib/chrony/drift\nmakestep 1.0 3\nrtcsync\n` }),
+    timeConfig: (ntp) => ({ path: "/etc/chrony.conf", content: `${header}${[...ntp.pools.map((p) => `pool ${p} iburst`), ...ntp.servers.map((s) => `server ${s} iburst`)].join("\n")}\ndriftfile /var/lib/chrony/drift\nmakestep 1.0 3\nrtcsync\n` }),
     resolverFiles: (dns, domain) => [
       // NetworkManager would rewrite resolv.conf from DHCP otherwise
       { path: "/etc/NetworkManager/conf.d/90-fmc-dns.conf", content: `${header}[main]\ndns=none\n` },

@@ -1,13 +1,14 @@
 // base: hostname, the internal DNS as first resolver, sysctl, swap off, time sync, the
 // login user's authorized keys (every key of the spec plus fmc's admin key, in fmc's own
-// block; keys outside it are the operator's and stay), and on OSes that run a host
-// firewall by default (firewalld on AlmaLinux) the ports of the host's roles and VRRP.
+// block; keys outside it are the operator's and stay), node_exporter where Prometheus
+// scrapes one by address, and on OSes that run a host firewall by default (firewalld on
+// AlmaLinux) the ports of the host's roles, node_exporter's and VRRP.
 import type { Host, Spec } from "../spec/schema.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts, OsFamilyName } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { hostnameChanges, swapOffChange } from "../ops/host.js";
-import { packageChange } from "../ops/package.js";
+import { INSTALL_TIMEOUT_S, packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import { homeOf } from "../ops/user.js";
 import { authorizedKeysChange } from "../ops/keys.js";
@@ -17,6 +18,10 @@ import type { Change } from "../ops/change.js";
 import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
 import { rolePorts } from "../spec/checks.js";
 import { sh } from "../render/quote.js";
+import { NODE_EXPORTER_PORT, nodeExporterHosts, nodeExporterSkipped } from "../render/prometheus.js";
+import { script, slow } from "../hosts/command.js";
+import { FmcError } from "../errors.js";
+import { ntpSources } from "../spec/ntp.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 export const SYSCTL_FILE = "/etc/sysctl.d/90-fmc.conf";
@@ -51,8 +56,54 @@ export function firewalldOpenings(spec: Spec, host: Host): { ports: string[]; pr
     // the stats page listens on 127.0.0.1 only
     for (const [port, , setting] of rolePorts(spec, role)) if (setting !== "loadBalancer.statsPort") ports.add(port);
   }
+  if (runsNodeExporter(spec, host)) ports.add(`${NODE_EXPORTER_PORT}/tcp`);
   const sorted = [...ports].sort((a, b) => parseInt(a, 10) - parseInt(b, 10) || a.localeCompare(b));
   return { ports: sorted, protocols: spec.vips.some((v) => host.roles.includes(v.role)) ? ["vrrp"] : [] };
+}
+
+/**
+ * node_exporter from the distribution's packages, where Prometheus scrapes it by address
+ * (nodeExporterHosts): Debian's prometheus-node-exporter (its unit listens on :9100, and
+ * the package starts it); on AlmaLinux EPEL's node-exporter, called
+ * golang-github-prometheus-node-exporter in older EPEL releases, whose unit is
+ * prometheus-node-exporter.service on EL9 and node_exporter.service in older builds: the
+ * one the installed package brought is the one enabled and started.
+ */
+export const NODE_EXPORTER = {
+  "debian-like": { packages: ["prometheus-node-exporter"], units: ["prometheus-node-exporter.service"] },
+  "rhel-like": { packages: ["node-exporter", "golang-github-prometheus-node-exporter"], units: ["prometheus-node-exporter.service", "node_exporter.service"] },
+} as const;
+
+export function runsNodeExporter(spec: Spec, host: Host): boolean {
+  return nodeExporterHosts(spec).some((h) => h.name === host.name);
+}
+
+function nodeExporterChanges(facts: HostFacts, family: OsFamilyName, c: { host: string; phase: string; mask: PhaseContext["mask"] }): Change[] {
+  if (family === "flatcar") return [];
+  const ne = NODE_EXPORTER[family];
+  const out: Change[] = [];
+  let install: Change | undefined;
+  if (family === "debian-like") install = packageChange(facts, FAMILIES[family], ne.packages, c);
+  else if (!ne.packages.some((p) => facts.packages.get(p))) {
+    const run = "dnf install -y epel-release && { dnf install -y node-exporter || dnf install -y golang-github-prometheus-node-exporter; }";
+    install = {
+      host: c.host,
+      phase: c.phase,
+      title: "install node_exporter (EPEL)",
+      commands: [slow(script(run, "dnf install -y epel-release, then node-exporter (golang-github-prometheus-node-exporter in older EPEL)"), INSTALL_TIMEOUT_S)],
+      notes: ["adds the EPEL repository (epel-release) to the host's package sources"],
+      refreshesFacts: true,
+    };
+  }
+  if (install) out.push(install);
+  // before the install nothing tells which unit the package brings: the EL9 name, and the plan is made again after it
+  const present = ne.units.find((u) => (facts.units.get(u)?.enabled ?? "not-found") !== "not-found");
+  if (!present && !install) {
+    throw new FmcError("NODE_EXPORTER", `${c.host}: node_exporter's package is installed but none of ${ne.units.join(", ")} exists`, "check the package's unit with systemctl list-unit-files '*node*exporter*'");
+  }
+  const svc = serviceChange(facts, { unit: present ?? ne.units[0], enabled: true, running: true, installing: !!install }, c);
+  if (svc) out.push(svc);
+  return out;
 }
 
 /**
@@ -124,18 +175,22 @@ export function resolversFor(pc: PhaseContext, host: Host, family: OsFamilyName)
 
 export const base: Phase = {
   name: "base",
-  description: "hostname, resolver, sysctl, swap, time sync, authorized keys",
+  description: "hostname, resolver, sysctl, swap, time sync, authorized keys, node_exporter",
   hosts: (pc) => pc.render.spec.hosts,
+  warnings(pc) {
+    return nodeExporterSkipped(pc.render.spec).map((h) => `${h.name} runs Flatcar, which has no node_exporter package: Prometheus does not scrape it (run node_exporter as a container there yourself)`);
+  },
   facts(pc, host) {
     const user = pc.loginUser(host);
     const files = ["/etc/hostname", SYSCTL_FILE, authorizedKeysPath(user)];
     for (const f of Object.values(FAMILIES)) {
-      files.push(f.timeConfig([]).path, ...f.resolverFiles([], "").map((r) => r.path));
+      files.push(f.timeConfig({ pools: [], servers: [] }).path, ...f.resolverFiles([], "").map((r) => r.path));
     }
+    const exporter = runsNodeExporter(pc.render.spec, host);
     return {
       files: new Set([...files, ...pendingFacts(...Object.values(FAMILIES).map((f) => f.timeService)).files]),
-      units: new Set(Object.values(FAMILIES).map((f) => f.timeService)),
-      packages: new Set(Object.values(TIME_PACKAGE).filter((p): p is string => !!p)),
+      units: new Set([...Object.values(FAMILIES).map((f) => f.timeService), ...(exporter ? Object.values(NODE_EXPORTER).flatMap((n) => n.units) : [])]),
+      packages: new Set([...Object.values(TIME_PACKAGE).filter((p): p is string => !!p), ...(exporter ? Object.values(NODE_EXPORTER).flatMap((n) => n.packages) : [])]),
       sysctl: new Set(Object.keys(sysctlFor(host))),
       // read on every host; it answers "nothing to do" where firewall-cmd is absent
       guards: new Map([[FIREWALLD_GUARD, firewalldGuarded(pc.render.spec, host).unless]]),
@@ -159,7 +214,7 @@ export const base: Phase = {
     const pkg = TIME_PACKAGE[family.name];
     const install = pkg ? packageChange(facts, family, [pkg], c) : undefined;
     if (install) out.push(install);
-    const time = fileChange(facts, family.timeConfig(spec.network.ntp), c);
+    const time = fileChange(facts, family.timeConfig(ntpSources(spec, host.os)), c);
     if (time) out.push(markingReload(time, family.timeService));
     // Time services skip containers by design (ConditionVirtualization), so only the
     // enabled state is managed; on real hosts enabling starts it at boot.
@@ -169,6 +224,7 @@ export const base: Phase = {
     const user = pc.loginUser(host);
     const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user, keepOtherAdminKeys: spec.ssh.generatedKey }, c);
     if (keys) out.push(keys);
+    if (runsNodeExporter(spec, host)) out.push(...nodeExporterChanges(facts, family.name, c));
     if (family.hostFirewall === "firewalld") {
       const open = guardedChange(facts, firewalldGuarded(spec, host), c);
       if (open) out.push(open);

@@ -1,6 +1,6 @@
 // A topology diagram (SVG) of the spec: the traffic path from the internet down to the
 // K3s nodes, one row per tier, every host with its address, side services at the right.
-import type { Host } from "../spec/schema.js";
+import type { Host, Role } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { xmlText } from "./quote.js";
 
@@ -18,27 +18,42 @@ const ROW_H = 92;
 const COLORS = { external: "#e8eef7", host: "#ffffff", vip: "#fff4d6" } as const;
 
 const esc = xmlText;
-const hostBox = (h: Host): Box => ({ title: h.name, detail: h.address, kind: "host" });
+/** A host in its tier's row; roles it has besides the row's are named after its address (storage1: "10.17.4.27 (storage)"). */
+const hostBox = (row: readonly Role[]) => (h: Host): Box => {
+  const other = h.roles.filter((r) => !row.includes(r));
+  return { title: h.name, detail: other.length ? `${h.address} (${other.join(", ")})` : h.address, kind: "host" };
+};
+/** Roles that put a host in a main row; the side column holds the other hosts (identity, database, storage), each once. */
+const ROW_ROLES: readonly Role[] = ["gateway", "firewall", "edge", "loadbalancer", "k3s-server", "k3s-agent"];
 
+/** The main rows, top down; every host once, in the first row of a role it has (its other roles named in its box). */
 export function diagramRows(ctx: RenderContext): Array<{ label: string; boxes: Box[] }> {
   const { spec, topo } = ctx;
+  const placed = new Set<string>();
+  const once = (hosts: readonly Host[]) =>
+    hosts.filter((h) => {
+      if (placed.has(h.name)) return false;
+      placed.add(h.name);
+      return true;
+    });
   const vipBoxes = (role: "loadbalancer" | "edge") =>
     spec.vips.filter((v) => v.role === role).map((v): Box => ({ title: `VIP ${v.name}`, detail: v.address, kind: "vip" }));
   const rows = [
     { label: "internet", boxes: [{ title: "users", detail: "HTTPS", kind: "external" } as Box, ...(spec.cloudflare ? [{ title: "Cloudflare", detail: spec.cloudflare.zone, kind: "external" } as Box] : [])] },
-    { label: "gateway", boxes: topo.withRole("gateway").map((h) => ({ title: h.name, detail: `${h.publicAddress ?? "?"} / wg ${h.address}`, kind: "host" as const })) },
-    { label: "firewall", boxes: topo.withRole("firewall").map(hostBox) },
-    { label: "edge", boxes: [...vipBoxes("edge"), ...topo.withRole("edge").map(hostBox)] },
-    { label: "load balancers", boxes: [...vipBoxes("loadbalancer"), ...topo.withRole("loadbalancer").map(hostBox)] },
-    { label: "k3s servers", boxes: topo.servers.map(hostBox) },
-    { label: "k3s agents", boxes: topo.agents.map(hostBox) },
+    { label: "gateway", boxes: once(topo.withRole("gateway")).map((h) => ({ title: h.name, detail: `${h.publicAddress ?? "?"} / wg ${h.address}`, kind: "host" as const })) },
+    { label: "firewall", boxes: once(topo.withRole("firewall")).map(hostBox(["firewall"])) },
+    { label: "edge", boxes: [...vipBoxes("edge"), ...once(topo.withRole("edge")).map(hostBox(["edge"]))] },
+    { label: "load balancers", boxes: [...vipBoxes("loadbalancer"), ...once(topo.withRole("loadbalancer")).map(hostBox(["loadbalancer"]))] },
+    { label: "k3s servers", boxes: once(topo.servers).map(hostBox(["k3s-server"])) },
+    { label: "k3s agents", boxes: once(topo.agents).map(hostBox(["k3s-agent"])) },
   ];
   return rows.filter((r) => r.boxes.length > 0);
 }
 
 export function diagramSvg(ctx: RenderContext): string {
   const rows = diagramRows(ctx);
-  const side = ctx.spec.hosts.filter((h) => h.roles.some((r) => r === "identity" || r === "database" || r === "storage"));
+  // a host already in a row (storage1 is a K3s agent too) is not drawn again at the side
+  const side = ctx.spec.hosts.filter((h) => !h.roles.some((r) => ROW_ROLES.includes(r)) && h.roles.some((r) => r === "identity" || r === "database" || r === "storage"));
   const leftW = 120;
   const mainW = Math.max(...rows.map((r) => r.boxes.length)) * (BOX_W + GAP);
   const sideX = leftW + mainW + 40;

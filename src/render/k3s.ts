@@ -24,9 +24,15 @@ export function serverTainted(spec: Spec): boolean {
   return spec.k3s.serverTaint ?? spec.hosts.some((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server"));
 }
 
-/** K3s components not deployed: the spec's list, plus local-storage when Longhorn is the default StorageClass. */
+/**
+ * K3s components not deployed: the spec's list, with traefik exactly when the in-cluster
+ * ingress (services.ingress, which is K3s's packaged Traefik) is off (a list that names
+ * traefik while the ingress is on is refused by fmc validate), plus local-storage when
+ * Longhorn is the default StorageClass.
+ */
 export function k3sDisabled(spec: Spec): string[] {
-  const out = [...spec.k3s.disable];
+  const out: string[] = spec.k3s.disable.filter((d) => d !== "traefik");
+  if (!spec.services.ingress.enabled) out.unshift("traefik");
   // K3s's local-path StorageClass is annotated default; Longhorn's is too: one must go
   if (spec.services.longhorn.enabled && !out.includes("local-storage")) out.push("local-storage");
   return out;

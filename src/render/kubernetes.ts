@@ -1,9 +1,17 @@
 // Kubernetes manifests that K3s applies from /var/lib/rancher/k3s/server/manifests:
-// namespaces, the NFS RWX StorageClass, secrets from the secret store, PVCs, and one
-// HelmChart (helm.cattle.io/v1) per in-cluster service. Built-in kinds are built with
-// kubernetes-models so their shape is checked against the Kubernetes OpenAPI schema.
+// namespaces, the NFS RWX StorageClass, secrets from the secret store, PVCs, one
+// HelmChart (helm.cattle.io/v1) per chart-installed service, the HelmChartConfig and the
+// NodePort Service of K3s's packaged Traefik (the ingress), and the resources the
+// operators run (ECK's Elasticsearch and Kibana, Strimzi's Kafka). Built-in kinds are
+// built with kubernetes-models so their shape is checked against the Kubernetes OpenAPI
+// schema; the custom resources are checked against their CRDs in the tests.
+//
+// K3s applies the files in name order and retries a file that fails every 15 seconds
+// (k3s-io/k3s pkg/deploy/controller.go), so the custom resources sit in files of their
+// own (70-*) that apply once the operator's chart has installed its CRDs.
 import { stringify } from "yaml";
-import { Namespace, PersistentVolumeClaim, Secret } from "kubernetes-models/v1";
+import { Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
+import { Ingress } from "kubernetes-models/networking.k8s.io/v1";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
@@ -13,8 +21,24 @@ import { staticScrapeJobs } from "./prometheus.js";
 import { LONGHORN_RESERVED_PERCENT, longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
+/** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */
+export const INGRESS_CLASS = "traefik";
+/** Names of the operator-run resources; ECK and Strimzi derive Services and Secrets from them. */
+export const ELASTICSEARCH = "elasticsearch";
+export const KIBANA = "kibana";
+export const KAFKA = "kafka";
+export const KAFKA_POOL = "kraft";
+/** ECK's Services and Secrets of those (cloud-on-k8s pkg/apis/{elasticsearch,kibana}/v1/name.go and pkg/controller/common/certificates/secret.go). */
+export const ES_HTTP_SERVICE = `${ELASTICSEARCH}-es-http`;
+export const ES_CA_SECRET = `${ELASTICSEARCH}-es-http-certs-public`;
+export const KIBANA_SERVICE = `${KIBANA}-kb-http`;
+export const KIBANA_PORT = 5601;
+/** The elastic user's credentials: a file-realm user ECK reads (spec.auth.fileRealm), so the password is the secret store's. */
+export const ELASTIC_USER_SECRET = "elasticsearch-elastic-user-fmc";
 
-/** A K3s HelmChart resource; a CRD, so typed here rather than by kubernetes-models. */
+const MANAGED = { "app.kubernetes.io/managed-by": "fmc" };
+
+/** A K3s HelmChart resource; a CRD (k3s-io/helm-controller), so typed here rather than by kubernetes-models. */
 export interface HelmChart {
   apiVersion: "helm.cattle.io/v1";
   kind: "HelmChart";
@@ -22,9 +46,25 @@ export interface HelmChart {
   spec: { chart: string; repo?: string; version: string; targetNamespace: string; createNamespace: boolean; valuesContent: string };
 }
 
+/** Values for a chart K3s installs itself (its packaged Traefik), merged over K3s's own. */
+export interface HelmChartConfig {
+  apiVersion: "helm.cattle.io/v1";
+  kind: "HelmChartConfig";
+  metadata: { name: string; namespace: "kube-system" };
+  spec: { valuesContent: string };
+}
+
+/** A custom resource an operator runs (Elasticsearch, Kibana, Kafka, KafkaNodePool). */
+export interface CustomResource {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace: string; labels?: Record<string, string> };
+  spec: Record<string, unknown>;
+}
+
 export interface Manifest {
   readonly file: string;
-  readonly objects: ReadonlyArray<{ toJSON?: () => unknown } | HelmChart>;
+  readonly objects: ReadonlyArray<{ toJSON?: () => unknown } | HelmChart | HelmChartConfig | CustomResource>;
   readonly secret?: boolean;
 }
 
@@ -40,7 +80,7 @@ function helmChart(name: string, c: ChartSpec, values: Record<string, unknown>):
       version: c.version,
       targetNamespace: c.namespace,
       createNamespace: true,
-      valuesContent: stringify(values),
+      valuesContent: stringify(values, { aliasDuplicateObjects: false }),
     },
   };
 }
@@ -83,14 +123,25 @@ function pvc(name: string, namespace: string, storageClass: string, size: string
   });
 }
 
-// Pods with a volume each, shared by the chart values and Longhorn's capacity check.
+// Pods with a volume each, shared by the rendered resources and Longhorn's capacity check.
 const ALERTMANAGER_SIZE = "2Gi";
-const REDIS_REPLICAS = 2;
-const KAFKA_CONTROLLERS = 3;
+/** redis-ha: three pods, each Redis with a Sentinel beside it (Sentinel's quorum of 2 needs three). */
+const REDIS_PODS = 3;
+/** Strimzi: one KRaft node pool of three nodes, each a controller and a broker. */
+const KAFKA_NODES = 3;
+/** Volume sizes when the spec gives none: written into the resources, so what Longhorn is asked for is what was counted. */
+export const DEFAULT_SIZE = { prometheus: "20Gi", grafana: "5Gi", elasticsearch: "30Gi", redis: "8Gi", kafka: "8Gi" } as const;
+
 /** One Elasticsearch node per ingress backend (agents that are not the storage host), at most 3. */
 function elasticsearchReplicas(spec: Spec): number {
   const backends = spec.hosts.filter((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server") && !h.roles.includes("storage"));
   return Math.min(3, Math.max(1, backends.length));
+}
+
+/** Nodes that take ordinary workloads: agents other than the (tainted) storage host, and servers when they are not tainted. */
+function workloadNodes(spec: Spec): number {
+  const tainted = serverTainted(spec);
+  return spec.hosts.filter((h) => (h.roles.includes("k3s-agent") && !h.roles.includes("storage")) || (h.roles.includes("k3s-server") && !tainted)).length;
 }
 
 export interface VolumeClaim {
@@ -107,22 +158,22 @@ const gib = (q: string) => {
 };
 
 /**
- * The Longhorn volumes the enabled charts request: fmc's own claims (Prometheus, Grafana)
- * and the charts' per-pod claims (Elasticsearch, Redis, Kafka, Alertmanager). A chart
- * without a storageClass uses the default class, which is Longhorn's when it is enabled.
- * Sizes left unset are the charts' own defaults.
+ * The Longhorn volumes the enabled services request: fmc's own claims (Prometheus,
+ * Grafana) and the per-pod claims of the charts and operators (Elasticsearch, Redis,
+ * Kafka, Alertmanager). A service without a storageClass uses the default class, which is
+ * Longhorn's when it is enabled. Sizes left unset are DEFAULT_SIZE (Alertmanager: fmc's).
  */
 export function longhornClaims(spec: Spec): VolumeClaim[] {
   const svc = spec.services;
   const onLonghorn = (c: ChartSpec) => c.enabled && svc.longhorn.enabled && (c.storageClass ?? "longhorn") === "longhorn";
   const out: VolumeClaim[] = [];
   const add = (service: ServiceName, what: string, count: number, size: string) => out.push({ service, what, count, sizeGiB: gib(size) });
-  if (svc.prometheus.enabled && svc.prometheus.storageClass === "longhorn") add("prometheus", "Prometheus server", 1, svc.prometheus.size ?? "20Gi");
+  if (svc.prometheus.enabled && svc.prometheus.storageClass === "longhorn") add("prometheus", "Prometheus server", 1, svc.prometheus.size ?? DEFAULT_SIZE.prometheus);
   if (onLonghorn(svc.prometheus)) add("prometheus", "Alertmanager", 1, ALERTMANAGER_SIZE);
-  if (svc.grafana.enabled && svc.grafana.storageClass === "longhorn") add("grafana", "Grafana", 1, svc.grafana.size ?? "5Gi");
-  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? "30Gi");
-  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", 1 + REDIS_REPLICAS, svc.redis.size ?? "8Gi");
-  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_CONTROLLERS, svc.kafka.size ?? "8Gi");
+  if (svc.grafana.enabled && svc.grafana.storageClass === "longhorn") add("grafana", "Grafana", 1, svc.grafana.size ?? DEFAULT_SIZE.grafana);
+  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? DEFAULT_SIZE.elasticsearch);
+  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", REDIS_PODS, svc.redis.size ?? DEFAULT_SIZE.redis);
+  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_NODES, svc.kafka.size ?? DEFAULT_SIZE.kafka);
   return out;
 }
 
@@ -159,12 +210,16 @@ export function longhornCapacity(spec: Spec): LonghornCapacity {
   };
 }
 
-function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unknown> {
+const host = (spec: Spec, name: string) => `${name}.${spec.domain}`;
+
+/**
+ * Values of each chart-installed service, for the pinned chart version in the spec
+ * (checked against the chart's published values.schema.json or its keys in the tests:
+ * test/fixtures/charts). Passwords never appear here: charts read them from Secrets.
+ */
+export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingress" | "kibana">): Record<string, unknown> {
   const { spec } = ctx;
   const c = spec.services[svc];
-  const host = (name: string) => `${name}.${spec.domain}`;
-  const ingress = (name: string) => ({ enabled: true, ingressClassName: "nginx", hosts: [host(name)] });
-  const persistence = { storageClass: c.storageClass, size: c.size };
   switch (svc) {
     case "longhorn":
       return {
@@ -185,15 +240,6 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
       };
     case "nfsCsi":
       return { controller: { replicas: 1 } };
-    case "ingressNginx":
-      return {
-        controller: {
-          kind: "DaemonSet",
-          service: { type: "NodePort", nodePorts: { http: spec.k3s.ingressNodePorts.http, https: spec.k3s.ingressNodePorts.https } },
-          ingressClassResource: { default: true },
-          config: { "use-forwarded-headers": "true" },
-        },
-      };
     case "prometheus":
       return {
         server: { persistentVolume: { enabled: true, existingClaim: "prometheus-server" }, retention: "15d" },
@@ -204,7 +250,7 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
       return {
         admin: { existingSecret: "grafana-admin", userKey: "admin-user", passwordKey: "admin-password" },
         persistence: { enabled: true, existingClaim: "grafana" },
-        ingress: ingress("grafana"),
+        ingress: { enabled: true, ingressClassName: INGRESS_CLASS, hosts: [host(spec, "grafana")] },
         datasources: {
           "datasources.yaml": {
             apiVersion: 1,
@@ -213,28 +259,27 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
         },
       };
     case "elasticsearch":
-      return {
-        replicas: elasticsearchReplicas(spec),
-        minimumMasterNodes: Math.floor(elasticsearchReplicas(spec) / 2) + 1,
-        secret: { enabled: true, password: ctx.secrets.get("elastic") },
-        volumeClaimTemplate: { accessModes: ["ReadWriteOnce"], storageClassName: c.storageClass, resources: { requests: { storage: c.size } } },
-      };
-    case "kibana":
-      return { elasticsearchHosts: `https://elasticsearch-master.${spec.services.elasticsearch.namespace}.svc:9200`, ingress: { ...ingress("kibana"), hosts: [{ host: host("kibana"), paths: [{ path: "/" }] }] } };
-    case "fluentBit":
+      // the operator: only its namespace's resources are its to manage; CRDs come with the chart (installCRDs)
+      return { installCRDs: true, managedNamespaces: [c.namespace] };
+    case "fluentBit": {
+      const es = spec.services.elasticsearch;
       return {
         tolerations: everyNode(spec),
-        env: [{ name: "ELASTIC_PASSWORD", valueFrom: { secretKeyRef: { name: "elasticsearch-master-credentials", key: "password" } } }],
-        extraVolumes: [{ name: "es-certs", secret: { secretName: "elasticsearch-master-certs" } }],
-        extraVolumeMounts: [{ name: "es-certs", mountPath: "/certs", readOnly: true }],
+        env: [
+          { name: "ELASTIC_USER", valueFrom: { secretKeyRef: { name: ELASTIC_USER_SECRET, key: "username" } } },
+          { name: "ELASTIC_PASSWORD", valueFrom: { secretKeyRef: { name: ELASTIC_USER_SECRET, key: "password" } } },
+        ],
+        // ECK's CA for the HTTP layer; ECK renews the certificates before they expire
+        extraVolumes: [{ name: "es-ca", secret: { secretName: ES_CA_SECRET, items: [{ key: "ca.crt", path: "ca.crt" }] } }],
+        extraVolumeMounts: [{ name: "es-ca", mountPath: "/certs", readOnly: true }],
         config: {
           outputs: [
             "[OUTPUT]",
             "    Name es",
             "    Match kube.*",
-            `    Host elasticsearch-master.${spec.services.elasticsearch.namespace}.svc`,
+            `    Host ${ES_HTTP_SERVICE}.${es.namespace}.svc`,
             "    Port 9200",
-            "    HTTP_User elastic",
+            "    HTTP_User ${ELASTIC_USER}",
             "    HTTP_Passwd ${ELASTIC_PASSWORD}",
             "    Logstash_Format On",
             "    Suppress_Type_Name On",
@@ -245,27 +290,183 @@ function chartValues(ctx: RenderContext, svc: ServiceName): Record<string, unkno
           ].join("\n"),
         },
       };
+    }
     case "redis":
       return {
-        architecture: "replication",
-        auth: { enabled: true, existingSecret: "redis-auth", existingSecretPasswordKey: "password" },
-        master: { persistence },
-        replica: { replicaCount: REDIS_REPLICAS, persistence },
+        replicas: REDIS_PODS,
+        // one pod per node where there are three nodes for them; fewer nodes share (failover then covers a pod, not a node)
+        hardAntiAffinity: workloadNodes(spec) >= REDIS_PODS,
+        auth: true,
+        existingSecret: "redis-auth",
+        authKey: "password",
+        sentinel: { auth: true, existingSecret: "redis-auth", authKey: "password" },
+        persistentVolume: { enabled: true, storageClass: c.storageClass, size: c.size ?? DEFAULT_SIZE.redis },
       };
     case "kafka":
-      return { controller: { replicaCount: KAFKA_CONTROLLERS, persistence }, broker: { persistence } };
+      // the operator watches its own namespace, where the Kafka resources are
+      return { watchAnyNamespace: false };
   }
+}
+
+/**
+ * K3s's packaged Traefik, behind HAProxy: a DaemonSet trusting X-Forwarded-* only from the
+ * load balancers. The chart's own Service is off: its values changed shape in chart 40
+ * (service.type became service.spec.type), and which chart a node runs depends on the
+ * K3s release, so the NodePorts come from fmc's own Service (traefikNodePorts).
+ */
+export function traefikValues(ctx: RenderContext): Record<string, unknown> {
+  const lbs = ctx.topo.withRole("loadbalancer").map((h) => `${h.address}/32`);
+  const forwarded = lbs.length ? { forwardedHeaders: { trustedIPs: lbs } } : {};
+  return {
+    deployment: { kind: "DaemonSet" },
+    service: { enabled: false },
+    // no Service of the chart to copy an address from into the Ingresses' status
+    providers: { kubernetesIngress: { publishedService: { enabled: false } } },
+    ports: { web: { ...forwarded }, websecure: { ...forwarded } },
+    ingressClass: { enabled: true, isDefaultClass: true },
+  };
+}
+
+/** The pods of K3s's Traefik: the chart's selector labels (immutable, traefik.labelselector) for release traefik in kube-system. */
+export const TRAEFIK_SELECTOR = { "app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system" };
+
+/**
+ * The NodePorts HAProxy forwards 80/443 to, onto Traefik's web and websecure container
+ * ports. Local: a node answers only with its own Traefik pod, so HAProxy's health check
+ * sees that pod, and no second hop hides the load balancer's address.
+ */
+export function traefikNodePorts(spec: Spec): Service {
+  const np = spec.k3s.ingressNodePorts;
+  return new Service({
+    metadata: { name: "traefik-nodeports", namespace: "kube-system", labels: MANAGED },
+    spec: {
+      type: "NodePort",
+      externalTrafficPolicy: "Local",
+      selector: TRAEFIK_SELECTOR,
+      ports: [
+        { name: "web", protocol: "TCP", port: 80, targetPort: "web", nodePort: np.http },
+        { name: "websecure", protocol: "TCP", port: 443, targetPort: "websecure", nodePort: np.https },
+      ],
+    },
+  });
+}
+
+function helmChartConfig(name: string, values: Record<string, unknown>): HelmChartConfig {
+  return { apiVersion: "helm.cattle.io/v1", kind: "HelmChartConfig", metadata: { name, namespace: "kube-system" }, spec: { valuesContent: stringify(values, { aliasDuplicateObjects: false }) } };
+}
+
+/** ECK's Elasticsearch (and Kibana beside it): TLS by ECK (renewed before expiry), the elastic user from a Secret. */
+export function elasticResources(spec: Spec): CustomResource[] {
+  const es = spec.services.elasticsearch;
+  const ns = es.namespace;
+  const out: CustomResource[] = [
+    {
+      apiVersion: "elasticsearch.k8s.elastic.co/v1",
+      kind: "Elasticsearch",
+      metadata: { name: ELASTICSEARCH, namespace: ns, labels: MANAGED },
+      spec: {
+        version: es.stackVersion,
+        auth: { fileRealm: [{ secretName: ELASTIC_USER_SECRET }] },
+        nodeSets: [
+          {
+            name: "default",
+            count: elasticsearchReplicas(spec),
+            // no vm.max_map_count raise on the nodes: Elasticsearch does without mmap (ECK's documented setting)
+            config: { "node.store.allow_mmap": false },
+            volumeClaimTemplates: [
+              {
+                metadata: { name: "elasticsearch-data" },
+                spec: {
+                  accessModes: ["ReadWriteOnce"],
+                  ...(es.storageClass ? { storageClassName: es.storageClass } : {}),
+                  resources: { requests: { storage: es.size ?? DEFAULT_SIZE.elasticsearch } },
+                },
+              },
+            ],
+          },
+        ],
+      },
+    },
+  ];
+  if (spec.services.kibana.enabled) {
+    out.push({
+      apiVersion: "kibana.k8s.elastic.co/v1",
+      kind: "Kibana",
+      metadata: { name: KIBANA, namespace: ns, labels: MANAGED },
+      spec: {
+        version: es.stackVersion,
+        count: 1,
+        elasticsearchRef: { name: ELASTICSEARCH },
+        // plain HTTP inside the cluster: the ingress (and the edge before it) terminates TLS
+        http: { tls: { selfSignedCertificate: { disabled: true } } },
+      },
+    });
+  }
+  return out;
+}
+
+/** Strimzi's Kafka in KRaft mode: one node pool of controller+broker nodes, replication 3. */
+export function kafkaResources(spec: Spec): CustomResource[] {
+  const k = spec.services.kafka;
+  const ns = k.namespace;
+  return [
+    {
+      apiVersion: "kafka.strimzi.io/v1",
+      kind: "KafkaNodePool",
+      metadata: { name: KAFKA_POOL, namespace: ns, labels: { ...MANAGED, "strimzi.io/cluster": KAFKA } },
+      spec: {
+        replicas: KAFKA_NODES,
+        roles: ["controller", "broker"],
+        storage: {
+          type: "jbod",
+          volumes: [{ id: 0, type: "persistent-claim", size: k.size ?? DEFAULT_SIZE.kafka, ...(k.storageClass ? { class: k.storageClass } : {}), deleteClaim: false, kraftMetadata: "shared" }],
+        },
+      },
+    },
+    {
+      apiVersion: "kafka.strimzi.io/v1",
+      kind: "Kafka",
+      metadata: { name: KAFKA, namespace: ns, labels: MANAGED },
+      spec: {
+        kafka: {
+          version: k.kafkaVersion,
+          listeners: [
+            { name: "plain", port: 9092, type: "internal", tls: false },
+            { name: "tls", port: 9093, type: "internal", tls: true },
+          ],
+          config: {
+            "offsets.topic.replication.factor": 3,
+            "transaction.state.log.replication.factor": 3,
+            "transaction.state.log.min.isr": 2,
+            "default.replication.factor": 3,
+            "min.insync.replicas": 2,
+          },
+        },
+        entityOperator: { topicOperator: {}, userOperator: {} },
+      },
+    },
+  ];
+}
+
+/** The services installed from a chart of their own, enabled ones, in SERVICE_NAMES order. */
+export function chartServices(spec: Spec): Array<{ name: Exclude<ServiceName, "ingress" | "kibana">; chart: ChartSpec }> {
+  const out: Array<{ name: Exclude<ServiceName, "ingress" | "kibana">; chart: ChartSpec }> = [];
+  for (const [name, s] of Object.entries(spec.services) as Array<[ServiceName, Spec["services"][ServiceName]]>) {
+    if (name === "ingress" || name === "kibana" || !s.enabled || !("repo" in s)) continue;
+    out.push({ name, chart: s });
+  }
+  return out;
 }
 
 export function manifests(ctx: RenderContext): Manifest[] {
   const { spec, topo } = ctx;
   const svc = spec.services;
-  const enabled = (Object.keys(svc) as ServiceName[]).filter((s) => svc[s].enabled);
+  const charts = chartServices(spec);
   const out: Manifest[] = [];
-  const namespaces = [...new Set(enabled.map((s) => svc[s].namespace))].filter((n) => n !== "kube-system").sort();
+  const namespaces = [...new Set(charts.map((c) => c.chart.namespace))].filter((n) => n !== "kube-system").sort();
   out.push({
     file: "00-namespaces.yaml",
-    objects: namespaces.map((n) => new Namespace({ metadata: { name: n, labels: { "app.kubernetes.io/managed-by": "fmc" } } })),
+    objects: namespaces.map((n) => new Namespace({ metadata: { name: n, labels: MANAGED } })),
   });
   if (svc.nfsCsi.enabled && spec.storage) {
     out.push({
@@ -291,25 +492,46 @@ export function manifests(ctx: RenderContext): Manifest[] {
   if (svc.redis.enabled) {
     secrets.push(new Secret({ metadata: { name: "redis-auth", namespace: svc.redis.namespace }, type: "Opaque", stringData: { password: ctx.secrets.get("redis") } }));
   }
+  if (svc.elasticsearch.enabled) {
+    // ECK's file realm reads username, password and roles from a basic-auth Secret (cloud-on-k8s
+    // pkg/controller/elasticsearch/user/user_provided.go); an elastic user there replaces the generated one
+    secrets.push(
+      new Secret({
+        metadata: { name: ELASTIC_USER_SECRET, namespace: svc.elasticsearch.namespace, labels: MANAGED },
+        type: "kubernetes.io/basic-auth",
+        stringData: { username: "elastic", password: ctx.secrets.get("elastic"), roles: "superuser" },
+      }),
+    );
+  }
   if (secrets.length) out.push({ file: "30-secrets.yaml", objects: secrets, secret: true });
   const claims: PersistentVolumeClaim[] = [];
-  if (svc.prometheus.enabled && svc.prometheus.storageClass) claims.push(pvc("prometheus-server", svc.prometheus.namespace, svc.prometheus.storageClass, svc.prometheus.size ?? "20Gi", "ReadWriteOnce"));
-  if (svc.grafana.enabled && svc.grafana.storageClass) claims.push(pvc("grafana", svc.grafana.namespace, svc.grafana.storageClass, svc.grafana.size ?? "5Gi", "ReadWriteOnce"));
+  if (svc.prometheus.enabled && svc.prometheus.storageClass) claims.push(pvc("prometheus-server", svc.prometheus.namespace, svc.prometheus.storageClass, svc.prometheus.size ?? DEFAULT_SIZE.prometheus, "ReadWriteOnce"));
+  if (svc.grafana.enabled && svc.grafana.storageClass) claims.push(pvc("grafana", svc.grafana.namespace, svc.grafana.storageClass, svc.grafana.size ?? DEFAULT_SIZE.grafana, "ReadWriteOnce"));
   if (claims.length) out.push({ file: "40-pvcs.yaml", objects: claims });
-  for (const s of enabled) {
-    const c = svc[s];
+  if (svc.elasticsearch.enabled && svc.kibana.enabled && svc.ingress.enabled) {
     out.push({
-      file: `50-helmchart-${c.chart}.yaml`,
-      objects: [helmChart(c.chart, c, chartValues(ctx, s))],
-      secret: s === "elasticsearch",
+      file: "45-ingresses.yaml",
+      objects: [
+        new Ingress({
+          metadata: { name: KIBANA, namespace: svc.elasticsearch.namespace, labels: MANAGED },
+          spec: {
+            ingressClassName: INGRESS_CLASS,
+            rules: [{ host: host(spec, "kibana"), http: { paths: [{ path: "/", pathType: "Prefix", backend: { service: { name: KIBANA_SERVICE, port: { number: KIBANA_PORT } } } }] } }],
+          },
+        }),
+      ],
     });
   }
+  for (const { name, chart } of charts) out.push({ file: `50-helmchart-${chart.chart}.yaml`, objects: [helmChart(chart.chart, chart, chartValues(ctx, name))] });
+  if (svc.ingress.enabled) out.push({ file: "50-ingress-traefik.yaml", objects: [helmChartConfig("traefik", traefikValues(ctx)), traefikNodePorts(spec)] });
   if (spec.k3s.reboots.coordinator === "kured") out.push({ file: "60-helmchart-kured.yaml", objects: [kuredChart(spec)] });
+  if (svc.elasticsearch.enabled) out.push({ file: "70-elasticsearch.yaml", objects: elasticResources(spec) });
+  if (svc.kafka.enabled) out.push({ file: "70-kafka.yaml", objects: kafkaResources(spec) });
   return out;
 }
 
 export function toYamlDocuments(objects: Manifest["objects"]): string {
-  return objects.map((o) => stringify("toJSON" in o && typeof o.toJSON === "function" ? o.toJSON() : o)).join("---\n");
+  return objects.map((o) => stringify("toJSON" in o && typeof o.toJSON === "function" ? o.toJSON() : o, { aliasDuplicateObjects: false })).join("---\n");
 }
 
 export function renderKubernetes(ctx: RenderContext): Artifact[] {

@@ -2,8 +2,29 @@
 // node exporters), by address. The same jobs go into the Prometheus chart's
 // extraScrapeConfigs; the chart's own jobs cover Kubernetes through service discovery.
 import { stringify } from "yaml";
+import type { Host, Spec } from "../spec/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
+
+/** node_exporter's port, the exporter's default (prometheus/node_exporter, --web.listen-address). */
+export const NODE_EXPORTER_PORT = 9100;
+
+/**
+ * Hosts whose node_exporter Prometheus scrapes by address: those outside K3s (whose
+ * nodes the chart's own node-exporter DaemonSet covers) and inside the LAN (not the
+ * VPS). The base phase installs it from the distribution's packages there, so Flatcar
+ * hosts, which have none, are left out (the phase says so). None without Prometheus.
+ */
+export function nodeExporterHosts(spec: Spec): Host[] {
+  if (!spec.services.prometheus.enabled) return [];
+  return spec.hosts.filter((h) => !h.roles.some((r) => r === "k3s-server" || r === "k3s-agent" || r === "gateway") && h.os !== "flatcar");
+}
+
+/** Hosts outside K3s and inside the LAN that get no node_exporter because they run Flatcar. */
+export function nodeExporterSkipped(spec: Spec): Host[] {
+  if (!spec.services.prometheus.enabled) return [];
+  return spec.hosts.filter((h) => !h.roles.some((r) => r === "k3s-server" || r === "k3s-agent" || r === "gateway") && h.os === "flatcar");
+}
 
 export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unknown>> {
   const { spec, topo } = ctx;
@@ -11,11 +32,10 @@ export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unkno
     job_name: name,
     static_configs: targets.map(([target, host]) => ({ targets: [target], labels: { host } })),
   });
-  const outside = spec.hosts.filter((h) => !h.roles.includes("k3s-server") && !h.roles.includes("k3s-agent") && !h.roles.includes("gateway"));
   const jobs = [
     job("haproxy", topo.withRole("loadbalancer").map((h) => [`${h.address}:${spec.loadBalancer.metricsPort}`, h.name])),
     job("traefik", topo.withRole("edge").map((h) => [`${h.address}:${spec.edge.metricsPort}`, h.name])),
-    job("node-exporter", outside.map((h) => [`${h.address}:9100`, h.name])),
+    job("node-exporter", nodeExporterHosts(spec).map((h) => [`${h.address}:${NODE_EXPORTER_PORT}`, h.name])),
   ];
   return jobs.filter((j) => j.static_configs.length > 0);
 }

@@ -1,7 +1,12 @@
-// Terraform JSON: libvirt (dmacvicar/libvirt 0.8.x) VMs, disks and networks for every
-// host with a `vm` section, booting Flatcar from its Ignition and AlmaLinux/Debian from
-// cloud-init; and Cloudflare (cloudflare/cloudflare 5.x) records, SSL mode and DNSSEC.
-// Secrets stay out: Ignition is read with file(), API tokens are variables.
+// Terraform JSON in two root modules, each a working directory of its own, so a DNS change
+// never plans against the hypervisor: terraform/libvirt/ holds the libvirt
+// (dmacvicar/libvirt 0.8.x) VMs, disks and networks for every host with a `vm` section,
+// booting Flatcar from its Ignition and AlmaLinux/Debian from cloud-init; terraform/cloudflare/
+// the Cloudflare (cloudflare/cloudflare 5.x) records, SSL mode and DNSSEC, whose DS record
+// is an output for the registrar. Secrets stay out: Ignition is read with file(), API
+// tokens and the state passphrase are variables (fmc provision sets them as TF_VAR_…).
+// Each module's state lives in its directory, or in the backend the spec names; with
+// provisioning.stateEncryption, OpenTofu encrypts it (it holds every Ignition config).
 //
 // With a firewall host, every LAN subnet is an isolated libvirt network (no NAT, no DHCP,
 // no forwarding by the KVM host) whose first address belongs to the firewall's LAN
@@ -17,6 +22,18 @@ import { HEADER_TEXT } from "./types.js";
 import { tfString as lit } from "./quote.js";
 import { etcHosts } from "./dns.js";
 import { recordInZone } from "../spec/checks.js";
+import { ntpSources } from "../spec/ntp.js";
+import { FmcError } from "../errors.js";
+
+/** The root modules, in the order fmc provision runs them. */
+export const TERRAFORM_MODULES = ["libvirt", "cloudflare"] as const;
+export type TerraformModule = (typeof TERRAFORM_MODULES)[number];
+/** A module's working directory, relative to the output directory. */
+export const moduleDir = (m: TerraformModule) => `terraform/${m}`;
+/** The variable the OpenTofu state passphrase arrives in (as TF_VAR_fmc_state_passphrase). */
+export const STATE_PASSPHRASE_VAR = "fmc_state_passphrase";
+/** The variable the Cloudflare API token arrives in (as TF_VAR_cloudflare_api_token). */
+export const CLOUDFLARE_TOKEN_VAR = "cloudflare_api_token";
 
 const GiB = 1024 ** 3;
 const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
@@ -123,6 +140,92 @@ function firewallNetworkConfig(ctx: RenderContext, fw: Host): Record<string, unk
   return { version: 2, ethernets };
 }
 
+/** cloud-init's ntp module: the OS's own pool, or the servers the spec names (ntpSources). */
+function ntpConfig(ctx: RenderContext, h: Host): Record<string, unknown> {
+  const { pools, servers } = ntpSources(ctx.spec, h.os);
+  return { enabled: true, ...(pools.length ? { pools: [...pools] } : {}), ...(servers.length ? { servers: [...servers] } : {}) };
+}
+
+/**
+ * The `terraform { backend … }` of one module, from provisioning.backend: every module
+ * gets its own state (file, key, address or schema). Credentials are never here: each
+ * backend reads them from the environment.
+ */
+export function backendConfig(ctx: RenderContext, module: TerraformModule): Record<string, unknown> | undefined {
+  const b = ctx.spec.provisioning.backend;
+  const name = ctx.spec.name;
+  if (b?.local) return { local: { path: lit(`${b.local.dir}/${name}-${module}.tfstate`) } };
+  if (b?.s3) {
+    const s3 = b.s3;
+    const region = s3.region ?? (s3.endpoint ? "us-east-1" : undefined);
+    return {
+      s3: {
+        bucket: s3.bucket,
+        key: `${s3.keyPrefix}/${name}/${module}.tfstate`,
+        ...(region ? { region } : {}),
+        // an S3-compatible store has no STS, no instance metadata and no AWS regions to check
+        ...(s3.endpoint
+          ? { endpoints: { s3: s3.endpoint }, use_path_style: true, skip_credentials_validation: true, skip_region_validation: true, skip_requesting_account_id: true, skip_metadata_api_check: true, skip_s3_checksum: true }
+          : {}),
+        encrypt: s3.encrypt ?? !s3.endpoint,
+        ...(s3.lockfile ? { use_lockfile: true } : {}),
+      },
+    };
+  }
+  if (b?.http) {
+    const address = `${b.http.address}/${name}-${module}`;
+    return { http: { address, lock_address: address, unlock_address: address, lock_method: b.http.lockMethod, unlock_method: b.http.unlockMethod } };
+  }
+  if (b?.pg) {
+    const schema = `${b.pg.schemaPrefix ?? `fmc_${name.replace(/-/g, "_")}`}_${module}`;
+    // PostgreSQL cuts longer names to 63 bytes, and two clusters' schemas could then meet
+    if (schema.length > 63) {
+      throw new FmcError("SPEC_INVALID", `provisioning.backend.pg: the schema name ${schema} is longer than 63 characters`, "set provisioning.backend.pg.schemaPrefix to a shorter name");
+    }
+    return { pg: { ...(b.pg.connStr ? { conn_str: b.pg.connStr } : {}), schema_name: schema } };
+  }
+  return undefined;
+}
+
+/**
+ * OpenTofu's `terraform { encryption … }` (1.8 or later, for the variable in the key
+ * provider): AES-GCM with a PBKDF2 key from the passphrase variable, for state and plan
+ * files. Enforced (no plain-text state is ever read or written), except while
+ * fromUnencrypted lets the first run read the old unencrypted state. In JSON, the method
+ * references are bare traversals and the key reference an interpolation, as OpenTofu's
+ * own JSON tests write them (internal/encryption/dual_custody_test.go).
+ */
+export function encryptionConfig(ctx: RenderContext): Record<string, unknown> | undefined {
+  const e = ctx.spec.provisioning.stateEncryption;
+  if (!e) return undefined;
+  const target = { method: "method.aes_gcm.fmc", ...(e.fromUnencrypted ? { fallback: { method: "method.unencrypted.migrate" } } : { enforced: true }) };
+  return {
+    key_provider: { pbkdf2: { fmc: { passphrase: `\${var.${STATE_PASSPHRASE_VAR}}` } } },
+    method: { aes_gcm: { fmc: { keys: "${key_provider.pbkdf2.fmc}" } }, ...(e.fromUnencrypted ? { unencrypted: { migrate: {} } } : {}) },
+    state: target,
+    plan: target,
+  };
+}
+
+/** The `terraform` block of a module: its provider, and its backend and encryption when the spec has them. */
+function terraformBlock(ctx: RenderContext, module: TerraformModule, providers: Record<string, unknown>): Record<string, unknown> {
+  const backend = backendConfig(ctx, module);
+  const encryption = encryptionConfig(ctx);
+  return {
+    ...(encryption ? { required_version: ">= 1.8.0" } : {}),
+    required_providers: providers,
+    ...(backend ? { backend } : {}),
+    ...(encryption ? { encryption } : {}),
+  };
+}
+
+/** The passphrase variable, when the state is encrypted. */
+function stateVariables(ctx: RenderContext): Record<string, unknown> {
+  return ctx.spec.provisioning.stateEncryption
+    ? { [STATE_PASSPHRASE_VAR]: { type: "string", sensitive: true, description: "OpenTofu state encryption passphrase (fmc provision passes it from fmc's state directory)" } }
+    : {};
+}
+
 export function cloudInit(ctx: RenderContext, h: Host): { userData: string; networkConfig: string } {
   const { topo } = ctx;
   const gw = topo.gatewayOf(h.address);
@@ -137,7 +240,7 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
     ssh_pwauth: false,
     users: [{ name: user, ...(user === "root" ? {} : { sudo: "ALL=(ALL) NOPASSWD:ALL", shell: "/bin/bash" }), ssh_authorized_keys: [...topo.keysOf(h)] }],
     timezone: "UTC",
-    ntp: { enabled: true, servers: ctx.spec.network.ntp },
+    ntp: ntpConfig(ctx, h),
     runcmd: [["swapoff", "-a"]],
   };
   const networkConfig = h.name === routingFirewall(ctx)?.name ? firewallNetworkConfig(ctx, h) : {
@@ -210,8 +313,10 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
       network_interface: networkInterfaces(ctx, h),
       console: [{ type: "pty", target_port: "0", target_type: "serial" }],
     };
+    // without a mode the provider writes no <cpu>, and QEMU falls back to qemu64 (no x86-64-v2)
+    if (spec.provisioning.cpuMode !== "none") domain.cpu = { mode: spec.provisioning.cpuMode };
     if (h.os === "flatcar") {
-      resource.libvirt_ignition![h.name] = { name: `${h.name}.ign`, pool: ref("libvirt_pool", pool, "name"), content: `\${file("\${path.module}/../ignition/${h.name}.ign")}` };
+      resource.libvirt_ignition![h.name] = { name: `${h.name}.ign`, pool: ref("libvirt_pool", pool, "name"), content: `\${file("\${path.module}/../../ignition/${h.name}.ign")}` };
       domain.coreos_ignition = ref("libvirt_ignition", h.name);
     } else {
       resource.libvirt_cloudinit_disk![h.name] = {
@@ -227,6 +332,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   for (const k of Object.keys(resource)) if (Object.keys(resource[k]!).length === 0) delete resource[k];
   const variable: Record<string, unknown> = {
     libvirt_uri: { type: "string", default: lit(spec.provisioning.libvirtUri), description: "libvirt connection URI" },
+    ...stateVariables(ctx),
   };
   for (const os of [...images].sort()) {
     variable[`${os}_image`] = {
@@ -239,7 +345,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   }
   return {
     "//": HEADER_TEXT,
-    terraform: { required_providers: { libvirt: { source: "dmacvicar/libvirt", version: "~> 0.8.3" } } },
+    terraform: terraformBlock(ctx, "libvirt", { libvirt: { source: "dmacvicar/libvirt", version: "~> 0.8.3" } }),
     provider: { libvirt: { uri: "${var.libvirt_uri}" } },
     variable,
     resource,
@@ -278,28 +384,47 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
       min_tls_version: { zone_id: zone, setting_id: "min_tls_version", value: "1.2" },
     },
   };
-  if (cf.dnssec) resource.cloudflare_zone_dnssec = { zone: { zone_id: zone, status: "active" } };
+  // DNSSEC is only on once the registrar publishes the DS record in the parent zone: the
+  // outputs carry it, whole and field by field (registrars ask for one or the other)
+  const output: Record<string, unknown> = {};
+  if (cf.dnssec) {
+    resource.cloudflare_zone_dnssec = { zone: { zone_id: zone, status: "active" } };
+    const attr = (a: string) => ref("cloudflare_zone_dnssec", "zone", a);
+    output.dnssec_ds = { value: attr("ds"), description: lit(`the DS record of ${cf.zone} to enter at the registrar: <key tag> <algorithm> <digest type> <digest>`) };
+    output.dnssec_registrar = {
+      value: { key_tag: attr("key_tag"), algorithm: attr("algorithm"), digest_type: attr("digest_type"), digest: attr("digest"), flags: attr("flags"), public_key: attr("public_key") },
+      description: "the same, field by field, with the DNSKEY flags and public key some registrars ask for instead",
+    };
+  }
   return {
     "//": HEADER_TEXT,
-    terraform: { required_providers: { cloudflare: { source: "cloudflare/cloudflare", version: "~> 5.22" } } },
-    provider: { cloudflare: { api_token: "${var.cloudflare_api_token}" } },
+    terraform: terraformBlock(ctx, "cloudflare", { cloudflare: { source: "cloudflare/cloudflare", version: "~> 5.22" } }),
+    provider: { cloudflare: { api_token: `\${var.${CLOUDFLARE_TOKEN_VAR}}` } },
     variable: {
-      cloudflare_api_token: { type: "string", sensitive: true, description: "API token with Zone:DNS:Edit and Zone:Settings:Edit" },
+      [CLOUDFLARE_TOKEN_VAR]: { type: "string", sensitive: true, description: "API token with Zone:DNS:Edit (records and DNSSEC) and Zone:Zone Settings:Edit on the zone (fmc provision passes it from fmc's state directory)" },
       cloudflare_zone_id: { type: "string", description: lit(`zone id of ${cf.zone}`) },
+      ...stateVariables(ctx),
     },
     resource,
+    ...(Object.keys(output).length ? { output } : {}),
   };
 }
 
 export function renderTerraform(ctx: RenderContext): Artifact[] {
   const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
-  const out: Artifact[] = [{ path: "terraform/main.tf.json", content: json(libvirtTerraform(ctx)) }];
-  const cf = cloudflareTerraform(ctx);
-  if (cf) out.push({ path: "terraform/cloudflare.tf.json", content: json(cf) });
+  const libvirt = moduleDir("libvirt");
+  const out: Artifact[] = [{ path: `${libvirt}/main.tf.json`, content: json(libvirtTerraform(ctx)) }];
   for (const h of ctx.spec.hosts.filter((x) => x.vm && x.os !== "flatcar")) {
     const ci = cloudInit(ctx, h);
-    out.push({ path: `terraform/cloudinit/${h.name}.user-data.yaml`, content: ci.userData });
-    out.push({ path: `terraform/cloudinit/${h.name}.network-config.yaml`, content: ci.networkConfig });
+    out.push({ path: `${libvirt}/cloudinit/${h.name}.user-data.yaml`, content: ci.userData });
+    out.push({ path: `${libvirt}/cloudinit/${h.name}.network-config.yaml`, content: ci.networkConfig });
   }
+  const cf = cloudflareTerraform(ctx);
+  if (cf) out.push({ path: `${moduleDir("cloudflare")}/main.tf.json`, content: json(cf) });
   return out;
+}
+
+/** The modules a context renders: libvirt always, cloudflare with a zone and a gateway's public address. */
+export function renderedModules(ctx: RenderContext): TerraformModule[] {
+  return cloudflareTerraform(ctx) ? ["libvirt", "cloudflare"] : ["libvirt"];
 }

@@ -2,7 +2,9 @@
 // fmc did not write there. A manifest (.fmc-render) lists the files fmc owns; each file
 // is written beside its target and renamed into place, files fmc wrote earlier but no
 // longer renders are removed, and everything else stays: Terraform's working files
-// (state, .terraform/, lock file, tfvars) and anything a user added. A file fmc would
+// (state, .terraform/, lock file, tfvars) in each module's directory (terraform/libvirt/,
+// terraform/cloudflare/, and terraform/ itself from the single-module layout before them)
+// and anything a user added. A file fmc would
 // have to overwrite but does not own stops the render with its name. No path may leave
 // the output directory: artifact paths are checked, and symlinks inside it are refused.
 import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
@@ -17,10 +19,24 @@ const GITIGNORE = ".gitignore";
 
 /** What Terraform keeps in its working directory: never fmc's to touch. */
 const TERRAFORM_FILES = [/^terraform\.tfstate(\.backup|\.d)?$/, /^\.terraform(\.lock\.hcl|\.tfstate\.lock\.info)?$/, /\.tfvars(\.json)?$/, /^crash\.log$/];
+/**
+ * A Terraform working file (or directory) in a module's directory, terraform/<module>/,
+ * or in terraform/ itself, where the single root module of earlier renders kept its state.
+ */
 export const isTerraformWorkingFile = (rel: string) => {
-  const [top, name] = rel.split("/");
-  return top === "terraform" && name !== undefined && TERRAFORM_FILES.some((r) => r.test(name));
+  const parts = rel.split("/");
+  if (parts[0] !== "terraform" || parts.length < 2 || parts.length > 3) return false;
+  return TERRAFORM_FILES.some((r) => r.test(parts[parts.length - 1]!));
 };
+
+/** Lines of out/.gitignore that keep Terraform's state (every Ignition config, the K3s token) and tfvars out of git. */
+const TERRAFORM_IGNORES = [
+  "# Terraform's state holds every Ignition config (K3s token included); tfvars may hold credentials",
+  "/terraform/**/terraform.tfstate*",
+  "/terraform/**/.terraform/",
+  "/terraform/**/*.tfvars",
+  "/terraform/**/*.tfvars.json",
+];
 
 const Manifest = z.object({ files: z.array(z.string()) });
 const TMP = /^\..+\.fmc-tmp-\d+$/;
@@ -105,7 +121,13 @@ function foreignEntries(target: string): string[] {
   const out: string[] = [];
   for (const e of readdirSync(target, { withFileTypes: true })) {
     if (e.name === "terraform" && e.isDirectory()) {
-      for (const t of readdirSync(join(target, "terraform"))) if (!isTerraformWorkingFile(`terraform/${t}`)) out.push(`terraform/${t}`);
+      for (const t of readdirSync(join(target, "terraform"), { withFileTypes: true })) {
+        const rel = `terraform/${t.name}`;
+        if (isTerraformWorkingFile(rel)) continue;
+        // a module's directory holding only Terraform's files (a state kept from an earlier -o)
+        if (t.isDirectory()) for (const u of readdirSync(join(target, rel))) if (!isTerraformWorkingFile(`${rel}/${u}`)) out.push(`${rel}/${u}`);
+        if (!t.isDirectory()) out.push(rel);
+      }
     } else out.push(e.name);
     if (out.length > 8) break;
   }
@@ -227,7 +249,8 @@ export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): 
       else unchanged++;
     }
     const secretPaths = artifacts.filter((a) => a.secret).map((a) => `/${a.path}`);
-    writeOne(target, GITIGNORE, ["# Rendered by fmc. These files hold secrets (mode 0600): never commit them.", ...secretPaths, ""].join("\n"), 0o644);
+    const terraformIgnores = artifacts.some((a) => a.path.startsWith("terraform/")) ? TERRAFORM_IGNORES : [];
+    writeOne(target, GITIGNORE, ["# Rendered by fmc. These files hold secrets (mode 0600): never commit them.", ...secretPaths, ...terraformIgnores, ""].join("\n"), 0o644);
 
     // Files fmc wrote before and no longer renders; their directories if now empty.
     const removed: string[] = [];

@@ -290,6 +290,10 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   checkK3sArgs(spec.k3s.serverArgs, "k3s.serverArgs", K3S_SERVER_FLAGS, "server", err);
   checkK3sArgs(spec.k3s.agentArgs, "k3s.agentArgs", K3S_AGENT_FLAGS, "agent", err);
   if (spec.k3s.ingressNodePorts.http === spec.k3s.ingressNodePorts.https) err("k3s.ingressNodePorts", "http and https NodePorts are the same");
+  // the default list disables Traefik, and fmc keeps it when the in-cluster ingress is on (k3sDisabled); a list the spec writes itself is taken at its word
+  if (spec.services.ingress.enabled && explicit("k3s.disable") && spec.k3s.disable.includes("traefik")) {
+    err("k3s.disable", "traefik is disabled, but services.ingress is K3s's packaged Traefik", "remove traefik from k3s.disable, or set services.ingress.enabled: false");
+  }
   for (const [k, p] of Object.entries(spec.k3s.ingressNodePorts)) {
     if (p < 30000 || p > 32767) err(`k3s.ingressNodePorts.${k}`, `${p} is outside the NodePort range 30000-32767`);
   }
@@ -366,7 +370,8 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   if (spec.services.longhorn.enabled && st) checkLonghornCapacity(spec, errOf("hosts"), warnOf("hosts"));
   if (spec.services.nfsCsi.enabled && !st) err("services.nfsCsi", "the NFS StorageClass is enabled but there is no storage section");
   for (const [svc, chart] of Object.entries(spec.services)) {
-    if (!chart.enabled || !chart.storageClass) continue;
+    // the ingress (K3s's Traefik) and Kibana (an ECK resource) have no volumes of their own
+    if (!chart.enabled || !("storageClass" in chart) || !chart.storageClass) continue;
     const backing = chart.storageClass === "longhorn" ? spec.services.longhorn : spec.services.nfsCsi;
     if (!backing.enabled) err(`services.${svc}.storageClass`, `${chart.storageClass} is used but its provider is disabled`);
   }
@@ -520,7 +525,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   if (/(^|\.)arpa$/.test(spec.domain)) err("domain", `${spec.domain} is a reverse-DNS name`, "use the internal domain, such as microcloud.lan");
   const charts = new Map<string, string>();
   for (const [svc, chart] of Object.entries(spec.services)) {
-    if (!chart.enabled) continue;
+    if (!chart.enabled || !("chart" in chart)) continue;
     const other = charts.get(chart.chart);
     if (other) err(`services.${svc}.chart`, `chart ${chart.chart} is also installed by services.${other}`, "each service needs its own chart (its HelmChart is named after it)");
     charts.set(chart.chart, svc);

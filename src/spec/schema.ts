@@ -9,6 +9,7 @@ import {
   sshKeyEntry, storageQuantity, taint, userName,
 } from "./formats.js";
 import { K3S_DISABLE_ITEMS } from "./k3s-flags.js";
+import { retiredChart, retiredText } from "./retired-sources.js";
 
 export const API_VERSION = "fmc.dev/v1alpha1";
 
@@ -319,20 +320,49 @@ const Cloudflare = z.strictObject({
   dnssec: z.boolean().default(true),
 });
 
+const volume = {
+  storageClass: z.enum(["longhorn", "nfs-shared"]).optional(),
+  size: storageQuantity.optional(),
+};
+
 const Chart = z.strictObject({
   enabled: z.boolean().default(true),
   repo: repoUrl,
   chart: name,
   version: semver,
   namespace: name,
-  storageClass: z.enum(["longhorn", "nfs-shared"]).optional(),
-  size: storageQuantity.optional(),
+  ...volume,
 });
+
+/** A service whose values fmc writes for one chart: the chart name is fixed, its repository (a mirror) and version are the spec's. */
+const chartOf = (chart: string, what: string) => Chart.extend({ chart: z.literal(chart).describe(`${what}; fmc's values are written for this chart`) });
+
+const Redis = chartOf("redis-ha", "redis-ha (dandydeveloper.github.io/charts): Redis on the official image with Sentinel failover, three pods with a volume each").describe(
+  "Redis with replication and Sentinel failover (the redis-ha chart); AUTH from the secret store",
+);
+
+const Kafka = chartOf("strimzi-kafka-operator", "the Strimzi operator chart (oci://quay.io/strimzi-helm)")
+  .extend({ kafkaVersion: semver.default("4.3.1").describe("Kafka version of the cluster (a version the pinned Strimzi operator supports)") })
+  .describe("Kafka run by the Strimzi operator: a Kafka resource in KRaft mode with one node pool of three controller+broker nodes");
+
+const Elasticsearch = chartOf("eck-operator", "the ECK operator chart (helm.elastic.co)")
+  .extend({ stackVersion: semver.default("9.4.3").describe("Elasticsearch and Kibana version the ECK operator runs (one the pinned operator supports)") })
+  .describe("Elasticsearch run by the ECK operator (Elasticsearch resource); the elastic user's password from the secret store, TLS certificates issued and renewed by ECK");
+
+const Kibana = z
+  .strictObject({ enabled: z.boolean().default(true) })
+  .describe("Kibana run by the ECK operator beside Elasticsearch (same namespace and version), at kibana.<domain> through the ingress");
+
+const Ingress = z
+  .strictObject({ enabled: z.boolean().default(true) })
+  .describe(
+    "the in-cluster ingress controller: K3s's packaged Traefik (its chart comes with k3s.version), a DaemonSet configured by a HelmChartConfig, reached through fmc's NodePort Service on k3s.ingressNodePorts; ingress class traefik",
+  );
 
 export const SERVICE_NAMES = [
   "longhorn",
   "nfsCsi",
-  "ingressNginx",
+  "ingress",
   "prometheus",
   "grafana",
   "elasticsearch",
@@ -343,14 +373,117 @@ export const SERVICE_NAMES = [
 ] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
-const Services = z.strictObject(
-  Object.fromEntries(SERVICE_NAMES.map((s) => [s, Chart])) as Record<ServiceName, typeof Chart>,
-);
+const Services = z
+  .strictObject({
+    longhorn: Chart,
+    nfsCsi: Chart,
+    ingress: Ingress.default({ enabled: true }),
+    prometheus: Chart,
+    grafana: Chart,
+    elasticsearch: Elasticsearch,
+    kibana: Kibana.default({ enabled: true }),
+    fluentBit: Chart.describe("Fluent Bit on every node, shipping container logs to Elasticsearch (same namespace: it reads Elasticsearch's CA and credentials)"),
+    redis: Redis,
+    kafka: Kafka,
+  })
+  .superRefine((svc, ctx) => {
+    for (const [key, s] of Object.entries(svc)) {
+      if (!s.enabled || !("repo" in s)) continue;
+      const retired = retiredChart(s.repo, s.chart);
+      if (retired) ctx.addIssue({ code: "custom", path: [key, "repo"], message: `${s.repo} ${s.chart} is from a retired source: ${retiredText(retired)}` });
+    }
+    const es = svc.elasticsearch;
+    if (svc.kibana.enabled && !es.enabled) ctx.addIssue({ code: "custom", path: ["kibana", "enabled"], message: "Kibana runs beside Elasticsearch (ECK): enable services.elasticsearch, or disable Kibana" });
+    if (svc.fluentBit.enabled && !es.enabled) ctx.addIssue({ code: "custom", path: ["fluentBit", "enabled"], message: "Fluent Bit ships logs to Elasticsearch: enable services.elasticsearch, or disable Fluent Bit" });
+    if (svc.fluentBit.enabled && es.enabled && svc.fluentBit.namespace !== es.namespace) {
+      ctx.addIssue({ code: "custom", path: ["fluentBit", "namespace"], message: `must be Elasticsearch's namespace (${es.namespace}): Fluent Bit reads its CA certificate and credentials from Secrets there` });
+    }
+  });
+
+/**
+ * libvirt <cpu mode=…> values that need no CPU model (dmacvicar/libvirt 0.8.3 sets only
+ * the mode); "none" renders no cpu block, leaving QEMU's default model (qemu64).
+ */
+export const CPU_MODES = ["host-passthrough", "host-model", "maximum", "none"] as const;
+export type CpuMode = (typeof CPU_MODES)[number];
+
+/** Where Terraform keeps each root module's state: at most one of these (none: terraform.tfstate in the module's directory under -o). */
+const StateBackend = z
+  .strictObject({
+    local: z
+      .strictObject({
+        dir: absPath.describe("directory outside the output directory (an encrypted disk, a backed-up share); each module's state is <dir>/<cluster name>-<module>.tfstate"),
+      })
+      .optional()
+      .describe("Terraform's local backend, with the state files in a directory of your choice"),
+    s3: z
+      .strictObject({
+        bucket: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, "must be an S3 bucket name: 3-63 of a-z 0-9 . -").describe("bucket for the state files (turn on its versioning: old states are then recoverable)"),
+        keyPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9_.-]{1,64}(\/[A-Za-z0-9_.-]{1,64}){0,7}$/, "must be a relative key prefix such as fmc/state: A-Z a-z 0-9 _ . - between slashes")
+          .default("fmc")
+          .describe("each module's state is <keyPrefix>/<cluster name>/<module>.tfstate"),
+        region: z.string().regex(/^[a-z0-9][a-z0-9-]{0,31}$/, 'must be a region such as "eu-central-1"').optional().describe("bucket region (default: AWS_REGION from the environment; us-east-1 with an endpoint)"),
+        endpoint: z
+          .string()
+          .regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?$/, 'must be a scheme and host such as "https://minio.example.com:9000"')
+          .optional()
+          .describe("an S3-compatible store (MinIO, Ceph): path-style requests, no AWS account or region checks"),
+        encrypt: z.boolean().optional().describe("server-side encryption of the state object (default: on for AWS, off with an endpoint, which may not offer it)"),
+        lockfile: z.boolean().default(true).describe("S3-native state locking, a <key>.tflock object (use_lockfile: Terraform and OpenTofu 1.10 or later)"),
+      })
+      .optional()
+      .describe("an S3 bucket; credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE), never from the spec"),
+    http: z
+      .strictObject({
+        address: z
+          .string()
+          .regex(/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?(\/[A-Za-z0-9._~%+-]+)*$/, "must be an http(s) URL with a plain path and no credentials")
+          .max(512)
+          .describe("base URL; each module's state is <address>/<cluster name>-<module> (GitLab: https://gitlab.example.com/api/v4/projects/<id>/terraform/state)"),
+        lockMethod: z.string().regex(/^[A-Z]{3,10}$/, "must be an HTTP method such as LOCK or POST").default("LOCK").describe("HTTP method that takes the lock (GitLab: POST)"),
+        unlockMethod: z.string().regex(/^[A-Z]{3,10}$/, "must be an HTTP method such as UNLOCK or DELETE").default("UNLOCK").describe("HTTP method that releases it (GitLab: DELETE)"),
+      })
+      .optional()
+      .describe("a REST endpoint (GitLab's managed state, for one); credentials from TF_HTTP_USERNAME and TF_HTTP_PASSWORD in the environment"),
+    pg: z
+      .strictObject({
+        connStr: z
+          .string()
+          .regex(/^postgres(ql)?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?\/[A-Za-z0-9_-]{1,63}(\?[A-Za-z0-9_=&.-]{0,256})?$/, "must be a postgres:// URL with a host and a database, without user or password")
+          .refine((s) => !/[?&](password|user)=/i.test(s), "must not carry a user or password: set PGUSER and PGPASSWORD in the environment")
+          .optional()
+          .describe("postgres://host[:port]/database[?sslmode=…] (default: PG_CONN_STR from the environment); the user and password come from PGUSER and PGPASSWORD"),
+        schemaPrefix: sqlIdentifier.optional().describe("each module's state is in the schema <schemaPrefix>_<module> (default: fmc_<cluster name>)"),
+      })
+      .optional()
+      .describe("a PostgreSQL database"),
+  })
+  .refine((b) => [b.local, b.s3, b.http, b.pg].filter((x) => x !== undefined).length <= 1, "give at most one of local, s3, http, pg");
+
+/** OpenTofu's state encryption (1.8 or later): the state and plan files are AES-GCM ciphertext. */
+const StateEncryption = z.strictObject({
+  method: z
+    .enum(["pbkdf2-aes-gcm"])
+    .default("pbkdf2-aes-gcm")
+    .describe("AES-GCM with a key derived (PBKDF2) from a passphrase fmc generates once and keeps in its state directory (fmc provision secret show state-passphrase)"),
+  fromUnencrypted: z
+    .boolean()
+    .default(false)
+    .describe("also read a state that is not encrypted yet (OpenTofu's unencrypted fallback, enforcement off): set it for the first apply after turning encryption on, then remove it"),
+});
 
 const Provisioning = z.strictObject({
   libvirtUri: libvirtUri.default("qemu:///system"),
   poolPath: absPath.default("/var/lib/libvirt/images/fmc"),
   flatcarChannel: z.enum(["stable", "beta", "alpha", "lts"]).default("stable"),
+  cpuMode: z
+    .enum(CPU_MODES)
+    .default("host-passthrough")
+    .describe("CPU of every VM (libvirt cpu mode): host-passthrough gives the host's CPU (AlmaLinux 9 needs x86-64-v2); host-model a migratable copy; maximum all QEMU can offer; none QEMU's qemu64, which AlmaLinux 9 refuses to boot on. Changing it replaces the VMs (the provider forces a new domain)"),
+  backend: StateBackend.optional().describe("where Terraform keeps its state (default: terraform.tfstate in each module's directory, out/terraform/<module>/)"),
+  stateEncryption: StateEncryption.optional().describe("encrypt the state with OpenTofu (fmc provision then runs tofu); the state holds every Ignition config, K3s token included"),
 });
 
 const Dns = z.strictObject({
@@ -403,4 +536,6 @@ export type Spec = z.output<typeof SpecSchema>;
 export type Host = Spec["hosts"][number];
 export type Vip = Spec["vips"][number];
 export type Subnet = Spec["network"]["subnets"][number];
-export type ChartSpec = Spec["services"][ServiceName];
+export type ServiceSpec = Spec["services"][ServiceName];
+/** The services installed from a chart of their own (the ingress is K3s's packaged Traefik, Kibana an ECK resource). */
+export type ChartSpec = Extract<ServiceSpec, { repo: string }>;

@@ -55,8 +55,8 @@ vips:
 k3s:
   version: v1.33.4+k3s1
   apiVip: api
-  disable: [traefik, servicelb]   # Traefik runs on the edge nodes; HAProxy replaces servicelb
-                                  # (local-storage too while Longhorn is on: one default StorageClass)
+  disable: [servicelb]            # HAProxy replaces servicelb; K3s's Traefik is the in-cluster ingress
+                                  # (services.ingress); local-storage goes too while Longhorn is on
   # serverTaint: true             # default with agents: servers run no workloads (CriticalAddonsOnly)
   snapshotSchedule: "0 */6 * * *" # etcd snapshots on every server
   snapshotRetention: 20
@@ -128,18 +128,23 @@ cloudflare:
   sslMode: strict
   dnssec: true
 
-# In-cluster services, installed by K3s's Helm controller. Versions are pinned here only.
+# In-cluster services, installed by K3s's Helm controller. Versions are pinned here only;
+# fmc validate refuses charts from retired sources (Bitnami's catalogue, ingress-nginx,
+# Elastic's old stack charts, grafana/helm-charts).
 services:
   longhorn:      { repo: https://charts.longhorn.io, chart: longhorn, version: 1.9.1, namespace: longhorn-system }
   nfsCsi:        { repo: https://raw.githubusercontent.com/kubernetes-csi/csi-driver-nfs/master/charts, chart: csi-driver-nfs, version: 4.11.0, namespace: kube-system }
-  ingressNginx:  { repo: https://kubernetes.github.io/ingress-nginx, chart: ingress-nginx, version: 4.13.0, namespace: ingress-nginx }
+  ingress:       { enabled: true }  # K3s's packaged Traefik on NodePorts 30080/30443 (HAProxy forwards 80/443 there)
   prometheus:    { repo: https://prometheus-community.github.io/helm-charts, chart: prometheus, version: 27.28.0, namespace: monitoring, storageClass: longhorn, size: 20Gi }
-  grafana:       { repo: https://grafana.github.io/helm-charts, chart: grafana, version: 9.3.0, namespace: monitoring, storageClass: longhorn, size: 5Gi }
-  elasticsearch: { repo: https://helm.elastic.co, chart: elasticsearch, version: 8.5.1, namespace: logging, storageClass: longhorn, size: 30Gi }
-  kibana:        { repo: https://helm.elastic.co, chart: kibana, version: 8.5.1, namespace: logging }
+  grafana:       { repo: https://grafana-community.github.io/helm-charts, chart: grafana, version: 12.11.1, namespace: monitoring, storageClass: longhorn, size: 5Gi }
+  # Elasticsearch and Kibana run by the ECK operator; certificates renewed by ECK
+  elasticsearch: { repo: https://helm.elastic.co, chart: eck-operator, version: 3.5.0, stackVersion: 9.4.3, namespace: logging, storageClass: longhorn, size: 30Gi }
+  kibana:        { enabled: true }  # beside Elasticsearch, at kibana.<domain>
   fluentBit:     { repo: https://fluent.github.io/helm-charts, chart: fluent-bit, version: 0.50.0, namespace: logging }
-  redis:         { repo: oci://registry-1.docker.io/bitnamicharts, chart: redis, version: 21.2.13, namespace: data, storageClass: longhorn, size: 8Gi }
-  kafka:         { repo: oci://registry-1.docker.io/bitnamicharts, chart: kafka, version: 32.3.5, namespace: messaging, storageClass: longhorn, size: 20Gi }
+  # Redis with Sentinel failover on the official redis image
+  redis:         { repo: https://dandydeveloper.github.io/charts, chart: redis-ha, version: 4.39.0, namespace: data, storageClass: longhorn, size: 8Gi }
+  # Kafka in KRaft mode, run by the Strimzi operator (3 controller+broker nodes)
+  kafka:         { repo: oci://quay.io/strimzi-helm, chart: strimzi-kafka-operator, version: 1.2.0, kafkaVersion: 4.3.1, namespace: messaging, storageClass: longhorn, size: 20Gi }
 
 provisioning:
   libvirtUri: qemu:///system

@@ -328,8 +328,10 @@ test("apply re-reads, before a phase, the hosts an earlier phase changed, and on
         (c) => {
           if (c.display !== "read facts") return undefined;
           reads.set(h, (reads.get(h) ?? 0) + 1);
-          const packages = ["haproxy install ok installed", "keepalived install ok installed", "curl install ok installed", "systemd-timesyncd install ok installed"];
-          return { code: 0, stdout: factsText({ hostname: [h], addr: [`eth0 10.17.5.${h === "loadbalancer1" ? 11 : 12}/24`], packages }), stderr: "" };
+          // node_exporter installed and running too: base then installs nothing (an install re-reads the facts itself)
+          const packages = ["haproxy install ok installed", "keepalived install ok installed", "curl install ok installed", "systemd-timesyncd install ok installed", "prometheus-node-exporter install ok installed"];
+          const units = ["Id=prometheus-node-exporter.service", "ActiveState=active", "UnitFileState=enabled"];
+          return { code: 0, stdout: factsText({ hostname: [h], addr: [`eth0 10.17.5.${h === "loadbalancer1" ? 11 : 12}/24`], packages, units }), stderr: "" };
         },
       ]),
     ]),

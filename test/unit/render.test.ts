@@ -37,8 +37,8 @@ test("rendering is deterministic: same spec and secrets, same bytes", () => {
 
 test("the full seed artifact set is rendered", () => {
   for (const p of [
-    "terraform/main.tf.json",
-    "terraform/cloudflare.tf.json",
+    "terraform/libvirt/main.tf.json",
+    "terraform/cloudflare/main.tf.json",
     "ignition/master1.ign",
     "ignition/storage1.ign",
     "k3s/worker3/config.yaml",
@@ -78,7 +78,8 @@ test("K3s: first server initialises the cluster, every other node joins through 
   assert.equal(m2.server, "https://10.17.5.10:6443");
   assert.equal(w1.server, "https://10.17.5.10:6443");
   assert.ok(m1["tls-san"].includes("10.17.5.10"));
-  assert.deepEqual(m1.disable, ["traefik", "servicelb", "local-storage"]);
+  // K3s's packaged Traefik stays: it is the in-cluster ingress (services.ingress)
+  assert.deepEqual(m1.disable, ["servicelb", "local-storage"]);
   assert.equal(m1.token, ctx.secrets.get("k3s-token"));
   assert.equal(w1["node-ip"], "10.17.4.24");
   assert.ok(st["node-taint"].includes("node-role.fmc.dev/storage=true:NoSchedule"));
@@ -197,20 +198,37 @@ test("Terraform JSON uses only attributes the providers define", () => {
     }
     return checked;
   };
-  const main = JSON.parse(file("terraform/main.tf.json"));
+  const main = JSON.parse(file("terraform/libvirt/main.tf.json"));
   assert.ok(check(main, fixture("terraform-libvirt-0.8.3.json")) > 100);
   assert.equal(Object.keys(main.resource.libvirt_domain).length, 14, "every host with a vm section");
   assert.equal(main.resource.libvirt_domain.worker1.disk.length, 2, "root + data disk");
   assert.equal(main.resource.libvirt_volume.storage1_data.size, 80 * 1024 ** 3);
   assert.deepEqual(Object.keys(main.resource.libvirt_network).sort(), ["cluster", "dmz", "infra", "lb"]);
   assert.equal(main.terraform.required_providers.libvirt.source, "dmacvicar/libvirt");
-  const cf = JSON.parse(file("terraform/cloudflare.tf.json"));
+  const cf = JSON.parse(file("terraform/cloudflare/main.tf.json"));
   check(cf, fixture("terraform-cloudflare-5.22.0.json"));
   assert.equal(cf.resource.cloudflare_dns_record.apex.content, "203.0.113.10");
   assert.equal(cf.resource.cloudflare_dns_record.www.proxied, true);
   assert.equal(cf.resource.cloudflare_zone_setting.ssl.value, "strict");
   assert.equal(cf.resource.cloudflare_zone_dnssec.zone.status, "active");
   assert.equal(cf.variable.cloudflare_api_token.sensitive, true);
+  // every VM gets a CPU mode libvirt knows and the provider can set alone (no model)
+  const cpuModes = fixture("libvirt-cpu-modes.json") as { modes: string[]; needsModel: string[] };
+  for (const [name, d] of Object.entries(main.resource.libvirt_domain as Record<string, { cpu?: { mode: string } }>)) {
+    assert.equal(d.cpu?.mode, "host-passthrough", `${name} has the default CPU mode`);
+    assert.ok(cpuModes.modes.includes(d.cpu!.mode) && !cpuModes.needsModel.includes(d.cpu!.mode), name);
+  }
+  // the DS record outputs read attributes cloudflare_zone_dnssec has
+  const dnssecAttrs = fixture("terraform-cloudflare-5.22.0.json").resources.cloudflare_zone_dnssec.attributes as string[];
+  const refs = JSON.stringify(cf.output).match(/\$\{cloudflare_zone_dnssec\.zone\.([a-z_]+)\}/g)!;
+  assert.ok(refs.length >= 5);
+  for (const r of refs) assert.ok(dnssecAttrs.includes(r.slice("${cloudflare_zone_dnssec.zone.".length, -1)), r);
+  assert.equal(cf.output.dnssec_ds.value, "${cloudflare_zone_dnssec.zone.ds}");
+  // file() paths are relative to the module's directory, terraform/libvirt/: they name rendered files
+  const paths = new Set(artifacts.map((a) => a.path));
+  const files = [...JSON.stringify(main).matchAll(/\$\{file\(\\"\$\{path\.module\}\/([^"\\]+)\\"\)\}/g)].map((m) => join("terraform/libvirt", m[1]!));
+  assert.equal(files.length, 21, "7 Ignition configs, 7 cloud-init user data and network configs");
+  for (const f of files) assert.ok(paths.has(f), `${f} is rendered`);
 });
 
 test("Kubernetes manifests: built-in objects pass kubernetes-models validation", () => {
@@ -220,7 +238,11 @@ test("Kubernetes manifests: built-in objects pass kubernetes-models validation",
     "v1/Secret": k8s.v1.Secret,
     "v1/PersistentVolumeClaim": k8s.v1.PersistentVolumeClaim,
     "storage.k8s.io/v1/StorageClass": k8s.storageK8sIo.v1.StorageClass,
+    "networking.k8s.io/v1/Ingress": k8s.networkingK8sIo.v1.Ingress,
+    "v1/Service": k8s.v1.Service,
   };
+  // HelmChartConfig and the operators' resources are custom resources: checked against their CRDs in charts.test.ts
+  const custom = new Set(["helm.cattle.io/v1/HelmChartConfig", "elasticsearch.k8s.elastic.co/v1/Elasticsearch", "kibana.k8s.elastic.co/v1/Kibana", "kafka.strimzi.io/v1/Kafka", "kafka.strimzi.io/v1/KafkaNodePool"]);
   let builtIn = 0;
   const charts: Record<string, { spec: Record<string, unknown> }> = {};
   for (const a of artifacts.filter((x) => x.path.startsWith("kubernetes/"))) {
@@ -231,6 +253,7 @@ test("Kubernetes manifests: built-in objects pass kubernetes-models validation",
         charts[obj.metadata.name] = obj;
         continue;
       }
+      if (custom.has(`${obj.apiVersion}/${obj.kind}`)) continue;
       const Model = kinds[`${obj.apiVersion}/${obj.kind}`];
       assert.ok(Model, `unexpected kind ${obj.apiVersion}/${obj.kind} in ${a.path}`);
       new Model(obj).validate();
@@ -241,11 +264,8 @@ test("Kubernetes manifests: built-in objects pass kubernetes-models validation",
   assert.throws(() => new k8s.v1.PersistentVolumeClaim({ metadata: { name: "x" }, spec: { accessModes: "ReadWriteOnce" } } as never).validate());
   const values = (name: string) => parseYaml(charts[name]!.spec.valuesContent as string);
   assert.equal(values("longhorn").defaultSettings.defaultDataPath, "/mnt/longhorn-disk");
-  assert.equal(values("elasticsearch").volumeClaimTemplate.storageClassName, "longhorn");
-  assert.equal(values("redis").master.persistence.storageClass, "longhorn");
-  assert.equal(values("kafka").controller.persistence.storageClass, "longhorn");
-  assert.deepEqual(values("ingress-nginx").controller.service.nodePorts, { http: 30080, https: 30443 });
-  assert.equal(charts["redis"]!.spec.chart, "oci://registry-1.docker.io/bitnamicharts/redis");
+  assert.equal(values("redis-ha").persistentVolume.storageClass, "longhorn");
+  assert.equal(charts["strimzi-kafka-operator"]!.spec.chart, "oci://quay.io/strimzi-helm/strimzi-kafka-operator");
   assert.equal(charts["prometheus"]!.spec.version, "27.28.0");
   const sc = parseYaml(file("kubernetes/10-storageclass-nfs-shared.yaml"));
   assert.deepEqual(sc.parameters, { server: "10.17.4.27", share: "/srv/nfs/shared" });

@@ -41,7 +41,7 @@ const rendered = (ctx: RenderContext) => {
 
 const seed = contextFor();
 const seedFile = rendered(seed);
-const main = JSON.parse(seedFile("terraform/main.tf.json")) as Json;
+const main = JSON.parse(seedFile("terraform/libvirt/main.tf.json")) as Json;
 
 test("Terraform: every LAN subnet is one isolated libvirt network, and none is NAT", () => {
   const lan = seed.topo.lanSegments;
@@ -79,7 +79,7 @@ test("Terraform: firewall1 has its WAN on the host bridge, then one NIC per LAN 
 
 test("cloud-init: firewall1's interfaces, named by MAC, hold every subnet's gateway", () => {
   const nics = main.resource.libvirt_domain.firewall1.network_interface as Json[];
-  const cfg = parseYaml(seedFile("terraform/cloudinit/firewall1.network-config.yaml")) as Json;
+  const cfg = parseYaml(seedFile("terraform/libvirt/cloudinit/firewall1.network-config.yaml")) as Json;
   assert.equal(cfg.version, 2);
   const wan = cfg.ethernets[seed.spec.firewall!.wanInterface];
   assert.equal(wan.match.macaddress, nics[0]!.mac);
@@ -101,15 +101,15 @@ test("cloud-init: firewall1's interfaces, named by MAC, hold every subnet's gate
     assert.equal(e.routes, undefined, "no default route on a LAN side");
   });
   // the hosts' default route is that interface's address
-  const m1 = parseYaml(seedFile("terraform/cloudinit/freeipa1.network-config.yaml")) as Json;
+  const m1 = parseYaml(seedFile("terraform/libvirt/cloudinit/freeipa1.network-config.yaml")) as Json;
   assert.deepEqual(m1.ethernets.eth0.routes, [{ to: "default", via: "10.17.3.1" }]);
 });
 
 test("an explicit firewallInterface names the NIC; the segment order stays the subnet order", () => {
   const ctx = contextFor(seedWith([[["network", "subnets", 3, "firewallInterface"], "lan-cluster"]]));
   const file = rendered(ctx);
-  const tf = JSON.parse(file("terraform/main.tf.json")) as Json;
-  const cfg = parseYaml(file("terraform/cloudinit/firewall1.network-config.yaml")) as Json;
+  const tf = JSON.parse(file("terraform/libvirt/main.tf.json")) as Json;
+  const cfg = parseYaml(file("terraform/libvirt/cloudinit/firewall1.network-config.yaml")) as Json;
   const nic = (tf.resource.libvirt_domain.firewall1.network_interface as Json[])[3]!;
   assert.equal(nic.network_id, "${libvirt_network.cluster.id}");
   assert.equal(cfg.ethernets["lan-cluster"].match.macaddress, nic.mac);
@@ -163,7 +163,7 @@ test("no firewall host: the old layout (libvirt NAT) still renders and validates
   const yaml = readFileSync(join(ROOT, "examples", "single-server", "cluster.yaml"), "utf8");
   const r = loadSpec(yaml);
   assert.deepEqual(r.problems.filter((p) => p.severity === "error"), []);
-  const tf = JSON.parse(rendered(contextFor(yaml))("terraform/main.tf.json")) as Json;
+  const tf = JSON.parse(rendered(contextFor(yaml))("terraform/libvirt/main.tf.json")) as Json;
   assert.deepEqual(Object.values(tf.resource.libvirt_network).map((n) => (n as Json).mode), ["nat"]);
 });
 
@@ -187,7 +187,7 @@ test("validate: the seed's routed layout is clean; the failures name the setting
 
 test("Cloudflare: a WireGuard endpoint in the zone gets an unproxied A record; the public names stay proxied", () => {
   const fixture = JSON.parse(readFileSync(join(ROOT, "test", "fixtures", "terraform-cloudflare-5.22.0.json"), "utf8")) as { resources: Record<string, { attributes: string[] }> };
-  const cfOf = (yaml: string) => JSON.parse(rendered(contextFor(yaml))("terraform/cloudflare.tf.json")) as Json;
+  const cfOf = (yaml: string) => JSON.parse(rendered(contextFor(yaml))("terraform/cloudflare/main.tf.json")) as Json;
   const cf = cfOf(seedWith([[["wireguard", "endpoint"], "vps.example.com"]]));
   const records = cf.resource.cloudflare_dns_record as Json;
   assert.deepEqual(records.wireguard_endpoint, { zone_id: "${var.cloudflare_zone_id}", name: "vps.example.com", type: "A", content: "203.0.113.10", proxied: false, ttl: 1 });
@@ -217,14 +217,15 @@ const firewalldChanges = (host: string, facts: HostFacts) => base.plan(pc, seed.
 
 test("firewalld: what each role opens (VRRP where a VIP is held, never the localhost stats page)", () => {
   const lb = firewalldOpenings(seed.spec, seed.topo.host("loadbalancer1"));
-  assert.deepEqual(lb, { ports: ["22/tcp", "80/tcp", "443/tcp", "6443/tcp", "8405/tcp"], protocols: ["vrrp"] });
+  // 9100: node_exporter, which Prometheus scrapes on the hosts outside K3s
+  assert.deepEqual(lb, { ports: ["22/tcp", "80/tcp", "443/tcp", "6443/tcp", "8405/tcp", "9100/tcp"], protocols: ["vrrp"] });
   const edge = firewalldOpenings(seed.spec, seed.topo.host("traefik1"));
   assert.deepEqual(edge.protocols, ["vrrp"]);
   assert.ok(edge.ports.includes("443/tcp") && edge.ports.includes("8082/tcp"));
   const ipa = firewalldOpenings(seed.spec, seed.topo.host("freeipa1"));
   assert.deepEqual(ipa.protocols, [], "no VIP, no VRRP");
   for (const p of ["53/udp", "53/tcp", "80/tcp", "88/udp", "389/tcp", "443/tcp", "464/udp", "636/tcp"]) assert.ok(ipa.ports.includes(p), p);
-  assert.deepEqual(firewalldOpenings(seed.spec, seed.topo.host("postgresql1")).ports, ["22/tcp", "5432/tcp"]);
+  assert.deepEqual(firewalldOpenings(seed.spec, seed.topo.host("postgresql1")).ports, ["22/tcp", "5432/tcp", "9100/tcp"]);
 });
 
 test("firewalld: planned from rhel-like facts only, and only while the guard finds ports closed", () => {
@@ -232,7 +233,7 @@ test("firewalld: planned from rhel-like facts only, and only while the guard fin
   const [open, ...rest] = firewalldChanges("loadbalancer1", factsWith(ALMA, [`${FIREWALLD_GUARD} 1`]));
   assert.equal(rest.length, 0);
   assert.ok(open, "closed ports on AlmaLinux: a change");
-  assert.equal(open.title, "open 22/tcp 80/tcp 443/tcp 6443/tcp 8405/tcp vrrp in firewalld");
+  assert.equal(open.title, "open 22/tcp 80/tcp 443/tcp 6443/tcp 8405/tcp 9100/tcp vrrp in firewalld");
   assert.match(open.commands[0]!.shell, /firewall-cmd --zone="\$z" --add-protocol=vrrp/);
   assert.match(open.commands[0]!.shell, /firewall-cmd --permanent --zone="\$z" --add-port=22\/tcp --add-port=80\/tcp/);
   assert.deepEqual(firewalldChanges("loadbalancer1", factsWith(ALMA, [`${FIREWALLD_GUARD} 0`])), [], "already open: nothing");
@@ -303,7 +304,7 @@ test("firewalld: facts -> plan -> apply -> facts converges, live and permanent, 
     assert.equal(r.status, 0, r.stderr);
   };
   const lines = (p: string) => readFileSync(join(state, p), "utf8").trim().split("\n").sort();
-  const want = ["22/tcp", "443/tcp", "6443/tcp", "80/tcp", "8405/tcp"];
+  const want = ["22/tcp", "443/tcp", "6443/tcp", "80/tcp", "8405/tcp", "9100/tcp"];
 
   // no firewall-cmd at all (Debian, or firewalld removed): the guard says done
   assert.equal(gather({ PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }).guards.get(FIREWALLD_GUARD), 0);

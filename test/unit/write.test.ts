@@ -14,17 +14,22 @@ const seedWithout = (dir: string, host: string) => {
   writeFileSync(spec, text.split("\n").filter((l) => !l.includes(`name: ${host},`)).join("\n"));
 };
 
-test("Terraform's state and working directory survive every render", (t) => {
+test("Terraform's state and working directory survive every render, in each module's directory", (t) => {
   const dir = tempDir(t);
   assert.equal(fmc(["init"], dir).status, 0);
   assert.equal(fmc(["render", "-o", "out"], dir).status, 0);
   const tf = join(dir, "out/terraform");
   const keep: Record<string, string> = {
-    "terraform.tfstate": '{"version":4,"serial":7}\n',
-    "terraform.tfstate.backup": '{"version":4,"serial":6}\n',
-    ".terraform.lock.hcl": "# lock\n",
-    "prod.auto.tfvars": 'libvirt_uri = "qemu:///system"\n',
-    ".terraform/providers/registry.terraform.io/dmacvicar/libvirt/0.8.3/linux_amd64/terraform-provider-libvirt": "binary",
+    "libvirt/terraform.tfstate": '{"version":4,"serial":7}\n',
+    "libvirt/terraform.tfstate.backup": '{"version":4,"serial":6}\n',
+    "libvirt/.terraform.lock.hcl": "# lock\n",
+    "libvirt/prod.auto.tfvars": 'libvirt_uri = "qemu:///system"\n',
+    "libvirt/.terraform/providers/registry.terraform.io/dmacvicar/libvirt/0.8.3/linux_amd64/terraform-provider-libvirt": "binary",
+    "cloudflare/terraform.tfstate": '{"version":4,"serial":3}\n',
+    "cloudflare/terraform.tfvars": 'cloudflare_zone_id = "abc"\n',
+    "cloudflare/.terraform.tfstate.lock.info": "{}\n",
+    // the single root module of earlier renders kept its state in terraform/ itself
+    "terraform.tfstate": '{"version":4,"serial":2}\n',
   };
   for (const [rel, content] of Object.entries(keep)) {
     mkdirSync(join(tf, rel, ".."), { recursive: true });
@@ -35,16 +40,38 @@ test("Terraform's state and working directory survive every render", (t) => {
   const r = fmc(["render", "-o", "out"], dir);
   assert.equal(r.status, 0, r.stderr);
   for (const [rel, content] of Object.entries(keep)) assert.equal(readFileSync(join(tf, rel), "utf8"), content, `${rel} survived`);
-  assert.match(r.stdout, /removed \d+ files fmc wrote before and no longer renders: .*terraform\/cloudinit\/traefik2\.user-data\.yaml/);
-  assert.equal(existsSync(join(tf, "cloudinit/traefik2.user-data.yaml")), false);
+  assert.match(r.stdout, /removed \d+ files fmc wrote before and no longer renders: .*terraform\/libvirt\/cloudinit\/traefik2\.user-data\.yaml/);
+  assert.equal(existsSync(join(tf, "libvirt/cloudinit/traefik2.user-data.yaml")), false);
+  assert.equal(existsSync(join(tf, "libvirt/cloudinit/traefik1.user-data.yaml")), true, "the others stay");
   assert.equal(existsSync(join(dir, "out/traefik/traefik2")), false, "emptied directories go too");
-  assert.match(r.stdout, /left alone \d+ files fmc did not write: .*terraform\/terraform\.tfstate/);
-  // a first render into a directory holding only Terraform's files is fine
+  assert.match(r.stdout, /left alone \d+ files fmc did not write: .*terraform\/libvirt\/terraform\.tfstate/);
+  // the Cloudflare section goes: its module's files go, its state stays (and with it the directory)
+  const spec = join(dir, "cluster.yaml");
+  const text = readFileSync(spec, "utf8");
+  writeFileSync(spec, text.slice(0, text.indexOf("cloudflare:\n")) + text.slice(text.indexOf("# In-cluster services")));
+  const r2 = fmc(["render", "-o", "out"], dir);
+  assert.equal(r2.status, 0, r2.stderr);
+  assert.match(r2.stdout, /removed \d+ files? fmc wrote before and no longer renders: .*terraform\/cloudflare\/main\.tf\.json/);
+  for (const [rel, content] of Object.entries(keep)) assert.equal(readFileSync(join(tf, rel), "utf8"), content, `${rel} survived the module's removal`);
+  // out/.gitignore keeps the state and tfvars of every module out of git
+  const ignore = readFileSync(join(dir, "out/.gitignore"), "utf8");
+  for (const line of ["/terraform/**/terraform.tfstate*", "/terraform/**/.terraform/", "/terraform/**/*.tfvars"]) assert.ok(ignore.split("\n").includes(line), line);
+  // a first render into a directory holding only Terraform's files (a module's state kept from before) is fine
   const fresh = join(dir, "fresh/terraform");
-  mkdirSync(fresh, { recursive: true });
+  mkdirSync(join(fresh, "libvirt/.terraform"), { recursive: true });
+  writeFileSync(join(fresh, "libvirt/terraform.tfstate"), "{}\n");
   writeFileSync(join(fresh, "terraform.tfstate"), "{}\n");
   assert.equal(fmc(["render", "-o", "fresh"], dir).status, 0);
+  assert.equal(readFileSync(join(fresh, "libvirt/terraform.tfstate"), "utf8"), "{}\n");
   assert.equal(readFileSync(join(fresh, "terraform.tfstate"), "utf8"), "{}\n");
+  assert.ok(existsSync(join(fresh, "libvirt/main.tf.json")));
+  // but a module directory holding anything else is not Terraform's alone
+  const other = join(dir, "other/terraform/libvirt");
+  mkdirSync(other, { recursive: true });
+  writeFileSync(join(other, "notes.txt"), "mine\n");
+  const refused = fmc(["render", "-o", "other"], dir);
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /not empty and fmc has not written there before: terraform\/libvirt\/notes\.txt/);
 });
 
 test("files a user added are left alone; a file fmc would overwrite stops the render", (t) => {
