@@ -34,6 +34,7 @@ export const OFFERED_PACKAGES = [
   "nfs-kernel-server", "nfs-common", "lvm2", "xfsprogs", // storage (kernel NFS and LVM: lab VMs only)
   "postgresql", "postgresql-contrib", // database (contrib: pgbench)
   "open-iscsi", "cryptsetup", "dmsetup", // longhorn-prereqs (as Longhorn's environment check lists them)
+  "prometheus-node-exporter", // base: node_exporter on the hosts Prometheus scrapes by address
 ];
 /** The local apt repository inside every lab host: its only apt source. */
 export const LAB_APT_REPO = "/opt/fmc-lab/apt";

@@ -123,6 +123,13 @@ test("right after the first apply, the VIP answers HTTP from another host throug
   assert.match(await until("the VIP to answer HTTP", () => (/^agent[12]$/.test(curlVip()) ? curlVip() : undefined)), /^agent[12]$/);
 });
 
+test("node_exporter runs where Prometheus scrapes by address: lb1's metrics answer lb2 on 9100", () => {
+  assert.equal(inHost("lb1", "systemctl", "is-active", "prometheus-node-exporter").stdout.trim(), "active");
+  const m = inHost("lb2", "curl", "-sf", "--max-time", "5", "http://10.30.5.11:9100/metrics");
+  assert.equal(m.status, 0, m.stderr);
+  assert.match(m.stdout, /^node_uname_info\{.*nodename="lb1".*\} 1$/m);
+});
+
 test("the VIP answers from a third host, and moves when HAProxy stops on its holder", async (t) => {
   const first = await until("the VIP to answer", () => /^agent[12]$/.test(curlVip()) && holder());
   const other = first === "lb1" ? "lb2" : "lb1";
