@@ -168,7 +168,7 @@ test("changing one spec value plans exactly that change", () => {
   assert.deepEqual(reload.notes, [`reloads HAProxy on ${vipHolder} while it holds VIP api (${VIP})`]);
   const unconfirmed = run("apply");
   assert.equal(unconfirmed.status, 1);
-  assert.match(unconfirmed.stderr, /error\[CONFIRM\] apply needs confirmation and stdin is not a terminal\n\s+hint: use --yes/);
+  assert.match(unconfirmed.stderr, /error\[CONFIRM\] apply needs confirmation and stdin is not a terminal to ask\n\s+hint: use --yes/);
   assert.equal(run("plan", "--detailed-exitcode").status, 2, "nothing was applied without confirmation");
   assert.equal(run("apply", "--yes").status, 0);
   assert.equal(run("plan", "--detailed-exitcode").status, 0);
