@@ -31,7 +31,7 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
 }
 
 /** Levenshtein distance, for "did you mean" hints. */
-export function distance(a: string, b: string): number {
+function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, i) => i);
   for (let i = 1; i <= a.length; i++) {
     let prev = row[0]!;

@@ -22,7 +22,7 @@ export interface SpecSource {
 }
 
 /** The largest spec fmc reads: the seed is 9 KB; a 1,000-host spec is about 150 KB. */
-export const MAX_SPEC_BYTES = 1024 * 1024;
+const MAX_SPEC_BYTES = 1024 * 1024;
 /** The largest public key file fmc reads (an authorized_keys-style list of keys). */
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
 
@@ -121,7 +121,7 @@ export function findSpec(file?: string): SpecSource {
 const expandHome = (p: string) => (p.startsWith("~/") ? resolve(homedir(), p.slice(2)) : p);
 
 /** A public key file named in the spec; undefined when it does not exist, coded errors otherwise. */
-export function readKeyFile(path: string, base?: string): string | undefined {
+function readKeyFile(path: string, base?: string): string | undefined {
   const abs = resolve(base ?? process.cwd(), expandHome(path));
   try {
     return readSmallTextFile(abs, "key file", MAX_KEY_FILE_BYTES);
@@ -149,7 +149,7 @@ function keysFrom(entries: readonly string[], base?: string): string[] {
 }
 
 /** Every host's public keys: the spec's global keys, its own, and fmc's admin key. */
-export function resolveKeys(spec: Spec, secrets: Secrets, base?: string): Map<string, string[]> {
+function resolveKeys(spec: Spec, secrets: Secrets, base?: string): Map<string, string[]> {
   const global = keysFrom(spec.ssh.keys, base);
   const admin = secrets.adminPublicKey();
   return new Map(spec.hosts.map((h) => [h.name, [...new Set([...global, ...keysFrom(h.ssh?.keys ?? [], base), ...(admin ? [admin] : [])])]]));

@@ -65,7 +65,7 @@ function planJson(s: Session, p: Plan): string {
 }
 
 export const plan = defineCommand({
-  meta: { name: "plan", description: "Read facts from the hosts and show exactly what apply would change (after fmc lab up, the lab's hosts); a host that can't be reached is reported and the exit code is 1" },
+  meta: { name: "plan", description: "Read facts from the hosts over SSH and show exactly what apply would change; a host that can't be reached is reported and the exit code is 1. While a lab is up, the lab's inventory (lab/inventory.json in the state directory, .fmc/ next to the spec unless --state; fmc lab up writes it, fmc lab down removes it) redirects plan to the lab's hosts instead of the spec's addresses" },
   args: {
     ...sessionArgs,
     "detailed-exitcode": { type: "boolean", description: "exit 0: no changes, 2: changes, 1: error (as Terraform)", default: false },
@@ -86,7 +86,7 @@ export const plan = defineCommand({
 });
 
 export const apply = defineCommand({
-  meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run (after fmc lab up, on the lab's hosts); refuses while a host can't be reached" },
+  meta: { name: "apply", description: "Apply the plan: phases in order, hosts in parallel, safe to re-run; refuses while a host can't be reached. While a lab is up, the lab's inventory (lab/inventory.json in the state directory, .fmc/ next to the spec unless --state; fmc lab up writes it, fmc lab down removes it) redirects apply to the lab's hosts instead of the spec's addresses" },
   args: {
     ...sessionArgs,
     yes: { type: "boolean", alias: "y", description: "do not ask for confirmation", default: false },

@@ -30,11 +30,11 @@ const STAMP = /^(\d{8}T\d{6}Z)$/;
 const DUMP = /^([a-z][a-z0-9_]{0,62})-(\d{8}T\d{6}Z)\.dump$/;
 
 /** 2026-11-25T17:45:10.123Z -> 20261125T174510Z */
-export function stamp(d: Date): string {
+function stamp(d: Date): string {
   return d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
 }
 
-export function backupName(db: string, at: Date): string {
+function backupName(db: string, at: Date): string {
   return `${db}-${stamp(at)}.dump`;
 }
 
@@ -55,7 +55,7 @@ export function expired(names: readonly string[], db: string, keep: number): str
 /** A sha256sum line: "<hex>  <name>". */
 export const checksumLine = (sha: string, name: string) => `${sha}  ${name}\n`;
 
-export function parseChecksum(text: string, name: string): string | undefined {
+function parseChecksum(text: string, name: string): string | undefined {
   for (const line of text.split("\n")) {
     const m = /^([0-9a-f]{64}) [ *](.+)$/.exec(line.trim());
     if (m && basename(m[2]!) === name) return m[1];
@@ -171,11 +171,11 @@ export function remoteStore(t: Transport, dir: string, timeoutMs: number): Backu
 
 const CONN = `-h ${POSTGRES_SOCKET_DIR} -p ${POSTGRES_PORT}`;
 
-export function dumpCommand(l: PostgresLayout, db: string) {
+function dumpCommand(l: PostgresLayout, db: string) {
   return script(`set -euo pipefail\ncd /\nrunuser -u postgres -- ${l.binDir}/pg_dump --format=custom ${CONN} --dbname=${quote(db)}`, `pg_dump --format=custom ${db} (to stdout)`);
 }
 
-export function restoreCommand(l: PostgresLayout, db: string) {
+function restoreCommand(l: PostgresLayout, db: string) {
   return script(`set -euo pipefail\ncd /\nrunuser -u postgres -- ${l.binDir}/pg_restore --clean --if-exists --single-transaction --exit-on-error ${CONN} --dbname=${quote(db)}`, `pg_restore --clean --if-exists --single-transaction --dbname=${db} (from stdin)`);
 }
 
@@ -194,7 +194,7 @@ export type Progress = (bytes: number, done: boolean) => void;
  * the file lands only when all of it was written and what landed hashes as what was sent.
  * A failure leaves nothing behind.
  */
-export async function streamIntoStore(o: { transport: Transport; command: Command; what: string; store: BackupStore; name: string; timeoutMs: number; progress?: Progress; hint?: string }): Promise<{ sha256: string; bytes: number }> {
+async function streamIntoStore(o: { transport: Transport; command: Command; what: string; store: BackupStore; name: string; timeoutMs: number; progress?: Progress; hint?: string }): Promise<{ sha256: string; bytes: number }> {
   const { transport: t } = o;
   if (!t.stream) throw new FmcError("BACKUP_STREAM", `${t.host}: this connection cannot stream a backup`);
   const digest = new Digest((n) => o.progress?.(n, false));
@@ -279,7 +279,7 @@ function timeoutMs(v: string | undefined): number {
 }
 
 /** Bytes in the largest binary unit that keeps a whole number in front: 14.2 KiB, 3.0 MiB. */
-export const size = (b: number) => (b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(1)} KiB` : b < 1073741824 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1073741824).toFixed(2)} GiB`);
+const size = (b: number) => (b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).toFixed(1)} KiB` : b < 1073741824 ? `${(b / 1048576).toFixed(1)} MiB` : `${(b / 1073741824).toFixed(2)} GiB`);
 
 function progressFor(label: string): Progress {
   let last = 0;
@@ -396,7 +396,7 @@ const restorePostgres = defineCommand({
  * a snapshot <name>-<node name>-<unix time> (plus .zip when compressed) in its snapshot
  * directory (docs.k3s.io/cli/etcd-snapshot).
  */
-export function snapshotSaveCommand(name: string) {
+function snapshotSaveCommand(name: string) {
   if (!/^[a-z0-9][a-z0-9-]{0,62}$/.test(name)) throw new FmcError("USAGE", `snapshot name ${JSON.stringify(name)}: lower-case letters, digits and - only`);
   return slow(
     script(
@@ -407,7 +407,7 @@ export function snapshotSaveCommand(name: string) {
   );
 }
 
-export const backupEtcd = defineCommand({
+const backupEtcd = defineCommand({
   meta: { name: "etcd", description: "Save an etcd snapshot on a K3s server (k3s etcd-snapshot save) and copy it here with a .sha256 beside it (default ./backups/etcd, or -o DIR)" },
   args: {
     ...connectArgs,

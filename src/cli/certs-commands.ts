@@ -118,7 +118,7 @@ const { spec: _spec, ...listArgs } = args;
 /** Set once `fmc certs rotate` runs: citty runs the parent command's `run` after a subcommand's. */
 let subcommandRan = false;
 
-export const certsRotate = defineCommand({
+const certsRotate = defineCommand({
   meta: {
     name: "rotate",
     description:

@@ -15,7 +15,7 @@ const { phase: _phase, ...args } = sessionArgs;
 const size = (b: number) => (b < 1048576 ? `${(b / 1024).toFixed(1)} KiB` : `${(b / 1048576).toFixed(1)} MiB`);
 
 /** The view as a table; pure, so tests read what a user reads. */
-export function statusText(v: EtcdClusterView, askedVia: string): string {
+function statusText(v: EtcdClusterView, askedVia: string): string {
   const voters = v.members.filter((m) => !m.isLearner);
   const healthy = voters.filter((m) => m.healthy).length;
   const rows = v.members.map((m) => {

@@ -28,7 +28,7 @@ export function adminKubeconfigPath(render: RenderContext): string {
 }
 
 /** The kubeconfig from the first server, in spec order, that can be reached and has one; every other server's reason if none does. */
-export async function fetchAdminKubeconfig(servers: readonly ServerLink[], command: Command): Promise<{ host: string; text: string }> {
+async function fetchAdminKubeconfig(servers: readonly ServerLink[], command: Command): Promise<{ host: string; text: string }> {
   if (servers.length === 0) throw new FmcError("NO_SERVERS", "the spec has no host with the k3s-server role", "give one or more hosts the k3s-server role");
   const reasons: string[] = [];
   for (const s of servers) {

@@ -5,9 +5,9 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { context, load } from "../project.js";
 import { SEED_YAML } from "../spec/seed.js";
-import { specJsonSchema, specMarkdown } from "../spec/jsonschema.js";
-import { renderAll } from "../render/index.js";
-import { checkOutDir, summarize, writeArtifacts } from "../render/write.js";
+// the renderers and the schema writer load only for the commands that use them (validate stays light)
+const renderer = async () => ({ ...(await import("../render/index.js")), ...(await import("../render/write.js")) });
+const schemaWriter = () => import("../spec/jsonschema.js");
 import { bold, dim, fileArg, n, printProblems, specArg, specFileOf, specName, stateArg } from "./ui.js";
 
 export const init = defineCommand({
@@ -59,8 +59,9 @@ export const render = defineCommand({
     out: { type: "string", alias: "o", description: "output directory (fmc only ever replaces or removes files it wrote there)", default: "out" },
     state: stateArg,
   },
-  run({ args }) {
+  async run({ args }) {
     const started = performance.now();
+    const { checkOutDir, renderAll, summarize, writeArtifacts } = await renderer();
     checkOutDir(args.out); // before any secret is generated
     const { ctx, loaded, stateDir } = context({ file: specFileOf(args), stateDir: args.state });
     printProblems(loaded.problems); // warnings only: errors stop before this
@@ -79,7 +80,8 @@ export const render = defineCommand({
 
 export const schema = defineCommand({
   meta: { name: "schema", description: "Print the spec's JSON Schema (for editor completion)" },
-  run() {
+  async run() {
+    const { specJsonSchema } = await schemaWriter();
     process.stdout.write(JSON.stringify(specJsonSchema(), null, 2) + "\n");
   },
 });
@@ -87,7 +89,8 @@ export const schema = defineCommand({
 export const docs = defineCommand({
   meta: { name: "docs", description: "Write docs/spec.md, the spec reference generated from the schema" },
   args: { out: { type: "string", alias: "o", description: "output file", default: "docs/spec.md" } },
-  run({ args }) {
+  async run({ args }) {
+    const { specMarkdown } = await schemaWriter();
     mkdirSync(dirname(resolve(args.out)), { recursive: true });
     writeFileSync(args.out, specMarkdown());
     process.stdout.write(`wrote ${args.out}\n`);

@@ -9,6 +9,24 @@ export const red = paint(31);
 export const yellow = paint(33);
 export const dim = paint(2);
 export const bold = paint(1);
+export const cyan = paint(36);
+export const underline = paint(4);
+
+/** Colour's escape codes (SGR: ESC [ … m). */
+const SGR = /\x1b\[[0-9;]*m/g;
+export const stripColor = (s: string) => s.replace(SGR, "");
+
+/**
+ * Drops colour codes from everything written to `stream` unless it is a terminal and
+ * NO_COLOR is unset, whoever wrote them: citty colours its help and its argument errors
+ * even into a pipe, and a result painted for a terminal on stderr may go to a piped stdout.
+ * Buffers (a command's raw output) pass untouched.
+ */
+export function plainWhenNotTerminal(stream: NodeJS.WriteStream): void {
+  if (!process.env.NO_COLOR && stream.isTTY) return;
+  const write = stream.write.bind(stream) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  stream.write = ((chunk: unknown, ...rest: unknown[]) => write(typeof chunk === "string" ? stripColor(chunk) : chunk, ...rest)) as typeof stream.write;
+}
 
 export const fileArg = { type: "string", alias: "f", description: "cluster spec (default: ./cluster.yaml, else the built-in seed topology)" } as const;
 /** The spec may also be named as the first word after the command: fmc validate cluster.yaml. */

@@ -68,7 +68,7 @@ function readOriginCertificate(inv: Inventory): { cert: string; key: string } | 
 }
 
 /** Minutes a bootstrap token made by apply lives: long enough for a slow join, short enough to be worthless soon. */
-export const JOIN_TOKEN_TTL_MIN = 60;
+const JOIN_TOKEN_TTL_MIN = 60;
 
 /** Where a bootstrap token's 6 + 16 characters come from ([a-z0-9], as kubeadm's). */
 export function newBootstrapToken(): string {

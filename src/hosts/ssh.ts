@@ -35,6 +35,12 @@ export interface SshOptions {
   readonly maxOutputBytes?: number;
   /** Applied to remote error output before it reaches an error message or a log. */
   readonly mask?: (text: string) => string;
+  /**
+   * A connection that has not answered after `afterMs` is announced once through `say`,
+   * so a host that does not answer is not a silent wait of up to connectTimeoutMs.
+   * Default: after 2 s, a line on stderr; false: silent.
+   */
+  readonly slowConnect?: { readonly afterMs: number; readonly say: (line: string) => void } | false;
 }
 
 export const DEFAULT_COMMAND_TIMEOUT_MS = 120_000;
@@ -46,6 +52,25 @@ const MAX_STDERR = 256 * 1024;
 const REMOTE_GRACE_S = 5;
 
 const hostLabel = (t: SshTarget) => (t.port === 22 ? t.address : `[${t.address}]:${t.port}`);
+
+/** When a connection that has not answered yet is announced (SshOptions.slowConnect). */
+export const SLOW_CONNECT_MS = 2_000;
+const DEFAULT_SLOW_CONNECT = { afterMs: SLOW_CONNECT_MS, say: (line: string) => void process.stderr.write(`${line}\n`) };
+
+/** Announces a wait that lasts longer than slowConnect.afterMs; returns what ends the wait. */
+function noticeIfSlow(opts: SshOptions, line: () => string): () => void {
+  const notice = opts.slowConnect ?? DEFAULT_SLOW_CONNECT;
+  if (!notice) return () => undefined;
+  const timer = setTimeout(() => notice.say(line()), notice.afterMs);
+  timer.unref();
+  return () => clearTimeout(timer);
+}
+
+/** "[web1] connecting to root@10.0.0.5 … (no answer yet; giving up after 15 s)" */
+function connectingLine(target: SshTarget, opts: SshOptions, via?: string): string {
+  const limit = (opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS) / 1000;
+  return `[${target.name}] connecting to ${target.user}@${hostLabel(target)}${via ? ` through ${via}` : ""}… (no answer yet; giving up after ${limit} s)`;
+}
 
 /** Checks a presented host key against known_hosts; returns an error text or undefined. */
 function verifyHostKey(target: SshTarget, key: Buffer, opts: SshOptions): string | undefined {
@@ -71,12 +96,27 @@ function openClient(target: SshTarget, opts: SshOptions, sock?: NodeJS.ReadableS
   return new Promise((resolve, reject) => {
     const client = new ssh2.Client();
     let hostKeyError: string | undefined;
+    const answered = noticeIfSlow(opts, () => connectingLine(target, opts));
+    // ssh2 may report more than one error for one failed attempt (a timeout, then "Connection
+    // lost before handshake" when the socket closes): the first decides, the rest are heard
+    // and dropped (an unheard 'error' event would end the process)
+    let settled = false;
     const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      answered();
       client.end();
       const msg = hostKeyError ?? e.message;
       reject(new FmcError("SSH_CONNECT", `${target.name}: cannot connect to ${target.user}@${hostLabel(target)}: ${msg}`, hostKeyError ? undefined : "is the host up and is sshd listening? (fmc lab status for lab hosts)"));
     };
-    client.once("ready", () => resolve(client)).once("error", fail);
+    client
+      .once("ready", () => {
+        if (settled) return;
+        settled = true;
+        answered();
+        resolve(client);
+      })
+      .on("error", fail);
     let socket = sock;
     if (!socket) {
       const tcp: Socket = tcpConnect({ host: target.address, port: target.port });
@@ -121,7 +161,7 @@ export async function openJump(jump: SshTarget, opts: SshOptions): Promise<ssh2.
  * process group of its own and, when signalled (fmc sends TERM on its own timeout) or
  * when its backstop expires, ends the whole group; through sudo for other users.
  */
-export function remoteCommand(shell: string, user: string, timeoutMs: number): string {
+function remoteCommand(shell: string, user: string, timeoutMs: number): string {
   const limit = `timeout --kill-after=${REMOTE_GRACE_S}s ${Math.ceil(timeoutMs / 1000) + REMOTE_GRACE_S}s bash -c ${quote(shell)}`;
   return user === "root" ? `exec ${limit}` : `exec sudo -n -- ${limit}`;
 }
@@ -151,9 +191,14 @@ export class SshTransport implements Transport {
     try {
       const stream = await new Promise<ssh2.ClientChannel>((resolve, reject) => {
         const limit = opts.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
-        const timer = setTimeout(() => reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} did not open a channel to ${hostLabel(target)} within ${limit / 1000} s`)), limit);
+        const answered = noticeIfSlow(opts, () => connectingLine(target, opts, `jump host ${opts.jump?.name ?? "?"}`));
+        const timer = setTimeout(() => {
+          answered();
+          reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} did not open a channel to ${hostLabel(target)} within ${limit / 1000} s`));
+        }, limit);
         via.forwardOut("127.0.0.1", 0, target.address, target.port, (err, ch) => {
           clearTimeout(timer);
+          answered();
           if (err) reject(new FmcError("SSH_JUMP", `${target.name}: jump host ${opts.jump?.name ?? "?"} cannot reach ${hostLabel(target)}: ${err.message}`));
           else resolve(ch);
         });

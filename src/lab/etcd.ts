@@ -20,16 +20,16 @@ import { K3S_DB_DIR } from "../ops/etcd-restore.js";
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
 export const HOST_ETCD = "/usr/bin/etcd";
 /** K3s's etcd TLS directory (k3s-io/k3s pkg/daemons/control/deps/deps.go). */
-export const K3S_ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd";
+const K3S_ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd";
 /** K3s's etcd data directory (k3s-io/k3s pkg/etcd/etcd.go, dbDir). */
-export const K3S_ETCD_DATA = "/var/lib/rancher/k3s/server/db/etcd";
+const K3S_ETCD_DATA = "/var/lib/rancher/k3s/server/db/etcd";
 export const STANDIN_UNIT = "k3s.service";
 const BIN = "/usr/local/lib/fmc-lab/etcd";
 /** This machine's etcdctl (Debian's etcd-client): the lab's `k3s etcd-snapshot` uses it. */
-export const HOST_ETCDCTL = "/usr/bin/etcdctl";
+const HOST_ETCDCTL = "/usr/bin/etcdctl";
 const CTL = "/usr/local/lib/fmc-lab/etcdctl";
 
-export const LIB = "/usr/local/lib/fmc-lab";
+const LIB = "/usr/local/lib/fmc-lab";
 
 /**
  * The lab's stand-in for the k3s binary, shipped in the lab's K3s bundle and installed by
@@ -70,7 +70,7 @@ export const LIB = "/usr/local/lib/fmc-lab";
  *   stand-ins: no pods run in the lab, so a drain evicts nothing and is its cordon.
  * - `k3s etcd-snapshot save [--name N] [--dir D]` (K3s's file names), `--version`.
  */
-export function k3sStandIn(version: string): string {
+function k3sStandIn(version: string): string {
   return `#!/bin/sh
 # fmc lab stand-in for K3s ${version}: K3s can't run on the lab machine. See src/lab/etcd.ts.
 set -eu
@@ -452,7 +452,7 @@ export interface EtcdNode {
 export const etcdStandInAvailable = (): boolean => existsSync(HOST_ETCD);
 
 /** K3s names a member <node name>-<8 hex>; the lab derives the suffix from the lab and node, so it is stable. */
-export const memberName = (lab: string, node: string): string => `${node}-${createHash("sha256").update(`${lab}/${node}`).digest("hex").slice(0, 8)}`;
+const memberName = (lab: string, node: string): string => `${node}-${createHash("sha256").update(`${lab}/${node}`).digest("hex").slice(0, 8)}`;
 
 function openssl(args: string[], what: string): void {
   const r = spawnSync("openssl", args, { encoding: "utf8" });
@@ -501,7 +501,7 @@ export function issueEtcdCertificates(dir: string, lab: string, nodes: readonly 
 }
 
 /** An admin kubeconfig shaped as K3s writes /etc/rancher/k3s/k3s.yaml (names "default", 127.0.0.1:6443). */
-export function standInKubeconfig(certDir: string): string {
+function standInKubeconfig(certDir: string): string {
   const b64 = (f: string) => readFileSync(join(certDir, f)).toString("base64");
   return [
     "apiVersion: v1",

@@ -17,7 +17,7 @@ import { cidrOf, overlaps } from "../spec/net.js";
 import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
-import { ensureRootfs, LAB_ROOT } from "./rootfs.js";
+import { LAB_ROOT, prepareRootfs } from "./rootfs.js";
 import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./etcd.js";
@@ -123,7 +123,7 @@ const corruptState = (why: string) =>
   new FmcError("LAB_STATE", `${STATE_FILE} is not a valid lab state file (${why})`, "fmc lab down --force removes whatever lab is on this machine (found by its fmclab label) and this file");
 
 /** The command the owner of a lab runs to remove it. */
-export function downCommand(s: Pick<LabState, "stateDir" | "specFile">): string {
+function downCommand(s: Pick<LabState, "stateDir" | "specFile">): string {
   const dir = s.specFile ? dirname(s.specFile) : dirname(s.stateDir);
   const defaultState = stateDirFor(s.specFile ?? join(dir, "cluster.yaml")).path === s.stateDir;
   return `cd ${dir} && fmc lab down${s.specFile ? ` -f ${basename(s.specFile)}` : ""}${defaultState ? "" : ` --state ${s.stateDir}`}`;
@@ -192,7 +192,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   if (net.internet && tryRun("ip", ["netns", "pids", INTERNET_NS]).status === 0 && !isLabInternet()) {
     throw new FmcError("LAB_EXISTS", `this machine already has a network namespace named ${INTERNET_NS} that the lab did not create`, "the lab's internet namespace needs that name; remove or rename the other one");
   }
-  const rootfs = ensureRootfs(o.log);
+  const rootfs = await prepareRootfs(o.log);
   const rootLinks = net.segments.filter((s) => s.rootAddress).map((s, i) => ({ name: `${LABEL}${i}`, address: s.rootAddress!, bridge: s.bridge }));
   const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootLinks: rootLinks.map(({ name, address }) => ({ name, address })), internet: net.internet?.clientAddress, hosts: [] };
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
@@ -267,10 +267,15 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       if (isVm(h)) {
         const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
         state.hosts.push({ name: h.name, address: hn.sshAddress, netns: `${LABEL}-${h.name}`, dir, defaultVia: hn.defaultVia, vm: true, nics: hn.nics.map((n, k) => ({ ifname: n.ifname, port: tapName(`${LABEL}-${h.name}`, k), address: n.address })) });
-      } else state.hosts.push(createHost(o, h, hn, rootfs, wire, standIn(h)));
+      } else {
+        o.log(`${h.name}: container at ${hn.sshAddress} (${i + 1} of ${hosts.length} hosts)`);
+        state.hosts.push(createHost(o, h, hn, rootfs, wire, standIn(h)));
+      }
     });
     writeState(state);
-    for (const h of state.hosts) if (!h.vm) h.pid = boot(h);
+    const containers = state.hosts.filter((h) => !h.vm);
+    if (containers.length) o.log(`booting ${containers.length} containers (systemd-nspawn)`);
+    for (const h of containers) h.pid = boot(h);
     // VMs boot in parallel with the containers; each records its pid as soon as QEMU runs
     await Promise.all(
       state.hosts.filter((h) => h.vm).map(async (h) => {
@@ -296,7 +301,15 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     writeState(state);
     const started = Date.now();
     // a VM boots a kernel under software emulation: 20-30 s, longer beside the containers
-    const ready = await Promise.all(state.hosts.map((h) => waitForPort(h.address, 22, h.vm ? 180_000 : 60_000)));
+    o.log(`waiting for SSH on ${state.hosts.length} hosts${state.hosts.some((h) => h.vm) ? " (a VM boots its own kernel: up to 3 min)" : ""}`);
+    let answered = 0;
+    const ready = await Promise.all(
+      state.hosts.map(async (h) => {
+        const ok = await waitForPort(h.address, 22, h.vm ? 180_000 : 60_000);
+        if (ok) o.log(`${h.name}: SSH answers after ${((Date.now() - started) / 1000).toFixed(1)} s (${++answered} of ${state.hosts.length})`);
+        return ok;
+      }),
+    );
     const late = state.hosts.filter((_, i) => !ready[i]).map((h) => h.name);
     if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} in time`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
     o.log(`${state.hosts.length} hosts answer SSH after ${((Date.now() - started) / 1000).toFixed(1)} s`);
@@ -339,7 +352,7 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
 }
 
 /** The lab stand-in for an ingress backend (K3s can't run here): see BACKEND_PY. */
-export const BACKEND_UNIT = "fmc-lab-backend.service";
+const BACKEND_UNIT = "fmc-lab-backend.service";
 const BACKEND_PY = `# fmc lab stand-in for an ingress backend: K3s can't run on the lab machine, so this
 # answers every request on the ingress NodePort with this host's name and the
 # X-Forwarded-For header it received. Started by the lab, never by fmc apply.
@@ -594,6 +607,28 @@ export function labExecCommand(hostName: string, args: readonly string[]): strin
   const leader = tryRun("pgrep", ["-P", String(h.pid)]).stdout.trim().split("\n")[0];
   if (!leader) throw new FmcError("LAB_HOST", `${hostName} is not running`, "fmc lab status");
   return ["nsenter", "-t", leader, "-m", "-u", "-i", "-n", "-p", "--", ...args];
+}
+
+/** How `fmc lab ssh` reaches a lab host: as root, with the lab's key, against the host keys lab up recorded. */
+export interface LabSshTarget {
+  readonly host: string;
+  readonly address: string;
+  readonly port: number;
+  readonly user: string;
+  /** The lab's own private key (.fmc/lab/lab_key, 0600): every lab host accepts it. */
+  readonly identityFile: string;
+  /** The host keys lab up read from each host (.fmc/lab/known_hosts). */
+  readonly knownHostsFile: string;
+}
+
+export function labSshTarget(hostName: string): LabSshTarget {
+  const state = readState();
+  if (!state) throw new FmcError("LAB_HOST", "no lab is up", "fmc lab up");
+  if (hostName === INTERNET_NS) throw new FmcError("LAB_HOST", `the ${INTERNET_NS} namespace runs no SSH server: it is this machine's own files in another network namespace`, `fmc lab exec ${INTERNET_NS} -- CMD [ARG…]`);
+  const h = state.hosts.find((x) => x.name === hostName);
+  if (!h) throw new FmcError("LAB_HOST", `no lab host ${hostName}`, `hosts: ${state.hosts.map((x) => x.name).join(", ")}`);
+  // the address, port and user lab up wrote into the inventory plan and apply use
+  return { host: h.name, address: h.address, port: 22, user: "root", identityFile: labKeyPath(state.stateDir), knownHostsFile: join(state.stateDir, "lab", "known_hosts") };
 }
 
 /** Runs a command on a lab host (or in the internet namespace), as root, and collects its output. */

@@ -28,13 +28,13 @@ export interface ProbeResult {
 }
 
 /** The shell loop run inside the host: one line per request, "start-ms ok|fail first-line". */
-export function probeScript(o: ProbeOptions): string {
+function probeScript(o: ProbeOptions): string {
   const curl = ["curl", "-s", "--connect-timeout", String(o.connectTimeoutS ?? 0.25), "-m", String(o.maxTimeS ?? 0.5), ...o.curl].map(quote).join(" ");
   const pause = ((o.everyMs ?? 20) / 1000).toFixed(3);
   return `trap 'exit 0' TERM INT; while :; do t=$(date +%s%3N); if out=$(${curl} 2>/dev/null); then echo "$t ok $(printf '%s' "$out" | head -n1)"; else echo "$t fail"; fi; sleep ${pause}; done`;
 }
 
-export function analyse(log: string): ProbeResult {
+function analyse(log: string): ProbeResult {
   const rows = log
     .split("\n")
     .map((l) => /^(\d+) (ok|fail)(?: (.*))?$/.exec(l))

@@ -20,7 +20,7 @@ import { LAB_ROOT, debianMirror, ensureRootfs, inRoot, rootfsPath } from "./root
 
 const QEMU = "qemu-system-x86_64";
 /** Installed in the VM image on top of the lab's root filesystem (from the Debian mirror, at build time). */
-export const VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"];
+const VM_PACKAGES = ["linux-image-amd64", "initramfs-tools"];
 /** The image's root filesystem size: sparse, so only what is written takes space. */
 const IMAGE_SIZE = "4G";
 const VM_BUILD = "v2";
@@ -109,7 +109,7 @@ export function vmImageKey(rootfs: string, files: typeof VM_IMAGE_FILES = VM_IMA
   return h.digest("hex").slice(0, 12);
 }
 
-export function vmImagePath(rootfs = rootfsPath()): string {
+function vmImagePath(rootfs = rootfsPath()): string {
   return join(LAB_ROOT, `vm-${vmImageKey(rootfs)}`);
 }
 
@@ -217,7 +217,7 @@ export type Accel = "kvm" | "tcg";
  * probe boots the kernel with no root under KVM and must reach its panic within a few
  * seconds. The answer is kept per machine boot; FMC_LAB_ACCEL=kvm|tcg overrides.
  */
-export function detectAccel(kernel: string, log: (line: string) => void): Accel {
+function detectAccel(kernel: string, log: (line: string) => void): Accel {
   const forced = process.env.FMC_LAB_ACCEL;
   if (forced === "kvm" || forced === "tcg") return forced;
   if (!existsSync("/dev/kvm")) return "tcg";
@@ -348,7 +348,7 @@ export function vmConfigFiles(c: VmConfig): VmFile[] {
 }
 
 /** Directories on the config disk are copied onto the guest's own: their modes must be the guest's. */
-export function configDirMode(dir: string): number {
+function configDirMode(dir: string): number {
   return dir === "/root" || dir.startsWith("/root/") ? 0o700 : 0o755;
 }
 

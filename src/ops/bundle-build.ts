@@ -17,12 +17,12 @@ import { BUNDLE_FILES, BUNDLE_MANIFEST, parseReleaseChecksums, readBundle, RELEA
 import { Digest, sha256File } from "./digest.js";
 
 /** The spec's pattern for a K3s release (src/spec/schema.ts k3s.version). */
-export const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
-export const RELEASES_URL = "https://github.com/k3s-io/k3s/releases/download";
+const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
+const RELEASES_URL = "https://github.com/k3s-io/k3s/releases/download";
 export const IMAGES_ZST = "k3s-airgap-images-amd64.tar.zst";
 export const IMAGES_GZ = "k3s-airgap-images-amd64.tar.gz";
 /** What --download fetches, in this order: the small checksum file first, so a missing line stops it before 200 MB. */
-export const DOWNLOADED_FILES = [RELEASE_CHECKSUMS, "k3s", IMAGES_ZST] as const satisfies readonly BundleFile[];
+const DOWNLOADED_FILES = [RELEASE_CHECKSUMS, "k3s", IMAGES_ZST] as const satisfies readonly BundleFile[];
 /** The release files that must equal their line in the checksum file. */
 const RELEASED: readonly BundleFile[] = ["k3s", IMAGES_ZST, IMAGES_GZ];
 /** A release checksum file is about 2 KB; anything near this is not one. */
@@ -72,7 +72,7 @@ export function filesFromDir(dir: string): Partial<Record<BundleFile, string>> {
 }
 
 /** Refuses a file whose SHA-256 is not its line in the release checksum file, naming both hashes. */
-export function verifyReleaseFile(name: string, sha256: string, release: ReadonlyMap<string, string>, version: string): void {
+function verifyReleaseFile(name: string, sha256: string, release: ReadonlyMap<string, string>, version: string): void {
   const want = release.get(name);
   if (!want) throw new FmcError("BUNDLE", `the release checksum file ${RELEASE_CHECKSUMS} has no line for ${name} (its SHA-256 is ${sha256})`, `is ${RELEASE_CHECKSUMS} the one of K3s ${version}, amd64?`);
   if (want !== sha256) {

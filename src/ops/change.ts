@@ -1,5 +1,19 @@
 import type { Command } from "../hosts/command.js";
 
+/** Replaces secret values in text (diffs, notes, remote errors) with masks naming them. */
+export type Masker = (text: string) => string;
+
+/** Which host and phase a planned change belongs to (every Change carries both). */
+export interface ChangeSite {
+  readonly host: string;
+  readonly phase: string;
+}
+
+/** What an operation plans its changes with: where they belong, and the masker for what they show. */
+export interface OpContext extends ChangeSite {
+  readonly mask: Masker;
+}
+
 /** A file as a host should have it (written by ops/file.ts). */
 export interface FileSpec {
   readonly path: string;
@@ -54,5 +68,3 @@ export interface ConfirmSpec {
   /** The fix hint when the change was reverted. */
   readonly hint?: string;
 }
-
-export type Desired<T> = Omit<T, "host" | "phase">;

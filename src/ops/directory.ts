@@ -1,7 +1,7 @@
 // directory: exists with a mode and owner.
 import { cmd, quote, script } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
+import type { Change, ChangeSite } from "./change.js";
 
 export interface DirectorySpec {
   readonly path: string;
@@ -10,7 +10,7 @@ export interface DirectorySpec {
   readonly group?: string;
 }
 
-export function directoryChange(facts: HostFacts, d: DirectorySpec, ctx: { host: string; phase: string }): Change | undefined {
+export function directoryChange(facts: HostFacts, d: DirectorySpec, ctx: ChangeSite): Change | undefined {
   const cur = facts.dirs.get(d.path);
   const mode = d.mode ?? 0o755;
   const owner = d.owner ?? "root";

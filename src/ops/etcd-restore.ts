@@ -48,7 +48,7 @@ export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** What `k3s server --cluster-reset` logs when it is done: "Managed etcd cluster membership has been reset, restart without…" now, "Etcd is running, restart without…" in older releases. */
 export const RESET_DONE = "restart without --cluster-reset flag now";
 /** How long a server may take to answer after its start (the same as apply's wait). */
-export const RESTORE_WAIT_S = 600;
+const RESTORE_WAIT_S = 600;
 
 /** A snapshot file here, with the checksum its .sha256 says it must have. */
 export interface Snapshot {
@@ -127,7 +127,7 @@ const size = (b: number) => (b < 1024 ? `${b} B` : b < 1048576 ? `${(b / 1024).t
 /** 2026-11-25T17:45:10.123Z -> 20261125T174510Z (as fmc backup names its files). */
 const stampOf = (d: Date) => d.toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
 
-export const asideDir = (now: Date) => `${K3S_DB_DIR}.before-restore-${stampOf(now)}`;
+const asideDir = (now: Date) => `${K3S_DB_DIR}.before-restore-${stampOf(now)}`;
 
 function binOf(o: RestoreOptions, h: Host): string {
   const family = o.families.get(h.name);

@@ -82,7 +82,7 @@ function gateway(a: EtcdAccess, path: string, body: unknown, endpoint = a.endpoi
 }
 
 /** etcd member IDs are uint64, written in decimal; fmc keeps them as strings. */
-export function checkMemberId(id: string): string {
+function checkMemberId(id: string): string {
   if (!/^[1-9]\d{0,19}$/.test(id) || BigInt(id) > 0xffffffffffffffffn) throw new FmcError("ETCD_MEMBER_ID", `not an etcd member ID (a decimal uint64): ${JSON.stringify(id)}`);
   return id;
 }

@@ -5,12 +5,9 @@
 import { createTwoFilesPatch } from "diff";
 import { quote, script, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change, FileSpec } from "./change.js";
+import type { Change, FileSpec, OpContext } from "./change.js";
 
 export type { FileSpec } from "./change.js";
-
-
-export type Masker = (text: string) => string;
 
 export function writeFileCommand(f: FileSpec): Command {
   const p = quote(f.path);
@@ -37,7 +34,7 @@ export function writeFileCommand(f: FileSpec): Command {
   });
 }
 
-export function fileChange(facts: HostFacts, f: FileSpec, ctx: { host: string; phase: string; mask: Masker }): Change | undefined {
+export function fileChange(facts: HostFacts, f: FileSpec, ctx: OpContext): Change | undefined {
   const current = facts.files.get(f.path);
   const mode = f.mode ?? 0o644;
   const owner = f.owner ?? "root";

@@ -2,7 +2,7 @@
 // like `creates=` / `unless=` in other tools, so re-runs converge.
 import { script } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
+import type { Change, ChangeSite } from "./change.js";
 
 export interface GuardedSpec {
   readonly id: string;
@@ -13,7 +13,7 @@ export interface GuardedSpec {
   readonly notes?: readonly string[];
 }
 
-export function guardedChange(facts: HostFacts, g: GuardedSpec, ctx: { host: string; phase: string }): Change | undefined {
+export function guardedChange(facts: HostFacts, g: GuardedSpec, ctx: ChangeSite): Change | undefined {
   const code = facts.guards.get(g.id);
   if (code === 0) return undefined;
   return { host: ctx.host, phase: ctx.phase, title: g.title, commands: [script(g.run, g.title)], notes: [...(g.notes ?? [])] };

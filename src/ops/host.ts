@@ -1,10 +1,10 @@
 // Host identity and swap.
 import { cmd, script } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Change, OpContext, ChangeSite } from "./change.js";
+import { fileChange } from "./file.js";
 
-export function hostnameChanges(facts: HostFacts, name: string, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function hostnameChanges(facts: HostFacts, name: string, ctx: OpContext): Change[] {
   const out: Change[] = [];
   const file = fileChange(facts, { path: "/etc/hostname", content: `${name}\n` }, ctx);
   if (file) out.push(file);
@@ -12,7 +12,7 @@ export function hostnameChanges(facts: HostFacts, name: string, ctx: { host: str
   return out;
 }
 
-export function swapOffChange(facts: HostFacts, ctx: { host: string; phase: string }): Change | undefined {
+export function swapOffChange(facts: HostFacts, ctx: ChangeSite): Change | undefined {
   if (!facts.swapActive) return undefined;
   return {
     host: ctx.host,

@@ -4,8 +4,8 @@
 // fresh clone must not lock a teammate out). Keys removed from the spec leave the block,
 // with a risk note naming them. Every rewrite says what it adds and removes.
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
+import { fileChange } from "./file.js";
 import { ADMIN_KEY_COMMENT } from "../state/secrets.js";
 
 export const KEYS_BEGIN = "# BEGIN fmc managed keys: edit ssh.keys in the cluster spec, not these lines";
@@ -35,7 +35,7 @@ const short = (line: string) => {
   return i < 0 ? line.slice(0, 40) : `${f[i]} …${(f[i + 1] ?? "").slice(-8)}${f[i + 2] ? ` ${f.slice(i + 2).join(" ")}` : ""}`;
 };
 
-export function parseAuthorizedKeys(text: string): { outside: string[]; block: string[] } {
+function parseAuthorizedKeys(text: string): { outside: string[]; block: string[] } {
   const outside: string[] = [];
   const block: string[] = [];
   let inside = false;
@@ -50,7 +50,7 @@ export function parseAuthorizedKeys(text: string): { outside: string[]; block: s
   return { outside, block };
 }
 
-export function authorizedKeysChange(facts: HostFacts, k: AuthorizedKeysSpec, ctx: { host: string; phase: string; mask: Masker }): Change | undefined {
+export function authorizedKeysChange(facts: HostFacts, k: AuthorizedKeysSpec, ctx: OpContext): Change | undefined {
   const current = facts.files.get(k.path);
   const { outside, block } = parseAuthorizedKeys(current?.content ?? "");
   const outsideIds = new Set(outside.map(keyId).filter((x): x is string => !!x));

@@ -21,13 +21,6 @@ import { pathProblem } from "../spec/formats.js";
  */
 export const K3S_ADMIN_KUBECONFIG = "/etc/rancher/k3s/k3s.yaml";
 
-/**
- * The one name K3s gives its cluster, user and context, and its current-context:
- * k3s-io/k3s pkg/clientaccess/kubeconfig.go `WriteClientKubeConfig`
- * (commit 48355dce10be2daf0149457756385904422d248c).
- */
-export const K3S_KUBECONFIG_NAME = "default";
-
 /** The exit code of adminKubeconfigCommand when the file is not there (K3s not installed or not started yet). */
 export const KUBECONFIG_ABSENT_EXIT = 66;
 
@@ -53,7 +46,7 @@ export interface KubeconfigNames {
 }
 
 /** Our entries' names: the cluster and the context are the spec's cluster name, the user <name>-admin. */
-export function kubeconfigNames(clusterName: string): KubeconfigNames {
+function kubeconfigNames(clusterName: string): KubeconfigNames {
   if (!DNS_LABEL.test(clusterName)) {
     throw new FmcError("KUBECONFIG_NAME", `cluster name ${JSON.stringify(clusterName.slice(0, 80))} is not a lowercase DNS label`, "the spec's name must be a-z, 0-9 and - inside, at most 63 characters");
   }
@@ -116,7 +109,9 @@ function named(list: unknown, section: string, name: string): Record<string, unk
 
 /**
  * K3s's admin kubeconfig as ours: the entries its current-context names (K3s: all three
- * "default") renamed after the cluster, the server the API VIP, the cluster CA kept.
+ * "default", k3s-io/k3s pkg/clientaccess/kubeconfig.go `WriteClientKubeConfig`, commit
+ * 48355dce10be2daf0149457756385904422d248c) renamed after the cluster, the server the API
+ * VIP, the cluster CA kept.
  * Refuses a file that skips TLS verification or carries no CA to verify with: a
  * kubeconfig that trusts any certificate is never written.
  */

@@ -6,7 +6,7 @@
 // space (100%FREE) when it is created; it is never resized afterwards.
 import { cmd, quote, script } from "../hosts/command.js";
 import { dmPathOf, type HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
+import type { Change, ChangeSite } from "./change.js";
 import { FmcError } from "../errors.js";
 import { BLKID_NO_SIGNATURE, lvmBytes, mkfsIfBlank } from "../render/storage.js";
 
@@ -41,7 +41,7 @@ function notBlank(facts: HostFacts, dev: string, host: string): FmcError | undef
   return new FmcError("BLKID_FAILED", `${host}: blkid -p ${dev} exited ${code}${code === 8 ? " (ambivalent: more than one signature)" : code === 4 ? " (usage or I/O error)" : ""}: fmc cannot tell whether it holds data, so it does not format it`, `look at it with blkid -p ${dev} and wipefs -n ${dev}`);
 }
 
-export function lvmChanges(facts: HostFacts, l: LvmSpec, ctx: { host: string; phase: string }): Change[] {
+export function lvmChanges(facts: HostFacts, l: LvmSpec, ctx: ChangeSite): Change[] {
   const out: Change[] = [];
   const c = (title: string, ...commands: ReturnType<typeof cmd>[]): Change => ({ host: ctx.host, phase: ctx.phase, title, commands, notes: [] });
   const vg = l.volumeGroup;

@@ -3,8 +3,7 @@
 import { escapePath, unitFile } from "../render/systemd.js";
 import { cmd } from "../hosts/command.js";
 import { canonicalDevice, type HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import type { Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
 import { unitChanges, unitPath } from "./unit.js";
 
 export interface MountSpec {
@@ -32,7 +31,7 @@ export function mountUnitText(m: MountSpec): string {
   });
 }
 
-export function mountChanges(facts: HostFacts, m: MountSpec, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function mountChanges(facts: HostFacts, m: MountSpec, ctx: OpContext): Change[] {
   const unit = mountUnit(m.where);
   const out = unitChanges(facts, { unit, content: m.unitText ?? mountUnitText(m), enabled: true, running: true }, ctx);
   const live = facts.mounts.get(m.where);

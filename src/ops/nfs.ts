@@ -8,8 +8,8 @@
 import { quote, script } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { OsFamilyName } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
+import { fileChange } from "./file.js";
 import { guardedChange, type GuardedSpec } from "./guarded.js";
 import { markingReload, pendingFacts, pendingMarker, reloadPending } from "./service.js";
 
@@ -18,7 +18,7 @@ export const EXPORTS = "/etc/exports";
 export const NFS_DROPIN = "/etc/systemd/system/nfs-server.service.d/fmc.conf";
 /** Exit 0 when the kernel can serve NFS: nfsd loaded (or built in), or loadable. */
 export const NFSD_GUARD = "kernel:nfsd";
-export const NFSD_TEST = "[ -d /proc/fs/nfsd ] || grep -qw nfsd /proc/filesystems || modprobe -n -q nfsd";
+const NFSD_TEST = "[ -d /proc/fs/nfsd ] || grep -qw nfsd /proc/filesystems || modprobe -n -q nfsd";
 
 /** The NFS server's package per OS family; Flatcar ships nfs-utils in its image. */
 export function nfsServerPackages(family: OsFamilyName): string[] {
@@ -40,7 +40,7 @@ export const nfsFacts = () => ({
 });
 
 /** exportfs -ra; on failure the previous file comes back, is exported, and the step fails. */
-export function exportCommand() {
+function exportCommand() {
   const prev = quote(`${EXPORTS}.fmc-prev`);
   return script(
     [
@@ -62,7 +62,7 @@ export function exportCommand() {
  * /etc/exports as rendered, then exportfs -ra. A run that stopped between the two leaves
  * the pending mark, so the next plan exports although the file already matches.
  */
-export function exportsChanges(facts: HostFacts, content: string, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function exportsChanges(facts: HostFacts, content: string, ctx: OpContext): Change[] {
   const out: Change[] = [];
   const aside = guardedChange(facts, EXPORTS_D, ctx);
   if (aside) out.push({ ...aside, commands: [...aside.commands] });

@@ -18,9 +18,9 @@ import { kubectl } from "./k3s-cli.js";
 import type { RunbookStep } from "./runbook.js";
 
 /** K3s's datastore directory on a server (k3s-io/k3s: ${data-dir}/server/db). */
-export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
+const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** How long a drain may take before it fails the step (kubectl drain --timeout). */
-export const DRAIN_TIMEOUT_S = 300;
+const DRAIN_TIMEOUT_S = 300;
 
 /** `kubectl drain` as fmc runs it (on a server): daemonsets stay, emptyDir data goes, bounded, and allowed its time. */
 export const drainCommand = (node: string): Command => slow(kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", `--timeout=${DRAIN_TIMEOUT_S}s`), DRAIN_TIMEOUT_S + 30);
@@ -60,7 +60,7 @@ export function quorumStep(via: string, change: EtcdChange, what: string, access
 }
 
 /** etcd's gateway answers an error as {"error": …, "code": n} with curl's exit 0. */
-export function gatewayError(r: ExecResult): string | undefined {
+function gatewayError(r: ExecResult): string | undefined {
   try {
     const j = JSON.parse(r.stdout) as { error?: string; message?: string };
     return j.error ? `etcd refused: ${j.message ?? j.error}` : undefined;

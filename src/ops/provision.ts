@@ -26,7 +26,7 @@ export interface ProvisionStep {
 }
 
 /** The executable file `name` in the first PATH directory that has one. */
-export function findOnPath(name: string, path: string | undefined): string | undefined {
+function findOnPath(name: string, path: string | undefined): string | undefined {
   for (const dir of (path ?? "").split(delimiter)) {
     if (!dir || !isAbsolute(dir)) continue; // a relative PATH entry would depend on the module's directory
     const file = join(dir, name);
@@ -42,13 +42,13 @@ export function findOnPath(name: string, path: string | undefined): string | und
 }
 
 /** Where Terraform and OpenTofu come from (their own install pages, read 2026-11). */
-export const INSTALL_TERRAFORM = [
+const INSTALL_TERRAFORM = [
   "Terraform from HashiCorp's apt repository (https://developer.hashicorp.com/terraform/install):",
   "  wget -O- https://apt.releases.hashicorp.com/gpg | sudo gpg --dearmor -o /usr/share/keyrings/hashicorp-archive-keyring.gpg",
   '  echo "deb [signed-by=/usr/share/keyrings/hashicorp-archive-keyring.gpg] https://apt.releases.hashicorp.com $(lsb_release -cs) main" | sudo tee /etc/apt/sources.list.d/hashicorp.list',
   "  sudo apt update && sudo apt install terraform",
 ];
-export const INSTALL_TOFU = [
+const INSTALL_TOFU = [
   "OpenTofu with its installer (https://opentofu.org/docs/intro/install/):",
   "  curl --proto '=https' --tlsv1.2 -fsSL https://get.opentofu.org/install-opentofu.sh -o install-opentofu.sh",
   "  chmod +x install-opentofu.sh   # read it, then:",

@@ -17,7 +17,7 @@ export const K3S_PATHS = ["/etc/rancher/k3s", "/etc/rancher/node", "/var/lib/ran
 const UNITS = { server: "k3s.service", agent: "k3s-agent.service" } as const;
 
 /** The script that tears K3s off one node; safe to run again (everything is "if present"). */
-export function resetNodeCommand(server: boolean): Command {
+function resetNodeCommand(server: boolean): Command {
   const unit = server ? UNITS.server : UNITS.agent;
   const body = [
     "set -u",
@@ -40,7 +40,7 @@ export function resetNodeCommand(server: boolean): Command {
 }
 
 /** Agents first, then the servers with the first one last. */
-export function resetOrder(ctx: RenderContext): { host: Host; server: boolean }[] {
+function resetOrder(ctx: RenderContext): { host: Host; server: boolean }[] {
   const servers = ctx.topo.servers;
   return [...ctx.topo.agents.map((host) => ({ host, server: false })), ...[...servers].reverse().map((host) => ({ host, server: true }))];
 }

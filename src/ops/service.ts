@@ -4,7 +4,7 @@
 // earlier step may have started the unit already (apt's postinst does, on Debian).
 import { cmd, quote, script, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
+import type { Change, ChangeSite } from "./change.js";
 
 /**
  * A config change must reach its daemon even if the run stops between writing the file
@@ -49,7 +49,7 @@ export interface ServiceSpec {
   readonly riskIfTouched?: readonly string[];
 }
 
-export function serviceChange(facts: HostFacts, spec: ServiceSpec, ctx: { host: string; phase: string }): Change | undefined {
+export function serviceChange(facts: HostFacts, spec: ServiceSpec, ctx: ChangeSite): Change | undefined {
   const earlier = !!spec.pending && !spec.reload;
   const s = { ...spec, reload: !!spec.reload || !!spec.pending };
   const state = facts.units.get(s.unit) ?? { active: "unknown", enabled: "not-found" };

@@ -3,10 +3,10 @@
 // and left out, so a re-run still converges.
 import { cmd } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
+import { fileChange } from "./file.js";
 
-export function sysctlChanges(facts: HostFacts, path: string, values: Record<string, string>, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function sysctlChanges(facts: HostFacts, path: string, values: Record<string, string>, ctx: OpContext): Change[] {
   const keys = Object.keys(values).sort();
   const present = keys.filter((k) => facts.sysctl.get(k)?.writable);
   const absent = keys.filter((k) => !present.includes(k));

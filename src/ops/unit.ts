@@ -1,8 +1,8 @@
 // systemd unit files: the file, a daemon-reload when it changed, then the service state.
 import { cmd } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import { fileChange, type Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
+import { fileChange } from "./file.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange, type ServiceSpec } from "./service.js";
 
 export interface UnitSpec extends Omit<ServiceSpec, "reload"> {
@@ -11,7 +11,7 @@ export interface UnitSpec extends Omit<ServiceSpec, "reload"> {
 
 export const unitPath = (unit: string) => `/etc/systemd/system/${unit}`;
 
-export function unitChanges(facts: HostFacts, u: UnitSpec, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function unitChanges(facts: HostFacts, u: UnitSpec, ctx: OpContext): Change[] {
   const out: Change[] = [];
   const file = fileChange(facts, { path: unitPath(u.unit), content: u.content }, ctx);
   if (file) out.push(markingReload({ ...file, commands: [...file.commands, cmd("systemctl", "daemon-reload")] }, u.unit));

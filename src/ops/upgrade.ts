@@ -43,7 +43,7 @@ export function parseK3sVersion(text: string): K3sVersion {
 
 const order = (v: K3sVersion) => [v.major, v.minor, v.patch, v.build];
 /** Negative when a is older than b, 0 when equal, positive when newer. */
-export function compareK3sVersions(a: K3sVersion, b: K3sVersion): number {
+function compareK3sVersions(a: K3sVersion, b: K3sVersion): number {
   const x = order(a);
   const y = order(b);
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
@@ -217,7 +217,7 @@ const short = (r: ExecResult) => (r.stdout.trim().split("\n").slice(-2).join(" /
  * A server's probe: the binary's version, the API's /readyz (through K3s's kubectl and the admin
  * kubeconfig), its etcd member's /health and its Node object.
  */
-export function serverProbe(name: string, access: EtcdAccess = etcdAccess()): Command {
+function serverProbe(name: string, access: EtcdAccess = etcdAccess()): Command {
   return probeCommand(
     [
       ["version", k3sCli("--version")],

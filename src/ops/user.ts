@@ -1,8 +1,7 @@
 // users: exist, with a shell and a home; their authorized keys are a file change.
 import { cmd } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
-import type { Change } from "./change.js";
-import type { Masker } from "./file.js";
+import type { Change, OpContext } from "./change.js";
 import { authorizedKeysChange } from "./keys.js";
 
 /** Where a user's home (and so its authorized_keys) is, before facts say otherwise. */
@@ -15,7 +14,7 @@ export interface UserSpec {
   readonly groups?: readonly string[];
 }
 
-export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; phase: string; mask: Masker }): Change[] {
+export function userChanges(facts: HostFacts, u: UserSpec, ctx: OpContext): Change[] {
   const out: Change[] = [];
   const cur = facts.users.get(u.name);
   const shell = u.shell ?? "/bin/bash";
@@ -38,5 +37,3 @@ export function userChanges(facts: HostFacts, u: UserSpec, ctx: { host: string; 
   }
   return out;
 }
-
-export const userFacts = (name: string, home = homeOf(name)) => ({ users: new Set([name]), files: new Set([`${home}/.ssh/authorized_keys`]) });

@@ -14,7 +14,7 @@ import { homeOf } from "../ops/user.js";
 import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
-import type { Change } from "../ops/change.js";
+import type { Change, OpContext } from "../ops/change.js";
 import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
 import { rolePorts } from "../spec/checks.js";
 import { sh } from "../render/quote.js";
@@ -24,10 +24,10 @@ import { FmcError } from "../errors.js";
 import { ntpSources } from "../spec/ntp.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
-export const SYSCTL_FILE = "/etc/sysctl.d/90-fmc.conf";
+const SYSCTL_FILE = "/etc/sysctl.d/90-fmc.conf";
 export const FIREWALLD_GUARD = "base:firewalld";
 
-export function sysctlFor(host: Host): Record<string, string> {
+function sysctlFor(host: Host): Record<string, string> {
   const out: Record<string, string> = {};
   const roles = new Set(host.roles);
   if (roles.has("k3s-server") || roles.has("k3s-agent")) {
@@ -74,11 +74,11 @@ export const NODE_EXPORTER = {
   "rhel-like": { packages: ["node-exporter", "golang-github-prometheus-node-exporter"], units: ["prometheus-node-exporter.service", "node_exporter.service"] },
 } as const;
 
-export function runsNodeExporter(spec: Spec, host: Host): boolean {
+function runsNodeExporter(spec: Spec, host: Host): boolean {
   return nodeExporterHosts(spec).some((h) => h.name === host.name);
 }
 
-function nodeExporterChanges(facts: HostFacts, family: OsFamilyName, c: { host: string; phase: string; mask: PhaseContext["mask"] }): Change[] {
+function nodeExporterChanges(facts: HostFacts, family: OsFamilyName, c: OpContext): Change[] {
   if (family === "flatcar") return [];
   const ne = NODE_EXPORTER[family];
   const out: Change[] = [];
@@ -116,7 +116,7 @@ function nodeExporterChanges(facts: HostFacts, family: OsFamilyName, c: { host: 
  * Runtime and permanent configuration are both changed, so no reload drops a connection;
  * a firewalld that is enabled but not running gets the permanent configuration offline.
  */
-export function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
+function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
   const { ports, protocols } = firewalldOpenings(spec, host);
   const items = [...ports, ...protocols].map(sh).join(" ");
   const zone = `z=$(firewall-cmd --get-zone-of-interface=${sh(host.interface)} 2>/dev/null) || z=$(firewall-cmd --get-default-zone)`;
@@ -165,7 +165,7 @@ export function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
  * package installs, and systemd-resolved would stay on a fallback that answered once:
  * the internal DNS only there.
  */
-export function resolversFor(pc: PhaseContext, host: Host, family: OsFamilyName): string[] {
+function resolversFor(pc: PhaseContext, host: Host, family: OsFamilyName): string[] {
   const { spec, topo } = pc.render;
   if (!topo.dnsServers.length) return [];
   if (family === "flatcar") return topo.dnsServers;

@@ -15,8 +15,8 @@
 import { cmd, quote, script, type Command } from "../hosts/command.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import { DEBIAN_POSTGRES, FAMILIES, PGDG_REPO_PACKAGE, pgdgRepository, type PostgresLayout } from "../hosts/os.js";
-import type { Change } from "../ops/change.js";
-import { fileChange, type Masker } from "../ops/file.js";
+import type { Change, OpContext } from "../ops/change.js";
+import { fileChange } from "../ops/file.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
@@ -50,7 +50,6 @@ const aptGuard = (v: string) => `database:apt-postgresql-${v}`;
 const MOUNT_WAIT_S = 90;
 
 type Family = "debian-like" | "rhel-like";
-type Ctx = { host: string; phase: string; mask: Masker };
 
 const versions = (pc: PhaseContext) => [...new Set([pc.render.spec.database!.postgresVersion, ...KNOWN_VERSIONS])];
 
@@ -126,7 +125,7 @@ export function postgresOnHost(pc: PhaseContext, host: Host, facts: HostFacts): 
 }
 
 /** A step that cannot be done: planned so the plan says why, and failing in apply with the same words. */
-function blocked(c: Ctx, title: string, why: string, hint: string): Change {
+function blocked(c: OpContext, title: string, why: string, hint: string): Change {
   return { host: c.host, phase: c.phase, title, commands: [script(`echo ${quote(`fmc: ${why}; ${hint}`)} >&2; exit 1`, `stop: ${why}`)], notes: [why, hint] };
 }
 
@@ -168,10 +167,10 @@ function rolesCommand(pc: PhaseContext, l: PostgresLayout): Command {
   return script(body, `psql: roles postgres, ${names} (passwords as SCRAM verifiers, on stdin), databases ${names}`, { data: rolesSql(pc.render), secret: true });
 }
 
-export function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
+function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
   const ctx = pc.render;
   const db = ctx.spec.database!;
-  const c: Ctx = { host: host.name, phase: PHASE, mask: (t) => maskVerifiers(pc.mask(t)) };
+  const c: OpContext = { host: host.name, phase: PHASE, mask: (t) => maskVerifiers(pc.mask(t)) };
   const pg = postgresOnHost(pc, host, facts);
   const { family, layout: l } = pg;
   const root = db.dataDir;

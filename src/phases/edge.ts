@@ -12,8 +12,8 @@ import { cmd, script } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { FAMILIES } from "../hosts/os.js";
 import { FmcError } from "../errors.js";
-import type { Change } from "../ops/change.js";
-import { fileChange, type Masker } from "../ops/file.js";
+import type { Change, OpContext, ChangeSite, Masker } from "../ops/change.js";
+import { fileChange } from "../ops/file.js";
 import { guardFacts, type GuardedSpec } from "../ops/guarded.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
@@ -28,9 +28,9 @@ import type { Phase, PhaseContext } from "./phase.js";
 
 const TRAEFIK_UNIT = "traefik.service";
 /** The SHA-256 of the source (binary or archive) the installed Traefik came from. */
-export const TRAEFIK_SOURCE_MARK = "/var/lib/fmc/traefik.source";
+const TRAEFIK_SOURCE_MARK = "/var/lib/fmc/traefik.source";
 /** sha256sum's line for the installed binary: a replaced binary is noticed. */
-export const TRAEFIK_SUM_MARK = "/var/lib/fmc/traefik.sha256";
+const TRAEFIK_SUM_MARK = "/var/lib/fmc/traefik.sha256";
 
 const PRIVATE_KEY = /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g;
 /** The origin key is not in the secret store: plans show a mask for it, on both sides of a diff. */
@@ -40,7 +40,7 @@ const CERT_HINT =
   "put the Cloudflare Origin CA certificate and its key at .fmc/tls/origin.pem and .fmc/tls/origin-key.pem (in the lab, fmc lab up issues one from the lab CA)";
 
 /** The origin certificate, checked here: it parses, and the key belongs to it. */
-export function originCertificate(pc: PhaseContext): { cert: string; key: string } {
+function originCertificate(pc: PhaseContext): { cert: string; key: string } {
   const oc = pc.originCertificate;
   if (!oc) throw new FmcError("EDGE_CERT", "the edge proxies need the origin certificate for the public names, and there is none", CERT_HINT);
   let matches: boolean;
@@ -97,14 +97,14 @@ function installTraefikCommand(pc: PhaseContext, bin: string): Change["commands"
 }
 
 /** Stops and disables the engine not in use, if a previous run installed it. */
-function stopOther(facts: HostFacts, unit: string, c: { host: string; phase: string }): Change[] {
+function stopOther(facts: HostFacts, unit: string, c: ChangeSite): Change[] {
   const u = facts.units.get(unit);
   if (!u || (u.enabled === "not-found" && u.active !== "active")) return [];
   const s = serviceChange(facts, { unit, enabled: false, running: false }, c);
   return s ? [{ ...s, notes: [...s.notes, `edge.engine is no longer ${unit.replace(".service", "")}`] }] : [];
 }
 
-function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: { host: string; phase: string; mask: Masker }): Change[] {
+function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContext): Change[] {
   const oc = originCertificate(pc);
   const { changes: out, installing } = haproxyPackages(facts, c);
   // the files the config names first: its check loads them
@@ -122,7 +122,7 @@ function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: { host: 
   return out;
 }
 
-function traefikPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: { host: string; phase: string; mask: Masker }): Change[] {
+function traefikPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContext): Change[] {
   const e = pc.render.spec.edge;
   if (!e.traefikBinary)
     throw new FmcError(

@@ -21,13 +21,13 @@ import type { Phase, PhaseContext } from "./phase.js";
 /** The rules as rendered: written and checked on every change, loaded, confirmed. */
 export const FIREWALL_RULES = "/etc/fmc/firewall.nft";
 /** The last rules a new SSH connection got through: what the host loads at boot. */
-export const FIREWALL_BOOT_RULES = "/etc/nftables.d/fmc-firewall.nft";
-export const FIREWALL_UNIT = "fmc-firewall.service";
+const FIREWALL_BOOT_RULES = "/etc/nftables.d/fmc-firewall.nft";
+const FIREWALL_UNIT = "fmc-firewall.service";
 /** The revert's state: prev.nft (what it restores), armed, reverted, live.txt (the table as confirmed). */
-export const FIREWALL_STATE_DIR = "/var/lib/fmc/firewall";
+const FIREWALL_STATE_DIR = "/var/lib/fmc/firewall";
 /** The transient systemd timer (and service) of an armed revert. */
-export const REVERT_UNIT = "fmc-firewall-revert";
-export const DEFAULT_CONFIRM_TIMEOUT_S = 60;
+const REVERT_UNIT = "fmc-firewall-revert";
+const DEFAULT_CONFIRM_TIMEOUT_S = 60;
 const IN_SYNC = "firewall-in-sync";
 
 const d = FIREWALL_STATE_DIR;

@@ -29,7 +29,7 @@ import { markingReload, pendingMarker, reloadPending, serviceChange } from "../o
 import { unitPath } from "../ops/unit.js";
 import { parseK3sVersion } from "../ops/upgrade.js";
 import { k3sUnit } from "../render/ignition.js";
-import { K3S_RESOLV_CONF, k3sConfig, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
+import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../spec/schema.js";
@@ -41,9 +41,9 @@ export const K3S_CONFIG = "/etc/rancher/k3s/config.yaml";
 /** The cluster CA agents pin (K3s: server/tls/server-ca.crt; its SHA-256 is the token's hash part). */
 export const K3S_SERVER_CA = "/var/lib/rancher/k3s/server/tls/server-ca.crt";
 /** Present once this server is an etcd member (K3s starts it from here whatever its config says). */
-export const K3S_ETCD_MEMBER = "/var/lib/rancher/k3s/server/db/etcd/member";
+const K3S_ETCD_MEMBER = "/var/lib/rancher/k3s/server/db/etcd/member";
 /** The kubelet's client certificate: a K3s agent writes it once the cluster admitted it. */
-export const K3S_AGENT_JOINED = "/var/lib/rancher/k3s/agent/client-kubelet.crt";
+const K3S_AGENT_JOINED = "/var/lib/rancher/k3s/agent/client-kubelet.crt";
 
 const G_BIN_PRESENT = "k3s-binary-present";
 const G_BIN_CURRENT = "k3s-binary-current";
@@ -66,7 +66,7 @@ export function supportsBootstrapTokens(version: string): boolean {
 }
 
 /** K3s's secure token: K10 + the SHA-256 of the CA certificate as stored (PEM) + "::" + credentials. */
-export const secureToken = (caPem: string, credentials: string) => `K10${createHash("sha256").update(caPem).digest("hex")}::${credentials}`;
+const secureToken = (caPem: string, credentials: string) => `K10${createHash("sha256").update(caPem).digest("hex")}::${credentials}`;
 
 /** The bootstrap-token Secret `k3s token create` writes (kube-system/bootstrap-token-<id>). */
 export function bootstrapTokenSecret(token: string, expires: Date, description: string): string {
@@ -90,7 +90,7 @@ export function bootstrapTokenSecret(token: string, expires: Date, description: 
 }
 
 /** Whether the cluster exists: the state marker, or a server that is already an etcd member. */
-export function clusterExists(pc: PhaseContext): boolean {
+function clusterExists(pc: PhaseContext): boolean {
   if (pc.render.k3sBootstrapped) return true;
   return pc.render.topo.servers.some((s) => pc.facts?.get(s.name)?.guards.get(G_MEMBER) === 0);
 }
@@ -335,6 +335,3 @@ export const k3sAgents: Phase = {
     return out;
   },
 };
-
-/** For tests and day-2 commands: the config a node should have now. */
-export const desiredK3sConfig = (pc: PhaseContext, host: Host) => k3sConfig(renderFor(pc, clusterExists(pc)), host);

@@ -13,19 +13,18 @@ import { fileChange } from "../ops/file.js";
 import { guardedChange, guardFacts, type GuardedSpec } from "../ops/guarded.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
-import type { Change } from "../ops/change.js";
+import type { Change, OpContext } from "../ops/change.js";
 import type { Host } from "../spec/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";
-export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
+const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 /** What a VIP holder installs besides its proxy: curl runs Keepalived's health check. */
 export const KEEPALIVED_PACKAGES = ["keepalived", "curl"] as const;
 
-type Ctx = { host: string; phase: string; mask: PhaseContext["mask"] };
 
 /** VIPs this host holds right now, from its interface addresses. */
-export function heldVips(pc: PhaseContext, facts: HostFacts): string[] {
+function heldVips(pc: PhaseContext, facts: HostFacts): string[] {
   const addrs = new Set([...facts.addresses.values()].flat().map((a) => a.split("/")[0]));
   return pc.render.spec.vips.filter((v) => addrs.has(v.address)).map((v) => `${v.name} (${v.address})`);
 }
@@ -49,7 +48,7 @@ export const HAPROXY_SELINUX: GuardedSpec = {
 };
 
 /** The boolean, on rhel-like hosts whose facts show SELinux enabled and the boolean off. */
-export function haproxySelinuxChange(facts: HostFacts, c: Ctx): Change | undefined {
+function haproxySelinuxChange(facts: HostFacts, c: OpContext): Change | undefined {
   return facts.os.family === "rhel-like" ? guardedChange(facts, HAPROXY_SELINUX, c) : undefined;
 }
 
@@ -63,7 +62,7 @@ export const keepalivedFacts = () => ({
  * --config-test); the service after them. The script is read at each run and Restart=
  * applies after daemon-reload: neither needs a reload of keepalived.
  */
-export function keepalivedChanges(pc: PhaseContext, host: Host, facts: HostFacts, c: Ctx, installing: boolean): { files: Change[]; service: Change[] } {
+export function keepalivedChanges(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContext, installing: boolean): { files: Change[]; service: Change[] } {
   const files: Change[] = [];
   const script = fileChange(facts, { path: CHECK_SCRIPT, content: checkScript(), mode: 0o755 }, c);
   if (script) files.push(script);
@@ -80,7 +79,7 @@ export function keepalivedChanges(pc: PhaseContext, host: Host, facts: HostFacts
  * changes, and whether a package is installed in this run (its daemon may start with the
  * package's own config first).
  */
-export function haproxyPackages(facts: HostFacts, c: Ctx): { changes: Change[]; installing: (name: string) => boolean } {
+export function haproxyPackages(facts: HostFacts, c: OpContext): { changes: Change[]; installing: (name: string) => boolean } {
   const changes: Change[] = [];
   const pkg = packageChange(facts, FAMILIES[facts.os.family], ["haproxy", ...KEEPALIVED_PACKAGES], c);
   if (pkg) changes.push(pkg);

@@ -27,13 +27,13 @@ import type { Phase, PhaseContext } from "./phase.js";
 export const LONGHORN_MODULES_FILE = "/etc/modules-load.d/fmc-longhorn.conf";
 
 /** Kernel modules Longhorn uses, and what is lost without each. */
-export const LONGHORN_MODULES: ReadonlyArray<{ name: string; why: string }> = [
+const LONGHORN_MODULES: ReadonlyArray<{ name: string; why: string }> = [
   { name: "iscsi_tcp", why: "Longhorn cannot attach volumes on this node" },
   { name: "nfsv4", why: "RWX (ReadWriteMany) Longhorn volumes cannot be mounted on this node" },
   { name: "dm_crypt", why: "encrypted Longhorn volumes cannot be used on this node" },
 ];
 
-export function longhornPackages(family: OsFamilyName): string[] {
+function longhornPackages(family: OsFamilyName): string[] {
   if (family === "debian-like") return ["nfs-common", "open-iscsi", "cryptsetup", "dmsetup"];
   if (family === "rhel-like") return ["nfs-utils", "iscsi-initiator-utils", "cryptsetup", "device-mapper"];
   return []; // Flatcar ships iscsid, the NFS client and cryptsetup in its image
@@ -44,17 +44,17 @@ const loadedGuard = (m: string) => `module-loaded:${m}`;
 const loadableGuard = (m: string) => `module-loadable:${m}`;
 
 /** iscsid by socket activation where the package has the socket; Flatcar runs the service. */
-export const iscsidUnit = (family: OsFamilyName) => (family === "flatcar" ? "iscsid.service" : "iscsid.socket");
+const iscsidUnit = (family: OsFamilyName) => (family === "flatcar" ? "iscsid.service" : "iscsid.socket");
 
 /** Each module: loaded now, loadable, or missing from this kernel. */
-export function moduleStates(facts: HostFacts): Array<{ name: string; why: string; state: "loaded" | "loadable" | "missing" }> {
+function moduleStates(facts: HostFacts): Array<{ name: string; why: string; state: "loaded" | "loadable" | "missing" }> {
   return LONGHORN_MODULES.map((m) => ({
     ...m,
     state: facts.guards.get(loadedGuard(m.name)) === 0 ? "loaded" : facts.guards.get(loadableGuard(m.name)) === 0 ? "loadable" : "missing",
   }));
 }
 
-export function modulesFile(states: ReturnType<typeof moduleStates>): string {
+function modulesFile(states: ReturnType<typeof moduleStates>): string {
   const have = states.filter((m) => m.state !== "missing");
   const missing = states.filter((m) => m.state === "missing");
   return [
@@ -66,7 +66,7 @@ export function modulesFile(states: ReturnType<typeof moduleStates>): string {
 }
 
 /** Where the K3s unit of a node with a Longhorn disk gets its mount ordering (the same drop-in Ignition installs). */
-export const longhornDropInPath = (host: Host) => `/etc/systemd/system/${host.roles.includes("k3s-server") ? "k3s" : "k3s-agent"}.service.d/fmc-longhorn-disk.conf`;
+const longhornDropInPath = (host: Host) => `/etc/systemd/system/${host.roles.includes("k3s-server") ? "k3s" : "k3s-agent"}.service.d/fmc-longhorn-disk.conf`;
 const diskGuard = (d: LonghornDisk) => `block-device:${d.device}`;
 
 const diskOf = (pc: PhaseContext, host: Host): LonghornDisk | undefined => longhornDisks(pc.render.spec).find((d) => d.host === host.name);

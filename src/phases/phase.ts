@@ -1,8 +1,7 @@
 import type { Host } from "../spec/schema.js";
 import type { RenderContext } from "../render/types.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
-import type { Change } from "../ops/change.js";
-import type { Masker } from "../ops/file.js";
+import type { Change, Masker } from "../ops/change.js";
 import type { K3sBundle } from "../ops/bundle.js";
 
 export interface PhaseContext {

@@ -23,7 +23,7 @@ import type { Phase, PhaseContext } from "./phase.js";
 const lvmSpec = (spec: Spec): LvmSpec => ({ device: spec.storage!.device, volumeGroup: spec.storage!.volumeGroup, volumes: spec.storage!.volumes });
 
 /** What the kernel lacks for the spec's storage, from the facts (lab containers lack both). */
-export function missingKernelSupport(spec: Spec, facts: HostFacts): string[] {
+function missingKernelSupport(spec: Spec, facts: HostFacts): string[] {
   const st = spec.storage!;
   const out: string[] = [];
   if (st.volumes.length && facts.guards.get(DM_GUARD) !== undefined && facts.guards.get(DM_GUARD) !== 0) {
@@ -36,7 +36,7 @@ export function missingKernelSupport(spec: Spec, facts: HostFacts): string[] {
 }
 
 /** What depends on the storage host alone, when it is all of the spec's stateful data. */
-export function singlePointOfFailure(spec: Spec): string | undefined {
+function singlePointOfFailure(spec: Spec): string | undefined {
   const st = spec.storage;
   if (!st) return undefined;
   const on: string[] = [];

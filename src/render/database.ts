@@ -16,27 +16,27 @@ export const POSTGRES_PORT = 5432;
 /** The server's socket directory on both families (Debian's /var/run/postgresql is the same place). */
 export const POSTGRES_SOCKET_DIR = "/run/postgresql";
 /** SELinux type of PostgreSQL's data: the NFS mount carries it (NFS has no per-file labels). */
-export const POSTGRES_SELINUX_CONTEXT = "system_u:object_r:postgresql_db_t:s0";
+const POSTGRES_SELINUX_CONTEXT = "system_u:object_r:postgresql_db_t:s0";
 /** Seconds the mount waits for the NFS server at boot (a server that reboots too takes ~40 s). */
-export const MOUNT_RETRY_MIN = 5;
+const MOUNT_RETRY_MIN = 5;
 
 /** Names PostgreSQL keeps for itself: never a spec database or role. */
 const RESERVED = new Set(["postgres", "template0", "template1", "public"]);
 
 /** A SQL identifier, double-quoted (so reserved words such as "user" work); the spec's format allows nothing that needs escaping. */
-export function sqlName(v: string): string {
+function sqlName(v: string): string {
   if (!/^[a-z][a-z0-9_]{0,62}$/.test(v)) throw new FmcError("RENDER_UNSAFE", `refusing to write ${JSON.stringify(v)} as a SQL name`, "database names are lowercase a-z, 0-9 and _");
   return `"${v}"`;
 }
 
 /** A SQL string literal. */
-export function sqlString(v: string): string {
+function sqlString(v: string): string {
   if (/[\0\\]/.test(v)) throw new FmcError("RENDER_UNSAFE", "refusing to write a NUL or backslash into a SQL literal");
   return `'${v.replace(/'/g, "''")}'`;
 }
 
 /** The OS family the spec names for a host (the lab's hosts are Debian whatever it says: phases use facts). */
-export function specFamily(h: Host): "debian-like" | "rhel-like" {
+function specFamily(h: Host): "debian-like" | "rhel-like" {
   return h.os === "debian" ? "debian-like" : "rhel-like";
 }
 
@@ -64,7 +64,7 @@ export const dataMountUnit = (ctx: RenderContext) => mountUnitName(ctx.spec.data
  * at boot. On SELinux hosts the mount labels everything postgresql_db_t; the context
  * needs no quotes (they are only needed around values that hold commas).
  */
-export function mountOptions(family: "debian-like" | "rhel-like"): string {
+function mountOptions(family: "debian-like" | "rhel-like"): string {
   return ["rw", "hard", "vers=4.2", "proto=tcp", "timeo=600", "retrans=2", `retry=${MOUNT_RETRY_MIN}`, "noatime", "_netdev", ...(family === "rhel-like" ? [`context=${POSTGRES_SELINUX_CONTEXT}`] : [])].join(",");
 }
 
@@ -131,7 +131,7 @@ export function postgresDropIn(ctx: RenderContext, layout: PostgresLayout, famil
 }
 
 /** The subnets the applications connect from: those of the K3s nodes (else a subnet named cluster). */
-export function clusterSubnets(ctx: RenderContext): string[] {
+function clusterSubnets(ctx: RenderContext): string[] {
   const k3s = ctx.spec.hosts.filter((h) => h.roles.includes("k3s-server") || h.roles.includes("k3s-agent"));
   const out = new Set<string>();
   for (const h of k3s) {

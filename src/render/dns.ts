@@ -111,7 +111,7 @@ export function zoneFor(render: (serial: number) => string, current: string | un
 }
 
 /** The date of an offline render: SOURCE_DATE_EPOCH when set (reproducible builds), else now. */
-export function renderDate(): Date {
+function renderDate(): Date {
   const epoch = process.env.SOURCE_DATE_EPOCH;
   return epoch && /^\d+$/.test(epoch) ? new Date(Number(epoch) * 1000) : new Date();
 }
@@ -278,8 +278,8 @@ export function etcHosts(ctx: RenderContext, host: Host): string {
 //      so enrollment works before the client's resolver does.
 
 export const IPA_SECRET_DIR = "/root/.fmc";
-export const IPA_OTP_DIR = `${IPA_SECRET_DIR}/otp`;
-export const IPA_CLIENT_OTP = `${IPA_SECRET_DIR}/ipa-otp`;
+const IPA_OTP_DIR = `${IPA_SECRET_DIR}/otp`;
+const IPA_CLIENT_OTP = `${IPA_SECRET_DIR}/ipa-otp`;
 /** Where fmc apply keeps the scripts on the IPA host. */
 export const IPA_SERVER_SCRIPT = `${IPA_SECRET_DIR}/ipa-server-install.sh`;
 export const IPA_RECORDS_SCRIPT = `${IPA_SECRET_DIR}/ipa-records.sh`;

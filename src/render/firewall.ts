@@ -44,7 +44,7 @@ function resolved(ctx: RenderContext, ref: string): string {
 }
 
 /** The firewall's LAN interfaces, one per LAN subnet, in subnet order. */
-export function lanInterfaces(ctx: RenderContext): string[] {
+function lanInterfaces(ctx: RenderContext): string[] {
   return [...new Set(ctx.topo.lanSegments.map((s) => s.firewallInterface))];
 }
 

@@ -13,7 +13,7 @@ import {
   LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits,
 } from "./storage.js";
 
-export const IGNITION_VERSION = "3.4.0";
+const IGNITION_VERSION = "3.4.0";
 
 interface IgnFile {
   path: string;
@@ -126,7 +126,7 @@ export function k3sUnit(server: boolean, s3CredentialsFile?: string, o: { bin?: 
   );
 }
 
-export function networkdFile(ctx: RenderContext, host: Host): string {
+function networkdFile(ctx: RenderContext, host: Host): string {
   const { topo, spec } = ctx;
   const gw = topo.gatewayOf(host.address);
   return unitFile(
@@ -152,7 +152,7 @@ export function networkdFile(ctx: RenderContext, host: Host): string {
  * activating, so the K3s start job waits rather than failing (systemd.service(5),
  * Restart=; oneshot units may use Restart=on-failure since systemd 244).
  */
-export function k3sInstallUnit(ctx: RenderContext): string {
+function k3sInstallUnit(ctx: RenderContext): string {
   return unitFile(
     {
       Unit: [
@@ -182,7 +182,7 @@ export function k3sInstallUnit(ctx: RenderContext): string {
  * goes to the upstream resolvers set here. So a node whose internal DNS is not up yet at
  * first boot still resolves github.com for the K3s download, and no internal name leaks.
  */
-export function resolvedDropIn(ctx: RenderContext): string {
+function resolvedDropIn(ctx: RenderContext): string {
   return unitFile({ Resolve: [["DNS", ctx.spec.network.upstreamDns.join(" ")], ["FallbackDNS", ""]] }, HEADER_TEXT);
 }
 
@@ -192,7 +192,7 @@ export function resolvedDropIn(ctx: RenderContext): string {
  * which kured (k3s.reboots) watches: it drains and reboots one node at a time
  * (flatcar.org/docs/latest/setup/releases/update-strategies).
  */
-export function flatcarUpdateConf(ctx: RenderContext): string {
+function flatcarUpdateConf(ctx: RenderContext): string {
   return lines(HEADER("#"), `GROUP=${ctx.spec.provisioning.flatcarChannel}`, "REBOOT_STRATEGY=off");
 }
 

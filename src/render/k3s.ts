@@ -9,7 +9,7 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT, HEADER, lines } from "./types.js";
 
 export const STORAGE_TAINT = "node-role.fmc.dev/storage=true:NoSchedule";
-export const LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk";
+const LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk";
 /**
  * The taint K3s documents for servers that run no user workloads ("If you wish to have a
  * dedicated control plane … --node-taint CriticalAddonsOnly=true:NoExecute",
@@ -30,7 +30,7 @@ export function serverTainted(spec: Spec): boolean {
  * traefik while the ingress is on is refused by fmc validate), plus local-storage when
  * Longhorn is the default StorageClass.
  */
-export function k3sDisabled(spec: Spec): string[] {
+function k3sDisabled(spec: Spec): string[] {
   const out: string[] = spec.k3s.disable.filter((d) => d !== "traefik");
   if (!spec.services.ingress.enabled) out.unshift("traefik");
   // K3s's local-path StorageClass is annotated default; Longhorn's is too: one must go
@@ -39,12 +39,12 @@ export function k3sDisabled(spec: Spec): string[] {
 }
 
 /** The server that bootstraps the cluster (cluster-init), or undefined once it exists. */
-export function bootstrapServer(ctx: RenderContext): Host | undefined {
+function bootstrapServer(ctx: RenderContext): Host | undefined {
   return ctx.k3sBootstrapped ? undefined : ctx.topo.servers[0];
 }
 
 /** etcd-s3* keys (k3s-io/k3s pkg/cli/cmds/server.go); the keys come from credentialsFile's environment. */
-export function etcdS3Config(spec: Spec): Record<string, unknown> {
+function etcdS3Config(spec: Spec): Record<string, unknown> {
   const s3 = spec.k3s.etcdS3;
   if (!s3) return {};
   const cfg: Record<string, unknown> = { "etcd-s3": true, "etcd-s3-endpoint": s3.endpoint, "etcd-s3-bucket": s3.bucket };
@@ -55,7 +55,7 @@ export function etcdS3Config(spec: Spec): Record<string, unknown> {
   return cfg;
 }
 
-export function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
+function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
   const { spec, topo } = ctx;
   const vip = topo.apiVip.address;
   const isServer = host.roles.includes("k3s-server");

@@ -24,7 +24,7 @@ const word = (v: string) => configWord("keepalived.conf", v);
 export const CHECK_SCRIPT = "/etc/keepalived/fmc-check-proxy";
 
 /** The proxy a VIP's holders run: HAProxy on the load balancers, the edge engine on edge nodes. */
-export function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {
+function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {
   return vip.role === "loadbalancer" ? "haproxy" : ctx.spec.edge.engine;
 }
 
@@ -32,13 +32,13 @@ export function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traef
  * The proxy's own health endpoint on the holder's address: HAProxy's `monitor-uri /ping`
  * on its metrics frontend, or Traefik's ping on its metrics entry point.
  */
-export function healthUrl(ctx: RenderContext, vip: Vip, host: Host): string {
+function healthUrl(ctx: RenderContext, vip: Vip, host: Host): string {
   const port = vip.role === "loadbalancer" ? ctx.spec.loadBalancer.metricsPort : ctx.spec.edge.metricsPort;
   return `http://${host.address}:${port}/ping`;
 }
 
 /** vrrp_script timing from spec.vrrp.checkMs: keepalived runs the loop every `interval` s. */
-export function checkTiming(checkMs: number): { interval: number; timeout: number; everyMs: number; spanMs: number } {
+function checkTiming(checkMs: number): { interval: number; timeout: number; everyMs: number; spanMs: number } {
   const interval = Math.max(1, Math.ceil(checkMs / 1000));
   // checks until ~150 ms before the next run is due: a run still going then would be skipped
   const spanMs = checkMs < 1000 ? interval * 1000 - 150 : 0;

@@ -18,23 +18,26 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { SERVER_TAINT, serverTainted, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
-import { LONGHORN_RESERVED_PERCENT, longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
+import { LONGHORN_RESERVED_PERCENT, longhornReplicas } from "./storage.js";
+import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, REDIS_PODS, workloadNodes } from "./volumes.js";
+
+export { longhornCapacity, longhornClaims, type LonghornCapacity, type VolumeClaim } from "./volumes.js";
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
 /** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */
-export const INGRESS_CLASS = "traefik";
+const INGRESS_CLASS = "traefik";
 /** Names of the operator-run resources; ECK and Strimzi derive Services and Secrets from them. */
-export const ELASTICSEARCH = "elasticsearch";
-export const KIBANA = "kibana";
-export const KAFKA = "kafka";
-export const KAFKA_POOL = "kraft";
+const ELASTICSEARCH = "elasticsearch";
+const KIBANA = "kibana";
+const KAFKA = "kafka";
+const KAFKA_POOL = "kraft";
 /** ECK's Services and Secrets of those (cloud-on-k8s pkg/apis/{elasticsearch,kibana}/v1/name.go and pkg/controller/common/certificates/secret.go). */
-export const ES_HTTP_SERVICE = `${ELASTICSEARCH}-es-http`;
-export const ES_CA_SECRET = `${ELASTICSEARCH}-es-http-certs-public`;
-export const KIBANA_SERVICE = `${KIBANA}-kb-http`;
-export const KIBANA_PORT = 5601;
+const ES_HTTP_SERVICE = `${ELASTICSEARCH}-es-http`;
+const ES_CA_SECRET = `${ELASTICSEARCH}-es-http-certs-public`;
+const KIBANA_SERVICE = `${KIBANA}-kb-http`;
+const KIBANA_PORT = 5601;
 /** The elastic user's credentials: a file-realm user ECK reads (spec.auth.fileRealm), so the password is the secret store's. */
-export const ELASTIC_USER_SECRET = "elasticsearch-elastic-user-fmc";
+const ELASTIC_USER_SECRET = "elasticsearch-elastic-user-fmc";
 
 const MANAGED = { "app.kubernetes.io/managed-by": "fmc" };
 
@@ -95,14 +98,14 @@ const toleration = tolerationOf(STORAGE_TAINT);
 const everyNode = (spec: Spec) => [toleration, ...(serverTainted(spec) ? [tolerationOf(SERVER_TAINT)] : [])];
 
 /** The sentinel Flatcar's update_engine leaves after applying an update (releases after 3067.0.0). */
-export const REBOOT_SENTINEL = "/run/reboot-required";
+const REBOOT_SENTINEL = "/run/reboot-required";
 
 /**
  * kured (kubereboot/charts charts/kured, values.yaml at commit 892721751add): one node at a
  * time (concurrency 1), cordoned and drained before its reboot and uncordoned after, when
  * REBOOT_SENTINEL exists on the node. The sentinel's directory is mounted from the host.
  */
-export function kuredChart(spec: Spec): HelmChart {
+function kuredChart(spec: Spec): HelmChart {
   const r = spec.k3s.reboots;
   const configuration: Record<string, unknown> = {
     useRebootSentinelHostPath: true,
@@ -121,93 +124,6 @@ function pvc(name: string, namespace: string, storageClass: string, size: string
     metadata: { name, namespace, labels: { "app.kubernetes.io/managed-by": "fmc" } },
     spec: { accessModes: [mode], storageClassName: storageClass, resources: { requests: { storage: size } } },
   });
-}
-
-// Pods with a volume each, shared by the rendered resources and Longhorn's capacity check.
-const ALERTMANAGER_SIZE = "2Gi";
-/** redis-ha: three pods, each Redis with a Sentinel beside it (Sentinel's quorum of 2 needs three). */
-const REDIS_PODS = 3;
-/** Strimzi: one KRaft node pool of three nodes, each a controller and a broker. */
-const KAFKA_NODES = 3;
-/** Volume sizes when the spec gives none: written into the resources, so what Longhorn is asked for is what was counted. */
-export const DEFAULT_SIZE = { prometheus: "20Gi", grafana: "5Gi", elasticsearch: "30Gi", redis: "8Gi", kafka: "8Gi" } as const;
-
-/** One Elasticsearch node per ingress backend (agents that are not the storage host), at most 3. */
-function elasticsearchReplicas(spec: Spec): number {
-  const backends = spec.hosts.filter((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server") && !h.roles.includes("storage"));
-  return Math.min(3, Math.max(1, backends.length));
-}
-
-/** Nodes that take ordinary workloads: agents other than the (tainted) storage host, and servers when they are not tainted. */
-function workloadNodes(spec: Spec): number {
-  const tainted = serverTainted(spec);
-  return spec.hosts.filter((h) => (h.roles.includes("k3s-agent") && !h.roles.includes("storage")) || (h.roles.includes("k3s-server") && !tainted)).length;
-}
-
-export interface VolumeClaim {
-  readonly service: ServiceName;
-  /** The pods' volumes: "elasticsearch data", "redis master"… */
-  readonly what: string;
-  readonly count: number;
-  readonly sizeGiB: number;
-}
-
-const gib = (q: string) => {
-  const m = /^(\d+)(Mi|Gi|Ti)$/.exec(q)!;
-  return Number(m[1]) * { Mi: 1 / 1024, Gi: 1, Ti: 1024 }[m[2] as "Mi" | "Gi" | "Ti"];
-};
-
-/**
- * The Longhorn volumes the enabled services request: fmc's own claims (Prometheus,
- * Grafana) and the per-pod claims of the charts and operators (Elasticsearch, Redis,
- * Kafka, Alertmanager). A service without a storageClass uses the default class, which is
- * Longhorn's when it is enabled. Sizes left unset are DEFAULT_SIZE (Alertmanager: fmc's).
- */
-export function longhornClaims(spec: Spec): VolumeClaim[] {
-  const svc = spec.services;
-  const onLonghorn = (c: ChartSpec) => c.enabled && svc.longhorn.enabled && (c.storageClass ?? "longhorn") === "longhorn";
-  const out: VolumeClaim[] = [];
-  const add = (service: ServiceName, what: string, count: number, size: string) => out.push({ service, what, count, sizeGiB: gib(size) });
-  if (svc.prometheus.enabled && svc.prometheus.storageClass === "longhorn") add("prometheus", "Prometheus server", 1, svc.prometheus.size ?? DEFAULT_SIZE.prometheus);
-  if (onLonghorn(svc.prometheus)) add("prometheus", "Alertmanager", 1, ALERTMANAGER_SIZE);
-  if (svc.grafana.enabled && svc.grafana.storageClass === "longhorn") add("grafana", "Grafana", 1, svc.grafana.size ?? DEFAULT_SIZE.grafana);
-  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? DEFAULT_SIZE.elasticsearch);
-  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", REDIS_PODS, svc.redis.size ?? DEFAULT_SIZE.redis);
-  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_NODES, svc.kafka.size ?? DEFAULT_SIZE.kafka);
-  return out;
-}
-
-export interface LonghornCapacity {
-  readonly disks: readonly LonghornDisk[];
-  readonly replicas: number;
-  /** Disks whose size the spec does not give: not counted. */
-  readonly unknown: readonly LonghornDisk[];
-  /** Volume space Longhorn can place with `replicas` copies on different nodes. */
-  readonly placeableGiB: number;
-  readonly claims: readonly VolumeClaim[];
-  readonly requestedGiB: number;
-  /** The largest single volume, and the most one volume can be (its copies each on another node). */
-  readonly largestGiB: number;
-  readonly largestPlaceableGiB: number;
-}
-
-/** Longhorn's schedulable space against what the charts request, with replicas. */
-export function longhornCapacity(spec: Spec): LonghornCapacity {
-  const disks = longhornDisks(spec);
-  const replicas = longhornReplicas(spec);
-  const known = disks.filter((d) => d.sizeGiB !== undefined);
-  const caps = known.map((d) => schedulableGiB(d.sizeGiB!)).sort((a, b) => b - a);
-  const claims = longhornClaims(spec);
-  return {
-    disks,
-    replicas,
-    unknown: disks.filter((d) => d.sizeGiB === undefined),
-    placeableGiB: placeableGiB(caps, replicas),
-    claims,
-    requestedGiB: claims.reduce((a, c) => a + c.count * c.sizeGiB, 0),
-    largestGiB: Math.max(0, ...claims.map((c) => c.sizeGiB)),
-    largestPlaceableGiB: caps[replicas - 1] ?? 0,
-  };
 }
 
 const host = (spec: Spec, name: string) => `${name}.${spec.domain}`;
@@ -314,7 +230,7 @@ export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingre
  * (service.type became service.spec.type), and which chart a node runs depends on the
  * K3s release, so the NodePorts come from fmc's own Service (traefikNodePorts).
  */
-export function traefikValues(ctx: RenderContext): Record<string, unknown> {
+function traefikValues(ctx: RenderContext): Record<string, unknown> {
   const lbs = ctx.topo.withRole("loadbalancer").map((h) => `${h.address}/32`);
   const forwarded = lbs.length ? { forwardedHeaders: { trustedIPs: lbs } } : {};
   return {
@@ -328,14 +244,14 @@ export function traefikValues(ctx: RenderContext): Record<string, unknown> {
 }
 
 /** The pods of K3s's Traefik: the chart's selector labels (immutable, traefik.labelselector) for release traefik in kube-system. */
-export const TRAEFIK_SELECTOR = { "app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system" };
+const TRAEFIK_SELECTOR = { "app.kubernetes.io/name": "traefik", "app.kubernetes.io/instance": "traefik-kube-system" };
 
 /**
  * The NodePorts HAProxy forwards 80/443 to, onto Traefik's web and websecure container
  * ports. Local: a node answers only with its own Traefik pod, so HAProxy's health check
  * sees that pod, and no second hop hides the load balancer's address.
  */
-export function traefikNodePorts(spec: Spec): Service {
+function traefikNodePorts(spec: Spec): Service {
   const np = spec.k3s.ingressNodePorts;
   return new Service({
     metadata: { name: "traefik-nodeports", namespace: "kube-system", labels: MANAGED },
@@ -356,7 +272,7 @@ function helmChartConfig(name: string, values: Record<string, unknown>): HelmCha
 }
 
 /** ECK's Elasticsearch (and Kibana beside it): TLS by ECK (renewed before expiry), the elastic user from a Secret. */
-export function elasticResources(spec: Spec): CustomResource[] {
+function elasticResources(spec: Spec): CustomResource[] {
   const es = spec.services.elasticsearch;
   const ns = es.namespace;
   const out: CustomResource[] = [
@@ -406,7 +322,7 @@ export function elasticResources(spec: Spec): CustomResource[] {
 }
 
 /** Strimzi's Kafka in KRaft mode: one node pool of controller+broker nodes, replication 3. */
-export function kafkaResources(spec: Spec): CustomResource[] {
+function kafkaResources(spec: Spec): CustomResource[] {
   const k = spec.services.kafka;
   const ns = k.namespace;
   return [
@@ -449,7 +365,7 @@ export function kafkaResources(spec: Spec): CustomResource[] {
 }
 
 /** The services installed from a chart of their own, enabled ones, in SERVICE_NAMES order. */
-export function chartServices(spec: Spec): Array<{ name: Exclude<ServiceName, "ingress" | "kibana">; chart: ChartSpec }> {
+function chartServices(spec: Spec): Array<{ name: Exclude<ServiceName, "ingress" | "kibana">; chart: ChartSpec }> {
   const out: Array<{ name: Exclude<ServiceName, "ingress" | "kibana">; chart: ChartSpec }> = [];
   for (const [name, s] of Object.entries(spec.services) as Array<[ServiceName, Spec["services"][ServiceName]]>) {
     if (name === "ingress" || name === "kibana" || !s.enabled || !("repo" in s)) continue;
@@ -530,7 +446,7 @@ export function manifests(ctx: RenderContext): Manifest[] {
   return out;
 }
 
-export function toYamlDocuments(objects: Manifest["objects"]): string {
+function toYamlDocuments(objects: Manifest["objects"]): string {
   return objects.map((o) => stringify("toJSON" in o && typeof o.toJSON === "function" ? o.toJSON() : o, { aliasDuplicateObjects: false })).join("---\n");
 }
 

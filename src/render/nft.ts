@@ -13,7 +13,7 @@ export interface NftRules {
 }
 
 /** ICMPv6 a host needs on its links: neighbour and router discovery (hop limit 255, i.e. on-link only), errors, echo. */
-export const ICMPV6_INPUT = [
+const ICMPV6_INPUT = [
   "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert } ip6 hoplimit 255 accept",
   "icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem, echo-request, mld-listener-query } accept",
 ];

@@ -40,7 +40,7 @@ export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unkno
   return jobs.filter((j) => j.static_configs.length > 0);
 }
 
-export function prometheusConfig(ctx: RenderContext): Record<string, unknown> {
+function prometheusConfig(ctx: RenderContext): Record<string, unknown> {
   return {
     global: { scrape_interval: "30s", evaluation_interval: "30s", external_labels: { cluster: ctx.spec.name } },
     scrape_configs: [

@@ -40,7 +40,7 @@ const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
 const ref = (type: string, name: string, attr = "id") => `\${${type}.${id(name)}.${attr}}`;
 
 /** The firewall host that routes between the subnets, when the spec has one. */
-export function routingFirewall(ctx: RenderContext): Host | undefined {
+function routingFirewall(ctx: RenderContext): Host | undefined {
   const name = ctx.spec.firewall?.host;
   const h = name === undefined ? undefined : ctx.topo.hostsByName.get(name);
   return h?.roles.includes("firewall") ? h : undefined;
@@ -151,7 +151,7 @@ function ntpConfig(ctx: RenderContext, h: Host): Record<string, unknown> {
  * gets its own state (file, key, address or schema). Credentials are never here: each
  * backend reads them from the environment.
  */
-export function backendConfig(ctx: RenderContext, module: TerraformModule): Record<string, unknown> | undefined {
+function backendConfig(ctx: RenderContext, module: TerraformModule): Record<string, unknown> | undefined {
   const b = ctx.spec.provisioning.backend;
   const name = ctx.spec.name;
   if (b?.local) return { local: { path: lit(`${b.local.dir}/${name}-${module}.tfstate`) } };
@@ -195,7 +195,7 @@ export function backendConfig(ctx: RenderContext, module: TerraformModule): Reco
  * references are bare traversals and the key reference an interpolation, as OpenTofu's
  * own JSON tests write them (internal/encryption/dual_custody_test.go).
  */
-export function encryptionConfig(ctx: RenderContext): Record<string, unknown> | undefined {
+function encryptionConfig(ctx: RenderContext): Record<string, unknown> | undefined {
   const e = ctx.spec.provisioning.stateEncryption;
   if (!e) return undefined;
   const target = { method: "method.aes_gcm.fmc", ...(e.fromUnencrypted ? { fallback: { method: "method.unencrypted.migrate" } } : { enforced: true }) };
@@ -256,7 +256,7 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
   return { userData: `#cloud-config\n${stringify(userData)}`, networkConfig: stringify(networkConfig) };
 }
 
-export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
+function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
   const { spec } = ctx;
   const vms = spec.hosts.filter((h) => h.vm);
   const pool = "fmc";
@@ -356,7 +356,7 @@ export function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
 export const recordFqdn = (zone: string, name: string) => (name === "@" ? zone : `${name}.${zone}`);
 
 /** wireguard.endpoint's record name in the Cloudflare zone ("@" for the apex), if it is a name there. */
-export function endpointRecord(ctx: RenderContext): string | undefined {
+function endpointRecord(ctx: RenderContext): string | undefined {
   const { cloudflare, wireguard } = ctx.spec;
   return cloudflare && wireguard?.endpoint ? recordInZone(cloudflare.zone, wireguard.endpoint) : undefined;
 }

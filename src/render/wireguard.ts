@@ -22,16 +22,16 @@ export interface Tunnel {
 }
 
 /** The connection mark of flows that arrived through the tunnel on the LAN peer. */
-export const TUNNEL_MARK = "0xca6c";
+const TUNNEL_MARK = "0xca6c";
 /** The LAN peer's routing table for them: default dev wg0. */
-export const TUNNEL_TABLE = 51820;
+const TUNNEL_TABLE = 51820;
 /** The priority of the fwmark rule: before the main table (32766). */
-export const TUNNEL_RULE_PRIORITY = 20000;
+const TUNNEL_RULE_PRIORITY = 20000;
 /** The LAN peer's own nftables table (marks, MSS clamp), loaded by wg-quick's PostUp. */
-export const TUNNEL_NFT_TABLE = "fmc_tunnel";
+const TUNNEL_NFT_TABLE = "fmc_tunnel";
 export const TUNNEL_NFT = "/etc/wireguard/fmc_tunnel.nft";
 /** The gateway's nftables table, loaded by its own unit before the tunnel comes up. */
-export const GATEWAY_NFT_TABLE = "fmc_gateway";
+const GATEWAY_NFT_TABLE = "fmc_gateway";
 export const GATEWAY_NFT = "/etc/fmc/fmc_gateway.nft";
 export const GATEWAY_NFT_UNIT = "fmc-gateway-nftables.service";
 
@@ -47,7 +47,7 @@ export function tunnelOf(ctx: RenderContext): Tunnel | undefined {
 }
 
 /** The LAN prefixes behind the LAN peer: every subnet except the tunnel's own. */
-export function lanPrefixes(ctx: RenderContext): string[] {
+function lanPrefixes(ctx: RenderContext): string[] {
   return ctx.topo.lanSegments.map((l) => l.subnet.cidr);
 }
 

@@ -14,7 +14,7 @@ import type { Artifact } from "./types.js";
 import { FmcError } from "../errors.js";
 import { parseStored } from "../state/stored.js";
 
-export const MARKER = ".fmc-render";
+const MARKER = ".fmc-render";
 const GITIGNORE = ".gitignore";
 
 /** What Terraform keeps in its working directory: never fmc's to touch. */
@@ -23,7 +23,7 @@ const TERRAFORM_FILES = [/^terraform\.tfstate(\.backup|\.d)?$/, /^\.terraform(\.
  * A Terraform working file (or directory) in a module's directory, terraform/<module>/,
  * or in terraform/ itself, where the single root module of earlier renders kept its state.
  */
-export const isTerraformWorkingFile = (rel: string) => {
+const isTerraformWorkingFile = (rel: string) => {
   const parts = rel.split("/");
   if (parts[0] !== "terraform" || parts.length < 2 || parts.length > 3) return false;
   return TERRAFORM_FILES.some((r) => r.test(parts[parts.length - 1]!));
@@ -42,7 +42,7 @@ const Manifest = z.object({ files: z.array(z.string()) });
 const TMP = /^\..+\.fmc-tmp-\d+$/;
 
 /** An artifact path: relative, "/"-separated, plain names, no "." or ".." segments. */
-export function checkArtifactPath(p: string): void {
+function checkArtifactPath(p: string): void {
   const ok = p.length > 0 && p.length <= 1024 && p.split("/").every((s) => /^[A-Za-z0-9_@\\][A-Za-z0-9._@\\-]{0,254}$/.test(s) || /^\.[A-Za-z0-9_][A-Za-z0-9._-]*$/.test(s));
   if (!ok || p.split("/").some((s) => s === "." || s === "..")) {
     throw new FmcError("RENDER_PATH", `refusing to write ${JSON.stringify(p)}: not a plain relative path inside the output directory`, "this is a bug in a renderer; please report it");

@@ -5,7 +5,7 @@ import { posix } from "node:path";
 import { z } from "zod";
 
 /** Characters no spec value may contain: C0/C1 controls, DEL, line/paragraph separators, bidi overrides, BOM. */
-export const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]/;
 
 /** The first control character of a string, as U+XXXX, or undefined. */
 export function controlChar(s: string): string | undefined {
@@ -141,7 +141,7 @@ export const recordName = z
 export const sshKeyEntry = z.string().min(1).max(16384);
 
 /** NFS export options fmc knows the meaning of (exports(5)); anything else is refused. */
-export const NFS_FLAGS = [
+const NFS_FLAGS = [
   "rw", "ro", "sync", "async", "secure", "insecure", "wdelay", "no_wdelay", "hide", "nohide", "crossmnt",
   "subtree_check", "no_subtree_check", "insecure_locks", "secure_locks", "root_squash", "no_root_squash",
   "all_squash", "no_all_squash", "acl", "no_acl",

@@ -57,11 +57,6 @@ export function broadcast(cidr: Cidr): number {
   return (cidr.network | ~mask(cidr.prefix)) >>> 0;
 }
 
-/** The nth address of a subnet (1 = first usable). */
-export function nthHost(cidr: Cidr, n: number): number {
-  return (cidr.network + n) >>> 0;
-}
-
 /** Strict parse for code paths that run after validation. */
 export function cidrOf(text: string): Cidr {
   const c = parseCidr(text);

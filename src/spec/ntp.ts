@@ -5,13 +5,13 @@
 import { SpecSchema, type OsFamily, type Spec } from "./schema.js";
 
 /** The vendor pool each OS's packaged chrony.conf names (`pool 2.<os>.pool.ntp.org iburst`). */
-export const OS_NTP_POOL: Readonly<Record<Exclude<OsFamily, "flatcar">, string>> = {
+const OS_NTP_POOL: Readonly<Record<Exclude<OsFamily, "flatcar">, string>> = {
   almalinux: "2.almalinux.pool.ntp.org",
   debian: "2.debian.pool.ntp.org",
 };
 
 /** network.ntp's default, read from the schema itself. */
-export const DEFAULT_NTP: readonly string[] = SpecSchema.shape.network.shape.ntp.parse(undefined);
+const DEFAULT_NTP: readonly string[] = SpecSchema.shape.network.shape.ntp.parse(undefined);
 
 const isDefault = (ntp: readonly string[]) => ntp.length === DEFAULT_NTP.length && ntp.every((s, i) => s === DEFAULT_NTP[i]);
 

@@ -359,7 +359,7 @@ const Ingress = z
     "the in-cluster ingress controller: K3s's packaged Traefik (its chart comes with k3s.version), a DaemonSet configured by a HelmChartConfig, reached through fmc's NodePort Service on k3s.ingressNodePorts; ingress class traefik",
   );
 
-export const SERVICE_NAMES = [
+const SERVICE_NAMES = [
   "longhorn",
   "nfsCsi",
   "ingress",
@@ -405,7 +405,6 @@ const Services = z
  * the mode); "none" renders no cpu block, leaving QEMU's default model (qemu64).
  */
 export const CPU_MODES = ["host-passthrough", "host-model", "maximum", "none"] as const;
-export type CpuMode = (typeof CPU_MODES)[number];
 
 /** Where Terraform keeps each root module's state: at most one of these (none: terraform.tfstate in the module's directory under -o). */
 const StateBackend = z

@@ -10,7 +10,7 @@ domain: microcloud.lan            # internal DNS domain served by FreeIPA
 ssh:
   user: core                      # Flatcar's default user; AlmaLinux/Debian hosts override below
   keys: []                        # add your keys: "ssh-ed25519 AAAA… you@laptop" or "~/.ssh/id_ed25519.pub"
-  generatedKey: true              # fmc creates its own admin key in .fmc/ssh/ (never committed)
+  generatedKey: true              # fmc's own admin key, in .fmc/secrets.json (0600, never committed): fmc secrets show admin-ssh
 
 network:
   cidr: 10.17.0.0/16              # everything private lives in here

@@ -10,9 +10,10 @@ import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { parseStored } from "./stored.js";
+import { stateIo } from "./dir.js";
 import type { StateDir } from "./secrets.js";
 
-export const K3S_BOOTSTRAP_FILE = "k3s-bootstrapped.json";
+const K3S_BOOTSTRAP_FILE = "k3s-bootstrapped.json";
 
 const Marker = z.strictObject({
   version: z.literal(1),
@@ -23,10 +24,10 @@ const Marker = z.strictObject({
 export type K3sBootstrap = z.infer<typeof Marker>;
 
 /** The marker, or undefined when the cluster has not been bootstrapped from this state directory. */
-export function readK3sBootstrap(dir: StateDir): K3sBootstrap | undefined {
+function readK3sBootstrap(dir: StateDir): K3sBootstrap | undefined {
   const file = join(dir.path, K3S_BOOTSTRAP_FILE);
   if (!existsSync(file)) return undefined;
-  return parseStored(readFileSync(file, "utf8"), Marker, (why) => new FmcError("STATE_CORRUPT", `${file} is not a marker fmc wrote: ${why}`, "remove it only if the cluster was never bootstrapped; otherwise fix it"));
+  return parseStored(stateIo(dir.path, file, "read", () => readFileSync(file, "utf8")), Marker, (why) => new FmcError("STATE_CORRUPT", `${file} is not a marker fmc wrote: ${why}`, "remove it only if the cluster was never bootstrapped; otherwise fix it"));
 }
 
 /** Whether `cluster` was bootstrapped (a marker for another cluster name does not count). */
@@ -41,10 +42,10 @@ export function isK3sBootstrapped(dir: StateDir, cluster: string): boolean {
  */
 export function markK3sBootstrapped(dir: StateDir, cluster: string, firstServer: string, at = new Date()): K3sBootstrap {
   const marker: K3sBootstrap = { version: 1, cluster, firstServer, at: at.toISOString() };
-  mkdirSync(dir.path, { recursive: true, mode: 0o700 });
   const file = join(dir.path, K3S_BOOTSTRAP_FILE);
-  writeFileSync(`${file}.tmp`, JSON.stringify(marker, null, 2) + "\n", { mode: 0o600 });
-  renameSync(`${file}.tmp`, file);
+  stateIo(dir.path, dir.path, "create", () => mkdirSync(dir.path, { recursive: true, mode: 0o700 }));
+  stateIo(dir.path, `${file}.tmp`, "write", () => writeFileSync(`${file}.tmp`, JSON.stringify(marker, null, 2) + "\n", { mode: 0o600 }));
+  stateIo(dir.path, file, "replace", () => renameSync(`${file}.tmp`, file));
   return marker;
 }
 
@@ -52,6 +53,6 @@ export function markK3sBootstrapped(dir: StateDir, cluster: string, firstServer:
 export function forgetK3sBootstrap(dir: StateDir): boolean {
   const file = join(dir.path, K3S_BOOTSTRAP_FILE);
   if (!existsSync(file)) return false;
-  rmSync(file);
+  stateIo(dir.path, file, "remove", () => rmSync(file));
   return true;
 }

@@ -14,9 +14,10 @@
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
+import { checkStateAccess, statePermissionError } from "./dir.js";
 
 export interface Lock {
   release(): void;
@@ -43,7 +44,8 @@ type Outcome =
 
 /** Takes the lock, or throws LOCKED; with waitMs, keeps trying that long while another holds it. */
 export function acquireLock(stateDir: string, what = "apply", waitMs = 0): Lock {
-  io(stateDir, "create the state directory", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }));
+  io(stateDir, "create the state directory", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }), stateDir);
+  checkStateAccess(stateDir);
   const path = join(stateDir, `${what}.lock`);
   const waitUntil = Date.now() + waitMs;
   let r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
@@ -167,10 +169,13 @@ function remove(path: string): void {
   });
 }
 
-function io<T>(path: string, action: string, fn: () => T): T {
+/** A file operation on the lock files, which sit directly in the state directory (`root`). */
+function io<T>(path: string, action: string, fn: () => T, root = dirname(path)): T {
   try {
     return fn();
   } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") throw statePermissionError(root, path, action);
     throw new FmcError("LOCK_IO", `cannot ${action} ${path}: ${(e as Error).message}`, "check that the state directory is a writable local directory");
   }
 }

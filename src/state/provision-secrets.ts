@@ -5,13 +5,13 @@
 // in <stateDir>/provisioning-secrets.json, mode 0600, replaced atomically under the
 // secrets lock.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
-import { refuseTrackedState } from "./secrets.js";
+import { openStateDir, stateIo } from "./dir.js";
 
 export const PROVISION_SECRETS = {
   "cloudflare-api-token": {
@@ -43,15 +43,8 @@ const Store = z.object({
 
 export const provisionSecretsFile = (stateDir: string) => join(stateDir, FILE);
 
-function io<T>(path: string, what: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err instanceof FmcError) throw err;
-    throw new FmcError(err.code === "EACCES" || err.code === "EPERM" ? "STATE_PERMISSION" : "STATE_IO", `cannot ${what} ${path}: ${err.message}`);
-  }
-}
+/** A file operation on a file directly in the state directory (see stateIo). */
+const io = <T>(file: string, what: string, fn: () => T): T => stateIo(dirname(file), file, what, fn);
 
 /** The stored provisioning secrets (none when the file does not exist yet). */
 export function readProvisionSecrets(stateDir: string): Partial<Record<ProvisionSecretName, string>> {
@@ -68,23 +61,14 @@ export function checkProvisionSecretName(name: string): asserts name is Provisio
 }
 
 /** A value fmc would store under that name, or a coded error saying what is wrong with it. */
-export function checkProvisionSecret(name: string, value: string): asserts name is ProvisionSecretName {
+function checkProvisionSecret(name: string, value: string): asserts name is ProvisionSecretName {
   checkProvisionSecretName(name);
   const spec = PROVISION_SECRETS[name];
   if (!spec.format.test(value)) throw new FmcError("SECRET_FORMAT", `that ${name} is not ${spec.formatText} (${value.length} characters given)`, "check what you piped in: one value, no quotes");
 }
 
-/** The state directory as the secret store keeps it: 0700, ignored by git, and refused if git tracks anything in it. */
-function secureStateDir(stateDir: string): void {
-  io(stateDir, "create", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }));
-  io(stateDir, "secure", () => chmodSync(stateDir, 0o700));
-  const ignore = join(stateDir, ".gitignore");
-  if (!existsSync(ignore)) io(ignore, "write", () => writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 }));
-  refuseTrackedState({ path: stateDir });
-}
-
 function update(stateDir: string, change: (current: Partial<Record<ProvisionSecretName, string>>) => Partial<Record<ProvisionSecretName, string>> | undefined): Partial<Record<ProvisionSecretName, string>> {
-  secureStateDir(stateDir);
+  openStateDir(stateDir);
   const lock = acquireLock(stateDir, "secrets", 10_000);
   try {
     const current = readProvisionSecrets(stateDir);

@@ -2,20 +2,20 @@
 // 0600 in a 0700 directory with its own .gitignore. They are created once and reused,
 // so renders are reproducible; renderers get values, logs get masks.
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
-import { spawnSync } from "node:child_process";
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import ssh2 from "ssh2";
 import { z } from "zod";
 import type { Spec } from "../spec/schema.js";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
+import { openStateDir, stateIo } from "./dir.js";
 
 /** The comment of fmc's generated admin keys; authorized_keys handling recognises them by it. */
 export const ADMIN_KEY_COMMENT = "fmc-admin";
 
-export const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
+const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk", "ssh-ed25519"] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
 
 /** What each kind of secret looks like as fmc generates it: a tampered store is refused, never rendered. */
@@ -191,72 +191,15 @@ export function stateDirFor(specFile: string | undefined, override?: string): St
   return { path: join(base, ".fmc") };
 }
 
-/** Filesystem trouble with the state directory as a coded error (e.g. a root-owned .fmc/ used by another user). */
-function stateIo<T>(path: string, what: string, fn: () => T): T {
-  try {
-    return fn();
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    if (err instanceof FmcError) throw err;
-    if (err.code === "EACCES" || err.code === "EPERM") {
-      let owner = "";
-      try {
-        owner = ` (owned by uid ${statSync(path).uid})`;
-      } catch {
-        // unknown
-      }
-      throw new FmcError("STATE_PERMISSION", `cannot ${what} ${path}${owner}: permission denied`, `run fmc as the user who owns it, or give it to yourself: chown -R "$(id -u)" ${dirname(path).endsWith(".fmc") ? dirname(path) : path}`);
-    }
-    throw new FmcError("STATE_IO", `cannot ${what} ${path}: ${err.message}`);
-  }
-}
-
-function ensureStateDir(dir: StateDir) {
-  stateIo(dir.path, "create", () => mkdirSync(dir.path, { recursive: true, mode: 0o700 }));
-  stateIo(dir.path, "secure", () => chmodSync(dir.path, 0o700));
-  const ignore = join(dir.path, ".gitignore");
-  if (!existsSync(ignore)) stateIo(ignore, "write", () => writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 }));
-  refuseTrackedState(dir);
-}
-
-/** The nearest directory at or above `start` that holds a .git (directory or file). */
-function gitWorkTree(start: string): string | undefined {
-  for (let d = resolve(start); ; d = dirname(d)) {
-    if (existsSync(join(d, ".git"))) return d;
-    if (dirname(d) === d) return undefined;
-  }
-}
-
-/**
- * fmc refuses to run when git tracks anything in its state directory. The check fails
- * closed: inside a git work tree, any git error (not installed, a repository owned by
- * another user, a broken index) refuses, because then nothing proves the secrets are untracked.
- */
-export function refuseTrackedState(dir: StateDir) {
-  const tree = gitWorkTree(dir.path);
-  if (!tree) return; // no repository around: nothing can be tracked
-  const r = spawnSync("git", ["ls-files", "--", "."], { cwd: dir.path, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GIT_OPTIONAL_LOCKS: "0" } });
-  if (r.error || r.status !== 0) {
-    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === "ENOENT" ? "git is not installed" : r.error.message) : (r.stderr.trim().split("\n")[0] ?? `git exited ${r.status}`);
-    const dubious = /dubious ownership/.test(r.stderr ?? "");
-    throw new FmcError(
-      "STATE_CHECK",
-      `${tree} is a git work tree, and git could not confirm that ${dir.path} is untracked: ${why}`,
-      dubious ? `the repository belongs to another user; run fmc as its owner, or trust it: git config --global --add safe.directory ${tree}` : "fix git (or move the spec out of the repository), then run fmc again",
-    );
-  }
-  const tracked = r.stdout.trim();
-  if (tracked) {
-    throw new FmcError("STATE_TRACKED", `git tracks files in ${dir.path}: ${tracked.split("\n").join(", ")}`, `remove them from git (git rm --cached) and rotate the secrets they held`);
-  }
-}
+/** A file operation on a file directly in the state directory (see stateIo). */
+const io = <T>(file: string, what: string, fn: () => T): T => stateIo(dirname(file), file, what, fn);
 
 /**
  * Loads the secrets a spec needs, generating and saving the missing ones. The file is
  * rewritten atomically (temp file + rename), so a crash never leaves half a store.
  */
 export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]): Secrets {
-  ensureStateDir(dir);
+  openStateDir(dir.path);
   const file = join(dir.path, "secrets.json");
   const missing = (stored: Record<string, { kind: SecretKind }>) => needed.some((s) => stored[s.name]?.kind !== s.kind);
   // the peer list before the store: add-peer writes keys first, so every listed peer's keys are there
@@ -272,7 +215,7 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
       lock.release();
     }
   }
-  stateIo(file, "secure", () => chmodSync(file, 0o600));
+  io(file, "secure", () => chmodSync(file, 0o600));
   const values = new Map(needed.map((s) => [s.name, stored[s.name]!.value]));
   for (const p of peers) {
     for (const name of [peerKeyName(p.name), peerPskName(p.name)]) {
@@ -287,7 +230,7 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
 function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
   let stored: Record<string, { kind: SecretKind; value: string }> = {};
   if (existsSync(file)) {
-    const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
+    const text = io(file, "read", () => readFileSync(file, "utf8"));
     stored = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret")).secrets;
   }
   return stored;
@@ -299,8 +242,8 @@ function generateMissing(file: string, current: Record<string, { kind: SecretKin
   for (const s of needed) if (stored[s.name]?.kind !== s.kind) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
   const tmp = `${file}.tmp-${process.pid}`;
   const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-  stateIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
-  stateIo(file, "replace", () => renameSync(tmp, file));
+  io(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
+  io(file, "replace", () => renameSync(tmp, file));
   return stored;
 }
 
@@ -337,7 +280,7 @@ export interface WireguardPeer {
 }
 
 /** Peer names: short, lower case, usable in a comment and a secret name. */
-export const PEER_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
+const PEER_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
 export const peerKeyName = (peer: string) => `wgpeer-key-${peer}`;
 export const peerPskName = (peer: string) => `wgpeer-psk-${peer}`;
 const peersFile = (dir: StateDir) => join(dir.path, "wireguard-peers.json");
@@ -358,7 +301,7 @@ const PeersFile = z.object({
 export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
   const file = peersFile(dir);
   if (!existsSync(file)) return [];
-  const text = stateIo(file, "read", () => readFileSync(file, "utf8"));
+  const text = io(file, "read", () => readFileSync(file, "utf8"));
   const refuse = (why: string) => new FmcError("STATE_CORRUPT", `${file} is not a peer list fmc wrote: ${why}`, "restore it from a backup; its peers' keys are in secrets.json");
   const peers = parseStored(text, PeersFile, refuse).peers;
   const dup = peers.find((p, i) => peers.findIndex((q) => q.name === p.name || q.address === p.address) !== i);
@@ -368,8 +311,8 @@ export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
 
 function writeAtomically(file: string, text: string) {
   const tmp = `${file}.tmp-${process.pid}`;
-  stateIo(tmp, "write", () => writeFileSync(tmp, text, { mode: 0o600 }));
-  stateIo(file, "replace", () => renameSync(tmp, file));
+  io(tmp, "write", () => writeFileSync(tmp, text, { mode: 0o600 }));
+  io(file, "replace", () => renameSync(tmp, file));
 }
 
 function writeStore(file: string, stored: Record<string, { kind: SecretKind; value: string }>) {
@@ -384,7 +327,7 @@ function writeStore(file: string, stored: Record<string, { kind: SecretKind; val
  */
 export function addWireguardPeer(dir: StateDir, name: string, allocate: (existing: readonly WireguardPeer[]) => string): { peer: WireguardPeer; privateKey: string; presharedKey: string } {
   if (!PEER_NAME.test(name)) throw new FmcError("USAGE", `peer name ${JSON.stringify(name)}: 1 to 32 lower-case letters, digits and -, starting with a letter or digit`, "e.g. fmc wireguard add-peer alice-laptop");
-  ensureStateDir(dir);
+  openStateDir(dir.path);
   const lock = acquireLock(dir.path, "secrets", 10_000);
   try {
     const peers = readWireguardPeers(dir);
@@ -407,7 +350,7 @@ export function addWireguardPeer(dir: StateDir, name: string, allocate: (existin
 
 /** Replaces the named secrets with new values (fmc wireguard rotate), atomically, under the lock. */
 export function rotateSecrets(dir: StateDir, which: readonly SecretSpec[]): void {
-  ensureStateDir(dir);
+  openStateDir(dir.path);
   const lock = acquireLock(dir.path, "secrets", 10_000);
   try {
     const file = join(dir.path, "secrets.json");

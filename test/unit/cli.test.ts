@@ -2,7 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { loadOrCreateSecrets } from "../../src/state/secrets.js";
 import { fmc, FMC, ROOT, tempDir } from "../helpers.js";
 
@@ -35,8 +35,10 @@ test("fmc validate: exit 1 and every problem with path, line and hint", (t) => {
   writeFileSync(spec, text);
   const r = fmc(["validate", "-f", spec], dir);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /error hosts\[2\]\.address \(line 27\): 10\.17\.4\.22 is already used by master2/);
-  assert.match(r.stderr, /error hosts\[7\]\.roles\[0\] \(line 38\): "identty" is not allowed\n\s+hint: did you mean "identity"\?/);
+  // the lines as the edited file has them (the seed's comments may grow)
+  const lineOf = (re: RegExp) => text.split("\n").findIndex((l) => re.test(l)) + 1;
+  assert.match(r.stderr, new RegExp(`error hosts\\[2\\]\\.address \\(line ${lineOf(/name: master3,.*address: 10\.17\.4\.22,/)}\\): 10\\.17\\.4\\.22 is already used by master2`));
+  assert.match(r.stderr, new RegExp(`error hosts\\[7\\]\\.roles\\[0\\] \\(line ${lineOf(/roles: \[identty\]/)}\\): "identty" is not allowed\n\\s+hint: did you mean "identity"\\?`));
   assert.match(r.stderr, /error storage\.longhornPath \(line \d+\): "longhorn" is not an absolute path/);
   assert.match(r.stderr, /: 3 error\(s\), 0 warning\(s\)$/m);
   const json = fmc(["validate", "-f", spec, "--json"], dir);
@@ -242,6 +244,176 @@ test("every generated admin key is a key OpenSSH accepts (ssh2 drops leading zer
   writeFileSync(join(dir, "keys"), publics.join("\n") + "\n");
   const r = execFileSync("ssh-keygen", ["-l", "-f", join(dir, "keys")], { encoding: "utf8" });
   assert.equal(r.trim().split("\n").filter((l) => / fmc-admin \(ED25519\)$/.test(l)).length, 600);
+});
+
+// ---- the command line's habits: help, version, did you mean, colour ----
+
+const PACKAGE_VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version;
+/** The environment of a user's shell: no NO_COLOR, no CI or TEST (citty drops colour for those), a colour terminal type. */
+const USER_ENV = { NO_COLOR: undefined, CI: undefined, TEST: undefined, TERM: "xterm-256color" };
+
+type Cmd = { meta?: unknown; subCommands?: unknown; run?: unknown };
+const resolved = async <T>(v: unknown): Promise<T> => (typeof v === "function" ? await (v as () => T | Promise<T>)() : ((await v) as T));
+
+/** Every command path under fmc, e.g. ["etcd", "status"], found by loading the command modules. */
+async function commandPaths(): Promise<string[][]> {
+  const { COMMANDS, COMMAND_NAMES } = await import("../../src/cli/commands.js");
+  const paths: string[][] = [];
+  const walk = async (cmd: Cmd, path: string[]) => {
+    paths.push(path);
+    const subs = await resolved<Record<string, unknown> | undefined>(cmd.subCommands);
+    for (const [name, sub] of Object.entries(subs ?? {})) await walk(await resolved<Cmd>(sub), [...path, name]);
+  };
+  for (const name of COMMAND_NAMES) await walk(await COMMANDS[name].load(), [name]);
+  return paths;
+}
+
+/** Runs fmc without waiting for it, so that many can run at once. */
+function fmcAsync(args: string[], cwd: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [FMC, ...args], { cwd, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, ...USER_ENV } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (status) => done({ status, stdout, stderr }));
+  });
+}
+
+test("fmc --help lists every command of the table, and each table entry loads the command of its name", async (t) => {
+  const dir = tempDir(t);
+  const { COMMANDS, COMMAND_NAMES } = await import("../../src/cli/commands.js");
+  const { fmc: root } = await import("../../src/cli/main.js");
+  assert.deepEqual(Object.keys(root.subCommands), COMMAND_NAMES);
+  const help = fmc(["--help"], dir);
+  assert.equal(help.status, 0, help.stderr);
+  assert.equal(help.stderr, "");
+  assert.match(help.stdout, /^USAGE fmc <command> \[OPTIONS\]$/m);
+  for (const name of COMMAND_NAMES) {
+    assert.match(help.stdout, new RegExp(`^  ${name} +${COMMANDS[name].summary.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`, "m"), `${name} is not listed`);
+    const cmd = await COMMANDS[name].load();
+    assert.equal((await resolved<{ name?: string }>(cmd.meta)).name, name, `COMMANDS.${name} loads another command`);
+  }
+  // no arguments at all: the same help
+  assert.equal(fmc([], dir).stdout, help.stdout);
+});
+
+test("fmc --help loads no command module and no library", (t) => {
+  const dir = tempDir(t);
+  const log = join(dir, "loaded.txt");
+  writeFileSync(join(dir, "hooks.mjs"), `import { appendFileSync } from "node:fs";\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + "\\n"); return next(url, context); }\n`);
+  writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url);\n`);
+  const r = spawnSync(process.execPath, ["--import", join(dir, "register.mjs"), FMC, "--help"], { cwd: dir, encoding: "utf8" });
+  assert.equal(r.status, 0, r.stderr);
+  const loaded = readFileSync(log, "utf8").trim().split("\n");
+  assert.ok(loaded.some((u) => u.endsWith("/dist/cli/main.js")), "the hook saw fmc start");
+  assert.deepEqual(loaded.filter((u) => /-commands\.js$|\/node_modules\//.test(u)), []);
+  // and a command's own help loads that command
+  const v = spawnSync(process.execPath, ["--import", join(dir, "register.mjs"), FMC, "secrets", "--help"], { cwd: dir, encoding: "utf8" });
+  assert.equal(v.status, 0, v.stderr);
+  assert.ok(readFileSync(log, "utf8").includes("/dist/cli/secrets-commands.js"));
+});
+
+test("fmc --version and -v print package.json's version; fmc help is fmc --help", (t) => {
+  const dir = tempDir(t);
+  for (const flag of ["--version", "-v"]) {
+    const r = fmc([flag], dir);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, `${PACKAGE_VERSION}\n`);
+  }
+  assert.match(fmc(["render", "--help"], dir).stdout, new RegExp(`\\(fmc render v${PACKAGE_VERSION.replaceAll(".", "\\.")}\\)`));
+  // a command's own --version is its own (fmc bundle --version VERSION), not fmc's
+  const bundle = fmc(["bundle", "--version", "v1.31.4+k3s1", "--help"], dir);
+  assert.equal(bundle.status, 0, bundle.stderr);
+  assert.match(bundle.stdout, /^USAGE fmc bundle /m);
+  const help = fmc(["help"], dir);
+  assert.equal(help.status, 0);
+  assert.equal(help.stdout, fmc(["--help"], dir).stdout);
+  const sub = fmc(["help", "etcd", "status"], dir);
+  assert.equal(sub.status, 0, sub.stderr);
+  assert.equal(sub.stdout, fmc(["etcd", "status", "--help"], dir).stdout);
+  assert.match(sub.stdout, /^USAGE fmc etcd status /m);
+});
+
+test("did you mean: a mistyped command, subcommand or option names the right one; nothing runs", (t) => {
+  const dir = tempDir(t);
+  const cases: Array<[string[], RegExp]> = [
+    [["aply"], /^error\[USAGE\] unknown command: aply\n\s+hint: did you mean "apply"\?/],
+    [["valdate", "cluster.yaml"], /unknown command: valdate\n\s+hint: did you mean "validate"\?/],
+    [["hepl"], /did you mean "help"\?/],
+    [["etcd", "stauts"], /^error\[USAGE\] unknown command: fmc etcd stauts\n\s+hint: did you mean "status"\?/],
+    [["certs", "rotat"], /^error\[USAGE\] unexpected argument: rotat\n\s+hint: did you mean "rotate"\?/],
+    [["init", "--froce"], /^error\[USAGE\] unknown option: --froce\n\s+hint: did you mean "--force"\?/],
+  ];
+  for (const [args, expected] of cases) {
+    const r = fmc(args, dir);
+    assert.equal(r.status, 1, args.join(" "));
+    assert.match(r.stderr, expected);
+    assert.equal(r.stdout, "", `${args.join(" ")} printed on stdout`);
+  }
+  const far = fmc(["frobnicate"], dir);
+  assert.equal(far.status, 1);
+  assert.doesNotMatch(far.stderr, /did you mean/);
+  assert.match(far.stderr, /hint: fmc --help lists every command/);
+  assert.deepEqual(readdirSync(dir), [], "nothing was written (fmc init --froce did not run)");
+});
+
+test("no colour codes when stdout and stderr are pipes, even where citty would colour", async (t) => {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, "bad.yaml"), "apiVersion: fmc.dev/v1alpha1\nname: x\nhosts: 3\n");
+  const runs = await Promise.all(
+    [["--help"], ["render", "--help"], ["etcd"], ["aply"], ["render", "--outt"], ["validate", "bad.yaml"], ["etcd", "status", "--help"], ["backup", "postgres", "--help"], ["secrets", "show"]].map((a) => fmcAsync(a, dir)),
+  );
+  for (const r of runs) {
+    assert.ok(!r.stdout.includes("\x1b") && !r.stderr.includes("\x1b"), `colour codes in ${JSON.stringify(r.stdout + r.stderr).slice(0, 200)}`);
+    assert.ok(r.stdout.length + r.stderr.length > 0);
+  }
+  assert.match(runs[5]!.stderr, /error hosts/, "the invalid spec's problems were printed");
+});
+
+test("on a terminal help has colours, and NO_COLOR takes them away", (t) => {
+  if (spawnSync("script", ["--version"]).status !== 0) return t.skip("script (util-linux) is not installed: no pseudo-terminal to test with");
+  const dir = tempDir(t);
+  const onTerminal = (env: Record<string, string | undefined>, ...args: string[]) =>
+    spawnSync("script", ["-qec", [process.execPath, FMC, ...args].map((a) => `'${a}'`).join(" "), "/dev/null"], { cwd: dir, encoding: "utf8", env: { ...process.env, ...USER_ENV, ...env } }).stdout;
+  assert.match(onTerminal({}, "render", "--help"), /\x1b\[36mfmc render \[OPTIONS\]/);
+  assert.match(onTerminal({}, "--help"), /\x1b\[/);
+  for (const args of [["render", "--help"], ["--help"]]) {
+    const plain = onTerminal({ NO_COLOR: "yes" }, ...args);
+    assert.match(plain, /USAGE fmc/);
+    assert.doesNotMatch(plain, /\x1b/);
+  }
+});
+
+test("every command's --help exits 0, says nothing on stderr and starts its usage with fmc and its full path", async (t) => {
+  const dir = tempDir(t);
+  const paths = await commandPaths();
+  assert.ok(paths.length > 30, `only ${paths.length} commands found`);
+  const results: Array<{ path: string[]; r: Awaited<ReturnType<typeof fmcAsync>> }> = [];
+  const queue = [...paths];
+  await Promise.all(
+    Array.from({ length: 4 }, async () => {
+      for (let path = queue.shift(); path; path = queue.shift()) results.push({ path, r: await fmcAsync([...path, "--help"], dir) });
+    }),
+  );
+  for (const { path, r } of results) {
+    const name = `fmc ${path.join(" ")}`;
+    assert.equal(r.status, 0, `${name} --help: ${r.stderr}`);
+    assert.equal(r.stderr, "", name);
+    const usage = r.stdout.split("\n").filter((l) => l.startsWith("USAGE "));
+    assert.deepEqual(usage.length, 1, `${name}: ${r.stdout}`);
+    assert.ok(usage[0] === `USAGE ${name}` || usage[0]!.startsWith(`USAGE ${name} `), `${name}: ${usage[0]}`);
+    assert.doesNotMatch(r.stdout, /\/bin\/fmc|undefined/, name);
+  }
+});
+
+test("plan and apply --help say that a lab's inventory sends them to the lab's hosts", (t) => {
+  const dir = tempDir(t);
+  for (const cmd of ["plan", "apply"]) {
+    const r = fmc([cmd, "--help"], dir);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout.replace(/\s+/g, " "), new RegExp(`lab/inventory\\.json .*fmc lab up writes it.* redirects ${cmd} to the lab's hosts`));
+  }
 });
 
 test("the phase names in --help are the phase list's", async () => {

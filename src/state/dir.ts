@@ -1,0 +1,146 @@
+// The state directory (.fmc/ next to the spec) as the user running fmc can use it. A run
+// as root (sudo fmc apply, fmc lab up) leaves root-owned files behind; a later run as
+// another user must stop with what to do, never a stack trace or a half-done change. So
+// every opening of the state directory checks that this user can read and write what is
+// in it, and every file operation on it turns a permission error into STATE_PERMISSION
+// with the fix.
+import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { spawnSync } from "node:child_process";
+import { FmcError } from "../errors.js";
+
+/** How deep the access check looks: .fmc/lab/etcd/<file> is the deepest fmc writes to. */
+const CHECK_DEPTH = 3;
+/** Entries the access check looks at, at most (a K3s bundle is a handful of files). */
+const CHECK_ENTRIES = 2000;
+
+const uid = () => (typeof process.getuid === "function" ? process.getuid() : undefined);
+const gid = () => (typeof process.getgid === "function" ? process.getgid() : undefined);
+
+/** A path as one word for a shell command the user copies. */
+const shellWord = (p: string) => (/^[\w./@%+=:,-]+$/.test(p) ? p : `'${p.replaceAll("'", `'\\''`)}'`);
+
+/** The coded error for a state path this user may not use, with the two ways out. */
+export function statePermissionError(root: string, path: string, what: string): FmcError {
+  let owner: number | undefined;
+  let ofDirectory = false;
+  try {
+    owner = lstatSync(path).uid;
+  } catch {
+    try {
+      owner = statSync(dirname(path)).uid; // a file that can't be created: its directory's owner
+      ofDirectory = true;
+    } catch {
+      // unknown
+    }
+  }
+  const me = uid();
+  const who = owner === 0 ? "root" : `uid ${owner}`;
+  const ownedBy = owner === undefined ? "" : ` (${ofDirectory ? "its directory is " : ""}owned by ${who}${me === undefined ? "" : `; you are uid ${me}`})`;
+  const mine = me === undefined ? '"$(id -u):$(id -g)"' : `${me}:${gid()}`;
+  const dir = shellWord(root);
+  const hint =
+    owner !== undefined && owner !== me
+      ? `a run as ${who}${owner === 0 ? " (sudo)" : ""} left it: run fmc as ${who} again, or give the state directory back to yourself, as root: chown -R ${mine} ${dir}`
+      : `give yourself read and write access to it, as root: chown -R ${mine} ${dir} && chmod -R u+rwX ${dir}`;
+  return new FmcError("STATE_PERMISSION", `cannot ${what} ${path}${ownedBy}: permission denied`, hint);
+}
+
+/**
+ * Runs a file operation on the state directory `root`: permission problems become
+ * STATE_PERMISSION (with the fix), anything else STATE_IO; FmcErrors pass through.
+ */
+export function stateIo<T>(root: string, path: string, what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof FmcError) throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "EACCES" || err.code === "EPERM") throw statePermissionError(root, path, what);
+    throw new FmcError("STATE_IO", `cannot ${what} ${path}: ${err.message}`, "check that the state directory is a writable local directory");
+  }
+}
+
+/**
+ * Refuses, before anything is read or changed, a state directory holding something another
+ * user left that this user can't read and write (directories: and enter). Root can use
+ * everything: no check.
+ */
+export function checkStateAccess(root: string): void {
+  const me = uid();
+  if (me === 0 || me === undefined || !existsSync(root)) return;
+  let seen = 0;
+  const visit = (path: string, depth: number): void => {
+    if (++seen > CHECK_ENTRIES) return;
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return; // gone meanwhile, or its directory is unreadable (reported for the directory)
+    }
+    if (st.isSymbolicLink()) return;
+    const dir = st.isDirectory();
+    // what a run as another user (root, through sudo) left; this user's own files are fmc's
+    if (st.uid !== me) {
+      try {
+        accessSync(path, constants.R_OK | constants.W_OK | (dir ? constants.X_OK : 0));
+      } catch {
+        throw statePermissionError(root, path, dir ? "use the directory" : "read and write");
+      }
+    }
+    if (!dir || depth >= CHECK_DEPTH) return;
+    let names: string[] = [];
+    try {
+      names = readdirSync(path);
+    } catch {
+      // this user's own directory, unreadable by its own choice: the operation on it will say
+    }
+    for (const name of names) visit(join(path, name), depth + 1);
+  };
+  visit(root, 0);
+}
+
+/** The nearest directory at or above `start` that holds a .git (directory or file). */
+function gitWorkTree(start: string): string | undefined {
+  for (let d = resolve(start); ; d = dirname(d)) {
+    if (existsSync(join(d, ".git"))) return d;
+    if (dirname(d) === d) return undefined;
+  }
+}
+
+/**
+ * fmc refuses to run when git tracks anything in its state directory. The check fails
+ * closed: inside a git work tree, any git error (not installed, a repository owned by
+ * another user, a broken index) refuses, because then nothing proves the secrets are untracked.
+ */
+function refuseTrackedState(root: string): void {
+  const tree = gitWorkTree(root);
+  if (!tree) return; // no repository around: nothing can be tracked
+  const r = spawnSync("git", ["ls-files", "--", "."], { cwd: root, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, GIT_OPTIONAL_LOCKS: "0" } });
+  if (r.error || r.status !== 0) {
+    const why = r.error ? ((r.error as NodeJS.ErrnoException).code === "ENOENT" ? "git is not installed" : r.error.message) : (r.stderr.trim().split("\n")[0] ?? `git exited ${r.status}`);
+    const dubious = /dubious ownership/.test(r.stderr ?? "");
+    throw new FmcError(
+      "STATE_CHECK",
+      `${tree} is a git work tree, and git could not confirm that ${root} is untracked: ${why}`,
+      dubious ? `the repository belongs to another user; run fmc as its owner, or trust it: git config --global --add safe.directory ${tree}` : "fix git (or move the spec out of the repository), then run fmc again",
+    );
+  }
+  const tracked = r.stdout.trim();
+  if (tracked) {
+    throw new FmcError("STATE_TRACKED", `git tracks files in ${root}: ${tracked.split("\n").join(", ")}`, `remove them from git (git rm --cached) and rotate the secrets they held`);
+  }
+}
+
+/**
+ * Opens the state directory for secrets: created 0700 if missing, usable by this user,
+ * ignored by git (its own .gitignore), and refused if git tracks anything in it.
+ */
+export function openStateDir(root: string): void {
+  stateIo(root, root, "create", () => mkdirSync(root, { recursive: true, mode: 0o700 }));
+  checkStateAccess(root);
+  stateIo(root, root, "secure", () => chmodSync(root, 0o700));
+  const ignore = join(root, ".gitignore");
+  if (!existsSync(ignore)) stateIo(root, ignore, "write", () => writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 }));
+  refuseTrackedState(root);
+}
