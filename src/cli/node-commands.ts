@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, selectPhases, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan } from "../engine/run.js";
-import { etcdAccess, isMember, memberLabel, quorumCheck, readCluster, readClusterVia, replacementSteps } from "../ops/etcd.js";
+import { etcdAccess, isMember, memberLabel, quorumCheck, readClusterVia, replacementSteps, untilVotingMember } from "../ops/etcd.js";
 import { followDiffs, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
 import type { RunbookStep } from "../ops/runbook.js";
 import type { PhaseContext } from "../phases/phase.js";
@@ -55,28 +55,11 @@ function followStep(s: Session, name: string): RunbookStep[] {
 }
 
 /** A server's member, healthy and voting, read through `via` until it is or `seconds` pass. */
-function memberHealthyStep(via: string, name: string, seconds = 300): RunbookStep {
-  return {
-    title: `wait until ${name}'s etcd member is a healthy voting member`,
-    on: via,
-    act: async (t) => {
-      const deadline = Date.now() + seconds * 1000;
-      let last = "";
-      for (;;) {
-        try {
-          const v = await readCluster(t!, etcdAccess());
-          const m = v.members.find((x) => isMember(x, name));
-          if (m && !m.isLearner && v.healthy.has(m.id)) return `${memberLabel(m)} is healthy; ${v.healthy.size} of ${v.members.length} members healthy`;
-          last = m ? `${memberLabel(m)} is ${m.isLearner ? "still a learner" : "not healthy yet"}` : `${name} is not a member yet`;
-        } catch (e) {
-          last = (e as Error).message;
-        }
-        if (Date.now() >= deadline) throw new FmcError("TIMEOUT", `after ${seconds} s: ${last}`);
-        await new Promise((r) => setTimeout(r, 2000));
-      }
-    },
-  };
-}
+const memberHealthyStep = (via: string, name: string, seconds = 300): RunbookStep => ({
+  title: `wait until ${name}'s etcd member is a healthy voting member`,
+  on: via,
+  act: (t) => untilVotingMember(t, etcdAccess(), name, seconds, 2),
+});
 
 /** The steps that join spec host `name`: the quorum check for a server, the install phases, the wait. */
 async function joinSteps(s: Session, name: string, server: boolean, o: { exclude?: readonly string[]; checkLater?: boolean } = {}): Promise<{ steps: RunbookStep[]; refusal?: string }> {

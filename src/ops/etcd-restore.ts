@@ -31,16 +31,14 @@
 // cluster had when the snapshot was taken ("Restoring To New Hosts": pass the same --token).
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { FmcError } from "../errors.js";
 import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
 import type { OsFamilyName } from "../hosts/facts.js";
-import type { Transport } from "../hosts/transport.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../spec/schema.js";
 import { sha256File } from "./digest.js";
-import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, type EtcdAccess } from "./etcd.js";
+import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "./etcd.js";
 import type { RunbookStep } from "./runbook.js";
 
 /** K3s's server database directory: etcd's data (db/etcd), snapshots, the reset flag. */
@@ -186,25 +184,6 @@ function readyCommand(bin: string): Command {
 }
 
 const healthy = (r: { stdout: string }) => (/"health":\s*("true"|true)/.test(r.stdout) ? undefined : `etcd's /health says ${r.stdout.trim().slice(0, 120) || "nothing"}`);
-
-/** Reads etcd through `t` until `node`'s member is a started, healthy voting member. */
-async function untilVotingMember(transport: Transport | undefined, access: EtcdAccess, node: string, seconds: number, everyS: number): Promise<string> {
-  if (!transport) throw new FmcError("UNREACHABLE", `${node} is not connected`);
-  const deadline = Date.now() + seconds * 1000;
-  for (;;) {
-    let why: string;
-    try {
-      const v = await readCluster(transport, access);
-      const m = v.members.find((x) => isMember(x, node));
-      why = !m ? `${node} is not an etcd member yet` : !m.started ? `${node}'s member has not started` : m.isLearner ? `${node}'s member is still a learner` : !m.healthy ? `${node}'s member is unhealthy (${m.reason ?? "no reason given"})` : "";
-      if (!why) return `${memberLabel(m!)} is a healthy voting member; etcd has ${v.members.length} member${v.members.length === 1 ? "" : "s"}`;
-    } catch (e) {
-      why = (e as Error).message;
-    }
-    if (Date.now() >= deadline) throw new FmcError("RESTORE_WAIT", `not done after ${seconds} s: ${why}`);
-    await sleep(everyS * 1000);
-  }
-}
 
 /** The plan's first lines: what is restored, what is lost, what K3s needs, what agents do. */
 export function restoreHeading(ctx: RenderContext, s: Snapshot, now: Date): string {

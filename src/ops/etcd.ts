@@ -14,6 +14,7 @@
 // false); /livez and /readyz are newer (3.4 answers 404), so fmc uses /health.
 import { cmd, quote, script, type Command } from "../hosts/command.js";
 import type { ExecResult, Transport } from "../hosts/transport.js";
+import { setTimeout as sleep } from "node:timers/promises";
 import { FmcError } from "../errors.js";
 
 /**
@@ -360,6 +361,25 @@ export async function readClusterVia(servers: readonly string[], transports: Rea
     }
   }
   throw new FmcError("ETCD_UNREACHABLE", `no K3s server${exclude.length ? ` other than ${exclude.join(", ")}` : ""} answered for etcd:\n${errors.join("\n")}`, "fmc etcd status");
+}
+
+/** Reads etcd through `t` until `node`'s member is a started, healthy voting member. */
+export async function untilVotingMember(transport: Transport | undefined, access: EtcdAccess, node: string, seconds: number, everyS: number): Promise<string> {
+  if (!transport) throw new FmcError("UNREACHABLE", `${node} is not connected`);
+  const deadline = Date.now() + seconds * 1000;
+  for (;;) {
+    let why: string;
+    try {
+      const v = await readCluster(transport, access);
+      const m = v.members.find((x) => isMember(x, node));
+      why = !m ? `${node} is not an etcd member yet` : !m.started ? `${node}'s member has not started` : m.isLearner ? `${node}'s member is still a learner` : !m.healthy ? `${node}'s member is unhealthy (${m.reason ?? "no reason given"})` : "";
+      if (!why) return `${memberLabel(m!)} is a healthy voting member; etcd has ${v.members.length} member${v.members.length === 1 ? "" : "s"}`;
+    } catch (e) {
+      why = (e as Error).message;
+    }
+    if (Date.now() >= deadline) throw new FmcError("ETCD_WAIT", `not done after ${seconds} s: ${why}`);
+    await sleep(everyS * 1000);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
