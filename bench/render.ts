@@ -4,9 +4,9 @@
 //
 //   npm run bench
 import { stringify } from "yaml";
-import { loadSpec } from "../src/spec/load.js";
-import { SEED_YAML } from "../src/spec/seed.js";
-import { Topology } from "../src/spec/topology.js";
+import { loadSpec } from "../src/model/load.js";
+import { SEED_YAML } from "../src/model/seed.js";
+import { Topology } from "../src/model/topology.js";
 import { fixedSecrets, requiredSecrets } from "../src/state/secrets.js";
 import { renderAll } from "../src/render/index.js";
 import { parse } from "yaml";

@@ -1,10 +1,10 @@
 // Library entry: everything the CLI does is available as functions.
-export { loadSpec, hasErrors } from "./spec/load.js";
-export { SpecSchema, API_VERSION, ROLES, OS_FAMILIES } from "./spec/schema.js";
-export type { Spec, SpecInput, Host, Vip, Role } from "./spec/schema.js";
-export { SEED_YAML } from "./spec/seed.js";
-export { Topology } from "./spec/topology.js";
-export { specJsonSchema, specMarkdown } from "./spec/jsonschema.js";
+export { loadSpec, hasErrors } from "./model/load.js";
+export { SpecSchema, API_VERSION, ROLES, OS_FAMILIES } from "./model/schema.js";
+export type { Spec, SpecInput, Host, Vip, Role } from "./model/schema.js";
+export { SEED_YAML } from "./model/seed.js";
+export { Topology } from "./model/topology.js";
+export { specJsonSchema, specMarkdown } from "./model/jsonschema.js";
 export { renderAll, RENDERERS } from "./render/index.js";
 export type { Artifact, RenderContext } from "./render/types.js";
 export { writeArtifacts } from "./render/write.js";

@@ -3,11 +3,11 @@
 import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
-import { loadSpec, hasErrors } from "./spec/load.js";
-import { SEED_YAML } from "./spec/seed.js";
-import { isPublicKey } from "./spec/checks.js";
-import { Topology } from "./spec/topology.js";
-import type { Spec } from "./spec/schema.js";
+import { loadSpec, hasErrors } from "./model/load.js";
+import { SEED_YAML } from "./model/seed.js";
+import { isPublicKey } from "./model/checks.js";
+import { Topology } from "./model/topology.js";
+import type { Spec } from "./model/schema.js";
 import { loadOrCreateSecrets, requiredSecrets, stateDirFor, type Secrets } from "./state/secrets.js";
 import type { RenderContext } from "./render/types.js";
 import { isK3sBootstrapped } from "./state/bootstrap.js";

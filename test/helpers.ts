@@ -4,12 +4,12 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { loadSpec } from "../src/spec/load.js";
-import { SEED_YAML } from "../src/spec/seed.js";
-import { Topology } from "../src/spec/topology.js";
+import { loadSpec } from "../src/model/load.js";
+import { SEED_YAML } from "../src/model/seed.js";
+import { Topology } from "../src/model/topology.js";
 import { fixedSecrets, requiredSecrets } from "../src/state/secrets.js";
 import type { RenderContext } from "../src/render/types.js";
-import type { Spec } from "../src/spec/schema.js";
+import type { Spec } from "../src/model/schema.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
 export const FMC = join(ROOT, "bin", "fmc.js");

@@ -7,7 +7,7 @@ import { join, relative } from "node:path";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { DEFAULT_SPEC_FILE, InvalidSpec, load } from "../project.js";
-import { hasErrors } from "../spec/load.js";
+import { hasErrors } from "../model/load.js";
 import { stateDirFor } from "../state/secrets.js";
 import { BUNDLE_FILES, RELEASE_CHECKSUMS, type BundleFile } from "../ops/bundle.js";
 import { buildBundle, checkBaseUrl, checkK3sVersion, filesFromDir, imagesBundleName, type BuildResult, type BundleInput, type DownloadProgress } from "../ops/bundle-build.js";

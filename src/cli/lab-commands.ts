@@ -8,7 +8,7 @@ import { FmcError } from "../errors.js";
 import { spawn } from "node:child_process";
 import { constants as osConstants } from "node:os";
 import { DEFAULT_VM_ROLES, labDown, labExecCommand, labReboot, labSshTarget, labStatus, labUp, requireRoot, type LabSshTarget } from "../lab/lab.js";
-import { ROLES } from "../spec/schema.js";
+import { ROLES } from "../model/schema.js";
 import { bold, dim, fileArg, n, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const log = (line: string) => process.stderr.write(dim(`lab: ${line}\n`));

@@ -10,7 +10,7 @@ import { etcdAccess, isMember, memberLabel, quorumCheck, readClusterVia, replace
 import { followDiffs, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
 import type { RunbookStep } from "../ops/runbook.js";
 import type { PhaseContext } from "../phases/phase.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 

@@ -4,10 +4,10 @@ import { dirname, relative, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { context, load } from "../project.js";
-import { SEED_YAML } from "../spec/seed.js";
+import { SEED_YAML } from "../model/seed.js";
 // the renderers and the schema writer load only for the commands that use them (validate stays light)
 const renderer = async () => ({ ...(await import("../render/index.js")), ...(await import("../render/write.js")) });
-const schemaWriter = () => import("../spec/jsonschema.js");
+const schemaWriter = () => import("../model/jsonschema.js");
 import { bold, dim, fileArg, n, printProblems, specArg, specFileOf, specName, stateArg } from "./ui.js";
 
 export const init = defineCommand({

@@ -3,9 +3,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import type { Spec } from "../spec/schema.js";
+import type { Spec } from "../model/schema.js";
 import type { SshTarget } from "../hosts/ssh.js";
-import { ipv4 } from "../spec/formats.js";
+import { ipv4 } from "../model/formats.js";
 import { FmcError } from "../errors.js";
 import { parseStored } from "../state/stored.js";
 

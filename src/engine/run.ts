@@ -17,7 +17,7 @@ import type { ExecResult, Transport } from "../hosts/transport.js";
 import { emptyRequest, gatherFacts, mergeRequests, type FactRequest, type HostFacts } from "../hosts/facts.js";
 import type { Change, ConfirmSpec } from "../ops/change.js";
 import type { Phase, PhaseContext } from "../phases/phase.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 
 export interface Plan {

@@ -10,13 +10,13 @@ import { isK3sBootstrapped, forgetK3sBootstrap, markK3sBootstrapped } from "../s
 import type { K3sRun } from "../phases/phase.js";
 import { context, MAX_KEY_FILE_BYTES, readSmallTextFile } from "../project.js";
 import { inventory, withOverrides, type Inventory } from "./inventory.js";
-import { Topology } from "../spec/topology.js";
+import { Topology } from "../model/topology.js";
 import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, openJump, SshTransport, type SshOptions } from "../hosts/ssh.js";
 import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool, type Reconnect } from "./run.js";
 import type { RenderContext } from "../render/types.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 
 export interface SessionOptions {

@@ -3,7 +3,7 @@
 // host firewall the OS turns on by default, and where PostgreSQL lives.
 import { cmd, quote, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
-import type { NtpSources } from "../spec/ntp.js";
+import type { NtpSources } from "../model/ntp.js";
 
 export interface OsFamily {
   readonly name: OsFamilyName;

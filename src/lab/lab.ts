@@ -11,9 +11,9 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
-import type { Host, Spec } from "../spec/schema.js";
-import type { Topology } from "../spec/topology.js";
-import { cidrOf, overlaps } from "../spec/net.js";
+import type { Host, Spec } from "../model/schema.js";
+import type { Topology } from "../model/topology.js";
+import { cidrOf, overlaps } from "../model/net.js";
 import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";

@@ -9,9 +9,9 @@
 // the firewall. When the firewall host is not part of the lab (no firewall in the spec,
 // or `lab up --only` left it out), a plain router namespace stands in for it so the
 // segments still reach each other.
-import type { Host, Spec } from "../spec/schema.js";
-import type { Topology } from "../spec/topology.js";
-import { broadcast, cidrOf, contains, formatIp, ipOf, overlaps } from "../spec/net.js";
+import type { Host, Spec } from "../model/schema.js";
+import type { Topology } from "../model/topology.js";
+import { broadcast, cidrOf, contains, formatIp, ipOf, overlaps } from "../model/net.js";
 import { FmcError } from "../errors.js";
 
 export interface Segment {

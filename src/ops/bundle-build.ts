@@ -16,7 +16,7 @@ import { readSmallTextFile } from "../project.js";
 import { BUNDLE_FILES, BUNDLE_MANIFEST, parseReleaseChecksums, readBundle, RELEASE_CHECKSUMS, type BundleFile, type BundleManifest, type K3sBundle } from "./bundle.js";
 import { Digest, sha256File } from "./digest.js";
 
-/** The spec's pattern for a K3s release (src/spec/schema.ts k3s.version). */
+/** The spec's pattern for a K3s release (src/model/schema.ts k3s.version). */
 const K3S_VERSION = /^v\d+\.\d+\.\d+\+k3s\d+$/;
 const RELEASES_URL = "https://github.com/k3s-io/k3s/releases/download";
 export const IMAGES_ZST = "k3s-airgap-images-amd64.tar.zst";

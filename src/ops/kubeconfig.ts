@@ -9,7 +9,7 @@ import { basename, dirname, join, resolve } from "node:path";
 import { Document, isMap, isScalar, isSeq, parseDocument, stringify, visit, YAMLMap, YAMLSeq, type Node } from "yaml";
 import { FmcError } from "../errors.js";
 import { script, quote, type Command } from "../hosts/command.js";
-import { pathProblem } from "../spec/formats.js";
+import { pathProblem } from "../model/formats.js";
 
 /**
  * Where K3s writes the admin kubeconfig when it runs as root: k3s-io/k3s

@@ -5,7 +5,7 @@
 import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join } from "node:path";
 import { FmcError } from "../errors.js";
-import type { Spec } from "../spec/schema.js";
+import type { Spec } from "../model/schema.js";
 import { moduleDir, type TerraformModule } from "../render/terraform.js";
 
 export type ProvisionVerb = "plan" | "apply" | "output";

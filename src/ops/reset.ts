@@ -7,7 +7,7 @@
 // disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
 import { script, type Command } from "../hosts/command.js";
 import type { RenderContext } from "../render/types.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";
 import { pendingMarker } from "./service.js";
 

@@ -3,7 +3,7 @@
 // block; keys outside it are the operator's and stay), node_exporter where Prometheus
 // scrapes one by address, and on OSes that run a host firewall by default (firewalld on
 // AlmaLinux) the ports of the host's roles, node_exporter's and VRRP.
-import type { Host, Spec } from "../spec/schema.js";
+import type { Host, Spec } from "../model/schema.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts, OsFamilyName } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
@@ -16,12 +16,12 @@ import { sysctlChanges } from "../ops/sysctl.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
 import type { Change, OpContext } from "../ops/change.js";
 import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
-import { rolePorts } from "../spec/checks.js";
+import { rolePorts } from "../model/checks.js";
 import { sh } from "../render/quote.js";
 import { NODE_EXPORTER_PORT, nodeExporterHosts, nodeExporterSkipped } from "../render/prometheus.js";
 import { script, slow } from "../hosts/command.js";
 import { FmcError } from "../errors.js";
-import { ntpSources } from "../spec/ntp.js";
+import { ntpSources } from "../model/ntp.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 const SYSCTL_FILE = "/etc/sysctl.d/90-fmc.conf";

@@ -35,7 +35,7 @@ import {
   rolesCheckSql,
   rolesSql,
 } from "../render/database.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 import { FmcError } from "../errors.js";
 

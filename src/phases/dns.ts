@@ -15,7 +15,7 @@ import { guardedChange } from "../ops/guarded.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import type { Change } from "../ops/change.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 import { FmcError } from "../errors.js";
 

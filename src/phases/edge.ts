@@ -22,7 +22,7 @@ import { certBundle, EDGE_PATHS, edgeHaproxyConfig, forwardersList, TRAEFIK_DYNA
 import { traefikDynamic, traefikStatic } from "../render/traefik.js";
 import { HEADER_TEXT } from "../render/types.js";
 import { sh } from "../render/quote.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import { HAPROXY_CFG, HAPROXY_SELINUX, haproxyPackages, KEEPALIVED_PACKAGES, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
 import type { Phase, PhaseContext } from "./phase.js";
 

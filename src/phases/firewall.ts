@@ -15,7 +15,7 @@ import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
 import { unitChanges, unitFacts } from "../ops/unit.js";
 import type { Change } from "../ops/change.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 /** The rules as rendered: written and checked on every change, loaded, confirmed. */

@@ -32,7 +32,7 @@ import { k3sUnit } from "../render/ignition.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
 

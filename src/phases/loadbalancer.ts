@@ -14,7 +14,7 @@ import { guardedChange, guardFacts, type GuardedSpec } from "../ops/guarded.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import type { Change, OpContext } from "../ops/change.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 export const HAPROXY_CFG = "/etc/haproxy/haproxy.cfg";

@@ -21,7 +21,7 @@ import {
   K3S_LONGHORN_CONFIG, k3sLonghornConfig, k3sLonghornDropIn, LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
   type LonghornDisk,
 } from "../render/storage.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 export const LONGHORN_MODULES_FILE = "/etc/modules-load.d/fmc-longhorn.conf";

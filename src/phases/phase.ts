@@ -1,4 +1,4 @@
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { RenderContext } from "../render/types.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import type { Change, Masker } from "../ops/change.js";

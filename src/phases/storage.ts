@@ -17,7 +17,7 @@ import { exportsChanges, nfsdSupported, nfsFacts, nfsServerPackages, NFS_DROPIN,
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
 import { unitChanges, unitFacts } from "../ops/unit.js";
-import type { Host, Spec } from "../spec/schema.js";
+import type { Host, Spec } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 const lvmSpec = (spec: Spec): LvmSpec => ({ device: spec.storage!.device, volumeGroup: spec.storage!.volumeGroup, volumes: spec.storage!.volumes });

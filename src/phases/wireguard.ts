@@ -28,7 +28,7 @@ import { packageChange } from "../ops/package.js";
 import { PENDING_DIR, pendingMarker, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
 import type { Change } from "../ops/change.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 /** Guard: exit 0 when the kernel has WireGuard (loaded, or loadable). */

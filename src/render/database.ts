@@ -5,7 +5,7 @@
 // SCRAM-SHA-256 verifiers computed here: the plain password never leaves this machine.
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { postgresLayout, type PostgresLayout } from "../hosts/os.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, HEADER_TEXT, lines } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";

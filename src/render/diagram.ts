@@ -1,6 +1,6 @@
 // A topology diagram (SVG) of the spec: the traffic path from the internet down to the
 // K3s nodes, one row per tier, every host with its address, side services at the right.
-import type { Host, Role } from "../spec/schema.js";
+import type { Host, Role } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { xmlText } from "./quote.js";
 

@@ -10,9 +10,9 @@
 // mode 0600, read by the installers in-process (not passed in argv); clients enroll with a
 // one-time host password, never the admin password.
 import type { Artifact, RenderContext } from "./types.js";
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
-import { cidrOf, contains, ipOf, reverseLabel } from "../spec/net.js";
+import { cidrOf, contains, ipOf, reverseLabel } from "../model/net.js";
 import { configWord, sh, zoneName } from "./quote.js";
 import { FmcError } from "../errors.js";
 

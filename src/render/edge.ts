@@ -5,7 +5,7 @@
 // forwardFrom: Cloudflare's edges, through the tunnel) and send plain HTTP to the API
 // VIP's httpPort, where the load balancers spread it over the agents. Each answers
 // `GET /ping` on the host address at edge.metricsPort: Keepalived's health check.
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord, systemdPath } from "./quote.js";

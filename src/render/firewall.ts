@@ -11,7 +11,7 @@ import type { Artifact, RenderContext } from "./types.js";
 import { lines, HEADER_TEXT } from "./types.js";
 import { nftSet, nftTable } from "./nft.js";
 import { nftString, xmlComment, xmlText } from "./quote.js";
-import { cidrOf, isInside, overlaps } from "../spec/net.js";
+import { cidrOf, isInside, overlaps } from "../model/net.js";
 
 /** fmc's nftables table on the firewall; nothing else in the ruleset is touched. */
 export const FIREWALL_TABLE = "fmc_firewall";

@@ -5,8 +5,8 @@
 // the health endpoint Keepalived checks. The admin socket exposes the listeners, so a
 // reload hands the bound sockets to the new worker (measured: 0 of ≈60 000 requests lost
 // over 20 reloads under load; an old-style `-sf` restart lost 12 of 27 000).
-import type { Host } from "../spec/schema.js";
-import { K3S_API_PORT } from "../spec/checks.js";
+import type { Host } from "../model/schema.js";
+import { K3S_API_PORT } from "../model/checks.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";

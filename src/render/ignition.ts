@@ -2,7 +2,7 @@
 // identity, static network with the internal DNS first, K3s prerequisites, a pinned and
 // checksum-verified K3s install, and on the storage node the LVM volumes, mounts and
 // NFS server, all as systemd units so they come back after every reboot.
-import type { Host } from "../spec/schema.js";
+import type { Host } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "./k3s.js";

@@ -4,7 +4,7 @@
 // starting a second cluster. Agents join with their own token, servers may be tainted
 // off-limits for workloads, and etcd snapshots may also go to S3.
 import { stringify } from "yaml";
-import type { Host, Spec } from "../spec/schema.js";
+import type { Host, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT, HEADER, lines } from "./types.js";
 

@@ -13,7 +13,7 @@
 // ("Failed to set/clear process event listen - errno 111"), so the instance stays in
 // FAULT there; track_file needs a second daemon to write the file (0.15-0.3 s, no better).
 // So the vrrp_script runs a check loop (CHECK_SCRIPT) for most of each second.
-import type { Host, Vip } from "../spec/schema.js";
+import type { Host, Vip } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";

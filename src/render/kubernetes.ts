@@ -13,7 +13,7 @@ import { stringify } from "yaml";
 import { Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-models/v1";
 import { Ingress } from "kubernetes-models/networking.k8s.io/v1";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
-import type { ChartSpec, ServiceName, Spec } from "../spec/schema.js";
+import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { SERVER_TAINT, serverTainted, STORAGE_TAINT } from "./k3s.js";

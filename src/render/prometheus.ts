@@ -2,7 +2,7 @@
 // node exporters), by address. The same jobs go into the Prometheus chart's
 // extraScrapeConfigs; the chart's own jobs cover Kubernetes through service discovery.
 import { stringify } from "yaml";
-import type { Host, Spec } from "../spec/schema.js";
+import type { Host, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 

@@ -1,8 +1,8 @@
 // Quoting for each target syntax, in one place. The spec's formats already keep hostile
-// values out (src/spec/formats.ts); these functions are the second line: every value a
+// values out (src/model/formats.ts); these functions are the second line: every value a
 // renderer puts into a script or config goes through the quoting of that target, and a
 // value the target cannot represent safely stops the render instead of being pasted in.
-import { controlChar } from "../spec/formats.js";
+import { controlChar } from "../model/formats.js";
 import { quote as shellQuote } from "../hosts/command.js";
 import { FmcError } from "../errors.js";
 

@@ -2,7 +2,7 @@
 // every boot), mount units so the volumes come back after reboots, the NFS exports,
 // the database host's NFS mount of its data directory, and the Longhorn disks: the
 // storage host's Longhorn volume and every other K3s agent's first data disk.
-import type { Host, Spec } from "../spec/schema.js";
+import type { Host, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";

@@ -15,14 +15,14 @@
 // lab's hypervisor does). A libvirt `nat` network would make the KVM host the gateway
 // and reject inbound traffic, so validation refuses it when a firewall exists.
 import { stringify } from "yaml";
-import type { Host, Subnet } from "../spec/schema.js";
-import { broadcast, cidrOf, formatIp, ipOf } from "../spec/net.js";
+import type { Host, Subnet } from "../model/schema.js";
+import { broadcast, cidrOf, formatIp, ipOf } from "../model/net.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { tfString as lit } from "./quote.js";
 import { etcHosts } from "./dns.js";
-import { recordInZone } from "../spec/checks.js";
-import { ntpSources } from "../spec/ntp.js";
+import { recordInZone } from "../model/checks.js";
+import { ntpSources } from "../model/ntp.js";
 import { FmcError } from "../errors.js";
 
 /** The root modules, in the order fmc provision runs them. */

@@ -1,5 +1,5 @@
-import type { Spec } from "../spec/schema.js";
-import type { Topology } from "../spec/topology.js";
+import type { Spec } from "../model/schema.js";
+import type { Topology } from "../model/topology.js";
 import type { Secrets } from "../state/secrets.js";
 
 /** One rendered file. Paths are relative to the output directory, with "/" separators. */

@@ -1,7 +1,7 @@
 // The volumes the in-cluster services ask for, and Longhorn's schedulable space against them:
 // shared by the manifests (src/render/kubernetes.ts writes these sizes into the resources) and
 // fmc validate's capacity check, which must not load the Kubernetes object models to count.
-import type { ChartSpec, ServiceName, Spec } from "../spec/schema.js";
+import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
 import { serverTainted } from "./k3s.js";
 import { longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
 

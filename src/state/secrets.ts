@@ -6,7 +6,7 @@ import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "
 import { dirname, join } from "node:path";
 import ssh2 from "ssh2";
 import { z } from "zod";
-import type { Spec } from "../spec/schema.js";
+import type { Spec } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";

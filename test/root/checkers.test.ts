@@ -7,7 +7,7 @@ import { cpSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync, rea
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fmc, inNetns, requireTool } from "../helpers.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { CHECK_SCRIPT } from "../../src/render/keepalived.js";
 
 let dir: string;

@@ -5,8 +5,8 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, parseDocument } from "yaml";
-import { loadSpec } from "../../src/spec/load.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { loadSpec } from "../../src/model/load.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { ROOT } from "../helpers.js";
 
 interface Case {

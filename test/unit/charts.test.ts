@@ -18,9 +18,9 @@ import { nodeExporterHosts, staticScrapeJobs } from "../../src/render/prometheus
 import { base, firewalldOpenings, NODE_EXPORTER } from "../../src/phases/base.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
-import { loadSpec } from "../../src/spec/load.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
-import { normalImage, RETIRED_SOURCES, retiredChart, retiredImage } from "../../src/spec/retired-sources.js";
+import { loadSpec } from "../../src/model/load.js";
+import { SEED_YAML } from "../../src/model/seed.js";
+import { normalImage, RETIRED_SOURCES, retiredChart, retiredImage } from "../../src/model/retired-sources.js";
 import { FmcError } from "../../src/errors.js";
 import type { RenderContext } from "../../src/render/types.js";
 import { contextFor, ROOT } from "../helpers.js";

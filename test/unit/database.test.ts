@@ -22,7 +22,7 @@ import type { PhaseContext } from "../../src/phases/phase.js";
 import { databaseMountUnit, dropInPath, pgHba, postgresConf, postgresDropIn, rolesCheckSql, rolesSql, scramVerifier } from "../../src/render/database.js";
 import type { RenderContext } from "../../src/render/types.js";
 import { backupDatabase, checksumLine, expired, localStore, parseBackupName, remoteStore, restoreDatabase, verifiedChecksum } from "../../src/cli/backup-commands.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 
 const sh = (command: string, input?: string) => spawnSync("bash", ["-c", command], { encoding: "utf8", input });

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import {
   BIND_LAYOUTS, dateSerial, dnsRecords, etcHosts, forwardZone, ipaClientInstall, ipaRecords, ipaServerInstall, nextSerial, ptrRecords,
   renderDns, reverseZone, reverseZoneName, serialOf, zoneFor, zones,
@@ -18,7 +18,7 @@ import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { cloudInit } from "../../src/render/terraform.js";
 import type { RenderContext } from "../../src/render/types.js";
 import type { Change } from "../../src/ops/change.js";
-import { Topology } from "../../src/spec/topology.js";
+import { Topology } from "../../src/model/topology.js";
 import { contextFor, inNetns, requireTool, tempDir } from "../helpers.js";
 
 const BIND9 = `${SEED_YAML}\ndns: { engine: bind9 }\n`;

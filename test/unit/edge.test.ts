@@ -20,8 +20,8 @@ import { haproxyConfig } from "../../src/render/haproxy.js";
 import { CHECK_SCRIPT, checkScript, keepalivedConfig } from "../../src/render/keepalived.js";
 import { traefikDynamic, traefikStatic } from "../../src/render/traefik.js";
 import type { RenderContext } from "../../src/render/types.js";
-import { CLOUDFLARE_IPV4 } from "../../src/spec/schema.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { CLOUDFLARE_IPV4 } from "../../src/model/schema.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 
 const HAPROXY_YAML = `${SEED_YAML}\nedge:\n  engine: haproxy\n`;

@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { contextFor, inNetns, requireTool, tempDir } from "../helpers.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { firewallNftables, pfsenseFragment } from "../../src/render/firewall.js";
 import { tunnelNftables } from "../../src/render/wireguard.js";
 import { renderAll } from "../../src/render/index.js";

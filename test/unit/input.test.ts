@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { fmc, FMC, tempDir } from "../helpers.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 
 const isRoot = process.getuid?.() === 0;
 

@@ -3,13 +3,13 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { parse } from "yaml";
-import { SEED_YAML } from "../../src/spec/seed.js";
-import { SpecSchema } from "../../src/spec/schema.js";
-import { Topology } from "../../src/spec/topology.js";
+import { SEED_YAML } from "../../src/model/seed.js";
+import { SpecSchema } from "../../src/model/schema.js";
+import { Topology } from "../../src/model/topology.js";
 import { planLabNet } from "../../src/lab/network.js";
 import { labOverrides, publicNames } from "../../src/lab/lab.js";
 import { describeOverrides, withOverrides } from "../../src/engine/inventory.js";
-import { cidrOf, contains, ipOf } from "../../src/spec/net.js";
+import { cidrOf, contains, ipOf } from "../../src/model/net.js";
 
 const spec = SpecSchema.parse(parse(SEED_YAML));
 const topo = new Topology(spec);

@@ -5,9 +5,9 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { base } from "../../src/phases/base.js";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
-import { ntpSources } from "../../src/spec/ntp.js";
+import { ntpSources } from "../../src/model/ntp.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor } from "../helpers.js";
 
 const facts = (os: string[]): HostFacts => parseFacts("h", ["@os", ...os, "@hostname", "h", "@end", ""].join("\n"));

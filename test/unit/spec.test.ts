@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { loadSpec } from "../../src/spec/load.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
-import { parseCidr, parseIp, overlaps, cidrOf } from "../../src/spec/net.js";
+import { loadSpec } from "../../src/model/load.js";
+import { SEED_YAML } from "../../src/model/seed.js";
+import { parseCidr, parseIp, overlaps, cidrOf } from "../../src/model/net.js";
 import type { Problem } from "../../src/errors.js";
 
 const errors = (yaml: string) => loadSpec(yaml).problems.filter((p) => p.severity === "error");

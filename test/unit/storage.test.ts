@@ -18,8 +18,8 @@ import { LONGHORN_MODULES_FILE, longhornPrereqs } from "../../src/phases/longhor
 import { exportsFile, longhornDisks, lvmPlan, lvmService, LVM_SCRIPT_PATH, LVM_SERVICE, mkfsIfBlank, nfsServerDropIn, placeableGiB, volumeMountUnits } from "../../src/render/storage.js";
 import { longhornCapacity, manifests } from "../../src/render/kubernetes.js";
 import { ignitionConfig } from "../../src/render/ignition.js";
-import { loadSpec } from "../../src/spec/load.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
+import { loadSpec } from "../../src/model/load.js";
+import { SEED_YAML } from "../../src/model/seed.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import type { Change } from "../../src/ops/change.js";
 import { contextFor, LVM_FIXTURE_FRESH_STEPS, LVM_FIXTURE_SPEC, requireTool, ROOT, tempDir } from "../helpers.js";

@@ -9,9 +9,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml, parseDocument } from "yaml";
 import { renderAll } from "../../src/render/index.js";
-import { loadSpec } from "../../src/spec/load.js";
-import { SEED_YAML } from "../../src/spec/seed.js";
-import { CPU_MODES } from "../../src/spec/schema.js";
+import { loadSpec } from "../../src/model/load.js";
+import { SEED_YAML } from "../../src/model/seed.js";
+import { CPU_MODES } from "../../src/model/schema.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed Terraform JSON

@@ -7,8 +7,8 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { SEED_YAML } from "../../src/spec/seed.js";
-import { Topology } from "../../src/spec/topology.js";
+import { SEED_YAML } from "../../src/model/seed.js";
+import { Topology } from "../../src/model/topology.js";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { addWireguardPeer, loadOrCreateSecrets, readWireguardPeers, requiredSecrets, rotateSecrets, wireguardPublicKey, type Secrets } from "../../src/state/secrets.js";
 import {
