@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import ssh2 from "ssh2";
+import { createRequire } from "node:module";
 import { z } from "zod";
 import type { Spec } from "../model/schema.js";
 import { FmcError } from "../errors.js";
@@ -19,6 +19,10 @@ const SECRET_KINDS = ["token", "password", "vrrp", "wireguard", "wireguard-psk",
 export type SecretKind = (typeof SECRET_KINDS)[number];
 
 /** What each kind of secret looks like as fmc generates it: a tampered store is refused, never rendered. */
+/** ssh2's key helpers, loaded on first use: the library costs about 40 ms to load, and
+ *  commands that never touch an SSH key (validate, render --help) should not pay it. */
+const sshUtils = (): typeof import("ssh2").utils => (createRequire(import.meta.url)("ssh2") as typeof import("ssh2")).utils;
+
 const KIND_FORMAT: Record<SecretKind, (v: string) => boolean> = {
   token: (v) => /^[0-9a-f]{64}$/.test(v),
   password: (v) => /^[A-Za-z0-9_-]{32}$/.test(v),
@@ -31,7 +35,7 @@ const KIND_FORMAT: Record<SecretKind, (v: string) => boolean> = {
       if (typeof k.private !== "string" || typeof k.public !== "string") return false;
       const m = /^ssh-ed25519 ([A-Za-z0-9+/]+={0,2}) [\x20-\x7e]*$/.exec(k.public);
       // the public blob: "ssh-ed25519" and a 32-byte point, 51 bytes in all
-      return !!m && Buffer.from(m[1]!, "base64").length === 51 && !(ssh2.utils.parseKey(k.private) instanceof Error);
+      return !!m && Buffer.from(m[1]!, "base64").length === 51 && !(sshUtils().parseKey(k.private) instanceof Error);
     } catch {
       return false;
     }
@@ -173,7 +177,7 @@ function generate(kind: SecretKind): string {
       // ssh2 drops a leading zero byte of the public point (about 1 key in 256), which
       // gives a key nobody can use: generate until the pair is well-formed
       for (;;) {
-        const pair = ssh2.utils.generateKeyPairSync("ed25519", { comment: ADMIN_KEY_COMMENT });
+        const pair = sshUtils().generateKeyPairSync("ed25519", { comment: ADMIN_KEY_COMMENT });
         const value = JSON.stringify({ private: pair.private, public: pair.public.trim() });
         if (KIND_FORMAT["ssh-ed25519"](value)) return value;
       }

@@ -1,6 +1,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { loadOrCreateSecrets } from "../../src/state/secrets.js";
@@ -298,20 +298,30 @@ test("fmc --help lists every command of the table, and each table entry loads th
   assert.equal(fmc([], dir).stdout, help.stdout);
 });
 
-test("fmc --help loads no command module and no library", (t) => {
+test("fmc --help loads no command module and no library, bundled or not", (t) => {
   const dir = tempDir(t);
   const log = join(dir, "loaded.txt");
+  // ESM loads (the modules tsc wrote) and CommonJS requires (the bundle's libraries) are logged
   writeFileSync(join(dir, "hooks.mjs"), `import { appendFileSync } from "node:fs";\nexport async function load(url, context, next) { appendFileSync(${JSON.stringify(log)}, url + "\\n"); return next(url, context); }\n`);
-  writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nregister("./hooks.mjs", import.meta.url);\n`);
-  const r = spawnSync(process.execPath, ["--import", join(dir, "register.mjs"), FMC, "--help"], { cwd: dir, encoding: "utf8" });
-  assert.equal(r.status, 0, r.stderr);
-  const loaded = readFileSync(log, "utf8").trim().split("\n");
-  assert.ok(loaded.some((u) => u.endsWith("/dist/cli/main.js")), "the hook saw fmc start");
-  assert.deepEqual(loaded.filter((u) => /-commands\.js$|\/node_modules\//.test(u)), []);
-  // and a command's own help loads that command
-  const v = spawnSync(process.execPath, ["--import", join(dir, "register.mjs"), FMC, "secrets", "--help"], { cwd: dir, encoding: "utf8" });
-  assert.equal(v.status, 0, v.stderr);
-  assert.ok(readFileSync(log, "utf8").includes("/dist/cli/secrets-commands.js"));
+  writeFileSync(join(dir, "register.mjs"), `import { register } from "node:module";\nimport Module from "node:module";\nimport { appendFileSync } from "node:fs";\nregister("./hooks.mjs", import.meta.url);\nconst load = Module._load;\nModule._load = function (request, ...rest) { appendFileSync(${JSON.stringify(log)}, "require:" + request + "\\n"); return load.call(this, request, ...rest); };\n`);
+  const loadedBy = (env: Record<string, string>, ...args: string[]) => {
+    rmSync(log, { force: true });
+    const r = spawnSync(process.execPath, ["--import", join(dir, "register.mjs"), FMC, ...args], { cwd: dir, encoding: "utf8", env: { ...process.env, ...env } });
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(log, "utf8").trim().split("\n");
+  };
+  const library = (u: string) => /-commands\.js$|\/node_modules\//.test(u) || (u.startsWith("require:") && !u.startsWith("require:node:"));
+  // the modules tsc wrote: main.js alone, no command module
+  const unbundled = loadedBy({ FMC_UNBUNDLED: "1" }, "--help");
+  assert.ok(unbundled.some((u) => u.endsWith("/dist/cli/main.js")), "the hook saw fmc start");
+  assert.deepEqual(unbundled.filter(library), []);
+  assert.ok(loadedBy({ FMC_UNBUNDLED: "1" }, "secrets", "--help").some((u) => u.endsWith("/dist/cli/secrets-commands.js")), "a command's own help loads that command");
+  // the bundle (what bin/fmc.js runs by default): no module of dist/ besides, no library required
+  const bundled = loadedBy({}, "--help");
+  assert.ok(!bundled.some((u) => u.endsWith("/dist/cli/main.js")), "the bundle ran, not the modules");
+  assert.deepEqual(bundled.filter(library), []);
+  // while a command that reaches hosts does require its library (the hook does see requires)
+  assert.ok(loadedBy({}, "apply", "--help").some((u) => u === "require:ssh2"));
 });
 
 test("fmc --version and -v print package.json's version; fmc help is fmc --help", (t) => {
