@@ -13,6 +13,7 @@ import { markingReload, pendingFacts, reloadPending, serviceChange } from "../op
 import { homeOf } from "../ops/user.js";
 import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
+import { moduleChanges, moduleGuards, type KernelModule } from "../ops/modules.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
 import type { Change, OpContext } from "../ops/change.js";
 import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
@@ -40,6 +41,14 @@ function sysctlFor(host: Host): Record<string, string> {
   if (roles.has("firewall") || roles.has("gateway")) out["net.ipv4.ip_forward"] = "1";
   return out;
 }
+
+/** What a K3s node loads on AlmaLinux and Debian; Flatcar gets the same file from Ignition. */
+const K3S_MODULES_FILE = "/etc/modules-load.d/fmc-k3s.conf";
+const K3S_MODULES: readonly KernelModule[] = [
+  { name: "br_netfilter", why: "the net.bridge sysctl keys K3s needs (bridge-nf-call-iptables) do not exist, so pod traffic bypasses iptables" },
+  { name: "overlay", why: "containerd's overlayfs snapshotter cannot run" },
+];
+const isK3sNode = (host: Host) => host.roles.some((r) => r === "k3s-server" || r === "k3s-agent");
 
 const TIME_PACKAGE: Record<string, string | undefined> = { "debian-like": "systemd-timesyncd", "rhel-like": "chrony", flatcar: undefined };
 
@@ -182,7 +191,7 @@ export const base: Phase = {
   },
   facts(pc, host) {
     const user = pc.loginUser(host);
-    const files = ["/etc/hostname", SYSCTL_FILE, authorizedKeysPath(user)];
+    const files = ["/etc/hostname", SYSCTL_FILE, authorizedKeysPath(user), ...(isK3sNode(host) ? [K3S_MODULES_FILE] : [])];
     for (const f of Object.values(FAMILIES)) {
       files.push(f.timeConfig({ pools: [], servers: [] }).path, ...f.resolverFiles([], "").map((r) => r.path));
     }
@@ -193,7 +202,7 @@ export const base: Phase = {
       packages: new Set([...Object.values(TIME_PACKAGE).filter((p): p is string => !!p), ...(exporter ? Object.values(NODE_EXPORTER).flatMap((n) => n.packages) : [])]),
       sysctl: new Set(Object.keys(sysctlFor(host))),
       // read on every host; it answers "nothing to do" where firewall-cmd is absent
-      guards: new Map([[FIREWALLD_GUARD, firewalldGuarded(pc.render.spec, host).unless]]),
+      guards: new Map([[FIREWALLD_GUARD, firewalldGuarded(pc.render.spec, host).unless], ...(isK3sNode(host) ? moduleGuards(K3S_MODULES) : [])]),
     };
   },
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
@@ -208,6 +217,9 @@ export const base: Phase = {
         if (ch) out.push(ch);
       }
     }
+    // modules first: loading br_netfilter brings the net.bridge keys the sysctl file sets
+    // (apply reads the host again after the load)
+    if (isK3sNode(host) && facts.os.family !== "flatcar") out.push(...moduleChanges(facts, { path: K3S_MODULES_FILE, purpose: "kernel modules K3s needs", modules: K3S_MODULES }, c));
     out.push(...sysctlChanges(facts, SYSCTL_FILE, sysctlFor(host), c));
     const swap = swapOffChange(facts, c);
     if (swap) out.push(swap);

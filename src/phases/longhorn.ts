@@ -13,6 +13,7 @@ import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts, OsFamilyName } from "../hosts/facts.js";
 import type { Change } from "../ops/change.js";
 import { fileChange } from "../ops/file.js";
+import { moduleChanges, moduleGuards, moduleStates, type KernelModule } from "../ops/modules.js";
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
 import { mountChanges, mountFacts } from "../ops/mount.js";
@@ -27,7 +28,7 @@ import type { Phase, PhaseContext } from "./phase.js";
 export const LONGHORN_MODULES_FILE = "/etc/modules-load.d/fmc-longhorn.conf";
 
 /** Kernel modules Longhorn uses, and what is lost without each. */
-const LONGHORN_MODULES: ReadonlyArray<{ name: string; why: string }> = [
+const LONGHORN_MODULES: readonly KernelModule[] = [
   { name: "iscsi_tcp", why: "Longhorn cannot attach volumes on this node" },
   { name: "nfsv4", why: "RWX (ReadWriteMany) Longhorn volumes cannot be mounted on this node" },
   { name: "dm_crypt", why: "encrypted Longhorn volumes cannot be used on this node" },
@@ -40,30 +41,8 @@ function longhornPackages(family: OsFamilyName): string[] {
 }
 const ALL_PACKAGES = [...new Set([...longhornPackages("debian-like"), ...longhornPackages("rhel-like")])];
 
-const loadedGuard = (m: string) => `module-loaded:${m}`;
-const loadableGuard = (m: string) => `module-loadable:${m}`;
-
 /** iscsid by socket activation where the package has the socket; Flatcar runs the service. */
 const iscsidUnit = (family: OsFamilyName) => (family === "flatcar" ? "iscsid.service" : "iscsid.socket");
-
-/** Each module: loaded now, loadable, or missing from this kernel. */
-function moduleStates(facts: HostFacts): Array<{ name: string; why: string; state: "loaded" | "loadable" | "missing" }> {
-  return LONGHORN_MODULES.map((m) => ({
-    ...m,
-    state: facts.guards.get(loadedGuard(m.name)) === 0 ? "loaded" : facts.guards.get(loadableGuard(m.name)) === 0 ? "loadable" : "missing",
-  }));
-}
-
-function modulesFile(states: ReturnType<typeof moduleStates>): string {
-  const have = states.filter((m) => m.state !== "missing");
-  const missing = states.filter((m) => m.state === "missing");
-  return [
-    "# Managed by fmc: kernel modules Longhorn needs, loaded at boot.",
-    ...(missing.length ? [`# not available on this kernel: ${missing.map((m) => m.name).join(", ")}`] : []),
-    ...have.map((m) => m.name),
-    "",
-  ].join("\n");
-}
 
 /** Where the K3s unit of a node with a Longhorn disk gets its mount ordering (the same drop-in Ignition installs). */
 const longhornDropInPath = (host: Host) => `/etc/systemd/system/${host.roles.includes("k3s-server") ? "k3s" : "k3s-agent"}.service.d/fmc-longhorn-disk.conf`;
@@ -110,10 +89,7 @@ export const longhornPrereqs: Phase = {
       packages: new Set(ALL_PACKAGES),
       ...(disk?.kind === "disk" ? { storage: true } : {}),
       guards: new Map([
-        ...LONGHORN_MODULES.flatMap((m): Array<[string, string]> => [
-          [loadedGuard(m.name), `[ -d /sys/module/${m.name} ]`],
-          [loadableGuard(m.name), `modprobe -n -q ${m.name}`],
-        ]),
+        ...moduleGuards(LONGHORN_MODULES),
         ...(disk?.kind === "disk" ? [[diskGuard(disk), `[ -b ${disk.device} ]`] as [string, string]] : []),
       ]),
     };
@@ -125,13 +101,8 @@ export const longhornPrereqs: Phase = {
     const pkgs = longhornPackages(family);
     const pkg = packageChange(facts, FAMILIES[family], pkgs, c);
     if (pkg) out.push(pkg);
-    const states = moduleStates(facts);
-    const missing = states.filter((m) => m.state === "missing");
-    const notes = missing.map((m) => `kernel module ${m.name} is not available on this kernel (not loaded, modprobe -n fails): ${m.why}; fmc cannot fix that, give the node a kernel with it`);
-    const file = fileChange(facts, { path: LONGHORN_MODULES_FILE, content: modulesFile(states) }, c);
-    if (file) out.push({ ...file, notes: [...file.notes, ...notes] });
-    const toLoad = states.filter((m) => m.state === "loadable").map((m) => m.name);
-    if (toLoad.length) out.push({ host: host.name, phase: "longhorn-prereqs", title: `load kernel modules ${toLoad.join(", ")}`, commands: [cmd("modprobe", "-a", ...toLoad)], notes: [] });
+    out.push(...moduleChanges(facts, { path: LONGHORN_MODULES_FILE, purpose: "kernel modules Longhorn needs", modules: LONGHORN_MODULES }, c));
+    const states = moduleStates(facts, LONGHORN_MODULES);
     const iscsi = iscsidUnit(family);
     const installing = !!pkg && !facts.packages.get(family === "rhel-like" ? "iscsi-initiator-utils" : "open-iscsi");
     const svc = serviceChange(facts, { unit: iscsi, enabled: true, running: true, installing }, c);
