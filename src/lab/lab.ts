@@ -193,7 +193,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     throw new FmcError("LAB_EXISTS", `this machine already has a network namespace named ${INTERNET_NS} that the lab did not create`, "the lab's internet namespace needs that name; remove or rename the other one");
   }
   const rootfs = await prepareRootfs(o.log);
-  const rootLinks = net.segments.filter((s) => s.rootAddress).map((s, i) => ({ name: `${LABEL}${i}`, address: s.rootAddress!, bridge: s.bridge }));
+  const rootLinks = net.segments.filter((s) => s.rootAddress).map((s, i) => ({ name: `${LABEL}${i}`, address: s.rootAddress!, bridge: s.bridge, routes: s.rootRoutes ?? [] }));
   const state: LabState = { lab: o.spec.name, stateDir, specFile: o.specFile && resolve(o.specFile), rootLinks: rootLinks.map(({ name, address }) => ({ name, address })), internet: net.internet?.clientAddress, hosts: [] };
   mkdirSync(LAB_ROOT, { recursive: true, mode: 0o700 });
   try {
@@ -215,6 +215,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       run("ip", ["-n", SWITCH_NS, "link", "set", `r-${l.bridge}`, "master", l.bridge, "up"], "attaching a root link");
       run("ip", ["addr", "add", l.address, "dev", l.name], "addressing a root link");
       run("ip", ["link", "set", l.name, "up"], "root link up");
+      for (const r of l.routes) run("ip", ["route", "add", r, "dev", l.name], `this machine's route to ${r} in the lab`);
     }
     let port = 0;
     const wire = (ns: string, nic: Nic): string => {

@@ -22,6 +22,12 @@ export interface Segment {
   readonly cidr: string;
   /** This machine's address on it (address/prefix), if it has one. */
   readonly rootAddress?: string;
+  /**
+   * When set, this machine reaches only these prefixes over the segment (its address is then a
+   * /32): the public segment stands for real internet addresses, and a route to the whole /24
+   * would take this machine's traffic to that range's other hosts while the lab is up.
+   */
+  readonly rootRoutes?: readonly string[];
 }
 
 export interface Nic {
@@ -85,7 +91,8 @@ export function planLabNet(spec: Spec, topo: Topology, hosts: readonly Host[]): 
     const net = cidrOf(pub).network;
     const router = [net + 1, net + 2].find((a) => formatIp(a) !== gateway.publicAddress)!;
     const rootPub = [net + 254, net + 253].find((a) => formatIp(a) !== gateway.publicAddress)!;
-    segments.push({ bridge: "pub", name: "public", cidr: pub, rootAddress: withPrefix(rootPub, pub) });
+    // this machine only needs the gateway (SSH to its public address)
+    segments.push({ bridge: "pub", name: "public", cidr: pub, rootAddress: `${formatIp(rootPub)}/32`, rootRoutes: [`${gateway.publicAddress}/32`] });
     const nics: Nic[] = [{ ifname: "fmclab-pub", bridge: "pub", address: withPrefix(router, pub) }];
     if (fw) {
       const free = UPLINK_CANDIDATES.find((c) => !overlaps(cidrOf(c), cidrOf(spec.network.cidr)) && !overlaps(cidrOf(c), cidrOf(pub)))!;
@@ -117,5 +124,5 @@ export function planLabNet(spec: Spec, topo: Topology, hosts: readonly Host[]): 
 
   // no firewall in the lab: a plain router holds every gateway address
   const router = fw || segments.length === 0 ? undefined : { nics: topo.lanSegments.map((l, i) => ({ ifname: `fmclab-r${i}`, bridge: segments[i]!.bridge, address: withPrefix(ipOf(l.gateway), l.subnet.cidr) })) };
-  return { segments, hosts: plans, router, internet, rootPrefixes: segments.filter((s) => s.rootAddress).map((s) => s.cidr) };
+  return { segments, hosts: plans, router, internet, rootPrefixes: segments.filter((s) => s.rootAddress).flatMap((s) => s.rootRoutes ?? [s.cidr]) };
 }

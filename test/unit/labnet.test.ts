@@ -18,7 +18,7 @@ test("lab network: one segment per LAN subnet, routed by firewall1 as every subn
   const net = planLabNet(spec, topo, spec.hosts);
   assert.deepEqual(
     net.segments.map((s) => `${s.bridge} ${s.name} ${s.cidr} ${s.rootAddress ?? "-"}`),
-    ["s0 dmz 10.17.2.0/24 10.17.2.254/24", "s1 infra 10.17.3.0/24 10.17.3.254/24", "s2 cluster 10.17.4.0/24 10.17.4.254/24", "s3 lb 10.17.5.0/24 10.17.5.254/24", "pub public 203.0.113.0/24 203.0.113.254/24", "uplink uplink 198.51.100.0/30 -"],
+    ["s0 dmz 10.17.2.0/24 10.17.2.254/24", "s1 infra 10.17.3.0/24 10.17.3.254/24", "s2 cluster 10.17.4.0/24 10.17.4.254/24", "s3 lb 10.17.5.0/24 10.17.5.254/24", "pub public 203.0.113.0/24 203.0.113.254/32", "uplink uplink 198.51.100.0/30 -"],
   );
   const fw = net.hosts.find((h) => h.name === "firewall1")!;
   assert.deepEqual(fw.nics.map((n) => `${n.ifname} ${n.bridge} ${n.address}`), ["eth0 uplink 198.51.100.2/30", "eth1 s0 10.17.2.1/24", "eth2 s1 10.17.3.1/24", "eth3 s2 10.17.4.1/24", "eth4 s3 10.17.5.1/24"]);
@@ -32,7 +32,9 @@ test("lab network: one segment per LAN subnet, routed by firewall1 as every subn
   assert.deepEqual(vps.nics, [{ ifname: "eth0", bridge: "pub", address: "203.0.113.10/24" }]);
   assert.equal(vps.sshAddress, "203.0.113.10");
   // this machine routes only into the segments it is on: never the uplink, never the tunnel
-  assert.deepEqual(net.rootPrefixes, ["10.17.2.0/24", "10.17.3.0/24", "10.17.4.0/24", "10.17.5.0/24", "203.0.113.0/24"]);
+  assert.deepEqual(net.rootPrefixes, ["10.17.2.0/24", "10.17.3.0/24", "10.17.4.0/24", "10.17.5.0/24", "203.0.113.10/32"]);
+  // the public /24 stands for real internet addresses: this machine routes only to the gateway there
+  assert.deepEqual(net.segments.find((s) => s.name === "public")?.rootRoutes, ["203.0.113.10/32"]);
 });
 
 test("lab network: the internet reaches only the public /24 and the uplink, nothing private", () => {
