@@ -45,6 +45,15 @@ export function fmc(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): R
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** The temporary directories of this repository's lab tests: a lab one of them left behind may be forced down. */
+const LAB_TEST_DIRS = /fmc-(vm|traffic|lab|data|k3s|readme)-e2e-/;
+
+/** Takes down a lab an earlier run of the lab tests left behind (another checkout's lab is refused, not taken). */
+export function clearStaleLab(dir: string): void {
+  const stale = fmc(["lab", "down"], dir);
+  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && LAB_TEST_DIRS.test(stale.stderr)) fmc(["lab", "down", "--force"], dir);
+}
+
 /**
  * The K3s lab of test/fixtures/lab-k3s.yaml in `dir` (a fresh temporary directory): a lab an
  * earlier test run left behind is forced down, then `lab up --only k3s-server,k3s-agent`
@@ -52,8 +61,7 @@ export function fmc(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}): R
  */
 export function upK3sLab(dir: string): { up: RunResult; applied?: RunResult } {
   copyFileSync(join(ROOT, "test/fixtures/lab-k3s.yaml"), join(dir, "cluster.yaml"));
-  const stale = fmc(["lab", "down"], dir);
-  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data|k3s)-e2e-/.test(stale.stderr)) fmc(["lab", "down", "--force"], dir);
+  clearStaleLab(dir);
   const up = fmc(["lab", "up", "--only", "k3s-server,k3s-agent"], dir);
   return up.status === 0 ? { up, applied: fmc(["apply", "--yes", "--phase", "k3s-servers,k3s-agents"], dir) } : { up };
 }

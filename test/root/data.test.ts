@@ -9,7 +9,7 @@ import { spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmc, ROOT, sleep, until } from "../helpers.js";
+import { clearStaleLab, fmc, ROOT, sleep, until } from "../helpers.js";
 import { labExec, labReboot } from "../../src/lab/lab.js";
 
 let dir = "";
@@ -44,8 +44,7 @@ const recoveries: string[] = [];
 before(async () => {
   dir = mkdtempSync(PREFIX);
   copyFileSync(join(ROOT, "test/fixtures/lab-data.yaml"), join(dir, "cluster.yaml"));
-  const stale = run("lab", "down");
-  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(vm|traffic|lab|data)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
+  clearStaleLab(dir);
   const up = run("lab", "up", "--only", "storage,database,k3s-agent");
   assert.equal(up.status, 0, up.stderr);
   ours = true;

@@ -8,7 +8,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fmc, ROOT, sleep, until } from "../helpers.js";
+import { clearStaleLab, fmc, ROOT, sleep, until } from "../helpers.js";
 import { INTERNET_NS, labExec, labPowerOff, labPowerOn, LABEL } from "../../src/lab/lab.js";
 import { longestWindow, startProbe, type ProbeResult } from "../../src/lab/probe.js";
 import { context } from "../../src/project.js";
@@ -36,8 +36,7 @@ before(async () => {
   dir = mkdtempSync(PREFIX);
   spec = join(dir, "cluster.yaml");
   copyFileSync(join(ROOT, "test/fixtures/lab-traffic.yaml"), spec);
-  const stale = run("lab", "down");
-  if (stale.status !== 0 && stale.stderr.includes("LAB_NOT_OURS") && /fmc-(traffic|lab)-e2e-/.test(stale.stderr)) run("lab", "down", "--force");
+  clearStaleLab(dir);
   const up = run("lab", "up");
   assert.equal(up.status, 0, up.stderr);
   ours = true;
