@@ -51,4 +51,3 @@ export type CommandName = keyof typeof COMMANDS;
 
 export const COMMAND_NAMES = Object.keys(COMMANDS) as CommandName[];
 
-export const isCommandName = (word: string): word is CommandName => Object.hasOwn(COMMANDS, word);

@@ -8,7 +8,8 @@ import { cmd, quote, script } from "../hosts/command.js";
 import { dmPathOf, type HostFacts } from "../hosts/facts.js";
 import type { Change, ChangeSite } from "./change.js";
 import { FmcError } from "../errors.js";
-import { BLKID_NO_SIGNATURE, lvmBytes, mkfsIfBlank } from "../render/storage.js";
+import { lvmBytes } from "../model/capacity.js";
+import { BLKID_NO_SIGNATURE, mkfsIfBlank } from "../render/storage.js";
 
 export interface LvmSpec {
   readonly device: string;

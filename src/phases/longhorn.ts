@@ -19,9 +19,9 @@ import { serviceChange } from "../ops/service.js";
 import { mountChanges, mountFacts } from "../ops/mount.js";
 import { unitChanges, unitFacts } from "../ops/unit.js";
 import {
-  K3S_LONGHORN_CONFIG, k3sLonghornConfig, k3sLonghornDropIn, LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
-  type LonghornDisk,
+  K3S_LONGHORN_CONFIG, k3sLonghornConfig, k3sLonghornDropIn, LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, longhornDiskMountUnit, longhornDiskScript, longhornDiskService,
 } from "../render/storage.js";
+import { longhornDisks, type LonghornDisk } from "../model/capacity.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 

@@ -3,13 +3,14 @@
 // checksum-verified K3s install, and on the storage node the LVM volumes, mounts and
 // NFS server, all as systemd units so they come back after every reboot.
 import type { Host } from "../model/schema.js";
+import { longhornDisks } from "../model/capacity.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "./k3s.js";
 import { unitFile } from "./systemd.js";
 import { pathPart, sh, systemdPath } from "./quote.js";
 import {
-  exportsFile, k3sLonghornConfig, k3sLonghornDropIn, K3S_LONGHORN_CONFIG, longhornDiskMountUnit, longhornDisks, longhornDiskScript, longhornDiskService,
+  exportsFile, k3sLonghornConfig, k3sLonghornDropIn, K3S_LONGHORN_CONFIG, longhornDiskMountUnit, longhornDiskScript, longhornDiskService,
   LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits,
 } from "./storage.js";
 

@@ -5,6 +5,7 @@
 // off-limits for workloads, and etcd snapshots may also go to S3.
 import { stringify } from "yaml";
 import type { Host, Spec } from "../model/schema.js";
+import { serverTainted } from "../model/capacity.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT, HEADER, lines } from "./types.js";
 
@@ -19,10 +20,6 @@ export const SERVER_TAINT = "CriticalAddonsOnly=true:NoExecute";
 /** The resolv.conf kubelet hands to pods and CoreDNS: the internal DNS only (it forwards the rest). */
 export const K3S_RESOLV_CONF = "/etc/rancher/k3s/resolv.conf";
 
-/** Whether servers carry SERVER_TAINT: the spec's choice, else on when there are agents to run workloads. */
-export function serverTainted(spec: Spec): boolean {
-  return spec.k3s.serverTaint ?? spec.hosts.some((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server"));
-}
 
 /**
  * K3s components not deployed: the spec's list, with traefik exactly when the in-cluster

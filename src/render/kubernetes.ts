@@ -16,12 +16,10 @@ import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
-import { SERVER_TAINT, serverTainted, STORAGE_TAINT } from "./k3s.js";
+import { SERVER_TAINT, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
-import { LONGHORN_RESERVED_PERCENT, longhornReplicas } from "./storage.js";
-import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, REDIS_PODS, workloadNodes } from "./volumes.js";
+import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, LONGHORN_RESERVED_PERCENT, longhornReplicas, REDIS_PODS, serverTainted, workloadNodes } from "../model/capacity.js";
 
-export { longhornCapacity, longhornClaims, type LonghornCapacity, type VolumeClaim } from "./volumes.js";
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
 /** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */

@@ -15,8 +15,10 @@ import { EXPORTS, EXPORTS_D, NFSD_GUARD, NFS_DROPIN, NFS_UNIT } from "../../src/
 import { unitPath } from "../../src/ops/unit.js";
 import { storage } from "../../src/phases/storage.js";
 import { LONGHORN_MODULES_FILE, longhornPrereqs } from "../../src/phases/longhorn.js";
-import { exportsFile, longhornDisks, lvmPlan, lvmService, LVM_SCRIPT_PATH, LVM_SERVICE, mkfsIfBlank, nfsServerDropIn, placeableGiB, volumeMountUnits } from "../../src/render/storage.js";
-import { longhornCapacity, manifests } from "../../src/render/kubernetes.js";
+import { exportsFile, lvmPlan, lvmService, LVM_SCRIPT_PATH, LVM_SERVICE, mkfsIfBlank, nfsServerDropIn, volumeMountUnits } from "../../src/render/storage.js";
+import { longhornDisks, placeableGiB } from "../../src/model/capacity.js";
+import { manifests } from "../../src/render/kubernetes.js";
+import { longhornCapacity } from "../../src/model/capacity.js";
 import { ignitionConfig } from "../../src/render/ignition.js";
 import { loadSpec } from "../../src/model/load.js";
 import { SEED_YAML } from "../../src/model/seed.js";

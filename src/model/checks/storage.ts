@@ -2,8 +2,7 @@
 // twice, %FREE last), Longhorn and the NFS StorageClass with what they need, and
 // Longhorn's schedulable space against the volumes the charts request.
 import { parseCidr, parseIp } from "../net.js";
-import { longhornCapacity } from "../../render/volumes.js";
-import { LONGHORN_RESERVED_PERCENT } from "../../render/storage.js";
+import { LONGHORN_RESERVED_PERCENT, longhornCapacity } from "../capacity.js";
 import { needHost, type Checker, type Names, type Report } from "./context.js";
 
 /**

@@ -1,9 +1,94 @@
-// The volumes the in-cluster services ask for, and Longhorn's schedulable space against them:
-// shared by the manifests (src/render/kubernetes.ts writes these sizes into the resources) and
-// fmc validate's capacity check, which must not load the Kubernetes object models to count.
-import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
-import { serverTainted } from "./k3s.js";
-import { longhornDisks, longhornReplicas, placeableGiB, schedulableGiB, type LonghornDisk } from "./storage.js";
+// The cluster's storage arithmetic, from the spec alone: which nodes give Longhorn a disk and
+// how big, the replicas per volume, the volumes the in-cluster services ask for, and the
+// space Longhorn can place against them. Shared by fmc validate's capacity check and the
+// renderers (manifests, Ignition, the storage phase), so what is counted is what is written.
+import type { ChartSpec, Host, ServiceName, Spec } from "./schema.js";
+
+/** Whether servers carry SERVER_TAINT: the spec's choice, else on when there are agents to run workloads. */
+export function serverTainted(spec: Spec): boolean {
+  return spec.k3s.serverTaint ?? spec.hosts.some((h) => h.roles.includes("k3s-agent") && !h.roles.includes("k3s-server"));
+}
+
+/** Longhorn's storage-reserved-percentage-for-default-disk: what it never schedules on a disk. */
+export const LONGHORN_RESERVED_PERCENT = 30;
+
+const GiB = 1024 ** 3;
+/** Bytes of an LVM size with a unit ("20G": LVM's units are binary); undefined for %FREE. */
+export function lvmBytes(size: string): number | undefined {
+  const m = /^(\d+)([KMGT])$/.exec(size);
+  return m ? Number(m[1]) * 1024 ** ("KMGT".indexOf(m[2]!) + 1) : undefined;
+}
+
+/** The data disk a VM's virtio device is: /dev/vdb is the first data disk (vda is the root disk). */
+function dataDiskOf(host: Host, device: string): { name: string; sizeGiB: number } | undefined {
+  const m = /^\/dev\/vd([b-z])$/.exec(device);
+  return m ? host.vm?.dataDisks[m[1]!.charCodeAt(0) - "b".charCodeAt(0)] : undefined;
+}
+
+export interface LonghornDisk {
+  readonly host: string;
+  /** storage: the storage host's volume at longhornPath; disk: a K3s agent's first data disk. */
+  readonly kind: "volume" | "disk";
+  /** The block device fmc formats (disk) or the logical volume (volume). */
+  readonly device: string;
+  readonly mount: string;
+  /** Undefined when the spec does not say (no vm section, or a %FREE volume on an unknown disk). */
+  readonly sizeGiB?: number;
+}
+
+/**
+ * The nodes Longhorn stores replicas on and their disks, from the spec: the storage host's
+ * volume mounted at storage.longhornPath (when it runs K3s), and the first data disk of
+ * every other K3s agent, formatted and mounted at the same path. Servers keep their disks.
+ */
+export function longhornDisks(spec: Spec): LonghornDisk[] {
+  const st = spec.storage;
+  if (!spec.services.longhorn.enabled || !st) return [];
+  const out: LonghornDisk[] = [];
+  for (const h of spec.hosts) {
+    if (!h.roles.includes("k3s-agent") || h.roles.includes("k3s-server")) continue;
+    if (h.name === st.host) {
+      const v = st.volumes.find((x) => x.mount === st.longhornPath);
+      if (!v) continue;
+      let size = lvmBytes(v.size);
+      if (size === undefined) {
+        const disk = dataDiskOf(h, st.device);
+        const pct = Number(v.size.replace("%FREE", ""));
+        const fixed = st.volumes.filter((x) => x !== v).map((x) => lvmBytes(x.size) ?? 0);
+        if (disk) size = Math.max(0, disk.sizeGiB * GiB - fixed.reduce((a, b) => a + b, 0)) * (pct / 100);
+      }
+      out.push({ host: h.name, kind: "volume", device: `/dev/${st.volumeGroup}/${v.name}`, mount: st.longhornPath, sizeGiB: size === undefined ? undefined : size / GiB });
+    } else if (h.vm?.dataDisks.length) {
+      out.push({ host: h.name, kind: "disk", device: "/dev/vdb", mount: st.longhornPath, sizeGiB: h.vm.dataDisks[0]!.sizeGiB });
+    }
+  }
+  return out;
+}
+
+/** Longhorn replicas per volume: the spec's, else 2 when two nodes have disks (one may fail), else 1. */
+export function longhornReplicas(spec: Spec): number {
+  return spec.storage?.longhornReplicas ?? (longhornDisks(spec).length >= 2 ? 2 : 1);
+}
+
+/** What Longhorn schedules on a disk: all of it but the reserved share (over-provisioning stays at its 100%). */
+export const schedulableGiB = (sizeGiB: number) => (sizeGiB * (100 - LONGHORN_RESERVED_PERCENT)) / 100;
+
+/**
+ * The most volume space (GiB) Longhorn can place with `replicas` copies of each volume on
+ * different nodes, given each node's schedulable GiB: the largest T with
+ * sum(min(cap, T)) >= replicas × T (no node holds two copies of one volume).
+ */
+export function placeableGiB(caps: readonly number[], replicas: number): number {
+  if (replicas <= 0) return 0;
+  let lo = 0;
+  let hi = caps.reduce((a, b) => a + b, 0) / replicas;
+  for (let i = 0; i < 60; i++) {
+    const t = (lo + hi) / 2;
+    if (caps.reduce((a, c) => a + Math.min(c, t), 0) >= replicas * t) lo = t;
+    else hi = t;
+  }
+  return lo;
+}
 
 // Pods with a volume each, shared by the rendered resources and Longhorn's capacity check.
 export const ALERTMANAGER_SIZE = "2Gi";
