@@ -243,7 +243,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     }
     const vmRoles = o.vmRoles ?? DEFAULT_VM_ROLES;
     const isVm = (h: Host) => h.roles.some((r) => vmRoles.includes(r));
-    const vmImage = hosts.some(isVm) ? ensureVmImage(o.log) : undefined;
+    const vmImage = hosts.some(isVm) ? await ensureVmImage(o.log) : undefined;
     // K3s's embedded etcd, stood in for by a real etcd on the k3s-server containers
     const etcdNodes: EtcdNode[] = hosts.filter((h) => h.roles.includes("k3s-server") && !isVm(h)).map((h) => ({ name: h.name, address: h.address }));
     let etcdCerts: Map<string, string> | undefined;

@@ -177,23 +177,6 @@ export async function prepareRootfs(log: (line: string) => void): Promise<string
   return dir;
 }
 
-/** The root filesystem, built first if needed without stage lines (prepareRootfs reports them). */
-export function ensureRootfs(log: (line: string) => void): string {
-  const dir = rootfsPath();
-  if (existsSync(join(dir, ".fmc-ready"))) return dir;
-  const tmp = startBuild(dir, log);
-  try {
-    const r = spawnSync("debootstrap", debootstrapArgs(tmp, debianMirror()), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
-    if (r.status !== 0) throw new FmcError("LAB_ROOTFS", `debootstrap failed: ${lastLines(r)}`);
-    finishBuild(tmp, dir, () => undefined);
-  } catch (e) {
-    rmSync(tmp, { recursive: true, force: true });
-    throw e;
-  }
-  removeOldRootfs(dir, log);
-  return dir;
-}
-
 /** Checks the tools and clears the temp directory a build goes into; says what is coming. */
 function startBuild(dir: string, log: (line: string) => void): string {
   for (const tool of ["debootstrap", "systemd-nspawn"]) {

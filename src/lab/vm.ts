@@ -16,7 +16,7 @@ import { controlChar } from "../model/formats.js";
 import { contains, networkOf, parseIp } from "../model/net.js";
 import { FmcError } from "../errors.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
-import { LAB_ROOT, debianMirror, ensureRootfs, inRoot, rootfsPath } from "./rootfs.js";
+import { LAB_ROOT, debianMirror, inRoot, prepareRootfs, rootfsPath } from "./rootfs.js";
 import { DEBIAN_POSTGRES, postgresLayout } from "../hosts/os.js";
 
 const QEMU = "qemu-system-x86_64";
@@ -145,9 +145,9 @@ function requireTools(): void {
  * The VM image: kernel, initrd and a sparse ext4 root image. Built once per root
  * filesystem (about a minute) in a temp directory renamed when done.
  */
-export function ensureVmImage(log: (line: string) => void): VmImage {
+export async function ensureVmImage(log: (line: string) => void): Promise<VmImage> {
   requireTools();
-  const rootfs = ensureRootfs(log);
+  const rootfs = await prepareRootfs(log);
   const dir = vmImagePath(rootfs);
   if (existsSync(join(dir, ".fmc-ready"))) return imageOf(dir);
   const tmp = `${dir}.tmp-${process.pid}`;
@@ -552,7 +552,7 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
   const switchNs = o.switchNs ?? "fmclab-switch";
   check(QEMU_WORD.test(switchNs), "switch namespace", switchNs);
   checkPath(o.dir, "VM directory");
-  const image = o.image ?? ensureVmImage(o.log);
+  const image = o.image ?? (await ensureVmImage(o.log));
   const accel = detectAccel(image.kernel, o.log);
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   chmodSync(o.dir, 0o700);
