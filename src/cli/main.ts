@@ -65,39 +65,33 @@ function optionNames(args: ArgsDef, which: (def: ArgsDef[string]) => boolean = (
   return names;
 }
 
-/** Index of the first word in `argv` that is neither an option nor an option's value. */
-function firstWord(argv: readonly string[], args: ArgsDef): number {
+/**
+ * The words of `argv` that are neither options nor options' values, with their indices, up to
+ * a "--"; and the words after it.
+ */
+function wordsOf(argv: readonly string[], args: ArgsDef): { words: Array<{ at: number; word: string }>; afterDashes: string[] } {
   const takesValue = optionNames(args, (d) => d.type === "string" || d.type === "enum");
+  const words: Array<{ at: number; word: string }> = [];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === "--") return -1;
+    if (a === "--") return { words, afterDashes: argv.slice(i + 1) };
     if (a.startsWith("-") && a !== "-") {
       if (!a.includes("=") && takesValue.has(a.replace(/^--?/, ""))) i++;
       continue;
     }
-    return i;
+    words.push({ at: i, word: a });
   }
-  return -1;
+  return { words, afterDashes: [] };
 }
+
+/** Index of the first word in `argv` that is neither an option nor an option's value. */
+const firstWord = (argv: readonly string[], args: ArgsDef): number => wordsOf(argv, args).words[0]?.at ?? -1;
 
 /** Words that are neither options, option values nor allowed positionals. */
 function surplusWords(args: ArgsDef, argv: string[]): string[] {
-  const takesValue = optionNames(args, (d) => d.type === "string" || d.type === "enum");
   const allowed = Object.values(args).filter((d) => d.type === "positional").length;
-  const words: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === "--") {
-      words.push(...argv.slice(i + 1));
-      break;
-    }
-    if (a.startsWith("-") && a !== "-") {
-      if (!a.includes("=") && takesValue.has(a.replace(/^--?/, ""))) i++;
-      continue;
-    }
-    words.push(a);
-  }
-  return words.slice(allowed);
+  const { words, afterDashes } = wordsOf(argv, args);
+  return [...words.map((w) => w.word), ...afterDashes].slice(allowed);
 }
 
 function unknownFlags(args: ArgsDef, argv: string[]): string[] {
