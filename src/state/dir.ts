@@ -8,6 +8,7 @@ import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, rea
 import { dirname, join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
 import { FmcError } from "../errors.js";
+import { quote } from "../hosts/command.js";
 
 /** How deep the access check looks: .fmc/lab/etcd/<file> is the deepest fmc writes to. */
 const CHECK_DEPTH = 3;
@@ -16,9 +17,6 @@ const CHECK_ENTRIES = 2000;
 
 const uid = () => (typeof process.getuid === "function" ? process.getuid() : undefined);
 const gid = () => (typeof process.getgid === "function" ? process.getgid() : undefined);
-
-/** A path as one word for a shell command the user copies. */
-const shellWord = (p: string) => (/^[\w./@%+=:,-]+$/.test(p) ? p : `'${p.replaceAll("'", `'\\''`)}'`);
 
 /** The coded error for a state path this user may not use, with the two ways out. */
 export function statePermissionError(root: string, path: string, what: string): FmcError {
@@ -38,7 +36,7 @@ export function statePermissionError(root: string, path: string, what: string): 
   const who = owner === 0 ? "root" : `uid ${owner}`;
   const ownedBy = owner === undefined ? "" : ` (${ofDirectory ? "its directory is " : ""}owned by ${who}${me === undefined ? "" : `; you are uid ${me}`})`;
   const mine = me === undefined ? '"$(id -u):$(id -g)"' : `${me}:${gid()}`;
-  const dir = shellWord(root);
+  const dir = quote(root); // one word of the command the user copies
   const hint =
     owner !== undefined && owner !== me
       ? `a run as ${who}${owner === 0 ? " (sudo)" : ""} left it: run fmc as ${who} again, or give the state directory back to yourself, as root: chown -R ${mine} ${dir}`
@@ -60,6 +58,9 @@ export function stateIo<T>(root: string, path: string, what: string, fn: () => T
     throw new FmcError("STATE_IO", `cannot ${what} ${path}: ${err.message}`, "check that the state directory is a writable local directory");
   }
 }
+
+/** stateIo for a file directly in the state directory (the secret stores). */
+export const stateFileIo = <T>(file: string, what: string, fn: () => T): T => stateIo(dirname(file), file, what, fn);
 
 /**
  * Refuses, before anything is read or changed, a state directory holding something another

@@ -6,12 +6,12 @@
 // secrets lock.
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
-import { openStateDir, stateIo } from "./dir.js";
+import { openStateDir, stateFileIo } from "./dir.js";
 
 export const PROVISION_SECRETS = {
   "cloudflare-api-token": {
@@ -43,14 +43,12 @@ const Store = z.object({
 
 export const provisionSecretsFile = (stateDir: string) => join(stateDir, FILE);
 
-/** A file operation on a file directly in the state directory (see stateIo). */
-const io = <T>(file: string, what: string, fn: () => T): T => stateIo(dirname(file), file, what, fn);
 
 /** The stored provisioning secrets (none when the file does not exist yet). */
 export function readProvisionSecrets(stateDir: string): Partial<Record<ProvisionSecretName, string>> {
   const file = provisionSecretsFile(stateDir);
   if (!existsSync(file)) return {};
-  const text = io(file, "read", () => readFileSync(file, "utf8"));
+  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
   const parsed = parseStored(text, Store, (why) => new FmcError("STATE_CORRUPT", `${file} is not a store fmc wrote: ${why}`, "restore it from a backup, or set the secrets again with fmc provision secret set NAME"));
   return parsed.secrets as Partial<Record<ProvisionSecretName, string>>;
 }
@@ -77,9 +75,9 @@ function update(stateDir: string, change: (current: Partial<Record<ProvisionSecr
     const file = provisionSecretsFile(stateDir);
     const tmp = `${file}.tmp-${process.pid}`;
     const sorted = Object.fromEntries(Object.entries(next).sort(([a], [b]) => a.localeCompare(b)));
-    io(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
-    io(tmp, "secure", () => chmodSync(tmp, 0o600));
-    io(file, "replace", () => renameSync(tmp, file));
+    stateFileIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
+    stateFileIo(tmp, "secure", () => chmodSync(tmp, 0o600));
+    stateFileIo(file, "replace", () => renameSync(tmp, file));
     return next;
   } finally {
     lock.release();

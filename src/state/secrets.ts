@@ -3,14 +3,14 @@
 // so renders are reproducible; renderers get values, logs get masks.
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { createRequire } from "node:module";
 import { z } from "zod";
 import type { Spec } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
-import { openStateDir, stateIo } from "./dir.js";
+import { openStateDir, stateFileIo } from "./dir.js";
 
 /** The comment of fmc's generated admin keys; authorized_keys handling recognises them by it. */
 export const ADMIN_KEY_COMMENT = "fmc-admin";
@@ -195,8 +195,6 @@ export function stateDirFor(specFile: string | undefined, override?: string): St
   return { path: join(base, ".fmc") };
 }
 
-/** A file operation on a file directly in the state directory (see stateIo). */
-const io = <T>(file: string, what: string, fn: () => T): T => stateIo(dirname(file), file, what, fn);
 
 /**
  * Loads the secrets a spec needs, generating and saving the missing ones. The file is
@@ -219,7 +217,7 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
       lock.release();
     }
   }
-  io(file, "secure", () => chmodSync(file, 0o600));
+  stateFileIo(file, "secure", () => chmodSync(file, 0o600));
   const values = new Map(needed.map((s) => [s.name, stored[s.name]!.value]));
   for (const p of peers) {
     for (const name of [peerKeyName(p.name), peerPskName(p.name)]) {
@@ -234,7 +232,7 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
 function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
   let stored: Record<string, { kind: SecretKind; value: string }> = {};
   if (existsSync(file)) {
-    const text = io(file, "read", () => readFileSync(file, "utf8"));
+    const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
     stored = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret")).secrets;
   }
   return stored;
@@ -246,8 +244,8 @@ function generateMissing(file: string, current: Record<string, { kind: SecretKin
   for (const s of needed) if (stored[s.name]?.kind !== s.kind) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
   const tmp = `${file}.tmp-${process.pid}`;
   const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-  io(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
-  io(file, "replace", () => renameSync(tmp, file));
+  stateFileIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
+  stateFileIo(file, "replace", () => renameSync(tmp, file));
   return stored;
 }
 
@@ -305,7 +303,7 @@ const PeersFile = z.object({
 export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
   const file = peersFile(dir);
   if (!existsSync(file)) return [];
-  const text = io(file, "read", () => readFileSync(file, "utf8"));
+  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
   const refuse = (why: string) => new FmcError("STATE_CORRUPT", `${file} is not a peer list fmc wrote: ${why}`, "restore it from a backup; its peers' keys are in secrets.json");
   const peers = parseStored(text, PeersFile, refuse).peers;
   const dup = peers.find((p, i) => peers.findIndex((q) => q.name === p.name || q.address === p.address) !== i);
@@ -315,8 +313,8 @@ export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
 
 function writeAtomically(file: string, text: string) {
   const tmp = `${file}.tmp-${process.pid}`;
-  io(tmp, "write", () => writeFileSync(tmp, text, { mode: 0o600 }));
-  io(file, "replace", () => renameSync(tmp, file));
+  stateFileIo(tmp, "write", () => writeFileSync(tmp, text, { mode: 0o600 }));
+  stateFileIo(file, "replace", () => renameSync(tmp, file));
 }
 
 function writeStore(file: string, stored: Record<string, { kind: SecretKind; value: string }>) {
