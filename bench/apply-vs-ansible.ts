@@ -37,6 +37,7 @@ import { ntpSources } from "../src/model/ntp.js";
 import { nodeExporterHosts } from "../src/render/prometheus.js";
 import { homeOf } from "../src/ops/user.js";
 import { ADMIN_KEY_COMMENT } from "../src/state/secrets.js";
+import { median } from "./stats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const FMC = join(ROOT, "bin/fmc.js");
@@ -236,11 +237,6 @@ async function breakdown(dir: string, b: Breakdown): Promise<void> {
   }
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const sec = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const stats = (xs: number[]) => `min ${sec(Math.min(...xs))}  median ${sec(median(xs))}  max ${sec(Math.max(...xs))}  (n=${xs.length})`;
 

@@ -19,6 +19,7 @@ import { SEED_YAML } from "../src/model/seed.js";
 import { Topology } from "../src/model/topology.js";
 import { fixedSecrets, requiredSecrets } from "../src/state/secrets.js";
 import { renderAll } from "../src/render/index.js";
+import { median } from "./stats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const FMC = join(ROOT, "bin/fmc.js");
@@ -68,11 +69,6 @@ function best(yaml: string, rounds: number): Result {
   return top!;
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 const total = (r: Result) => r.validateMs + r.renderMs;
 const perNode = (r: Result) => total(r) / r.hosts;
 

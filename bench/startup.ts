@@ -12,6 +12,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { minMedianMax as stats } from "./stats.js";
 
 const ROOT = resolve(import.meta.dirname, "..");
 const FMC = join(ROOT, "bin/fmc.js");
@@ -48,12 +49,6 @@ function run(c: Case): number {
   const ms = Number(process.hrtime.bigint() - started) / 1e6;
   if (r.status !== 0 || (c.expect && !c.expect.test(r.stdout))) throw new Error(`${c.name} failed (exit ${r.status}):\n${r.stdout.slice(-1500)}\n${r.stderr.slice(-1500)}`);
   return ms;
-}
-
-function stats(xs: number[]) {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return { min: s[0]!, median: s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2, max: s[s.length - 1]! };
 }
 
 // the spec a new user validates: the seed, as fmc init writes it
