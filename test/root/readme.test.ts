@@ -21,7 +21,7 @@ function shBlockAfter(marker: string): string[] {
   assert.ok(at >= 0, `the README has "${marker}"`);
   const m = /```sh\n([\s\S]*?)```/.exec(README.slice(at));
   assert.ok(m, `a sh block follows "${marker}"`);
-  return m[1]!.replace(/\\\n/g, "\\\n").split(/(?<!\\)\n/).filter((l) => l.trim() !== "" && !l.trim().startsWith("#"));
+  return m[1]!.split(/(?<!\\)\n/).filter((l) => l.trim() !== "" && !l.trim().startsWith("#"));
 }
 
 /** The plain ``` block after `marker`: an answer the README shows. */
