@@ -39,6 +39,12 @@ const size = lvmSize.describe('LVM size such as "20G" or "100%FREE"');
 /** Lists are bounded so that a hostile spec can't make fmc do unbounded work. */
 const list = <T extends z.ZodType>(item: T, max: number) => z.array(item).max(max);
 
+/** A service a subnet may reach on the internet: any, icmp, tcp/PORT or udp/PORT. */
+const egressService = z
+  .string()
+  .regex(/^(any|icmp|(tcp|udp)\/[1-9]\d{0,4})$/, 'must be any, icmp, tcp/PORT or udp/PORT, such as "udp/123"')
+  .refine((s) => !/\/\d+$/.test(s) || Number(s.split("/")[1]) <= 65535, "must have a port from 1 to 65535");
+
 const Subnet = z.strictObject({
   name: name.describe("short name used in rules, e.g. cluster"),
   cidr: cidr.describe("IPv4 CIDR inside network.cidr"),
@@ -50,6 +56,11 @@ const Subnet = z.strictObject({
     .enum(["nat", "bridge", "none"])
     .default("none")
     .describe("how Terraform provides this subnet to VMs: with a firewall host, bridge = an isolated libvirt network whose .1 is the firewall's (nat is then refused); without one, a libvirt NAT network or the host bridge; none = not at all"),
+  egress: list(egressService, 32)
+    .optional()
+    .describe(
+      "what this subnet may open to the internet through the firewall's WAN, never to private (10/8, 172.16/12, 192.168/16), shared (100.64/10) or link-local (169.254/16) addresses, since the WAN side is a home LAN: any, icmp, tcp/PORT or udp/PORT; [] for nothing. Default: [any], except a subnet holding edge hosts or the edge VIP, which gets [udp/123, tcp/80, tcp/443] (NTP, package mirrors, the Traefik download): the edge faces the internet and needs no more",
+    ),
 });
 
 const Network = z.strictObject({
@@ -284,6 +295,11 @@ const WireGuard = z.strictObject({
     .default(CLOUDFLARE_IPV4)
     .describe("sources the VPS forwards those ports from (default: Cloudflare's published ranges, so nobody bypasses Cloudflare)"),
   adminSubnet: cidr.optional().describe("tunnel addresses for remote-admin peers (fmc wireguard add-peer); default: the upper half of the tunnel subnet"),
+  sshFrom: list(cidr, 256)
+    .optional()
+    .describe(
+      "sources that may SSH to the gateway on its public interface (your own address, as a CIDR); through the tunnel (the LAN peer's side and the admin peers) it is always allowed. Default: from anywhere, as before this setting existed: fmc reaches a new VPS at its public address. [] closes the public side: only the tunnel",
+    ),
 });
 
 const Rule = z.strictObject({
