@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import type { Spec } from "../model/schema.js";
+import { Topology } from "../model/topology.js";
 import type { SshTarget } from "../hosts/ssh.js";
 import { ipv4 } from "../model/formats.js";
 import { FmcError } from "../errors.js";
@@ -83,6 +84,7 @@ export function describeOverrides(o: LabOverrides | undefined): string[] {
 }
 
 export function inventory(spec: Spec, stateDir: string): Inventory {
+  const topo = new Topology(spec);
   const lab = labInventoryPath(stateDir);
   if (existsSync(lab)) {
     const inv = readLabInventory(lab);
@@ -97,7 +99,7 @@ export function inventory(spec: Spec, stateDir: string): Inventory {
   return {
     source: "spec",
     targets: new Map(
-      spec.hosts.map((h) => [h.name, { name: h.name, address: h.ssh?.host ?? h.address, port: h.ssh?.port ?? spec.ssh.port, user: h.ssh?.user ?? spec.ssh.user }]),
+      spec.hosts.map((h) => [h.name, { name: h.name, address: topo.managementAddress(h), port: h.ssh?.port ?? spec.ssh.port, user: h.ssh?.user ?? spec.ssh.user }]),
     ),
     knownHostsFile: join(stateDir, "known_hosts"),
     originCertificate: { cert: join(stateDir, "tls", "origin.pem"), key: join(stateDir, "tls", "origin-key.pem") },

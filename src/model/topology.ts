@@ -93,6 +93,22 @@ export class Topology {
       .map((s, i) => ({ subnet: s, firewallInterface: s.firewallInterface ?? `eth${i + 1}`, gateway: s.gateway ?? formatIp(cidrOf(s.cidr).network + 1) }));
   }
 
+  /**
+   * Where the operator's machine (the libvirt host, on the LAN segments) reaches a host
+   * for SSH when the spec names no ssh.host. A firewall whose spec address is its own
+   * WireGuard address (the tunnel's subnet) has that address only once the wireguard
+   * phase has run, so a first apply could never connect: it is reached on its gateway
+   * address of the first LAN segment, as its management rules allow (firewall.management).
+   */
+  managementAddress(h: Host): string {
+    if (h.ssh?.host) return h.ssh.host;
+    const tunnel = this.tunnelSubnet;
+    const isFirewall = this.spec.firewall?.host === h.name && h.roles.includes("firewall");
+    const lan = this.lanSegments[0];
+    if (isFirewall && tunnel && lan && this.subnetOf(h.address) === tunnel) return lan.gateway;
+    return h.address;
+  }
+
   /** What the LAN peer dials: the spec's endpoint, else the gateway's public address. */
   get wireguardEndpoint(): string | undefined {
     return this.spec.wireguard?.endpoint ?? this.withRole("gateway")[0]?.publicAddress;

@@ -13,6 +13,7 @@ import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { packageChange } from "../ops/package.js";
 import { serviceChange } from "../ops/service.js";
+import { sysctlChanges } from "../ops/sysctl.js";
 import { unitChanges, unitFacts } from "../ops/unit.js";
 import type { Change } from "../ops/change.js";
 import type { Host } from "../model/schema.js";
@@ -29,6 +30,9 @@ const FIREWALL_STATE_DIR = "/var/lib/fmc/firewall";
 const REVERT_UNIT = "fmc-firewall-revert";
 const DEFAULT_CONFIRM_TIMEOUT_S = 60;
 const IN_SYNC = "firewall-in-sync";
+/** Forwarding on the gateway of every LAN subnet: this phase's own, so it runs before any other host needs egress. */
+const FORWARDING_FILE = "/etc/sysctl.d/80-fmc-firewall.conf";
+const FORWARDING = { "net.ipv4.ip_forward": "1" };
 
 const d = FIREWALL_STATE_DIR;
 const TABLE = `inet ${FIREWALL_TABLE}`;
@@ -191,8 +195,9 @@ export const firewall: Phase = {
     const unit = unitFacts(FIREWALL_UNIT);
     return {
       packages: new Set(["nftables"]),
-      files: new Set([FIREWALL_RULES, ...unit.files]),
+      files: new Set([FIREWALL_RULES, FORWARDING_FILE, ...unit.files]),
       units: new Set([...unit.units, "firewalld.service"]),
+      sysctl: new Set(Object.keys(FORWARDING)),
       guards: new Map([[IN_SYNC, inSyncTest]]),
     };
   },
@@ -205,6 +210,9 @@ export const firewall: Phase = {
     // firewalld (on by default on AlmaLinux) would drop what fmc's table forwards
     const firewalld = serviceChange(facts, { unit: "firewalld.service", enabled: false, running: false, riskIfTouched: ["firewalld's own rules go: fmc's table is the firewall's policy"] }, c);
     if (firewalld) out.push(firewalld);
+    // forwarding with the rules, not in base: the phase order puts this host first, and the
+    // other LAN hosts' first packages arrive through it
+    out.push(...sysctlChanges(facts, FORWARDING_FILE, FORWARDING, c));
     const file = fileChange(facts, { path: FIREWALL_RULES, content: firewallNftables(pc.render), validate: "nft -c -f %s" }, c);
     if (file) out.push(file);
     const inSync = facts.guards.get(IN_SYNC) === 0;

@@ -12,8 +12,10 @@ import { longhornPrereqs } from "./longhorn.js";
 import { k3sAgents, k3sServers } from "./k3s.js";
 
 export const PHASES: readonly Phase[] = [
+  // The firewall comes first: on real hosts it is every LAN subnet's gateway, so until it
+  // forwards, no other LAN host reaches a package mirror (base installs packages).
+  firewall, //      the LAN gateway's forwarding and nftables, with a timed revert
   base, //          hostname, resolver, sysctl, swap, time, keys
-  firewall, //      the LAN gateway's nftables, with a timed revert
   wireguard, //     the tunnel between the VPS and the firewall
   dns, //           internal DNS (bind9, or FreeIPA's)
   storage, //       LVM volumes, mount units and kernel NFS exports on the storage host
