@@ -1,4 +1,5 @@
-// Ignition (spec 3.4.0, accepted by current Flatcar stable) for every Flatcar node:
+// Ignition (spec 3.3.0: the lowest spec with everything used here, accepted by Flatcar stable
+// and by Ignition 2.14, Debian 12's, which refuses 3.4.0) for every Flatcar node:
 // identity, static network with the internal DNS first, K3s prerequisites, a pinned and
 // checksum-verified K3s install, and on the storage node the LVM volumes, mounts and
 // NFS server, all as systemd units so they come back after every reboot.
@@ -14,7 +15,8 @@ import {
   LONGHORN_DISK_SCRIPT_PATH, LONGHORN_DISK_SERVICE, lvmPlan, lvmService, LVM_SCRIPT_PATH, nfsServerDropIn, volumeMountUnits,
 } from "./storage.js";
 
-const IGNITION_VERSION = "3.4.0";
+/** Nothing here needs 3.4.0 (its additions are LUKS discard/openOptions and Tang advertisements). */
+export const IGNITION_VERSION = "3.3.0";
 
 interface IgnFile {
   path: string;
