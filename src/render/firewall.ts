@@ -4,20 +4,72 @@
 // `any` in a rule or a management source means the LAN side only, never the WAN or the
 // tunnel. Everything not allowed is dropped: between subnets, into the firewall itself
 // (SSH only from firewall.management) and from outside; port forwards arrive through
-// the tunnel and go to the edge VIP; the LAN reaches the internet through the WAN,
-// masqueraded. Connections from the tunnel are marked so that policy routing sends
-// their replies back into it (the firewall's default route is the WAN).
+// the tunnel and go to the edge VIP; each LAN subnet reaches what its `egress` allows on
+// the internet through the WAN, masqueraded. "The internet" never includes private,
+// shared or link-local addresses: the WAN side is a home LAN. Remote-admin peers
+// (wireguard.adminSubnet) reach SSH on every host and the Kubernetes API VIP through
+// the tunnel. Connections from the tunnel are marked so that policy routing sends their
+// replies back into it (the firewall's default route is the WAN); pfSense does the same
+// with reply-to, from the tunnel interface's gateway.
 import type { Artifact, RenderContext } from "./types.js";
 import { lines, HEADER_TEXT } from "./types.js";
 import { nftSet, nftTable } from "./nft.js";
 import { nftString, xmlComment, xmlText } from "./quote.js";
-import { cidrOf, isInside, overlaps } from "../model/net.js";
+import { cidrOf, contains, ipOf, isInside, overlaps } from "../model/net.js";
+import type { Subnet } from "../model/schema.js";
+import { adminSubnetOf, tunnelOf } from "./wireguard.js";
 
 /** fmc's nftables table on the firewall; nothing else in the ruleset is touched. */
 export const FIREWALL_TABLE = "fmc_firewall";
 // Replies to connections that came through the tunnel are marked and routed back into it
 // by the wireguard phase's own table (fmc_tunnel, src/render/wireguard.ts), with MSS
 // clamping: one owner for the tunnel's return path.
+
+/**
+ * Destinations that are never "the internet" (RFC 1918, RFC 6598 shared, RFC 3927
+ * link-local): behind a home router the WAN side is one of them.
+ */
+export const NOT_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"] as const;
+
+/** An edge subnet's default egress: NTP, package mirrors and the Traefik download (HTTP/HTTPS). */
+export const EDGE_EGRESS = ["udp/123", "tcp/80", "tcp/443"] as const;
+
+/** What a subnet may open on the internet: its egress, else EDGE_EGRESS where edge hosts or an edge VIP live, else everything. */
+export function egressOf(ctx: RenderContext, subnet: Subnet): readonly string[] {
+  if (subnet.egress) return subnet.egress;
+  const c = cidrOf(subnet.cidr);
+  const edge = [...ctx.topo.withRole("edge").map((h) => h.address), ...ctx.spec.vips.filter((v) => v.role === "edge").map((v) => v.address)];
+  return edge.some((a) => contains(c, ipOf(a))) ? EDGE_EGRESS : ["any"];
+}
+
+/** A subnet's egress as matches: [] for everything, else one per protocol (icmp, tcp ports, udp ports). */
+function egressMatches(services: readonly string[]): Array<{ protocol: "any" | "icmp" | "tcp" | "udp"; ports: number[] }> {
+  if (services.includes("any")) return [{ protocol: "any", ports: [] }];
+  const ports = (p: string) => [...new Set(services.filter((s) => s.startsWith(`${p}/`)).map((s) => Number(s.slice(p.length + 1))))].sort((a, b) => a - b);
+  return [
+    ...(services.includes("icmp") ? [{ protocol: "icmp" as const, ports: [] }] : []),
+    ...(["tcp", "udp"] as const).map((protocol) => ({ protocol, ports: ports(protocol) })).filter((m) => m.ports.length > 0),
+  ];
+}
+
+/** Remote-admin peers' access through the firewall: their subnet, SSH per port to the LAN hosts, the API VIP. */
+function adminAccess(ctx: RenderContext) {
+  const t = tunnelOf(ctx);
+  if (!t || t.lanPeer.name !== ctx.spec.firewall!.host) return undefined;
+  const lanCidrs = ctx.topo.lanSegments.map((s) => cidrOf(s.subnet.cidr));
+  const onLan = (address: string) => lanCidrs.some((c) => contains(c, ipOf(address)));
+  const byPort = new Map<number, string[]>();
+  for (const h of ctx.spec.hosts.filter((x) => onLan(x.address))) {
+    const port = h.ssh?.port ?? ctx.spec.ssh.port;
+    byPort.set(port, [...(byPort.get(port) ?? []), h.address]);
+  }
+  const api = ctx.topo.vip(ctx.spec.k3s.apiVip);
+  return {
+    subnet: adminSubnetOf(ctx, t),
+    ssh: [...byPort].sort(([a], [b]) => a - b).map(([port, addresses]) => ({ port, addresses })),
+    api: api && onLan(api.address) ? { address: api.address, port: ctx.spec.loadBalancer.apiPort } : undefined,
+  };
+}
 
 interface Rule {
   readonly description: string;
@@ -119,21 +171,33 @@ export function firewallNftables(ctx: RenderContext): string {
   const tunnelAddress = wg && ctx.spec.wireguard!.lanPeer === fw.host ? ctx.topo.host(fw.host).address : undefined;
   const toSelf = fw.rules.filter((r) => r.to === "any" || toFirewall(ctx, r));
   const between = fw.rules.filter((r) => !toFirewall(ctx, r));
+  const admins = wg ? adminAccess(ctx) : undefined;
+  const fromAdmins = admins ? [`iifname ${nftString(wg!)}`, `ip saddr ${admins.subnet}`] : [];
+  const notInternet = `ip daddr != ${nftSet([...NOT_INTERNET])}`;
+  const segment = (s: (typeof ctx.topo.lanSegments)[number]) => [`iifname ${nftString(s.firewallInterface)}`, `ip saddr ${s.subnet.cidr}`, `oifname ${wan}`, notInternet];
+  const egress = ctx.topo.lanSegments.map((s) => ({ s, matches: egressMatches(egressOf(ctx, s.subnet)) }));
   return nftTable(FIREWALL_TABLE, {
     input: [
       ...fw.management.map((ref) => accept([...nftSource(sideOf(ctx, ref)), `tcp dport ${sshPort(ctx)}`], `SSH to the firewall from ${ref}`)),
+      ...(admins ? [accept([...fromAdmins, `tcp dport ${sshPort(ctx)}`], "admin peers: SSH to the firewall")] : []),
       // a rule to `any` includes the firewall's own LAN side (e.g. its node_exporter)
       ...toSelf.map((r) => accept([...nftSource(sideOf(ctx, r.from)), ...nftService(r)], r.description)),
     ],
     forward: [
       ...forwards(ctx).map((f) => accept([`iifname ${inbound}`, "ct status dnat", `ip daddr ${f.target}`, `${f.protocol} dport ${f.toPort ?? f.port}`], f.description)),
       ...between.map((r) => accept([...nftSource(sideOf(ctx, r.from)), ...nftDestination(sideOf(ctx, r.to)), ...nftService(r)], r.description)),
-      `iifname ${lanSet} oifname ${wan} accept comment "outbound from the LAN to the internet"`,
+      ...(admins
+        ? [
+            ...admins.ssh.map((x) => accept([...fromAdmins, `oifname ${lanSet}`, `ip daddr ${nftSet(x.addresses)}`, `tcp dport ${x.port}`], "admin peers: SSH to the hosts")),
+            ...(admins.api ? [accept([...fromAdmins, ...ifMatch("oif", sideOf(ctx, `${admins.api.address}/32`).ifaces), `ip daddr ${admins.api.address}`, `tcp dport ${admins.api.port}`], "admin peers: the Kubernetes API")] : []),
+          ]
+        : []),
+      ...egress.flatMap(({ s, matches }) => matches.map((m) => accept([...segment(s), ...nftService(m)], `${s.subnet.name} to the internet`))),
     ],
     prerouting: forwards(ctx).map((f) =>
       [`iifname ${inbound}`, ...(tunnelAddress ? [`ip daddr ${tunnelAddress}`] : []), `${f.protocol} dport ${f.port}`, `dnat ip to ${f.target}${f.toPort ? `:${f.toPort}` : ""}`, `comment ${nftString(f.description)}`].join(" "),
     ),
-    postrouting: ctx.topo.lanSegments.map((s) => `ip saddr ${s.subnet.cidr} oifname ${wan} masquerade comment ${nftString(`${s.subnet.name} to the internet`)}`),
+    postrouting: egress.filter((e) => e.matches.length > 0).map(({ s }) => `ip saddr ${s.subnet.cidr} oifname ${wan} masquerade comment ${nftString(`${s.subnet.name} to the internet`)}`),
   });
 }
 
@@ -163,7 +227,16 @@ export function pfsenseFragment(ctx: RenderContext): string {
   const alias = (ref: string) => `FMC_${ref.replace(/[^A-Za-z0-9_]/g, "_")}`;
   // fixed aliases have a prefix of their own, so no spec name can collide with them
   const LAN_NETS = "FMCNET_lan";
-  const INTERNAL = "FMCNET_internal";
+  const NON_PUBLIC = "FMCNET_not_internet";
+  const ADMINS = "FMCNET_admins";
+  const K8S_API = "FMCNET_k8s_api";
+  const TUNNEL_GW = "FMC_TUNNEL";
+  const admins = pf.tunnel ? adminAccess(ctx) : undefined;
+  const t = tunnelOf(ctx);
+  /** The gateway on the tunnel interface: pfSense adds reply-to (to it) to every pass rule there. */
+  const tunnelGateway = pf.tunnel && t && t.lanPeer.name === fw.host ? t.gateway.address : undefined;
+  const egress = ctx.topo.lanSegments.map((s) => ({ s, iface: pf.byIface.get(s.firewallInterface)!, matches: egressMatches(egressOf(ctx, s.subnet)) }));
+  const egressAlias = (subnet: string, protocol: string) => `FMC_egress_${subnet.replace(/[^A-Za-z0-9_]/g, "_")}_${protocol}`;
   const refs = [...new Set([...fw.rules.flatMap((r) => [r.from, r.to]), ...fw.portForwards.map((f) => f.to), ...fw.management])].filter((r) => r !== "any").sort();
   /** The pfSense interfaces a source's traffic enters on. */
   const entries = (ref: string) => {
@@ -176,6 +249,14 @@ export function pfsenseFragment(ctx: RenderContext): string {
     const where = r.to === "any" ? `<address>${LAN_NETS}</address>` : toFirewall(ctx, r) ? "<network>(self)</network>" : `<address>${alias(r.to)}</address>`;
     return `${where}${r.protocol === "tcp" || r.protocol === "udp" ? port(r.ports, i) : ""}`;
   };
+  const alias1 = (name: string, type: "host" | "network" | "port", addresses: readonly (string | number)[], descr: string) => [
+    "    <alias>",
+    `      <name>${name}</name>`,
+    `      <type>${type}</type>`,
+    `      <address>${addresses.join(" ")}</address>`,
+    `      <descr>${esc(descr)}</descr>`,
+    "    </alias>",
+  ];
   const rule = (o: { type: "pass" | "block"; iface: string; protocol?: string; source: string; destination: string; descr: string; family?: string }) => [
     "    <rule>",
     `      <type>${o.type}</type>`,
@@ -196,16 +277,32 @@ export function pfsenseFragment(ctx: RenderContext): string {
     `<!-- Interfaces: ${ifaceMap} (the LAN subnets, in spec order), wan = ${wanName}${pf.tunnel ? ", opt1 = the WireGuard tunnel" : ""}. -->`,
     "<!-- The same policy as firewall/nftables.nft: everything not passed below is blocked (explicit block",
     "     rules close each interface); any means the LAN side; SSH to the firewall only from the management",
-    "     sources; port forwards from the tunnel to the edge VIP; the LAN reaches the internet through the",
-    "     WAN with outbound NAT (hybrid mode).",
+    "     sources; port forwards from the tunnel to the edge VIP; each LAN subnet reaches what its egress",
+    "     allows on the internet (never a private, shared or link-local address: the WAN side is a home LAN)",
+    "     through the WAN with outbound NAT (hybrid mode).",
+    ...(tunnelGateway
+      ? [
+          `     Replies to what arrives through the tunnel (port forwards, admin peers) must go back into it, not`,
+          `     out of the WAN: pf does that with reply-to, which pfSense adds to every pass rule on an interface`,
+          `     that has a gateway. So the tunnel (opt1) gets the gateway ${TUNNEL_GW} (${tunnelGateway}, the VPS's tunnel`,
+          `     address), and the port forwards pass by filter rules on opt1, not by rdr pass, which skips them.`,
+        ]
+      : []),
     "     Import (pfSense 2.7, render only: fmc does not configure pfSense):",
     "     1. Interfaces > Assignments: assign the interfaces as listed above, with each LAN subnet's gateway",
     "        address (the .1 the hosts' network units point at); the tunnel needs the WireGuard package.",
     "     2. Diagnostics > Backup & Restore: download a full backup first.",
-    "     3. Restore the areas Aliases, NAT and Firewall Rules, in that order, each from a file holding only",
+    ...(tunnelGateway
+      ? [
+          `     3. System > Routing > Gateways: add ${TUNNEL_GW} on opt1, address ${tunnelGateway} (as the <gateways> section`,
+          "        below), and keep the WAN's gateway the default. Interfaces > OPT1: IPv4 Upstream gateway FMC_TUNNEL.",
+          "        Leave System > Advanced > Firewall & NAT > Disable reply-to unticked.",
+        ]
+      : []),
+    `     ${tunnelGateway ? 4 : 3}. Restore the areas Aliases, NAT and Firewall Rules, in that order, each from a file holding only`,
     "        that section of this fragment (its top element <aliases>, <nat> or <filter>, as an area backup).",
-    "     4. Firewall > NAT > Outbound: check the mode is Hybrid; then Status > Filter Reload.",
-    "     5. Before closing your session, open a new one from a management source: pfSense has no timed",
+    `     ${tunnelGateway ? 5 : 4}. Firewall > NAT > Outbound: check the mode is Hybrid; then Status > Filter Reload.`,
+    `     ${tunnelGateway ? 6 : 5}. Before closing your session, open a new one from a management source: pfSense has no timed`,
     "        revert. -->",
     "<pfsense>",
     "  <aliases>",
@@ -223,12 +320,17 @@ export function pfsenseFragment(ctx: RenderContext): string {
     `      <address>${ctx.topo.lanSegments.map((s) => s.subnet.cidr).join(" ")}</address>`,
     "      <descr>the LAN side: every LAN subnet (what any means)</descr>",
     "    </alias>",
-    "    <alias>",
-    `      <name>${INTERNAL}</name>`,
-    "      <type>network</type>",
-    `      <address>${ctx.spec.network.cidr}</address>`,
-    "      <descr>the private network; everything else is the internet</descr>",
-    "    </alias>",
+    ...alias1(NON_PUBLIC, "network", [ctx.spec.network.cidr, ...NOT_INTERNET], "the private network and every private, shared and link-local range: everything else is the internet"),
+    ...(admins
+      ? [
+          ...alias1(ADMINS, "network", [admins.subnet], "remote-admin peers (fmc wireguard add-peer)"),
+          ...admins.ssh.flatMap((x) => alias1(`FMCNET_ssh${x.port}`, "host", x.addresses, `the hosts with SSH on port ${x.port}`)),
+          ...(admins.api ? alias1(K8S_API, "host", [admins.api.address], "the Kubernetes API VIP") : []),
+        ]
+      : []),
+    ...egress.flatMap(({ s, matches }) =>
+      matches.filter((m) => m.ports.length > 1).flatMap((m) => alias1(egressAlias(s.subnet.name, m.protocol), "port", m.ports, `${s.subnet.name} to the internet: ${m.protocol}`)),
+    ),
     ...fw.rules.flatMap((r, i) =>
       r.ports.length > 1
         ? ["    <alias>", `      <name>FMC_rule${i}_ports</name>`, "      <type>port</type>", `      <address>${r.ports.join(" ")}</address>`, `      <descr>${esc(r.description)}</descr>`, "    </alias>"]
@@ -246,12 +348,11 @@ export function pfsenseFragment(ctx: RenderContext): string {
       `      <target>${alias(f.to)}</target>`,
       `      <local-port>${f.toPort ?? f.port}</local-port>`,
       `      <descr>${esc(f.description)}</descr>`,
-      "      <associated-rule-id>pass</associated-rule-id>",
       "    </rule>",
     ]),
     "    <outbound>",
     "      <mode>hybrid</mode>",
-    ...ctx.topo.lanSegments.flatMap((s) => [
+    ...egress.filter((e) => e.matches.length > 0).flatMap(({ s }) => [
       "      <rule>",
       "        <interface>wan</interface>",
       "        <ipprotocol>inet</ipprotocol>",
@@ -263,14 +364,43 @@ export function pfsenseFragment(ctx: RenderContext): string {
     ]),
     "    </outbound>",
     "  </nat>",
+    ...(tunnelGateway
+      ? [
+          "  <gateways>",
+          "    <gateway_item>",
+          "      <interface>opt1</interface>",
+          `      <gateway>${tunnelGateway}</gateway>`,
+          `      <name>${TUNNEL_GW}</name>`,
+          "      <weight>1</weight>",
+          "      <ipprotocol>inet</ipprotocol>",
+          "      <descr>the VPS's tunnel address: reply-to for what arrives through the tunnel</descr>",
+          "    </gateway_item>",
+          "  </gateways>",
+        ]
+      : []),
     "  <filter>",
     ...fw.management.flatMap((ref) =>
       entries(ref).flatMap((iface) => rule({ type: "pass", iface, protocol: "tcp", source: source(ref), destination: `<network>(self)</network><port>${sshPort(ctx)}</port>`, descr: `SSH to the firewall from ${ref}` })),
     ),
+    ...forwards(ctx).flatMap((f) =>
+      rule({ type: "pass", iface: tunnelIn, protocol: f.protocol, source: "<any/>", destination: `<address>${alias(f.to)}</address><port>${f.toPort ?? f.port}</port>`, descr: f.description }),
+    ),
+    ...(admins
+      ? [
+          ...rule({ type: "pass", iface: tunnelIn, protocol: "tcp", source: `<address>${ADMINS}</address>`, destination: `<network>(self)</network><port>${sshPort(ctx)}</port>`, descr: "admin peers: SSH to the firewall" }),
+          ...admins.ssh.flatMap((x) => rule({ type: "pass", iface: tunnelIn, protocol: "tcp", source: `<address>${ADMINS}</address>`, destination: `<address>FMCNET_ssh${x.port}</address><port>${x.port}</port>`, descr: "admin peers: SSH to the hosts" })),
+          ...(admins.api ? rule({ type: "pass", iface: tunnelIn, protocol: "tcp", source: `<address>${ADMINS}</address>`, destination: `<address>${K8S_API}</address><port>${admins.api.port}</port>`, descr: "admin peers: the Kubernetes API" }) : []),
+        ]
+      : []),
     ...fw.rules.flatMap((r, i) =>
       entries(r.from).flatMap((iface) => rule({ type: "pass", iface, protocol: r.protocol === "any" ? undefined : r.protocol, source: source(r.from), destination: destination(r, i), descr: r.description })),
     ),
-    ...pf.lan.flatMap((iface) => rule({ type: "pass", iface, source: `<network>${iface}</network>`, destination: `<address>${INTERNAL}</address><not/>`, descr: "outbound from the LAN to the internet" })),
+    ...egress.flatMap(({ s, iface, matches }) =>
+      matches.flatMap((m) => {
+        const port = m.ports.length > 1 ? `<port>${egressAlias(s.subnet.name, m.protocol)}</port>` : m.ports.length ? `<port>${m.ports[0]}</port>` : "";
+        return rule({ type: "pass", iface, protocol: m.protocol === "any" ? undefined : m.protocol, source: `<network>${iface}</network>`, destination: `<address>${NON_PUBLIC}</address><not/>${port}`, descr: `${s.subnet.name} to the internet` });
+      }),
+    ),
     ...all.flatMap((iface) => rule({ type: "block", iface, family: "inet46", source: "<any/>", destination: "<any/>", descr: "default drop: everything not passed above" })),
     "  </filter>",
     "</pfsense>",

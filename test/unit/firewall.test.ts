@@ -73,7 +73,8 @@ test("any means the LAN side: the tunnel and the WAN never match it", () => {
   assert.match(ruleFor(forward, "Metrics scrapes from the cluster")!, new RegExp(`oifname ${LAN.replace(/[{}]/g, "\\$&")} tcp dport`));
   // every accept in forward names where the packet comes from
   for (const l of forward.filter((x) => x.includes(" accept") && !x.startsWith("ct state"))) assert.match(l, /^iifname /, l);
-  assert.ok(ruleFor(forward, "outbound from the LAN to the internet")!.startsWith(`iifname ${LAN} oifname "eth0" accept`));
+  // to the internet: each subnet from its own interface
+  for (const l of forward.filter((x) => x.includes('oifname "eth0"'))) assert.match(l, /^iifname "eth[1-4]" ip saddr 10\.17\.[2-5]\.0\/24 oifname "eth0" /, l);
   assert.deepEqual(chain(rules, "postrouting").filter((l) => l.includes("masquerade")).length, 4);
   for (const l of chain(rules, "postrouting")) assert.match(l, /^ip saddr 10\.17\.[2-5]\.0\/24 oifname "eth0" masquerade/);
 });
@@ -81,15 +82,20 @@ test("any means the LAN side: the tunnel and the WAN never match it", () => {
 test("input: SSH only from the management sources, the cluster scrapes node_exporter, no WireGuard port, ICMPv6 ND", () => {
   const input = chain(rules, "input");
   const ssh = input.filter((l) => / dport (22|\{[^}]*\b22\b)/.test(l));
-  assert.deepEqual(ssh, [`iifname ${LAN} tcp dport 22 accept comment "SSH to the firewall from any"`]);
+  assert.deepEqual(ssh, [`iifname ${LAN} tcp dport 22 accept comment "SSH to the firewall from any"`, 'iifname "wg0" ip saddr 10.17.0.128/25 tcp dport 22 accept comment "admin peers: SSH to the firewall"']);
   const scoped = firewallNftables(contextFor(SEED_YAML.replace(/management: \[any\]/, "management: [cluster, 10.17.2.5]")));
   assert.deepEqual(
     chain(scoped, "input").filter((l) => l.includes("dport 22")),
-    ['iifname "eth3" ip saddr 10.17.4.0/24 tcp dport 22 accept comment "SSH to the firewall from cluster"', 'iifname "eth1" ip saddr 10.17.2.5/32 tcp dport 22 accept comment "SSH to the firewall from 10.17.2.5"'],
+    [
+      'iifname "eth3" ip saddr 10.17.4.0/24 tcp dport 22 accept comment "SSH to the firewall from cluster"',
+      'iifname "eth1" ip saddr 10.17.2.5/32 tcp dport 22 accept comment "SSH to the firewall from 10.17.2.5"',
+      'iifname "wg0" ip saddr 10.17.0.128/25 tcp dport 22 accept comment "admin peers: SSH to the firewall"',
+    ],
   );
   assert.ok(input.some((l) => /^iifname "eth3" ip saddr 10\.17\.4\.0\/24 tcp dport \{[^}]*\b9100\b/.test(l)), "node_exporter on the firewall, from the cluster");
   assert.ok(!input.some((l) => /\b53\b/.test(l)), "DNS is not opened on the firewall itself");
-  assert.ok(!input.some((l) => l.includes("51820") || l.includes('"wg0"')), "firewall1 initiates the tunnel: no input rule for it");
+  assert.ok(!input.some((l) => l.includes("51820")), "firewall1 initiates the tunnel: no input rule for it");
+  assert.deepEqual(input.filter((l) => l.includes('"wg0"')).map((l) => /comment "(.+)"$/.exec(l)?.[1]), ["admin peers: SSH to the firewall"], "from the tunnel, only the admin peers' SSH");
   const vps = renderAll(ctx).find((a) => a.path === "wireguard/vps1/nftables.nft")!.content;
   for (const text of [rules, vps]) {
     const nd = chain(text, "input").find((l) => l.startsWith("icmpv6 type {"))!;
@@ -119,9 +125,9 @@ test("the pfSense fragment is well-formed XML and states the same policy", (t) =
   assert.equal(count("/pfsense/filter/rule[type='block']/source/any"), 6);
   assert.equal(count("/pfsense/filter/rule[type='block' and interface='wan']"), 1);
   assert.equal(count("/pfsense/nat/outbound/rule[interface='wan']"), 4);
-  assert.equal(count("/pfsense/filter/rule[type='pass' and destination/network='(self)' and destination/port='22']"), 4, "SSH from the LAN side, one rule per LAN interface");
+  assert.equal(count("/pfsense/filter/rule[type='pass' and destination/network='(self)' and destination/port='22']"), 5, "SSH from the LAN side, one rule per LAN interface, and from the admin peers on the tunnel");
   assert.equal(count("/pfsense/nat/rule[interface='opt1' and target='FMC_edge']"), 2);
-  assert.equal(count("/pfsense/filter/rule[descr='outbound from the LAN to the internet']/destination/not"), 4);
+  assert.equal(count("/pfsense/filter/rule[contains(descr, ' to the internet') and destination/address='FMCNET_not_internet']/destination/not"), 5, "dmz: NTP and HTTP(S); infra, cluster, lb: all");
   assert.match(pf, /Import \(pfSense/);
 });
 
@@ -320,4 +326,100 @@ test("engine: a cancel that fails, a revert that did not report, a lost connecti
     await assert.rejects(apply(p, transports, { concurrency: 1 }), /must be confirmed over a new SSH connection/);
     assert.ok(!main.log.some((c) => c.shell === armCommand(60).shell));
   }
+});
+
+// --- issue 20: egress, reply-to through the tunnel, remote admins ------------------
+
+const NOT_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"];
+const withSubnet = (name: string, extra: string) => SEED_YAML.replace(new RegExp(`(\\{ name: ${name},\\s+cidr: [0-9./]+)`), `$1, ${extra}`);
+const pfCount = (t: { after: (fn: () => void) => void }, pf: string) => {
+  const file = join(tempDir(t), "pf.xml");
+  writeFileSync(file, pf);
+  const lint = spawnSync("xmllint", ["--noout", file], { encoding: "utf8" });
+  assert.equal(lint.status, 0, lint.stderr);
+  return (xpath: string) => Number(spawnSync("xmllint", ["--xpath", `count(${xpath})`, file], { encoding: "utf8" }).stdout);
+};
+
+test("egress: the internet never includes the WAN side's private, shared or link-local ranges; each subnet opens what its egress says", () => {
+  const forward = chain(rules, "forward");
+  const out = forward.filter((l) => / oifname "eth0" /.test(l));
+  assert.ok(out.length > 0);
+  for (const l of out) {
+    const excluded = /ip daddr != \{ ([^}]+) \}/.exec(l)?.[1]?.split(", ");
+    assert.deepEqual(excluded, NOT_INTERNET, l);
+  }
+  // the seed's cluster subnet keeps everything else, from its own interface and addresses only
+  assert.ok(ruleFor(forward, "cluster to the internet")!.startsWith('iifname "eth3" ip saddr 10.17.4.0/24 oifname "eth0" ip daddr != {'));
+  assert.doesNotMatch(ruleFor(forward, "cluster to the internet")!, /dport/);
+  // the edge subnet (dmz): NTP, HTTP(S) for packages and the Traefik download, nothing else
+  const dmz = out.filter((l) => l.includes('iifname "eth1"'));
+  assert.deepEqual(dmz.map((l) => / (tcp|udp) dport (.+) accept/.exec(l)?.slice(1).join(" ")), ["tcp { 80, 443 }", "udp 123"]);
+  assert.equal(out.filter((l) => l.includes("10.17.2.0/24") && !/dport/.test(l)).length, 0, "the dmz has no open egress");
+  // per subnet from the spec: none at all, or a service list
+  const none = firewallNftables(contextFor(withSubnet("infra", "egress: []")));
+  assert.ok(!chain(none, "forward").some((l) => l.includes("10.17.3.0/24") && l.includes('oifname "eth0"')));
+  assert.ok(!chain(none, "postrouting").some((l) => l.includes("10.17.3.0/24")), "nothing to masquerade for a subnet without egress");
+  const some = firewallNftables(contextFor(withSubnet("cluster", "egress: [tcp/443, icmp, udp/53, tcp/8443]")));
+  const cluster = chain(some, "forward").filter((l) => l.includes('ip saddr 10.17.4.0/24 oifname "eth0"'));
+  assert.deepEqual(cluster.map((l) => /\} (.+) accept/.exec(l)?.[1]), ["ip protocol icmp", "tcp dport { 443, 8443 }", "udp dport 53"]);
+  // an explicit egress on the edge subnet replaces its default
+  const open = firewallNftables(contextFor(withSubnet("dmz", "egress: [any]")));
+  assert.ok(chain(open, "forward").some((l) => l.startsWith('iifname "eth1" ip saddr 10.17.2.0/24 oifname "eth0" ip daddr != {') && / accept comment "dmz to the internet"$/.test(l)));
+});
+
+test("egress rulesets pass nft -c", () => {
+  requireTool("nft");
+  for (const yaml of [SEED_YAML, withSubnet("cluster", "egress: [tcp/443, icmp, udp/53]"), withSubnet("dmz", "egress: []")]) {
+    const r = spawnSync("nft", ["-c", "-f", "-"], { input: firewallNftables(contextFor(yaml)), encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+  }
+});
+
+test("pfSense: egress excludes the private ranges, per subnet; forwards from the tunnel pass by filter rules that pf gives reply-to through the tunnel gateway", (t) => {
+  requireTool("xmllint");
+  const pf = pfsenseFragment(ctx);
+  const count = pfCount(t, pf);
+  // the alias behind <not/> holds every range that is not the internet
+  const alias = /<name>FMCNET_not_internet<\/name>\n\s+<type>network<\/type>\n\s+<address>([^<]+)<\/address>/.exec(pf)?.[1]?.split(" ");
+  for (const r of [...NOT_INTERNET, "10.17.0.0/16"]) assert.ok(alias?.includes(r), `${r} in ${alias}`);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='wan']"), 0);
+  // lan is the first LAN subnet, the dmz: NTP and HTTP(S) only
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='lan' and destination/address='FMCNET_not_internet' and destination/not]"), 2);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='lan' and protocol='udp' and destination/port='123' and destination/not]"), 1);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='lan' and protocol='tcp' and destination/port='FMC_egress_dmz_tcp' and destination/not]"), 1);
+  assert.match(pf, /<name>FMC_egress_dmz_tcp<\/name>\n\s+<type>port<\/type>\n\s+<address>80 443<\/address>/);
+  // the other three subnets: everything but the private ranges
+  assert.equal(count("/pfsense/filter/rule[type='pass' and destination/address='FMCNET_not_internet' and destination/not and not(protocol)]"), 3);
+  const none = pfCount(t, pfsenseFragment(contextFor(withSubnet("infra", "egress: []"))));
+  assert.equal(none("/pfsense/nat/outbound/rule[source/network='10.17.3.0/24']"), 0);
+  assert.equal(none("/pfsense/filter/rule[type='pass' and interface='opt2' and destination/address='FMCNET_not_internet']"), 0, "infra is opt2");
+  // reply-to: the tunnel's gateway on opt1, explicit pass rules (rdr pass would skip it)
+  assert.equal(count("/pfsense/gateways/gateway_item[interface='opt1' and gateway='10.17.0.1' and name='FMC_TUNNEL' and ipprotocol='inet']"), 1);
+  assert.equal(count("/pfsense/nat/rule/associated-rule-id"), 0, "no rdr pass: its traffic would skip the filter rules that carry reply-to");
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='opt1' and protocol='tcp' and destination/address='FMC_edge' and destination/port='443']"), 1);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='opt1' and protocol='tcp' and destination/address='FMC_edge' and destination/port='80']"), 1);
+  assert.match(pf, /reply-to/);
+  assert.match(pf, /IPv4 Upstream gateway FMC_TUNNEL/);
+});
+
+test("remote admins (wireguard.adminSubnet): SSH to the hosts and the firewall, the Kubernetes API VIP, from the tunnel only", (t) => {
+  const forward = chain(rules, "forward");
+  const ssh = ruleFor(forward, "admin peers: SSH to the hosts")!;
+  assert.ok(ssh, forward.join("\n"));
+  assert.match(ssh, /^iifname "wg0" ip saddr 10\.17\.0\.128\/25 oifname \{ "eth1", "eth2", "eth3", "eth4" \} ip daddr \{ ([0-9.]+, )+[0-9.]+ \} tcp dport 22 accept/);
+  const addrs = /ip daddr \{ ([^}]+) \}/.exec(ssh)![1]!.split(", ");
+  const lanHosts = ctx.spec.hosts.filter((h) => !h.roles.includes("gateway") && !h.roles.includes("firewall")).map((h) => h.address);
+  assert.deepEqual([...addrs].sort(), [...lanHosts].sort());
+  assert.equal(ruleFor(forward, "admin peers: the Kubernetes API")!, 'iifname "wg0" ip saddr 10.17.0.128/25 oifname "eth4" ip daddr 10.17.5.10 tcp dport 6443 accept comment "admin peers: the Kubernetes API"');
+  assert.equal(ruleFor(chain(rules, "input"), "admin peers: SSH to the firewall")!, 'iifname "wg0" ip saddr 10.17.0.128/25 tcp dport 22 accept comment "admin peers: SSH to the firewall"');
+  // a host on another SSH port gets its own rule; an explicit admin subnet is used
+  const custom = firewallNftables(contextFor(SEED_YAML.replace("address: 10.17.5.12, ssh: { user: root }", "address: 10.17.5.12, ssh: { user: root, port: 2222 }").replace("persistentKeepalive: 25", "persistentKeepalive: 25\n  adminSubnet: 10.18.0.0/24")));
+  assert.ok(chain(custom, "forward").some((l) => l.startsWith('iifname "wg0" ip saddr 10.18.0.0/24') && l.includes("ip daddr 10.17.5.12 tcp dport 2222 accept")));
+  // pfSense: the same, on the tunnel interface
+  requireTool("xmllint");
+  const count = pfCount(t, pfsenseFragment(ctx));
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='opt1' and source/address='FMCNET_admins' and destination/address='FMCNET_ssh22' and destination/port='22']"), 1);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='opt1' and source/address='FMCNET_admins' and destination/network='(self)' and destination/port='22']"), 1);
+  assert.equal(count("/pfsense/filter/rule[type='pass' and interface='opt1' and source/address='FMCNET_admins' and destination/address='FMCNET_k8s_api' and destination/port='6443']"), 1);
+  assert.equal(count("/pfsense/aliases/alias[name='FMCNET_admins' and address='10.17.0.128/25']"), 1);
 });
