@@ -215,7 +215,9 @@ export function tunnelNftables(ctx: RenderContext): string {
 /**
  * nftables on the VPS: default-drop input (SSH, WireGuard), the public ports DNAT'ed to
  * the LAN peer from the forwardFrom sources only, admin peers forwarded between tunnel
- * peers. Nothing is masqueraded: the LAN sees the real client addresses.
+ * peers. Nothing is masqueraded: the LAN sees the real client addresses. SSH: from
+ * anywhere while wireguard.sshFrom is unset (a new VPS is first reached at its public
+ * address); once set, through the tunnel and from those sources on the public side.
  */
 export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
   const wg = ctx.spec.wireguard!;
@@ -225,8 +227,13 @@ export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
   const sshPort = t.gateway.ssh?.port ?? ctx.spec.ssh.port;
   const from = wg.forwardFrom.map((c) => cidrOf(c).text).join(", ");
   const lan = t.lanPeer.address;
+  const sshFrom = wg.sshFrom?.map((c) => cidrOf(c).text);
+  const ssh =
+    sshFrom === undefined
+      ? [`tcp dport ${sshPort} accept`]
+      : [`iifname ${tun} tcp dport ${sshPort} accept`, ...(sshFrom.length ? [`iifname ${pub} ip saddr { ${sshFrom.join(", ")} } tcp dport ${sshPort} accept`] : [])];
   return nftTable(GATEWAY_NFT_TABLE, {
-    input: [`tcp dport ${sshPort} accept`, `iifname ${pub} udp dport ${wg.port} accept`],
+    input: [...ssh, `iifname ${pub} udp dport ${wg.port} accept`],
     forward: [
       `iifname ${pub} oifname ${tun} tcp flags syn tcp option maxseg size set rt mtu`,
       `iifname ${pub} oifname ${tun} ip daddr ${lan} tcp dport { ${ports} } ct status dnat accept`,
