@@ -17,6 +17,10 @@
 // node, or downloaded by the node and checked against the release's sha256sum-amd64.txt; in
 // /opt/bin on Flatcar (its /usr is read-only), /usr/local/bin elsewhere. A node that already
 // runs another K3s version is left alone: that is fmc upgrade's work, with drains.
+//
+// On Flatcar, Ignition has already installed the binary and written the unit and a config
+// that cannot bootstrap or join by itself (render/k3s.ts k3sFirstBootConfigText), but never
+// enabled K3s: enabling and starting it is these phases' work, in the order above.
 import { createHash } from "node:crypto";
 import { parse as parseYaml } from "yaml";
 import { cmd, script, slow, type Command } from "../hosts/command.js";
@@ -262,8 +266,11 @@ export const k3sServers: Phase = {
         ...(bootstrapping && pc.k3s ? { after: () => pc.k3s!.markBootstrapped(host.name) } : {}),
       });
       if (bootstrapping) {
-        // from now on this server joins through the VIP like the others: rebuilt, it must not start a second cluster
-        const joined = fileChange(facts, { path: K3S_CONFIG, content: k3sConfigText(renderFor(pc, true), host), mode: 0o600, secret: true }, { host: host.name, phase, mask: pc.mask });
+        // from now on this server joins through the VIP like the others: rebuilt, it must not start a second cluster.
+        // Compared with the file as this plan leaves it (cluster-init), not as it was read: on
+        // Flatcar, Ignition already wrote the VIP form, which the bootstrap write replaces.
+        const written = { ...facts, files: new Map(facts.files).set(K3S_CONFIG, { content: k3sConfigText(ctx, host), mode: 0o600, owner: "root", group: "root" }) };
+        const joined = fileChange(written, { path: K3S_CONFIG, content: k3sConfigText(renderFor(pc, true), host), mode: 0o600, secret: true }, { host: host.name, phase, mask: pc.mask });
         if (joined) out.push({ ...joined, title: `${joined.title}: join through the VIP from now on, no cluster-init (no restart)`, notes: [] });
       }
     }

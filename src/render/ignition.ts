@@ -2,12 +2,13 @@
 // and by Ignition 2.14, Debian 12's, which refuses 3.4.0) for every Flatcar node:
 // identity, static network with the internal DNS first, K3s prerequisites, a pinned and
 // checksum-verified K3s install, and on the storage node the LVM volumes, mounts and
-// NFS server, all as systemd units so they come back after every reboot.
+// NFS server, all as systemd units so they come back after every reboot. K3s itself is
+// written but not enabled: the k3s phases start it in order (src/phases/k3s.ts).
 import type { Host } from "../model/schema.js";
 import { longhornDisks } from "../model/capacity.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
-import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "./k3s.js";
+import { K3S_RESOLV_CONF, k3sFirstBootConfigText, k3sResolvConf } from "./k3s.js";
 import { unitFile } from "./systemd.js";
 import { pathPart, sh, systemdPath } from "./quote.js";
 import {
@@ -221,7 +222,7 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
     files.push(
       file("/etc/sysctl.d/90-fmc-k3s.conf", lines(HEADER("#"), K3S_SYSCTL)),
       file("/etc/modules-load.d/fmc-k3s.conf", lines("br_netfilter", "overlay", "iscsi_tcp")),
-      file("/etc/rancher/k3s/config.yaml", k3sConfigText(ctx, host), 0o600),
+      file("/etc/rancher/k3s/config.yaml", k3sFirstBootConfigText(ctx, host), 0o600),
       file(K3S_RESOLV_CONF, k3sResolvConf(ctx)),
       file("/opt/fmc/install-k3s.sh", k3sInstallScript(ctx), 0o755),
     );
@@ -231,7 +232,11 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
         enabled: true,
         contents: k3sInstallUnit(ctx),
       },
-      { name: isServer ? "k3s.service" : "k3s-agent.service", enabled: true, contents: k3sUnit(isServer, spec.k3s.etcdS3?.credentialsFile), ...(lhDisk ? { dropins: [{ name: "fmc-longhorn-disk.conf", contents: k3sLonghornDropIn(lhDisk) }] } : {}) },
+      // written, not enabled: a node never starts K3s on its own at first boot. The k3s
+      // phases enable and start it in fmc's order (servers one at a time, each waited for,
+      // then agents with a bootstrap token pinning the cluster CA). No `enabled: false`
+      // either: that would leave a "disable" line in Ignition's preset file for good.
+      { name: isServer ? "k3s.service" : "k3s-agent.service", contents: k3sUnit(isServer, spec.k3s.etcdS3?.credentialsFile), ...(lhDisk ? { dropins: [{ name: "fmc-longhorn-disk.conf", contents: k3sLonghornDropIn(lhDisk) }] } : {}) },
     );
   }
   // a worker's Longhorn disk: formatted only when blank, mounted where Longhorn looks

@@ -103,6 +103,22 @@ export function k3sConfigText(ctx: RenderContext, host: Host, token?: string): s
 }
 
 /**
+ * The config.yaml Ignition writes at first boot. Ignition does not start K3s (the k3s phases
+ * enable it, servers one at a time, then agents), but the file is on the node before they
+ * run, and must not let the node form or join a cluster by itself: a server's reads as if
+ * the cluster existed (it joins through the VIP; only the k3s-servers phase gives the
+ * bootstrap server cluster-init, and only until the cluster exists), and an agent's has no
+ * token (K3s refuses to start an agent without one; the k3s-agents phase writes the
+ * bootstrap token that pins the cluster CA). A server's file is then the phase's own
+ * (a re-plan finds nothing to write); an agent's gains its token.
+ */
+export function k3sFirstBootConfigText(ctx: RenderContext, host: Host): string {
+  const cfg = k3sConfig(ctx.k3sBootstrapped ? ctx : { ...ctx, k3sBootstrapped: true }, host);
+  if (!host.roles.includes("k3s-server")) delete cfg.token;
+  return `# ${HEADER_TEXT}\n${stringify(cfg)}`;
+}
+
+/**
  * kubelet's resolv.conf (K3s resolv-conf): the internal DNS only. The node itself also
  * has the upstream resolvers as a fallback, but CoreDNS forwards to every nameserver in
  * its file at random, so a public one there would answer internal names with NXDOMAIN.

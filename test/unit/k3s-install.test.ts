@@ -11,6 +11,7 @@ import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { k3sAgents, k3sServers, supportsBootstrapTokens, bootstrapTokenSecret, K3S_CONFIG, K3S_SERVER_CA } from "../../src/phases/k3s.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { newBootstrapToken } from "../../src/engine/session.js";
+import { ignitionConfig } from "../../src/render/ignition.js";
 import type { Change } from "../../src/ops/change.js";
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -151,4 +152,112 @@ test("a serial phase's hosts go one at a time and the first failure stops the re
   assert.deepEqual(started, [1, 2], "master3 never starts");
   assert.equal(most, 1);
   assert.deepEqual(r.map((x) => x.status), ["fulfilled", "rejected"]);
+});
+
+// --- Flatcar: booted from Ignition, then the k3s phases ---------------------------------
+
+interface IgnNode {
+  storage: { files: Array<{ path: string; mode: number; contents: { source: string } }> };
+  systemd: { units: Array<{ name: string; enabled?: boolean; contents?: string }> };
+}
+interface SimHost {
+  files: Map<string, { content: string; mode: number }>;
+  units: Map<string, { active: string; enabled: string }>;
+  guards: Record<string, number>;
+}
+const decode = (source: string) => Buffer.from(source.split(",")[1]!, "base64").toString("utf8");
+
+/** What a Flatcar node holds after Ignition ran and the first boot finished (k3s-install.service installed the binary). */
+function bootedFromIgnition(ign: IgnNode): SimHost {
+  const files = new Map(ign.storage.files.map((f) => [f.path, { content: decode(f.contents.source), mode: f.mode }]));
+  const units = new Map<string, { active: string; enabled: string }>();
+  for (const u of ign.systemd.units) {
+    if (u.contents) files.set(`/etc/systemd/system/${u.name}`, { content: u.contents, mode: 0o644 });
+    // an enabled unit ran at first boot (K3s's Restart=always keeps it up)
+    units.set(u.name, u.enabled ? { active: "active", enabled: "enabled" } : { active: "inactive", enabled: "disabled" });
+  }
+  return { files, units, guards: { "k3s-binary-present": 0, "k3s-binary-current": 0, "k3s-etcd-member": 1, "k3s-agent-joined": 1 } };
+}
+
+function simFacts(name: string, h: SimHost): HostFacts {
+  const sections: Record<string, string[]> = {
+    os: ["ID=flatcar", 'VERSION_ID="4230.2.3"'],
+    hostname: [name],
+    addr: [],
+    units: [...h.units].flatMap(([u, s]) => [`Id=${u}`, `ActiveState=${s.active}`, `UnitFileState=${s.enabled}`, ""]),
+    files: [...h.files].map(([p, f]) => `${p} ${f.mode.toString(8)} root root ${b64(f.content)}`),
+    guard: Object.entries(h.guards).map(([k, v]) => `${k} ${v}`),
+  };
+  return parseFacts(name, Object.entries(sections).map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n");
+}
+
+/** Runs a plan on the simulated host: files written, units enabled and started, the node a member or joined once K3s started. */
+function applyTo(h: SimHost, changes: Change[], server: boolean): void {
+  for (const c of changes) {
+    if (c.file) h.files.set(c.file.path, { content: c.file.content, mode: c.file.mode ?? 0o644 });
+    for (const x of c.commands) {
+      const m = /^systemctl (enable|start|restart) (k3s(?:-agent)?\.service)$/.exec(x.display);
+      if (!m) continue;
+      const u = h.units.get(m[2]!) ?? { active: "inactive", enabled: "disabled" };
+      h.units.set(m[2]!, m[1] === "enable" ? { ...u, enabled: "enabled" } : { ...u, active: "active" });
+      if (m[1] === "enable") continue;
+      h.guards[server ? "k3s-etcd-member" : "k3s-agent-joined"] = 0;
+      // a started server has the cluster CA the agents' tokens pin
+      if (server && !h.files.has(K3S_SERVER_CA)) h.files.set(K3S_SERVER_CA, { content: "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", mode: 0o644 });
+    }
+  }
+}
+
+test("Flatcar: Ignition enables no K3s unit and writes configs that can neither bootstrap nor join; the phases start K3s in order and a re-plan is empty", () => {
+  const ctx = contextFor();
+  const nodes = ["master1", "master2", "master3", "worker1", "worker2", "worker3", "storage1"];
+  const sim = new Map<string, SimHost>();
+  for (const n of nodes) {
+    const ign = ignitionConfig(ctx, ctx.topo.host(n)) as unknown as IgnNode;
+    const server = n.startsWith("master");
+    const unit = ign.systemd.units.find((u) => u.name === (server ? "k3s.service" : "k3s-agent.service"))!;
+    assert.ok(unit.contents, `${n}: Ignition writes the unit`);
+    assert.notEqual(unit.enabled, true, `${n}: Ignition must not enable ${unit.name}`);
+    assert.equal(ign.systemd.units.find((u) => u.name === "k3s-install.service")?.enabled, true, `${n}: the binary is installed at first boot`);
+    const cfg = parse(decode(ign.storage.files.find((f) => f.path === K3S_CONFIG)!.contents.source)) as Record<string, unknown>;
+    assert.equal(cfg["cluster-init"], undefined, `${n}: no cluster-init before the phase decides`);
+    if (server) assert.equal(cfg.server, "https://10.17.5.10:6443", n);
+    else assert.equal(cfg.token, undefined, `${n}: an agent's first-boot config carries no token`);
+    sim.set(n, bootedFromIgnition(ign));
+  }
+  let bootstrapped = false;
+  const pcNow = () => {
+    const facts = new Map(nodes.map((n) => [n, simFacts(n, sim.get(n)!)]));
+    const pc = pcWith(facts, bootstrapped);
+    return { pc: { ...pc, k3s: { ...pc.k3s!, markBootstrapped: () => void (bootstrapped = true) } }, facts };
+  };
+  const first: Record<string, Change[]> = {};
+  for (const n of nodes) {
+    const { pc, facts } = pcNow();
+    const phase = n.startsWith("master") ? k3sServers : k3sAgents;
+    const plan = phase.plan(pc, host(pc, n), facts.get(n)!);
+    first[n] = plan;
+    applyTo(sim.get(n)!, plan, n.startsWith("master"));
+    for (const c of plan) c.after?.();
+  }
+  for (const n of nodes) {
+    const server = n.startsWith("master");
+    const unit = server ? "k3s.service" : "k3s-agent.service";
+    const titles = first[n]!.map((c) => c.title);
+    assert.ok(titles.some((t) => t.startsWith("enable") && t.includes(unit)), `${n}: the phase enables ${unit}: ${titles.join(" | ")}`);
+    assert.ok(!first[n]!.some((c) => c.file?.path === `/etc/systemd/system/${unit}`), `${n}: the unit Ignition wrote is the phase's`);
+    assert.ok(!first[n]!.some((c) => c.title.startsWith("install K3s")), `${n}: k3s-install.service installed the binary`);
+  }
+  // master1 bootstraps (cluster-init, then the VIP form Ignition wrote); master2 and master3 keep Ignition's config
+  assert.deepEqual(configOf(first.master1!).map((c) => c["cluster-init"]), [true, undefined]);
+  assert.deepEqual(configOf(first.master2!), []);
+  // agents get their config with the CA-pinned bootstrap token
+  assert.match(String(configOf(first.worker1!)[0]!.token), /^K10[0-9a-f]{64}::/);
+  assert.ok(bootstrapped);
+  for (const n of nodes) {
+    const { pc, facts } = pcNow();
+    const phase = n.startsWith("master") ? k3sServers : k3sAgents;
+    const again = phase.plan(pc, host(pc, n), facts.get(n)!).filter((c) => !c.title.startsWith("create a bootstrap token"));
+    assert.deepEqual(again.map((c) => c.title), [], `${n}: a re-plan after apply`);
+  }
 });

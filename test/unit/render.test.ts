@@ -168,7 +168,11 @@ test("Ignition content: keys, DNS first, swap off, K3s pinned, storage persisted
   assert.ok(m1.systemd.units.some((u: { name: string; mask?: boolean }) => u.name === "swap.target" && u.mask));
   assert.ok(m1.systemd.units.some((u: { name: string; enabled?: boolean }) => u.name === "iscsid.service" && u.enabled));
   assert.match(decode(m1, "/opt/fmc/install-k3s.sh"), /VERSION=v1\.33\.4\+k3s1[\s\S]*sha256sum --check/);
-  assert.equal(parseYaml(decode(m1, "/etc/rancher/k3s/config.yaml"))["cluster-init"], true);
+  // K3s is written, never started by Ignition: the first-boot config can't bootstrap (k3s phases do, in order)
+  const firstBoot = parseYaml(decode(m1, "/etc/rancher/k3s/config.yaml"));
+  assert.equal(firstBoot["cluster-init"], undefined);
+  assert.equal(firstBoot.server, "https://10.17.5.10:6443");
+  assert.ok(!m1.systemd.units.some((u: { name: string; enabled?: boolean }) => u.name === "k3s.service" && u.enabled));
   const st = JSON.parse(file("ignition/storage1.ign"));
   const units = st.systemd.units.map((u: { name: string }) => u.name);
   for (const u of ["fmc-lvm.service", "srv-nfs-postgresql.mount", "srv-nfs-shared.mount", "mnt-longhorn\\x2ddisk.mount", "nfs-server.service"]) {
@@ -282,7 +286,10 @@ test("secrets only in files marked secret", () => {
     if (a.secret) continue;
     assert.deepEqual(leaks, [], `${a.path} holds secrets but is not marked secret`);
   }
-  for (const a of artifacts.filter((x) => x.secret)) assert.ok(ctx.secrets.leaksInto(expand(a.content)).length > 0, `${a.path} is marked secret but holds none`);
+  // Ignition stays 0600 on every node, but only a server's carries tokens: an agent's first-boot config has none
+  const agentIgn = (p: string) => /^ignition\/(worker\d|storage1)\.ign$/.test(p);
+  for (const a of artifacts.filter((x) => x.secret && !agentIgn(x.path))) assert.ok(ctx.secrets.leaksInto(expand(a.content)).length > 0, `${a.path} is marked secret but holds none`);
+  for (const a of artifacts.filter((x) => agentIgn(x.path))) assert.deepEqual(ctx.secrets.leaksInto(expand(a.content)), [], `${a.path}: an agent's Ignition holds no token`);
   const masked = ctx.secrets.mask(file("k3s/master1/config.yaml"));
   assert.match(masked, /token: <secret:k3s-token>/);
 });
