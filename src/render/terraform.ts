@@ -248,12 +248,18 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
     ethernets: {
       [h.interface]: {
         addresses: [`${h.address}/${topo.prefixOf(h.address)}`],
-        ...(gw ? { routes: [{ to: "default", via: gw }] } : {}),
+        // 0.0.0.0/0, not "default": cloud-init before 25.3 parses "default" only when it hands
+        // the config to netplan unread; AlmaLinux's sysconfig/NetworkManager renderers and
+        // Debian's ENI renderer raise "Address default is not a valid ip address"
+        ...(gw ? { routes: [{ to: "0.0.0.0/0", via: gw }] } : {}),
         nameservers: { addresses: topo.dnsServers, search: [ctx.spec.domain] },
       },
     },
   };
-  return { userData: `#cloud-config\n${stringify(userData)}`, networkConfig: stringify(networkConfig) };
+  // YAML 1.1, as cloud-init's PyYAML reads it: a MAC of decimal digits (52:54:01:11:00:02)
+  // is otherwise a base-60 integer there, and yes/on booleans
+  const yaml11 = (v: unknown) => stringify(v, { version: "1.1" });
+  return { userData: `#cloud-config\n${yaml11(userData)}`, networkConfig: yaml11(networkConfig) };
 }
 
 function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
