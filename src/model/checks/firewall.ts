@@ -1,12 +1,14 @@
 // The firewall: rules and management sources name a subnet, host, VIP, CIDR or any; its
-// interfaces and port forwards are unique; and rules between subnets hold only where one
-// host routes and filters between them (checkRoutedLayout).
+// interfaces and port forwards are unique; rules between subnets hold only where one
+// host routes and filters between them (checkRoutedLayout); each LAN subnet's egress is
+// a list without repeats, `any` alone (checkEgress).
 import { contains, isInside, parseCidr, parseIp } from "../net.js";
 import { didYouMean } from "../../errors.js";
 import { needHost, type Checker, type Layout, type Names } from "./context.js";
 
 export function checkFirewall(c: Checker, layout: Layout, names: Names): void {
   const { spec, err } = c;
+  checkEgress(c, layout);
   const fw = spec.firewall;
   if (!fw) return;
   const { byName, vipNames } = names;
@@ -42,6 +44,22 @@ export function checkFirewall(c: Checker, layout: Layout, names: Names): void {
     fwdPorts.add(key);
   });
   checkRoutedLayout(c, layout, names);
+}
+
+/** A subnet's egress: LAN subnets only, each service once, `any` only alone; without a firewall nothing enforces it. */
+function checkEgress(c: Checker, layout: Layout): void {
+  c.spec.network.subnets.forEach((s, i) => {
+    if (s.egress === undefined) return;
+    const path = `network.subnets[${i}].egress`;
+    if (!layout.isLan(i)) return c.err(path, `"${s.name}" is the WireGuard tunnel's subnet: its traffic never leaves through the firewall's WAN`, "remove egress here; the LAN subnets have their own");
+    if (!c.spec.firewall) c.warn(path, "there is no firewall section: nothing enforces egress", "add a firewall section, or remove egress");
+    const seen = new Set<string>();
+    s.egress.forEach((e, j) => {
+      if (e === "any" && s.egress!.length > 1) c.err(`${path}[${j}]`, "any already opens everything: write any alone, or list the services", `egress: [any] or egress: [${s.egress!.filter((x) => x !== "any").join(", ")}]`);
+      else if (seen.has(e)) c.err(`${path}[${j}]`, `${e} is listed twice`);
+      seen.add(e);
+    });
+  });
 }
 
 /**
