@@ -15,6 +15,7 @@ import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { moduleChanges, moduleGuards, type KernelModule } from "../ops/modules.js";
 import { K3S_SYSCTL } from "../render/ignition.js";
+import { FLATCAR_RESOLVED_DROPIN, flatcarResolverFile, IPA_RESOLVER_FILES, ipaResolverFile } from "../render/resolver.js";
 import type { Change, OpContext } from "../ops/change.js";
 import { guardedChange, type GuardedSpec } from "../ops/guarded.js";
 import { rolePorts } from "../model/checks.js";
@@ -170,16 +171,26 @@ function firewalldGuarded(spec: Spec, host: Host): GuardedSpec {
  * The host's resolvers: the internal DNS first, then network.upstreamDns as fallback
  * (a resolver that does not answer is skipped, so a fresh host installs its packages
  * before the internal DNS runs). The VPS sits outside the LAN, where the internal DNS is
- * not reachable: upstream only. At most three, as resolv.conf allows. Flatcar has no
- * package installs, and systemd-resolved would stay on a fallback that answered once:
- * the internal DNS only there.
+ * not reachable: upstream only. At most three, as resolv.conf allows.
  */
-function resolversFor(pc: PhaseContext, host: Host, family: OsFamilyName): string[] {
+function resolversFor(pc: PhaseContext, host: Host): string[] {
   const { spec, topo } = pc.render;
   if (!topo.dnsServers.length) return [];
-  if (family === "flatcar") return topo.dnsServers;
   const outside = host.roles.includes("gateway");
   return [...new Set([...(outside ? [] : topo.dnsServers), ...spec.network.upstreamDns])].slice(0, 3);
+}
+
+/**
+ * The resolver files base writes (src/render/resolver.ts says who owns the resolver):
+ * nothing once FreeIPA's installer made the resolver its own; on Flatcar the same
+ * systemd-resolved drop-in Ignition wrote (the internal DNS is the link's, from networkd);
+ * elsewhere the OS family's files.
+ */
+function resolverFiles(pc: PhaseContext, host: Host, facts: HostFacts): Array<{ path: string; content: string }> {
+  const { spec, topo } = pc.render;
+  if (!topo.dnsServers.length || ipaResolverFile(facts)) return [];
+  if (facts.os.family === "flatcar") return [flatcarResolverFile(spec.network.upstreamDns)];
+  return FAMILIES[facts.os.family].resolverFiles(resolversFor(pc, host), spec.domain);
 }
 
 export const base: Phase = {
@@ -195,6 +206,7 @@ export const base: Phase = {
     for (const f of Object.values(FAMILIES)) {
       files.push(f.timeConfig({ pools: [], servers: [] }).path, ...f.resolverFiles([], "").map((r) => r.path));
     }
+    files.push(FLATCAR_RESOLVED_DROPIN, ...IPA_RESOLVER_FILES);
     const exporter = runsNodeExporter(pc.render.spec, host);
     return {
       files: new Set([...files, ...pendingFacts(...Object.values(FAMILIES).map((f) => f.timeService)).files]),
@@ -210,12 +222,9 @@ export const base: Phase = {
     const c = { host: host.name, phase: "base", mask: pc.mask };
     const family = FAMILIES[facts.os.family];
     const out: Change[] = [...hostnameChanges(facts, host.name, c)];
-    const resolvers = resolversFor(pc, host, facts.os.family);
-    if (resolvers.length) {
-      for (const f of family.resolverFiles(resolvers, spec.domain)) {
-        const ch = fileChange(facts, f, c);
-        if (ch) out.push(ch);
-      }
+    for (const f of resolverFiles(pc, host, facts)) {
+      const ch = fileChange(facts, f, c);
+      if (ch) out.push(ch);
     }
     // modules first: loading br_netfilter brings the net.bridge keys the sysctl file sets
     // (apply reads the host again after the load)

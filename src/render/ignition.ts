@@ -10,6 +10,9 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { K3S_RESOLV_CONF, k3sFirstBootConfigText, k3sResolvConf } from "./k3s.js";
 import { unitFile } from "./systemd.js";
+import { flatcarResolverFile } from "./resolver.js";
+import { FAMILIES } from "../hosts/os.js";
+import { ntpSources } from "../model/ntp.js";
 import { pathPart, sh, systemdPath } from "./quote.js";
 import {
   exportsFile, k3sLonghornConfig, k3sLonghornDropIn, K3S_LONGHORN_CONFIG, longhornDiskMountUnit, longhornDiskScript, longhornDiskService,
@@ -180,17 +183,6 @@ function k3sInstallUnit(ctx: RenderContext): string {
 }
 
 /**
- * systemd-resolved: the node's link asks the internal DNS for the cluster domain (a
- * routing domain: such names are sent only to the link's servers, never to the global
- * ones, systemd-resolved.service(8) "Protocols and Routing"), and every other name also
- * goes to the upstream resolvers set here. So a node whose internal DNS is not up yet at
- * first boot still resolves github.com for the K3s download, and no internal name leaks.
- */
-function resolvedDropIn(ctx: RenderContext): string {
-  return unitFile({ Resolve: [["DNS", ctx.spec.network.upstreamDns.join(" ")], ["FallbackDNS", ""]] }, HEADER_TEXT);
-}
-
-/**
  * update_engine still downloads and applies updates; locksmithd reboots nothing
  * (REBOOT_STRATEGY=off). Flatcar releases after 3067.0.0 then leave /run/reboot-required,
  * which kured (k3s.reboots) watches: it drains and reboots one node at a time
@@ -208,8 +200,8 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
   const files: IgnFile[] = [
     file("/etc/hostname", `${host.name}\n`),
     file(`/etc/systemd/network/00-${pathPart(host.interface)}.network`, networkdFile(ctx, host)),
-    file("/etc/systemd/resolved.conf.d/fmc.conf", resolvedDropIn(ctx)),
-    file("/etc/systemd/timesyncd.conf.d/fmc.conf", unitFile({ Time: [["NTP", spec.network.ntp.join(" ")]] })),
+    // the resolver and time sync exactly as the base phase writes them, so it finds nothing to change
+    ...[flatcarResolverFile(spec.network.upstreamDns), FAMILIES.flatcar.timeConfig(ntpSources(spec, "flatcar"))].map((f) => file(f.path, f.content)),
     file("/etc/flatcar/update.conf", flatcarUpdateConf(ctx), 0o644),
   ];
   const units: IgnUnit[] = [
