@@ -321,17 +321,31 @@ function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
     };
     // without a mode the provider writes no <cpu>, and QEMU falls back to qemu64 (no x86-64-v2)
     if (spec.provisioning.cpuMode !== "none") domain.cpu = { mode: spec.provisioning.cpuMode };
+    // Ignition and cloud-init are read at first boot only, and the provider (0.8.3) forces a
+    // new libvirt_ignition, libvirt_cloudinit_disk and, through coreos_ignition, a new domain
+    // (DomainDestroy: a power cut) when their content changes: a K3s version, SSH key or NTP
+    // change would replace every VM at once, all etcd members included. Later changes reach
+    // running hosts through fmc apply; new VMs get the current content. Both sides need it:
+    // ignoring only the domain's reference would still replace the disk under it.
     if (h.os === "flatcar") {
-      resource.libvirt_ignition![h.name] = { name: `${h.name}.ign`, pool: ref("libvirt_pool", pool, "name"), content: `\${file("\${path.module}/../../ignition/${h.name}.ign")}` };
+      resource.libvirt_ignition![h.name] = {
+        name: `${h.name}.ign`,
+        pool: ref("libvirt_pool", pool, "name"),
+        content: `\${file("\${path.module}/../../ignition/${h.name}.ign")}`,
+        lifecycle: { ignore_changes: ["content"] },
+      };
       domain.coreos_ignition = ref("libvirt_ignition", h.name);
+      domain.lifecycle = { ignore_changes: ["coreos_ignition"] };
     } else {
       resource.libvirt_cloudinit_disk![h.name] = {
         name: `${h.name}-cloudinit.iso`,
         pool: ref("libvirt_pool", pool, "name"),
         user_data: `\${file("\${path.module}/cloudinit/${h.name}.user-data.yaml")}`,
         network_config: `\${file("\${path.module}/cloudinit/${h.name}.network-config.yaml")}`,
+        lifecycle: { ignore_changes: ["user_data", "network_config"] },
       };
       domain.cloudinit = ref("libvirt_cloudinit_disk", h.name);
+      domain.lifecycle = { ignore_changes: ["cloudinit"] };
     }
     resource.libvirt_domain![h.name] = domain;
   }

@@ -5,7 +5,7 @@
 // libvirt-cpu-modes.json), references against the blocks they name.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse as parseYaml, parseDocument } from "yaml";
 import { renderAll } from "../../src/render/index.js";
@@ -193,4 +193,30 @@ test("OpenTofu state encryption: references resolve, attributes exist, enforced 
     }
   }
   assert.equal(modules(SEED_YAML).libvirt.terraform.encryption, undefined);
+});
+
+test("Ignition and cloud-init changes replace no VM: ignore_changes on the configs and on the domains that reference them", () => {
+  const schema = fixture("terraform-libvirt-0.8.3.json") as { resources: Record<string, { attributes: string[] }> };
+  for (const yaml of [SEED_YAML, ...readdirSync(join(ROOT, "examples")).map((e) => readFileSync(join(ROOT, "examples", e, "cluster.yaml"), "utf8"))]) {
+    const libvirt = JSON.parse(renderedFiles(yaml)("terraform/libvirt/main.tf.json")) as Json;
+    const res = libvirt.resource as Json;
+    const firstBoot = /\$\{file\("\$\{path\.module\}\/(\.\.\/\.\.\/ignition|cloudinit)\//;
+    let seen = 0;
+    for (const type of ["libvirt_ignition", "libvirt_cloudinit_disk"]) {
+      for (const [name, body] of Object.entries((res[type] ?? {}) as Json)) {
+        // every attribute that reads a first-boot file is ignored after creation (JSON syntax: bare attribute names)
+        const reads = Object.entries(body as Json).filter(([, v]) => typeof v === "string" && firstBoot.test(v)).map(([k]) => k);
+        assert.ok(reads.length > 0, `${type}.${name} reads its config from a file`);
+        assert.deepEqual([...(body as Json).lifecycle.ignore_changes].sort(), reads.sort(), `${type}.${name}`);
+        for (const a of reads) assert.ok(schema.resources[type]!.attributes.includes(a));
+        seen++;
+      }
+    }
+    assert.ok(seen > 0);
+    for (const [name, d] of Object.entries(res.libvirt_domain as Json)) {
+      const refs = ["coreos_ignition", "cloudinit"].filter((a) => (d as Json)[a] !== undefined);
+      assert.equal(refs.length, 1, `${name} boots from Ignition or cloud-init`);
+      assert.deepEqual((d as Json).lifecycle, { ignore_changes: refs }, `libvirt_domain.${name}`);
+    }
+  }
 });
