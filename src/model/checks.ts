@@ -14,6 +14,7 @@ import { checkDatabase, checkIdentity } from "./checks/infra.js";
 import { checkWireguard } from "./checks/wireguard.js";
 import { checkFirewall } from "./checks/firewall.js";
 import { checkCloudflare } from "./checks/cloudflare.js";
+import { checkEdge } from "./checks/edge.js";
 import { checkRenderedNames } from "./checks/names.js";
 
 // what the rest of fmc uses from the checks
@@ -35,6 +36,7 @@ export function semanticProblems(spec: Spec, readKeyFile?: KeyReader, explicit: 
   checkWireguard(c, names);
   checkFirewall(c, layout, names);
   checkCloudflare(c);
+  checkEdge(c, readKeyFile);
   checkRenderedNames(c);
   return problems;
 }

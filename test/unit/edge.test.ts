@@ -22,7 +22,9 @@ import { traefikDynamic, traefikStatic } from "../../src/render/traefik.js";
 import type { RenderContext } from "../../src/render/types.js";
 import { CLOUDFLARE_IPV4 } from "../../src/model/schema.js";
 import { SEED_YAML } from "../../src/model/seed.js";
-import { contextFor, requireTool, tempDir } from "../helpers.js";
+import { contextFor, fmc, requireTool, tempDir } from "../helpers.js";
+import { loadSpec } from "../../src/model/load.js";
+import { mkdirSync } from "node:fs";
 
 const HAPROXY_YAML = `${SEED_YAML}\nedge:\n  engine: haproxy\n`;
 const sh = (command: string, input?: string) => spawnSync("bash", ["-c", command], { encoding: "utf8", input });
@@ -314,4 +316,39 @@ test("edge phase (traefik): binary uploaded and checked on the host, unit, confi
   assert.ok(titles.some((x) => /traefik\.service/.test(x) && /start/.test(x)));
   const done = factsAfter("traefik2", host.address, first, { guards: ["traefik-binary 0"], installed: true });
   assert.deepEqual(edge.plan(pc, host, done).map((c) => c.title), []);
+});
+
+test("validate warns (not an error) when the edge phase could not run: Traefik without a binary, no origin certificate", (t) => {
+  const warnings = (yaml: string, files?: Record<string, string>) =>
+    loadSpec(yaml, files ? { readKeyFile: (p) => files[p] } : {}).problems.filter((p) => p.severity === "warning" && p.path.startsWith("edge"));
+  const noBinary = warnings(SEED_YAML);
+  assert.deepEqual(noBinary.map((p) => p.path), ["edge.traefikBinary"]);
+  assert.match(noBinary[0]!.message, /no Traefik binary is configured: fmc apply stops at the edge phase/);
+  assert.match(noBinary[0]!.hint!, /edge\.traefikBinary\.path .* or edge\.traefikBinary\.url .* sha256; or use edge\.engine: haproxy/);
+  const withBinary = `${SEED_YAML}\nedge:\n  traefikBinary:\n    url: https://example.com/traefik.tar.gz\n    sha256: "${"a".repeat(64)}"\n`;
+  assert.deepEqual(warnings(withBinary), []);
+  assert.deepEqual(warnings(HAPROXY_YAML), []);
+  // the certificate is looked for next to the spec, where the edge phase reads it
+  const cert = warnings(HAPROXY_YAML, {});
+  assert.deepEqual(cert.map((p) => p.path), ["edge"]);
+  assert.match(cert[0]!.message, /no origin certificate: \.fmc\/tls\/origin\.pem and \.fmc\/tls\/origin-key\.pem are missing/);
+  assert.match(cert[0]!.hint!, /Cloudflare Origin CA certificate/);
+  assert.match(warnings(HAPROXY_YAML, { ".fmc/tls/origin.pem": "x" })[0]!.message, /origin-key\.pem is missing/);
+  assert.deepEqual(warnings(HAPROXY_YAML, { ".fmc/tls/origin.pem": "x", ".fmc/tls/origin-key.pem": "y" }), []);
+  assert.deepEqual(warnings(HAPROXY_YAML, { ".fmc/lab/inventory.json": "{}" }), [], "a lab brings its own certificate");
+  // no edge hosts: no edge phase, nothing to warn about
+  const noEdge = SEED_YAML.replace(/^  - \{ name: traefik[12],.*\n/gm, "").replace(/^  - \{ name: edge, .*\n/m, "").replace(/^ +- \{ description: (HTTPS?) from the tunnel to Traefik.*\n/gm, "");
+  assert.deepEqual(warnings(noEdge, {}), []);
+
+  // fmc validate prints them with their paths and hints, and still exits 0
+  const dir = tempDir(t);
+  writeFileSync(join(dir, "cluster.yaml"), SEED_YAML);
+  const v = fmc(["validate"], dir);
+  assert.equal(v.status, 0, v.stderr);
+  assert.match(v.stderr, /^warning edge\.traefikBinary( \(line \d+\))?: edge\.engine is traefik but no Traefik binary is configured.*\n\s+hint: set edge\.traefikBinary\.path/m);
+  assert.match(v.stderr, /^warning edge( \(line \d+\))?: no origin certificate: .*\n\s+hint: put the Cloudflare Origin CA certificate/m);
+  assert.match(v.stdout, /valid — .*, 2 warnings$/m);
+  mkdirSync(join(dir, ".fmc", "tls"), { recursive: true });
+  for (const f of ["origin.pem", "origin-key.pem"]) writeFileSync(join(dir, ".fmc", "tls", f), "pem\n");
+  assert.doesNotMatch(fmc(["validate"], dir).stderr, /origin certificate/);
 });
