@@ -154,6 +154,7 @@ const Reboots = z.strictObject({
   version: semver.default("6.1.0").describe("kured chart version (kubereboot/charts charts/kured)"),
   window: z
     .strictObject({
+      days: list(z.enum(["su", "mo", "tu", "we", "th", "fr", "sa"]), 7).optional().describe("days reboots may happen on (kured --reboot-days; default: every day)"),
       start: z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d$/, 'must be a time of day such as "02:00"'),
       end: z.string().regex(/^([01]?\d|2[0-3]):[0-5]\d$/, 'must be a time of day such as "05:00"'),
       timeZone: z.string().regex(/^(UTC|Local|[A-Z][A-Za-z_]{1,30}(\/[A-Z][A-Za-z_+-]{1,30}){1,2})$/, 'must be UTC, Local or a zone such as "Europe/Madrid"').default("UTC"),
