@@ -17,7 +17,7 @@ network:
   bridge: br0
   subnets:
     - { name: tunnel,  cidr: 10.17.0.0/24 }                  # WireGuard: VPS 10.17.0.1 <-> firewall
-    - { name: dmz,     cidr: 10.17.2.0/24, libvirt: bridge } # Traefik edge nodes
+    - { name: dmz,     cidr: 10.17.2.0/24, libvirt: bridge } # Traefik edge nodes; out: NTP, HTTP(S) only
     - { name: infra,   cidr: 10.17.3.0/24, libvirt: bridge } # FreeIPA, PostgreSQL
     - { name: cluster, cidr: 10.17.4.0/24, libvirt: bridge } # K3s servers, agents, storage
     - { name: lb,      cidr: 10.17.5.0/24, libvirt: bridge } # HAProxy + Keepalived and the API VIP
@@ -97,11 +97,17 @@ wireguard:
   lanPeer: firewall1
   mtu: 1420                       # 1500 minus WireGuard overhead; lower it behind PPPoE
   persistentKeepalive: 25         # keeps NAT mappings open from the LAN side
+  # sshFrom: [198.51.100.7/32]    # who may SSH to vps1 on its public address (unset: anyone, as a
+                                  # new VPS needs); the tunnel and admin peers always may
 
 firewall:
   host: firewall1
   wanInterface: eth0
   management: [any]              # who may SSH to the firewall itself: any = its LAN side
+  # The LAN subnets reach the internet through the WAN, never its private ranges (a home LAN);
+  # a subnet's egress narrows that: e.g. egress: [udp/123, tcp/443], or [] for nothing. The
+  # edge subnet (dmz) gets NTP and HTTP(S) only. Admin peers (fmc wireguard add-peer) reach
+  # SSH on every host and the API VIP through the tunnel.
   portForwards:
     - { description: HTTP from the tunnel to Traefik,  port: 80,  to: edge }
     - { description: HTTPS from the tunnel to Traefik, port: 443, to: edge }
@@ -119,6 +125,11 @@ firewall:
     - { description: Metrics scrapes from the cluster, from: cluster, to: any,    ports: [9100, 8082, 8405] }
     - { description: VRRP between load balancers,   from: lb,      to: lb,       protocol: any }
     - { description: VRRP between edge nodes,       from: dmz,     to: dmz,      protocol: any }
+
+# edge:                           # Traefik has no package: fmc installs the binary you name
+#   traefikBinary:                # (fmc validate warns until then; or engine: haproxy)
+#     url: https://github.com/traefik/traefik/releases/download/v3.5.0/traefik_v3.5.0_linux_amd64.tar.gz
+#     sha256: "…"                 # from the release's traefik_v3.5.0_checksums.txt
 
 cloudflare:
   zone: example.com               # your public zone; records point at the VPS, proxied
