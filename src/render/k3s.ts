@@ -10,6 +10,8 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT, HEADER, lines } from "./types.js";
 
 export const STORAGE_TAINT = "node-role.fmc.dev/storage=true:NoSchedule";
+/** The storage host's node label (kured stays off that node: see render/kubernetes.ts). */
+export const STORAGE_LABEL = "node-role.fmc.dev/storage";
 const LONGHORN_DISK_LABEL = "node.longhorn.io/create-default-disk";
 /**
  * The taint K3s documents for servers that run no user workloads ("If you wish to have a
@@ -59,7 +61,7 @@ function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
   const labels = Object.entries(host.labels).map(([k, v]) => `${k}=${v}`);
   const taints = [...host.taints];
   if (host.roles.includes("storage")) {
-    labels.push(`${LONGHORN_DISK_LABEL}=true`, "node-role.fmc.dev/storage=true");
+    labels.push(`${LONGHORN_DISK_LABEL}=true`, `${STORAGE_LABEL}=true`);
     taints.push(STORAGE_TAINT);
   }
   if (isServer && serverTainted(spec) && !taints.includes(SERVER_TAINT)) taints.push(SERVER_TAINT);

@@ -16,12 +16,22 @@ import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
-import { SERVER_TAINT, STORAGE_TAINT } from "./k3s.js";
+import { SERVER_TAINT, STORAGE_LABEL, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
 import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, LONGHORN_RESERVED_PERCENT, longhornReplicas, REDIS_PODS, serverTainted, workloadNodes } from "../model/capacity.js";
 
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
+/**
+ * Longhorn with one replica, for services that keep their own copies on other nodes
+ * (Elasticsearch's replica shards, Kafka's replication factor 3, redis-ha's replicas):
+ * Longhorn's default replicas would multiply each of their copies again. The replica stays
+ * on the pod's node where it can (dataLocality best-effort, Longhorn's StorageClass parameters).
+ */
+export const LONGHORN_SINGLE_CLASS = "longhorn-single";
+/** The class of a service that keeps `copies` copies itself: the 1-replica Longhorn class when it has two or more and the spec puts it on Longhorn. */
+const selfReplicatingClass = (spec: Spec, storageClass: string | undefined, copies: number) =>
+  storageClass === "longhorn" && spec.services.longhorn.enabled && copies >= 2 ? LONGHORN_SINGLE_CLASS : storageClass;
 /** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */
 const INGRESS_CLASS = "traefik";
 /** Names of the operator-run resources; ECK and Strimzi derive Services and Secrets from them. */
@@ -105,6 +115,12 @@ const REBOOT_SENTINEL = "/run/reboot-required";
  */
 function kuredChart(spec: Spec): HelmChart {
   const r = spec.k3s.reboots;
+  // The storage host is never rebooted by kured: its NFS exports (PostgreSQL's data, the
+  // shared RWX class) serve clients a drain does not move. kured does not run there at all
+  // (no storage toleration, and a node affinity on the storage label, so a node that lost
+  // its taint stays excluded); its updates wait for a reboot the operator plans. A
+  // blocking-pod selector or the lock annotation would hold every node's reboot, not this one's.
+  const notStorage = { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [{ key: STORAGE_LABEL, operator: "DoesNotExist" }] }] } } };
   const configuration: Record<string, unknown> = {
     useRebootSentinelHostPath: true,
     rebootSentinel: REBOOT_SENTINEL,
@@ -113,8 +129,10 @@ function kuredChart(spec: Spec): HelmChart {
     period: "1h",
     forceReboot: false,
   };
-  if (r.window) Object.assign(configuration, { startTime: r.window.start, endTime: r.window.end, timeZone: r.window.timeZone });
-  return helmChart("kured", { enabled: true, repo: r.repo, chart: "kured", version: r.version, namespace: "kube-system" }, { configuration, tolerations: everyNode(spec) });
+  // kured's --reboot-days/--start-time/--end-time/--time-zone (the chart's configuration.rebootDays, startTime, endTime, timeZone)
+  if (r.window) Object.assign(configuration, { ...(r.window.days ? { rebootDays: [...r.window.days] } : {}), startTime: r.window.start, endTime: r.window.end, timeZone: r.window.timeZone });
+  const tolerations = serverTainted(spec) ? [tolerationOf(SERVER_TAINT)] : [];
+  return helmChart("kured", { enabled: true, repo: r.repo, chart: "kured", version: r.version, namespace: "kube-system" }, { configuration, tolerations, affinity: notStorage });
 }
 
 function pvc(name: string, namespace: string, storageClass: string, size: string, mode: "ReadWriteOnce" | "ReadWriteMany") {
@@ -158,12 +176,16 @@ export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingre
       return {
         server: { persistentVolume: { enabled: true, existingClaim: "prometheus-server" }, retention: "15d" },
         alertmanager: { persistence: { storageClass: c.storageClass, size: ALERTMANAGER_SIZE } },
+        // node-exporter on every node, the tainted servers too (the subchart's default tolerates NoSchedule taints only)
+        "prometheus-node-exporter": { tolerations: [{ effect: "NoSchedule", operator: "Exists" }, ...(serverTainted(spec) ? [tolerationOf(SERVER_TAINT)] : [])] },
         extraScrapeConfigs: stringify(staticScrapeJobs(ctx)),
       };
     case "grafana":
       return {
         admin: { existingSecret: "grafana-admin", userKey: "admin-user", passwordKey: "admin-password" },
         persistence: { enabled: true, existingClaim: "grafana" },
+        // its volume is ReadWriteOnce: a rolling update's new pod could not attach it while the old one runs
+        deploymentStrategy: { type: "Recreate" },
         ingress: { enabled: true, ingressClassName: INGRESS_CLASS, hosts: [host(spec, "grafana")] },
         datasources: {
           "datasources.yaml": {
@@ -214,7 +236,7 @@ export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingre
         existingSecret: "redis-auth",
         authKey: "password",
         sentinel: { auth: true, existingSecret: "redis-auth", authKey: "password" },
-        persistentVolume: { enabled: true, storageClass: c.storageClass, size: c.size ?? DEFAULT_SIZE.redis },
+        persistentVolume: { enabled: true, storageClass: selfReplicatingClass(spec, c.storageClass, REDIS_PODS), size: c.size ?? DEFAULT_SIZE.redis },
       };
     case "kafka":
       // the operator watches its own namespace, where the Kafka resources are
@@ -292,7 +314,7 @@ function elasticResources(spec: Spec): CustomResource[] {
                 metadata: { name: "elasticsearch-data" },
                 spec: {
                   accessModes: ["ReadWriteOnce"],
-                  ...(es.storageClass ? { storageClassName: es.storageClass } : {}),
+                  ...(es.storageClass ? { storageClassName: selfReplicatingClass(spec, es.storageClass, elasticsearchReplicas(spec)) } : {}),
                   resources: { requests: { storage: es.size ?? DEFAULT_SIZE.elasticsearch } },
                 },
               },
@@ -333,7 +355,7 @@ function kafkaResources(spec: Spec): CustomResource[] {
         roles: ["controller", "broker"],
         storage: {
           type: "jbod",
-          volumes: [{ id: 0, type: "persistent-claim", size: k.size ?? DEFAULT_SIZE.kafka, ...(k.storageClass ? { class: k.storageClass } : {}), deleteClaim: false, kraftMetadata: "shared" }],
+          volumes: [{ id: 0, type: "persistent-claim", size: k.size ?? DEFAULT_SIZE.kafka, ...(k.storageClass ? { class: selfReplicatingClass(spec, k.storageClass, KAFKA_NODES) } : {}), deleteClaim: false, kraftMetadata: "shared" }],
         },
       },
     },
@@ -398,6 +420,21 @@ export function manifests(ctx: RenderContext): Manifest[] {
       ],
     });
     out.push({ file: "20-pvc-shared-data.yaml", objects: [pvc("shared-data", "default", NFS_STORAGE_CLASS, "10Gi", "ReadWriteMany")] });
+  }
+  if (svc.longhorn.enabled) {
+    out.push({
+      file: "10-storageclass-longhorn-single.yaml",
+      objects: [
+        new StorageClass({
+          metadata: { name: LONGHORN_SINGLE_CLASS, labels: MANAGED },
+          provisioner: "driver.longhorn.io",
+          parameters: { numberOfReplicas: "1", dataLocality: "best-effort", staleReplicaTimeout: "30", fsType: "ext4" },
+          reclaimPolicy: "Delete",
+          volumeBindingMode: "Immediate",
+          allowVolumeExpansion: true,
+        }),
+      ],
+    });
   }
   const secrets: Secret[] = [];
   if (svc.grafana.enabled) {

@@ -128,21 +128,49 @@ function earlyOneshot(description: string, after: string, script: string): strin
   );
 }
 
+/** The user a squashed root becomes on the NFS server (exports(5) anonuid/anongid: nobody, 65534). */
+export const NFS_ANON_ID = 65534;
+
+/**
+ * An export's options. The shared export (the nfs-shared class's, mounted by pods of a whole
+ * subnet) is always root_squash: a container's root must not be root on the storage host's
+ * files. The PostgreSQL export keeps the spec's options (no_root_squash by default): the
+ * database host's root creates the cluster directory and hands it to postgres (chown,
+ * pg_createcluster/initdb as root), which a squashed root can't; fmc validate warns when
+ * no_root_squash reaches more than the hosts that need it.
+ */
+export function exportOptions(ctx: RenderContext, e: { path: string; options: readonly string[] }): string[] {
+  if (e.path !== ctx.spec.storage?.sharedExport) return [...e.options];
+  return [...e.options.filter((o) => o !== "no_root_squash" && o !== "root_squash"), "root_squash"];
+}
+
 export function exportsFile(ctx: RenderContext): string {
   const st = ctx.spec.storage!;
   return lines(
     HEADER("#"),
     ...st.exports.map((e) => {
       const word = (v: string) => configWord("/etc/exports", v);
-      return `${word(e.path)} ${e.clients.map((c) => `${word(c)}(${e.options.map(word).join(",")})`).join(" ")}`;
+      return `${word(e.path)} ${e.clients.map((c) => `${word(c)}(${exportOptions(ctx, e).map(word).join(",")})`).join(" ")}`;
     }),
   );
 }
 
-/** nfs-server waits for the exported volumes to be mounted. */
+/**
+ * nfs-server waits for the exported volumes to be mounted. The shared export's top
+ * directory belongs to the user squashed root becomes, so the NFS CSI controller (root in
+ * its pod, nobody here) can still create each volume's directory in it.
+ */
 export function nfsServerDropIn(ctx: RenderContext): string {
-  const paths = ctx.spec.storage!.exports.map((e) => systemdPath(e.path)).join(" ");
-  return unitFile({ Unit: [["RequiresMountsFor", paths]] }, HEADER_TEXT);
+  const st = ctx.spec.storage!;
+  const paths = st.exports.map((e) => systemdPath(e.path)).join(" ");
+  const shared = st.exports.some((e) => e.path === st.sharedExport);
+  return unitFile(
+    {
+      Unit: [["RequiresMountsFor", paths]],
+      ...(shared ? { Service: [["ExecStartPre", `/bin/chown ${NFS_ANON_ID}:${NFS_ANON_ID} ${systemdPath(st.sharedExport)}`]] as Array<[string, string]> } : {}),
+    },
+    HEADER_TEXT,
+  );
 }
 
 /** The worker's Longhorn disk: a filesystem only on a blank device, and its mount point. */
