@@ -1,6 +1,7 @@
 // What differs between OS families, behind one small interface: package commands,
 // where the resolver and time sync are configured, the time service's name, the
-// host firewall the OS turns on by default, and where PostgreSQL lives.
+// host firewall the OS turns on by default, where PostgreSQL lives, and where the VIP
+// holders' HAProxy socket and Keepalived check go.
 import { cmd, quote, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
 import type { NtpSources } from "../model/ntp.js";
@@ -16,6 +17,15 @@ export interface OsFamily {
   resolverFiles(dns: readonly string[], domain: string): Array<{ path: string; content: string }>;
   /** A host firewall the OS runs by default, which must let the roles' ports in. */
   readonly hostFirewall?: "firewalld";
+  /** SELinux enforcing by default (the targeted policy): its booleans are planned from facts. */
+  readonly selinux: boolean;
+  /**
+   * HAProxy's admin socket, in a directory the OS's haproxy package provides before the
+   * daemon starts (`haproxy -c` does not bind it, so a wrong directory shows only at start).
+   */
+  readonly haproxySocket: string;
+  /** Where Keepalived's check scripts go: a directory its OS lets keepalived run scripts from. */
+  readonly keepalivedScriptDir: string;
 }
 
 const header = "# Managed by fmc: edit the cluster spec, not this file.\n";
@@ -42,6 +52,10 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     timeService: "systemd-timesyncd.service",
     timeConfig: timesyncd,
     resolverFiles: (dns, domain) => [{ path: "/etc/resolv.conf", content: resolvConf(dns, domain) }],
+    selinux: false,
+    // the package's tmpfiles.d creates /run/haproxy (its unit has no RuntimeDirectory)
+    haproxySocket: "/run/haproxy/admin.sock",
+    keepalivedScriptDir: "/etc/keepalived",
   },
   "rhel-like": {
     name: "rhel-like",
@@ -55,6 +69,14 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
       { path: "/etc/NetworkManager/conf.d/90-fmc-dns.conf", content: `${header}[main]\ndns=none\n` },
       { path: "/etc/resolv.conf", content: resolvConf(dns, domain) },
     ],
+    selinux: true,
+    // nothing creates /run/haproxy here (haproxy.service has no RuntimeDirectory); the package
+    // owns /var/lib/haproxy, labelled haproxy_var_lib_t, where haproxy_t may create sockets,
+    // and its own config puts the socket there too
+    haproxySocket: "/var/lib/haproxy/stats",
+    // the policy labels /usr/libexec/keepalived keepalived_unconfined_script_exec_t: keepalived
+    // runs scripts from there unconfined; from /etc/keepalived (etc_t) it may not run them at all
+    keepalivedScriptDir: "/usr/libexec/keepalived",
   },
   flatcar: {
     name: "flatcar",
@@ -62,6 +84,10 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     timeService: "systemd-timesyncd.service",
     timeConfig: timesyncd,
     resolverFiles: (dns, domain) => [{ path: "/etc/systemd/resolved.conf.d/fmc.conf", content: `${header}[Resolve]\nDNS=${dns.join(" ")}\nDomains=${domain}\n` }],
+    selinux: false,
+    // Flatcar has no HAProxy or Keepalived package: Debian's layout
+    haproxySocket: "/run/haproxy/admin.sock",
+    keepalivedScriptDir: "/etc/keepalived",
   },
 };
 

@@ -14,7 +14,7 @@ import { FAMILIES } from "../hosts/os.js";
 import { FmcError } from "../errors.js";
 import type { Change, OpContext, ChangeSite, Masker } from "../ops/change.js";
 import { fileChange } from "../ops/file.js";
-import { guardFacts, type GuardedSpec } from "../ops/guarded.js";
+import type { GuardedSpec } from "../ops/guarded.js";
 import { packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
@@ -23,7 +23,8 @@ import { traefikDynamic, traefikStatic } from "../render/traefik.js";
 import { HEADER_TEXT } from "../render/types.js";
 import { sh } from "../render/quote.js";
 import type { Host } from "../model/schema.js";
-import { HAPROXY_CFG, HAPROXY_SELINUX, haproxyPackages, KEEPALIVED_PACKAGES, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
+import { withAdminSocket } from "../render/haproxy.js";
+import { guardsFacts, HAPROXY_CFG, HAPROXY_SELINUX, haproxyPackages, KEEPALIVED_PACKAGES, KEEPALIVED_SELINUX, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 const TRAEFIK_UNIT = "traefik.service";
@@ -111,7 +112,8 @@ function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContex
   const files = [
     fileChange(facts, { path: EDGE_PATHS.forwarders, content: forwardersList(pc.render) }, c),
     fileChange(facts, { path: EDGE_PATHS.bundle, content: certBundle(oc.cert, oc.key), mode: 0o600, secret: true }, c),
-    fileChange(facts, { path: HAPROXY_CFG, content: edgeHaproxyConfig(pc.render, host), validate: "haproxy -c -q -f %s" }, c),
+    // the admin socket where the host's haproxy package provides its directory
+    fileChange(facts, { path: HAPROXY_CFG, content: withAdminSocket(edgeHaproxyConfig(pc.render, host), facts.os.family), validate: "haproxy -c -q -f %s" }, c),
   ].filter((x): x is Change => !!x);
   out.push(...files.map((f) => markingReload(f, "haproxy.service")));
   const ka = keepalivedChanges(pc, host, facts, c, installing("keepalived"));
@@ -174,14 +176,14 @@ export const edge: Phase = {
         ...common,
         files: new Set([HAPROXY_CFG, EDGE_PATHS.bundle, EDGE_PATHS.forwarders, ...pendingFacts("haproxy.service").files, ...ka.files]),
         packages: new Set(["haproxy", ...KEEPALIVED_PACKAGES]),
-        ...guardFacts(HAPROXY_SELINUX),
+        ...guardsFacts(HAPROXY_SELINUX, KEEPALIVED_SELINUX),
       };
     }
     return {
       ...common,
       files: new Set([TRAEFIK_STATIC, TRAEFIK_DYNAMIC, e.certFile, e.keyFile, unitPath(TRAEFIK_UNIT), ...pendingFacts(TRAEFIK_UNIT).files, ...ka.files]),
       packages: new Set(KEEPALIVED_PACKAGES),
-      ...(e.traefikBinary ? guardFacts(traefikGuard(e.traefikBinary.sha256)) : {}),
+      ...guardsFacts(KEEPALIVED_SELINUX, ...(e.traefikBinary ? [traefikGuard(e.traefikBinary.sha256)] : [])),
     };
   },
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {

@@ -3,10 +3,12 @@
 // On Debian the install starts HAProxy with the package's config: the config written
 // after it reaches the daemon through reload-or-restart, whatever the install did.
 // HAProxy reloads are seamless (master-worker, listeners handed over); Keepalived's
-// check loop needs curl. The Keepalived part is shared with the edge phase.
+// check loop needs curl. The Keepalived part is shared with the edge phase. Where the OS
+// family differs (FAMILIES: HAProxy's admin socket, the check script's directory,
+// SELinux), the host's facts decide, not the spec's `os`.
 import { haproxyConfig } from "../render/haproxy.js";
-import { CHECK_SCRIPT, checkScript, KEEPALIVED_DROPIN, keepalivedConfig, keepalivedDropIn } from "../render/keepalived.js";
-import { cmd } from "../hosts/command.js";
+import { checkScript, checkScriptPath, KEEPALIVED_DROPIN, keepalivedConfig, keepalivedDropIn } from "../render/keepalived.js";
+import { cmd, quote, script } from "../hosts/command.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
@@ -47,15 +49,46 @@ export const HAPROXY_SELINUX: GuardedSpec = {
   notes: ["without it SELinux blocks HAProxy's connections to the K3s API, the NodePorts and its own metrics port"],
 };
 
-/** The boolean, on rhel-like hosts whose facts show SELinux enabled and the boolean off. */
-function haproxySelinuxChange(facts: HostFacts, c: OpContext): Change | undefined {
-  return facts.os.family === "rhel-like" ? guardedChange(facts, HAPROXY_SELINUX, c) : undefined;
+/**
+ * RHEL's policy lets keepalived_t connect to a few labelled ports only (http_port_t's 80,
+ * 443, 8008, …; not 8405, unlabelled, nor 8082, us_cli_port_t), and keepalived_connect_any
+ * is off by default (acassen/keepalived#1322). The check script runs unconfined from
+ * /usr/libexec/keepalived; a copy without that label (bin_t, say) runs as keepalived_t,
+ * and its curl then needs the boolean to reach the proxy.
+ */
+export const KEEPALIVED_SELINUX: GuardedSpec = {
+  id: "selinux-keepalived-connect-any",
+  title: "allow Keepalived to connect to any port (SELinux boolean keepalived_connect_any)",
+  unless: "! command -v selinuxenabled || ! selinuxenabled || getsebool keepalived_connect_any | grep -q -- '--> on$'",
+  run: "setsebool -P keepalived_connect_any 1",
+  notes: ["without it SELinux may block Keepalived's check of the local proxy's health port, and no holder takes the VIP"],
+};
+
+/** A boolean, on families with SELinux whose facts show it enabled and the boolean off. */
+function selinuxChange(facts: HostFacts, g: GuardedSpec, c: OpContext): Change | undefined {
+  return FAMILIES[facts.os.family].selinux ? guardedChange(facts, g, c) : undefined;
 }
 
+/** The guards of several guarded specs in one fact request. */
+export const guardsFacts = (...gs: GuardedSpec[]) => ({ guards: new Map(gs.flatMap((g) => [...guardFacts(g).guards])) });
+
+// the facts are asked for before the family is known: every family's script path
+const CHECK_SCRIPTS = [...new Set(Object.values(FAMILIES).map((f) => checkScriptPath(f.name)))];
+
 export const keepalivedFacts = () => ({
-  files: new Set([KEEPALIVED_CONF, CHECK_SCRIPT, KEEPALIVED_DROPIN, ...pendingFacts("keepalived.service").files]),
+  files: new Set([KEEPALIVED_CONF, ...CHECK_SCRIPTS, KEEPALIVED_DROPIN, ...pendingFacts("keepalived.service").files]),
   units: new Set(["keepalived.service"]),
 });
+
+/**
+ * Gives a file written under SELinux the label the policy's file contexts name (the check
+ * script's keepalived_unconfined_script_exec_t): a file takes its directory's label, which
+ * is wrong where the directory was not made by the package.
+ */
+function relabelled(change: Change, path: string): Change {
+  const p = quote(path);
+  return { ...change, commands: [...change.commands, script(`if command -v selinuxenabled >/dev/null && selinuxenabled; then restorecon -F ${p}; fi`, `restorecon -F ${path} (where SELinux is enabled)`)] };
+}
 
 /**
  * The check script, the restart drop-in, then keepalived.conf (checked by keepalived
@@ -63,12 +96,17 @@ export const keepalivedFacts = () => ({
  * applies after daemon-reload: neither needs a reload of keepalived.
  */
 export function keepalivedChanges(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContext, installing: boolean): { files: Change[]; service: Change[] } {
+  const family = FAMILIES[facts.os.family];
   const files: Change[] = [];
-  const script = fileChange(facts, { path: CHECK_SCRIPT, content: checkScript(), mode: 0o755 }, c);
-  if (script) files.push(script);
+  // before keepalived (re)starts with a config whose check needs it
+  const selinux = selinuxChange(facts, KEEPALIVED_SELINUX, c);
+  if (selinux) files.push(selinux);
+  const scriptPath = checkScriptPath(family.name);
+  const check = fileChange(facts, { path: scriptPath, content: checkScript(), mode: 0o755 }, c);
+  if (check) files.push(family.selinux ? relabelled(check, scriptPath) : check);
   const dropIn = fileChange(facts, { path: KEEPALIVED_DROPIN, content: keepalivedDropIn() }, c);
   if (dropIn) files.push({ ...dropIn, commands: [...dropIn.commands, cmd("systemctl", "daemon-reload")] });
-  const ka = fileChange(facts, { path: KEEPALIVED_CONF, content: keepalivedConfig(pc.render, host), mode: 0o600, validate: "keepalived --config-test -f %s" }, c);
+  const ka = fileChange(facts, { path: KEEPALIVED_CONF, content: keepalivedConfig(pc.render, host, family.name), mode: 0o600, validate: "keepalived --config-test -f %s" }, c);
   if (ka) files.push(markingReload(ka, "keepalived.service"));
   const s = serviceChange(facts, { unit: "keepalived.service", enabled: true, running: true, reload: !!ka, pending: reloadPending(facts, "keepalived.service"), installing, riskIfTouched: vipRisk(pc, host, facts)("reloads Keepalived") }, c);
   return { files, service: s ? [s] : [] };
@@ -83,7 +121,7 @@ export function haproxyPackages(facts: HostFacts, c: OpContext): { changes: Chan
   const changes: Change[] = [];
   const pkg = packageChange(facts, FAMILIES[facts.os.family], ["haproxy", ...KEEPALIVED_PACKAGES], c);
   if (pkg) changes.push(pkg);
-  const selinux = haproxySelinuxChange(facts, c);
+  const selinux = selinuxChange(facts, HAPROXY_SELINUX, c);
   if (selinux) changes.push(selinux);
   return { changes, installing: (name) => !!pkg && !facts.packages.get(name) };
 }
@@ -96,12 +134,12 @@ export const loadbalancer: Phase = {
     files: new Set([HAPROXY_CFG, ...pendingFacts("haproxy.service").files, ...keepalivedFacts().files]),
     units: new Set(["haproxy.service", ...keepalivedFacts().units]),
     packages: new Set(["haproxy", ...KEEPALIVED_PACKAGES]),
-    ...guardFacts(HAPROXY_SELINUX),
+    ...guardsFacts(HAPROXY_SELINUX, KEEPALIVED_SELINUX),
   }),
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
     const c = { host: host.name, phase: "loadbalancer", mask: pc.mask };
     const { changes: out, installing } = haproxyPackages(facts, c);
-    const ha = fileChange(facts, { path: HAPROXY_CFG, content: haproxyConfig(pc.render, host), validate: "haproxy -c -q -f %s" }, c);
+    const ha = fileChange(facts, { path: HAPROXY_CFG, content: haproxyConfig(pc.render, host, facts.os.family), validate: "haproxy -c -q -f %s" }, c);
     if (ha) out.push(markingReload(ha, "haproxy.service"));
     const ka = keepalivedChanges(pc, host, facts, c, installing("keepalived"));
     out.push(...ka.files);

@@ -7,6 +7,9 @@
 // over 20 reloads under load; an old-style `-sf` restart lost 12 of 27 000).
 import type { Host } from "../model/schema.js";
 import { K3S_API_PORT } from "../model/checks.js";
+import type { OsFamilyName } from "../hosts/facts.js";
+import { FAMILIES } from "../hosts/os.js";
+import { FmcError } from "../errors.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
@@ -24,32 +27,49 @@ function backend(name: string, servers: readonly Host[], port: number, check: st
   ];
 }
 
-/**
- * HAProxy's global section, the same for the load balancers and the edge: a reload hands
- * the bound sockets to the new worker (expose-fd listeners), so no connection is refused
- * meanwhile.
- */
-export function haproxyGlobal(ctx: RenderContext, ...extra: string[]): string[] {
+/** The admin socket line: a reload hands the bound sockets to the new worker (expose-fd listeners). */
+const adminSocketLine = (family: OsFamilyName) => `    stats socket ${word(FAMILIES[family].haproxySocket)} mode 600 level admin expose-fd listeners`;
+
+function globalSection(ctx: RenderContext, family: OsFamilyName, extra: readonly string[]): string[] {
   return [
     "global",
     "    log /dev/log local0",
     `    maxconn ${ctx.spec.loadBalancer.maxconn}`,
     "    user haproxy",
     "    group haproxy",
-    "    stats socket /run/haproxy/admin.sock mode 600 level admin expose-fd listeners",
+    adminSocketLine(family),
     ...extra.map((x) => `    ${x}`),
     "",
   ];
 }
 
-export function haproxyConfig(ctx: RenderContext, host: Host): string {
+/**
+ * HAProxy's global section, the same for the load balancers and the edge, with Debian's
+ * admin socket; withAdminSocket moves it where another family's package provides one.
+ */
+export function haproxyGlobal(ctx: RenderContext, ...extra: string[]): string[] {
+  return globalSection(ctx, "debian-like", extra);
+}
+
+/**
+ * `cfg` (whose global section haproxyGlobal rendered) with the admin socket of `family`:
+ * for the edge's config, whose renderer does not take the family (src/render/edge.ts).
+ */
+export function withAdminSocket(cfg: string, family: OsFamilyName): string {
+  const from = `\n${adminSocketLine("debian-like")}\n`;
+  if (cfg.split(from).length !== 2) throw new FmcError("RENDER_HAPROXY_SOCKET", "the HAProxy config has no single admin socket line to place", "src/render/haproxy.ts's haproxyGlobal renders it");
+  return cfg.replace(from, `\n${adminSocketLine(family)}\n`);
+}
+
+/** haproxy.cfg for a load balancer, its admin socket where `family`'s package provides one. */
+export function haproxyConfig(ctx: RenderContext, host: Host, family: OsFamilyName = "debian-like"): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
   const check = `check inter ${lb.check.interMs}ms fall ${lb.check.fall} rise ${lb.check.rise}`;
   const np = spec.k3s.ingressNodePorts;
   return lines(
     HEADER("#"),
-    ...haproxyGlobal(ctx),
+    ...globalSection(ctx, family, []),
     "defaults",
     "    mode tcp",
     "    log global",

@@ -12,16 +12,23 @@
 // needs the kernel's process connector, which refuses it inside a network namespace
 // ("Failed to set/clear process event listen - errno 111"), so the instance stays in
 // FAULT there; track_file needs a second daemon to write the file (0.15-0.3 s, no better).
-// So the vrrp_script runs a check loop (CHECK_SCRIPT) for most of each second.
+// So the vrrp_script runs a check loop (checkScriptPath) for most of each second.
 import type { Host, Vip } from "../model/schema.js";
+import type { OsFamilyName } from "../hosts/facts.js";
+import { FAMILIES } from "../hosts/os.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
 
 const word = (v: string) => configWord("keepalived.conf", v);
 
-/** The check loop keepalived runs (root-owned, not writable by others: enable_script_security). */
-export const CHECK_SCRIPT = "/etc/keepalived/fmc-check-proxy";
+/**
+ * The check loop keepalived runs (root-owned, not writable by others: enable_script_security),
+ * in its OS family's script directory (/usr/libexec/keepalived on RHEL: its SELinux policy).
+ */
+export const checkScriptPath = (family: OsFamilyName): string => `${FAMILIES[family].keepalivedScriptDir}/fmc-check-proxy`;
+/** Debian's check script path, where `fmc render`'s files name it. */
+export const CHECK_SCRIPT = checkScriptPath("debian-like");
 
 /** The proxy a VIP's holders run: HAProxy on the load balancers, the edge engine on edge nodes. */
 function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {
@@ -91,8 +98,10 @@ export function checkScript(): string {
   );
 }
 
-export function keepalivedConfig(ctx: RenderContext, host: Host): string {
+/** keepalived.conf for `host`, naming the check script where `family` installs it. */
+export function keepalivedConfig(ctx: RenderContext, host: Host, family: OsFamilyName = "debian-like"): string {
   const { spec, topo } = ctx;
+  const script = checkScriptPath(family);
   const vrrp = spec.vrrp;
   const vips = spec.vips.filter((v) => host.roles.includes(v.role));
   const t = checkTiming(vrrp.checkMs);
@@ -111,7 +120,7 @@ export function keepalivedConfig(ctx: RenderContext, host: Host): string {
     "",
     ...vips.flatMap((vip) => [
       `vrrp_script ${check(vip)} {`,
-      `    script "${CHECK_SCRIPT} ${word(healthUrl(ctx, vip, host))} ${t.everyMs} ${t.spanMs}"`,
+      `    script "${word(script)} ${word(healthUrl(ctx, vip, host))} ${t.everyMs} ${t.spanMs}"`,
       `    interval ${t.interval}`,
       `    timeout ${t.timeout}`,
       "    fall 1",
