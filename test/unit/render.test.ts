@@ -276,7 +276,7 @@ test("Kubernetes manifests: built-in objects pass kubernetes-models validation",
   assert.throws(() => new k8s.v1.PersistentVolumeClaim({ metadata: { name: "x" }, spec: { accessModes: "ReadWriteOnce" } } as never).validate());
   const values = (name: string) => parseYaml(charts[name]!.spec.valuesContent as string);
   assert.equal(values("longhorn").defaultSettings.defaultDataPath, "/mnt/longhorn-disk");
-  assert.equal(values("redis-ha").persistentVolume.storageClass, "longhorn");
+  assert.equal(values("redis-ha").persistentVolume.storageClass, "longhorn-single", "Redis keeps its own copies: 1-replica Longhorn");
   assert.equal(charts["strimzi-kafka-operator"]!.spec.chart, "oci://quay.io/strimzi-helm/strimzi-kafka-operator");
   assert.equal(charts["prometheus"]!.spec.version, "27.28.0");
   const sc = parseYaml(file("kubernetes/10-storageclass-nfs-shared.yaml"));

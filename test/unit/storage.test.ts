@@ -153,13 +153,13 @@ test("the rendered LVM script activates the group and formats only on blkid's 'n
   assert.equal(spawnSync("bash", ["-n"], { input: s }).status, 0);
 });
 
-test("exports: exactly the spec's exports and clients with their options", () => {
+test("exports: exactly the spec's exports and clients with their options (the shared one always root_squash)", () => {
   assert.equal(
     exportsFile(contextFor()),
     [
       "# Rendered by fmc from the cluster spec. Edit the spec, not this file.",
       "/srv/nfs/postgresql 10.17.3.14(rw,sync,no_subtree_check,no_root_squash)",
-      "/srv/nfs/shared 10.17.4.0/24(rw,sync,no_subtree_check,no_root_squash)",
+      "/srv/nfs/shared 10.17.4.0/24(rw,sync,no_subtree_check,root_squash)",
       "",
     ].join("\n"),
   );
