@@ -42,7 +42,7 @@ export const COMMANDS = {
   restore: { group: "day2", summary: "Restore a PostgreSQL backup or the K3s cluster from an etcd snapshot", load: () => import("./backup-commands.js").then((m) => m.restore) },
   wireguard: { group: "day2", summary: "The WireGuard tunnel: add remote-admin peers, rotate the site tunnel's keys", load: () => import("./wireguard-commands.js").then((m) => m.wireguard) },
   reset: { group: "day2", summary: "Tear down the K3s cluster on every node (asks first)", load: () => import("./reset-commands.js").then((m) => m.reset) },
-  provision: { group: "infra", summary: "Run Terraform or OpenTofu on the rendered modules (libvirt VMs, Cloudflare DNS)", load: () => import("./provision-commands.js").then((m) => m.provisionCommand) },
+  provision: { group: "infra", summary: "Run Terraform or OpenTofu on the rendered modules (libvirt VMs, Cloudflare DNS); a VM is replaced only with --allow-replace", load: () => import("./provision-commands.js").then((m) => m.provisionCommand) },
   bundle: { group: "infra", summary: "Assemble a K3s bundle that apply installs from (air-gapped clusters)", load: () => import("./bundle-commands.js").then((m) => m.bundleCommand) },
   lab: { group: "lab", summary: "A local lab: real Linux hosts on this machine that plan and apply target", load: () => import("./lab-commands.js").then((m) => m.lab) },
 } as const satisfies Record<string, CommandEntry>;

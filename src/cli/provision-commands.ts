@@ -3,8 +3,11 @@
 // out/terraform/libvirt/ then out/terraform/cloudflare/, streaming its output, stopping at
 // the first failure and passing its exit code on. Secrets reach Terraform only through
 // its environment (TF_VAR_…). fmc provision secret set|show|list keeps those secrets.
+// The libvirt module's plan is saved and checked before apply applies exactly that plan:
+// one that replaces or destroys a VM the operator did not name (--allow-replace HOST), or
+// more than one K3s server, is refused.
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, rmSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
@@ -12,11 +15,11 @@ import { context, findSpec } from "../project.js";
 import { renderAll } from "../render/index.js";
 import { checkOutDir, writeArtifacts } from "../render/write.js";
 import { CLOUDFLARE_TOKEN_VAR, cloudflareTerraform, moduleDir, renderedModules, STATE_PASSPHRASE_VAR, TERRAFORM_MODULES, type TerraformModule } from "../render/terraform.js";
-import { chooseTool, provisionSteps, type ProvisionVerb, type Tool } from "../ops/provision.js";
+import { checkDomainLosses, chooseTool, domainLosses, PLAN_FILE, provisionSteps, type ProvisionVerb, type Tool } from "../ops/provision.js";
 import { PROVISION_SECRET_NAMES, PROVISION_SECRETS, provisionSecretsFile, readProvisionSecrets, setProvisionSecret, statePassphrase, checkProvisionSecretName } from "../state/provision-secrets.js";
 import { stateDirFor } from "../state/secrets.js";
 import type { RenderContext } from "../render/types.js";
-import { bold, dim, fileArg, printProblems, red, specArg, specFileOf, stateArg } from "./ui.js";
+import { bold, confirm, dim, fileArg, printProblems, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const common = {
   spec: specArg,
@@ -34,6 +37,29 @@ const common = {
 } as const;
 
 type CommonArgs = { spec?: string; file?: string; state?: string; out: string; module?: string; tofu: boolean; render: boolean; "migrate-state"?: boolean };
+
+const allowReplaceArg = {
+  "allow-replace": {
+    type: "string",
+    valueHint: "HOST",
+    description: "let the libvirt plan replace or destroy this host's VM (repeatable; at most one K3s server per run). Without it, a plan that would is refused before anything is applied",
+  },
+} as const;
+
+/** --allow-replace HOST, repeatable (citty keeps only the last value of a repeated option), or comma-separated. */
+function allowedReplacements(rawArgs: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let i = 0; i < rawArgs.length && rawArgs[i] !== "--"; i++) {
+    const a = rawArgs[i]!;
+    if (a.startsWith("--allow-replace=")) values.push(a.slice("--allow-replace=".length));
+    else if (a === "--allow-replace") {
+      const v = rawArgs[++i];
+      if (v === undefined || v.startsWith("-")) throw new FmcError("USAGE", "--allow-replace needs a host name", "--allow-replace master1");
+      values.push(v);
+    }
+  }
+  return [...new Set(values.flatMap((v) => v.split(",")).map((v) => v.trim()).filter(Boolean))];
+}
 
 function parseModule(m: string | undefined): TerraformModule | undefined {
   if (m === undefined) return undefined;
@@ -105,10 +131,16 @@ function terraformEnv(ctx: RenderContext, stateDir: string, modules: readonly Te
   return byModule;
 }
 
-/** Runs one command with the terminal, to its end; an interrupt reaches Terraform (same process group), which stops cleanly first. */
-function run(tool: Tool, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv): Promise<number> {
+/**
+ * Runs one command with the terminal, to its end; an interrupt reaches Terraform (same
+ * process group), which stops cleanly first. With capture, its stdout is collected
+ * instead of shown (show -json: the plan in JSON, secrets and all).
+ */
+function run(tool: Tool, args: readonly string[], cwd: string, env: NodeJS.ProcessEnv, capture = false): Promise<{ code: number; stdout: string }> {
   return new Promise((resolveRun, reject) => {
-    const child = spawn(tool.path, args, { cwd, env, stdio: "inherit" });
+    const child = spawn(tool.path, args, { cwd, env, stdio: ["inherit", capture ? "pipe" : "inherit", "inherit"] });
+    const chunks: Buffer[] = [];
+    child.stdout?.on("data", (c: Buffer) => chunks.push(c));
     const onInt = () => {}; // Terraform got the same SIGINT and finishes its step: wait for it
     const onTerm = () => child.kill("SIGTERM");
     process.on("SIGINT", onInt);
@@ -123,13 +155,21 @@ function run(tool: Tool, args: readonly string[], cwd: string, env: NodeJS.Proce
     });
     child.on("close", (code, signal) => {
       off();
-      resolveRun(code ?? (signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 1));
+      resolveRun({ code: code ?? (signal === "SIGINT" ? 130 : signal === "SIGTERM" ? 143 : 1), stdout: Buffer.concat(chunks).toString("utf8") });
     });
   });
 }
 
-async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean }): Promise<void> {
+/** An empty plan file, 0600 (Terraform truncates it and keeps its mode), for Terraform to write the plan into. */
+function privatePlanFile(file: string): void {
+  mkdirSync(join(file, ".."), { recursive: true, mode: 0o700 });
+  closeSync(openSync(file, "w", 0o600));
+  chmodSync(file, 0o600); // one left from a killed run keeps the mode it had
+}
+
+async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean }, rawArgs: readonly string[] = []): Promise<void> {
   const only = parseModule(args.module);
+  const allowed = allowedReplacements(rawArgs);
   checkOutDir(args.out);
   if (verb === "apply" && !args.yes && !process.stdin.isTTY) {
     throw new FmcError("CONFIRM", "terraform apply asks for a yes and stdin is not a terminal to ask; nothing was run", "run it in a terminal, or use --yes (terraform apply -auto-approve)");
@@ -154,16 +194,36 @@ async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean
     }
   }
   const steps = provisionSteps(verb, modules, { noInput: !process.stdin.isTTY, autoApprove: !!args.yes, migrateState: !!args["migrate-state"] });
-  for (const step of steps) {
-    const cwd = resolve(args.out, step.dir);
-    const shown = relative(process.cwd(), cwd) || ".";
-    process.stderr.write(bold(`==> ${tool.name} ${step.args.join(" ")}`) + dim(`  (in ${shown})\n`));
-    const code = await run(tool, step.args, cwd, env.get(step.module)!);
-    if (code !== 0) {
-      process.stderr.write(red(`${tool.name} ${step.args[0]} in ${shown} exited with ${code}; nothing after it ran\n`));
-      process.exitCode = code;
-      return;
+  const planFiles = new Set<string>();
+  try {
+    for (const step of steps) {
+      const cwd = resolve(args.out, step.dir);
+      const shown = relative(process.cwd(), cwd) || ".";
+      if (step.args.includes(`-out=${PLAN_FILE}`)) {
+        planFiles.add(join(cwd, PLAN_FILE));
+        privatePlanFile(join(cwd, PLAN_FILE));
+      }
+      if (step.asks && !(await confirm(`Apply the libvirt plan above? [y/N] `, "applying the plan needs a yes"))) {
+        process.stderr.write(red("not applied\n"));
+        process.exitCode = 1;
+        return;
+      }
+      process.stderr.write(bold(`==> ${tool.name} ${step.args.join(" ")}`) + dim(`  (in ${shown})\n`));
+      const { code, stdout } = await run(tool, step.args, cwd, env.get(step.module)!, step.checksPlan);
+      if (code !== 0) {
+        process.stderr.write(red(`${tool.name} ${step.args[0]} in ${shown} exited with ${code}; nothing after it ran\n`));
+        process.exitCode = code;
+        return;
+      }
+      if (step.checksPlan) {
+        const losses = domainLosses(stdout);
+        checkDomainLosses(losses, ctx.spec, allowed);
+        process.stderr.write(dim(losses.length ? `plan checked: ${losses.map((l) => `${l.host} ${l.replaced ? "replaced" : "destroyed"}`).join(", ")}, as --allow-replace allows\n` : "plan checked: no VM is replaced or destroyed\n"));
+      }
     }
+  } finally {
+    // the saved plan holds the state and the variables: never left behind
+    for (const f of planFiles) rmSync(f, { force: true });
   }
   process.stderr.write(dim(`${tool.name} ${verb}: done in ${modules.map((m) => join(args.out, moduleDir(m))).join(", ")}\n`));
 }
@@ -171,19 +231,21 @@ async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean
 const plan = defineCommand({
   meta: {
     name: "plan",
-    description: "Render, then terraform init and plan in each root module's directory (out/terraform/libvirt, out/terraform/cloudflare): what Terraform would change; nothing is changed",
+    description:
+      "Render, then terraform init and plan in each root module's directory (out/terraform/libvirt, out/terraform/cloudflare): what Terraform would change; nothing is changed. A libvirt plan that replaces or destroys a VM not named with --allow-replace, or more than one K3s server, is refused",
   },
-  args: common,
-  run: ({ args }) => provision("plan", args),
+  args: { ...common, ...allowReplaceArg },
+  run: ({ args, rawArgs }) => provision("plan", args, rawArgs),
 });
 
 const apply = defineCommand({
   meta: {
     name: "apply",
-    description: "Render, then terraform init and apply in each root module's directory, stopping at the first failure; Terraform shows its plan and asks before it changes anything (unless --yes)",
+    description:
+      "Render, then terraform init and apply in each root module's directory, stopping at the first failure; the plan is shown and you are asked before anything changes (unless --yes). The libvirt module applies the plan fmc checked: replacing or destroying a VM needs --allow-replace HOST, and never more than one K3s server per run",
   },
-  args: { ...common, yes: { type: "boolean", alias: "y", description: "approve without asking (terraform apply -auto-approve); needed without a terminal", default: false } },
-  run: ({ args }) => provision("apply", args),
+  args: { ...common, ...allowReplaceArg, yes: { type: "boolean", alias: "y", description: "approve without asking (the libvirt module's checked plan is applied as is; -auto-approve elsewhere); needed without a terminal", default: false } },
+  run: ({ args, rawArgs }) => provision("apply", args, rawArgs),
 });
 
 const output = defineCommand({

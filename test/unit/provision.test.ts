@@ -1,13 +1,15 @@
 // fmc provision against a fake `terraform` (and `tofu`) put first on PATH: a script that
-// records its arguments, working directory, the TF_VAR_ secrets in its environment and
-// the files beside it, then answers like a successful run (or fails when told to). What
-// is asserted is what fmc ran, where, with which secrets where, and what survived.
+// records its arguments, working directory, the TF_VAR_ secrets in its environment, the
+// files beside it and the saved plan file it is given, then answers like a successful run
+// (or fails when told to): plan -out writes a plan file, show -json prints the plan JSON
+// it is told to ($FAKE_TF_PLAN_JSON, else a plan without changes). What is asserted is
+// what fmc ran, where, with which secrets where, what it refused, and what survived.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { FMC, fmc, tempDir, type RunResult } from "../helpers.js";
+import { FMC, fmc, ROOT, tempDir, type RunResult } from "../helpers.js";
 
 interface Call {
   name: string;
@@ -16,7 +18,11 @@ interface Call {
   token: string | null;
   passphrase: string | null;
   files: string[];
+  /** The saved plan file named on the command line (-out=F, or show/apply F), as it was when the command started. */
+  planFile: { path: string; mode: number; content: string } | null;
 }
+
+const PLAN = ".terraform/fmc-libvirt.tfplan";
 
 const TOKEN = "cf-token-0123456789abcdefghijKLMNOP";
 
@@ -29,12 +35,22 @@ function fakeBin(dir: string, names: string[]): string {
     'const fs = require("node:fs");',
     'const path = require("node:path");',
     "const argv = process.argv.slice(2);",
+    "const out = argv.find((a) => a.startsWith('-out='));",
+    "const planPath = out ? out.slice(5) : argv.find((a) => a.endsWith('.tfplan'));",
+    "const planFile = planPath && fs.existsSync(planPath) ? { path: planPath, mode: fs.statSync(planPath).mode & 0o777, content: fs.readFileSync(planPath, 'utf8') } : null;",
     "fs.appendFileSync(process.env.FAKE_TF_LOG, JSON.stringify({",
     "  name: path.basename(process.argv[1]), argv, cwd: process.cwd(),",
     "  token: process.env.TF_VAR_cloudflare_api_token ?? null, passphrase: process.env.TF_VAR_fmc_state_passphrase ?? null,",
-    "  files: fs.readdirSync('.').sort(),",
+    "  files: fs.readdirSync('.').sort(), planFile,",
     '}) + "\\n");',
     'if (process.env.FAKE_TF_FAIL === argv.join(" ")) { process.stderr.write("fake failure\\n"); process.exit(Number(process.env.FAKE_TF_EXIT)); }',
+    "// like Terraform: plan -out truncates the file (os.Create, its mode kept); show and apply need it",
+    "if (out) fs.writeFileSync(planPath, `fake plan of ${process.cwd()} at ${process.hrtime.bigint()}`);",
+    "if ((argv[0] === 'show' || argv[0] === 'apply') && planPath && !planFile) { process.stderr.write(`no plan file ${planPath}\\n`); process.exit(1); }",
+    "if (argv[0] === 'show') {",
+    "  process.stdout.write(process.env.FAKE_TF_PLAN_JSON ? fs.readFileSync(process.env.FAKE_TF_PLAN_JSON, 'utf8') : JSON.stringify({ format_version: '1.2', terraform_version: '1.9.8', resource_changes: [] }));",
+    "  process.exit(0);",
+    "}",
     'process.stdout.write(`fake ${argv[0]} done\\n`);',
     "",
   ].join("\n");
@@ -89,20 +105,23 @@ test("plan: init and plan in each module's directory, the token only in the clou
     calls.map((c) => [c.name, c.argv.join(" "), c.cwd]),
     [
       ["terraform", "init -input=false", lib],
-      ["terraform", "plan -input=false", lib],
+      ["terraform", `plan -input=false -out=${PLAN}`, lib],
+      ["terraform", `show -json ${PLAN}`, lib],
       ["terraform", "init -input=false", cf],
       ["terraform", "plan -input=false", cf],
     ],
   );
-  assert.deepEqual(calls.map((c) => c.token), [null, null, TOKEN, TOKEN], "the token reaches the cloudflare module only, through its environment");
+  assert.deepEqual(calls.map((c) => c.token), [null, null, null, TOKEN, TOKEN], "the token reaches the cloudflare module only, through its environment");
   for (const c of calls) assert.ok(!c.argv.some((a) => a.includes(TOKEN)), `token on the command line of ${c.argv.join(" ")}`);
   assert.ok(!r.stdout.includes(TOKEN) && !r.stderr.includes(TOKEN), "fmc never prints the token");
   // the re-render kept Terraform's files, and Terraform found them beside the rendered ones
   for (const [rel, content] of Object.entries(kept)) assert.equal(readFileSync(join(s.dir, rel), "utf8"), content, `${rel} survived the re-render`);
   assert.ok(calls[1]!.files.includes("terraform.tfstate") && calls[1]!.files.includes("main.tf.json") && calls[1]!.files.includes("cloudinit"));
-  assert.ok(calls[3]!.files.includes("terraform.tfstate") && calls[3]!.files.includes("main.tf.json"));
-  // Terraform's output streams through, fmc's progress goes to stderr
+  assert.ok(calls[4]!.files.includes("terraform.tfstate") && calls[4]!.files.includes("main.tf.json"));
+  // Terraform's output streams through (the plan's JSON, secrets and all, does not), fmc's progress goes to stderr
   assert.equal(r.stdout, "fake init done\nfake plan done\nfake init done\nfake plan done\n");
+  assert.match(r.stderr, /plan checked: no VM is replaced or destroyed/);
+  assert.equal(existsSync(join(lib, PLAN)), false, "the saved plan is removed after use");
   assert.match(r.stderr, /==> terraform plan -input=false {2}\(in out\/terraform\/cloudflare\)/);
 });
 
@@ -117,13 +136,13 @@ test("--module, apply --yes, output, and a failing step's exit code passed on", 
   s.reset();
   const apply = s.run(["provision", "apply", "-m", "libvirt", "--yes"]);
   assert.equal(apply.status, 0, apply.stderr);
-  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false", "apply -input=false -auto-approve"]);
+  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false", `plan -input=false -out=${PLAN}`, `show -json ${PLAN}`, `apply -input=false ${PLAN}`], "the plan fmc checked is the one applied");
   s.reset();
   // apply asks before it changes anything: without a terminal and without --yes, nothing runs
   // after a backend change: init copies the state over (no terminal: -force-copy answers its question)
   const migrate = s.run(["provision", "plan", "-m", "libvirt", "--migrate-state"]);
   assert.equal(migrate.status, 0, migrate.stderr);
-  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false -migrate-state -force-copy", "plan -input=false"]);
+  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false -migrate-state -force-copy", `plan -input=false -out=${PLAN}`, `show -json ${PLAN}`]);
   s.reset();
   const unasked = s.run(["provision", "apply", "-m", "libvirt"]);
   assert.equal(unasked.status, 1);
@@ -133,10 +152,11 @@ test("--module, apply --yes, output, and a failing step's exit code passed on", 
   assert.equal(out.status, 0, out.stderr);
   assert.deepEqual(s.calls().map((c) => [c.argv.join(" "), c.token]), [["init -input=false", null], ["output", null]], "outputs need no token");
   s.reset();
-  const failing = s.run(["provision", "plan"], { CLOUDFLARE_API_TOKEN: TOKEN, FAKE_TF_FAIL: "plan -input=false", FAKE_TF_EXIT: "3" });
+  const failing = s.run(["provision", "plan"], { CLOUDFLARE_API_TOKEN: TOKEN, FAKE_TF_FAIL: `plan -input=false -out=${PLAN}`, FAKE_TF_EXIT: "3" });
   assert.equal(failing.status, 3, "terraform's exit code");
   assert.match(failing.stderr, /terraform plan in out\/terraform\/libvirt exited with 3; nothing after it ran/);
-  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false", "plan -input=false"], "the cloudflare module did not run");
+  assert.deepEqual(s.calls().map((c) => c.argv.join(" ")), ["init -input=false", `plan -input=false -out=${PLAN}`], "the cloudflare module did not run");
+  assert.equal(existsSync(join(s.dir, "out/terraform/libvirt", PLAN)), false, "the plan file is removed after a failure too");
   const bad = s.run(["provision", "plan", "--module", "dns"]);
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /--module dns: no such root module\n\s+hint: use libvirt or cloudflare/);
@@ -162,7 +182,7 @@ test("no terraform and no tofu: a refusal that says what to install, and nothing
   const onlyTofu = setup(t, ["tofu"]);
   const ran = onlyTofu.run(["provision", "plan", "-m", "libvirt"]);
   assert.equal(ran.status, 0, ran.stderr);
-  assert.deepEqual(onlyTofu.calls().map((c) => c.name), ["tofu", "tofu"]);
+  assert.deepEqual(onlyTofu.calls().map((c) => c.name), ["tofu", "tofu", "tofu"]);
 });
 
 test("the cloudflare module without a token is refused before anything runs", (t) => {
@@ -193,7 +213,7 @@ test("encrypted state: tofu only, the passphrase generated once and passed throu
   const passphrase = shown.stdout.trim();
   assert.match(passphrase, /^[A-Za-z0-9_-]{43}$/);
   const calls = s.calls();
-  assert.deepEqual(calls.map((c) => [c.name, c.argv.join(" ")]), [["tofu", "init -input=false"], ["tofu", "plan -input=false"]], "tofu although terraform is first in line");
+  assert.deepEqual(calls.map((c) => [c.name, c.argv.join(" ")]), [["tofu", "init -input=false"], ["tofu", `plan -input=false -out=${PLAN}`], ["tofu", `show -json ${PLAN}`]], "tofu although terraform is first in line");
   for (const c of calls) {
     assert.equal(c.passphrase, passphrase);
     assert.ok(!c.argv.some((a) => a.includes(passphrase)));
@@ -205,7 +225,7 @@ test("encrypted state: tofu only, the passphrase generated once and passed throu
   // the same passphrase on the next run
   s.reset();
   assert.equal(s.run(["provision", "plan", "-m", "libvirt"]).status, 0);
-  assert.deepEqual(s.calls().map((c) => c.passphrase), [passphrase, passphrase]);
+  assert.deepEqual(s.calls().map((c) => c.passphrase), [passphrase, passphrase, passphrase]);
   // terraform can't read an encrypted state: without tofu, refused
   const noTofu = setup(t, ["terraform"]);
   writeFileSync(join(noTofu.dir, "cluster.yaml"), readFileSync(spec, "utf8"));
@@ -248,7 +268,112 @@ test("--no-render runs on the files already there, and refuses a directory witho
   const r = s.run(["provision", "plan", "-m", "libvirt", "--no-render"]);
   assert.equal(r.status, 0, r.stderr);
   assert.equal(readFileSync(main, "utf8"), edited, "nothing was rendered over it");
-  assert.equal(s.calls().length, 2);
+  assert.equal(s.calls().length, 3);
+});
+
+interface PlanJson {
+  resource_changes: Array<{ type: string; name: string; change: { actions: string[] } }>;
+}
+
+test("a libvirt plan that replaces or destroys VMs: refused unless each host is named, never two K3s servers; apply applies the checked plan", (t) => {
+  const s = setup(t);
+  const lib = join(s.dir, "out/terraform/libvirt");
+  // master1 and master2 replaced (their memory is ForceNew), worker1 updated in place, the Ignition configs no-op
+  const fixture = JSON.parse(readFileSync(join(ROOT, "test/fixtures/terraform-plan/libvirt-replace-masters.json"), "utf8")) as PlanJson;
+  const replaced = fixture.resource_changes.filter((c) => c.type === "libvirt_domain" && c.change.actions.includes("delete")).map((c) => c.name);
+  assert.deepEqual(replaced, ["master1", "master2"], "the fixture replaces two K3s servers");
+  let n = 0;
+  const planJson = (keep: (c: PlanJson["resource_changes"][number]) => boolean) => {
+    const file = join(s.dir, `plan-${n++}.json`);
+    writeFileSync(file, JSON.stringify({ ...fixture, resource_changes: fixture.resource_changes.filter(keep) }));
+    return file;
+  };
+  const both = join(ROOT, "test/fixtures/terraform-plan/libvirt-replace-masters.json");
+  const argvs = () => s.calls().map((c) => c.argv.join(" "));
+  const checkedOnly = ["init -input=false", `plan -input=false -out=${PLAN}`, `show -json ${PLAN}`];
+
+  // nobody named: refused after the plan, before any apply, with the hosts and the option that allows them
+  const none = s.run(["provision", "apply", "-m", "libvirt", "--yes"], { FAKE_TF_PLAN_JSON: both });
+  assert.equal(none.status, 1, none.stderr);
+  assert.match(none.stderr, /error\[PROVISION_REPLACE_REFUSED\] the libvirt plan powers off and destroys 2 VMs you did not name: master1 \(replaced, K3s server\), master2 \(replaced, K3s server\); nothing was applied/);
+  assert.match(none.stderr, /hint: .*--allow-replace master1 --allow-replace master2 \(one K3s server per run\)/);
+  assert.deepEqual(argvs(), checkedOnly);
+  assert.equal(s.calls()[1]!.planFile?.mode, 0o600, "the plan file (state and variables inside) is private before Terraform writes it");
+  assert.equal(existsSync(join(lib, PLAN)), false, "the refused plan is removed");
+  // plan refuses the same, so the operator learns it before an apply
+  s.reset();
+  const planned = s.run(["provision", "plan", "-m", "libvirt"], { FAKE_TF_PLAN_JSON: both });
+  assert.equal(planned.status, 1);
+  assert.match(planned.stderr, /error\[PROVISION_REPLACE_REFUSED\]/);
+  assert.deepEqual(argvs(), checkedOnly);
+
+  // one of them named: still refused, for the other
+  s.reset();
+  const one = s.run(["provision", "apply", "-m", "libvirt", "--yes", "--allow-replace", "master1"], { FAKE_TF_PLAN_JSON: both });
+  assert.equal(one.status, 1);
+  assert.match(one.stderr, /error\[PROVISION_REPLACE_REFUSED\] the libvirt plan powers off and destroys a VM you did not name: master2 \(replaced, K3s server\); nothing was applied/);
+  assert.match(one.stderr, /hint: .*--allow-replace master2$/m);
+  assert.deepEqual(argvs(), checkedOnly);
+
+  // both named: two K3s servers at once would take etcd's quorum, refused even so
+  s.reset();
+  const two = s.run(["provision", "apply", "-m", "libvirt", "--yes", "--allow-replace", "master1", "--allow-replace=master2"], { FAKE_TF_PLAN_JSON: both });
+  assert.equal(two.status, 1);
+  assert.match(two.stderr, /error\[PROVISION_REPLACE_SERVERS\] the libvirt plan destroys 2 K3s servers at once \(master1, master2\); etcd would lose its quorum\. Nothing was applied/);
+  assert.deepEqual(argvs(), checkedOnly);
+
+  // a plan that replaces one server, named: applied, and apply gets the very plan file that was checked
+  s.reset();
+  const onlyMaster1 = planJson((c) => c.name !== "master2");
+  const ok = s.run(["provision", "apply", "-m", "libvirt", "--yes", "--allow-replace", "master1"], { FAKE_TF_PLAN_JSON: onlyMaster1 });
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stderr, /plan checked: master1 replaced, as --allow-replace allows/);
+  const calls = s.calls();
+  assert.deepEqual(calls.map((c) => c.argv.join(" ")), [...checkedOnly, `apply -input=false ${PLAN}`]);
+  const written = calls[2]!.planFile!; // what show read is what plan wrote
+  assert.match(written.content, /^fake plan of /);
+  assert.deepEqual(calls[3]!.planFile, written, "apply got the plan file show -json read, unchanged and 0600");
+  assert.equal(written.mode, 0o600);
+  assert.equal(existsSync(join(lib, PLAN)), false, "removed after apply");
+  // without that name, the same plan is refused
+  s.reset();
+  assert.match(s.run(["provision", "apply", "-m", "libvirt", "--yes"], { FAKE_TF_PLAN_JSON: onlyMaster1 }).stderr, /PROVISION_REPLACE_REFUSED\] .*you did not name: master1 \(replaced, K3s server\)/);
+
+  // a plan that destroys no VM (updates, no-ops): applied without naming anyone
+  s.reset();
+  const calm = s.run(["provision", "apply", "-m", "libvirt", "--yes"], { FAKE_TF_PLAN_JSON: planJson((c) => !c.change.actions.includes("delete")) });
+  assert.equal(calm.status, 0, calm.stderr);
+  assert.match(calm.stderr, /plan checked: no VM is replaced or destroyed/);
+  assert.deepEqual(argvs(), [...checkedOnly, `apply -input=false ${PLAN}`]);
+
+  // a worker (not a server) destroyed, named: applied; a name that is no VM at all: a usage error, nothing applied
+  s.reset();
+  const worker = planJson((c) => c.name === "master1");
+  const workerPlan = JSON.parse(readFileSync(worker, "utf8")) as PlanJson;
+  for (const c of workerPlan.resource_changes) c.name = "worker1";
+  writeFileSync(worker, JSON.stringify(workerPlan).replaceAll("libvirt_domain.master1", "libvirt_domain.worker1"));
+  assert.equal(s.run(["provision", "apply", "-m", "libvirt", "--yes", "--allow-replace", "worker1"], { FAKE_TF_PLAN_JSON: worker }).status, 0);
+  s.reset();
+  const typo = s.run(["provision", "apply", "-m", "libvirt", "--yes", "--allow-replace", "mastr1"], { FAKE_TF_PLAN_JSON: onlyMaster1 });
+  assert.equal(typo.status, 1);
+  assert.match(typo.stderr, /error\[USAGE\] --allow-replace mastr1: no VM of that name in the spec or the plan; nothing was applied/);
+  assert.ok(!argvs().some((a) => a.startsWith("apply")));
+
+  // a plan fmc can't read is not passed
+  s.reset();
+  const garbled = join(s.dir, "garbled.json");
+  writeFileSync(garbled, JSON.stringify({ format_version: "2.0", resource_changes: [] }));
+  const unread = s.run(["provision", "apply", "-m", "libvirt", "--yes"], { FAKE_TF_PLAN_JSON: garbled });
+  assert.equal(unread.status, 1);
+  assert.match(unread.stderr, /error\[PROVISION_PLAN_JSON\] the libvirt plan could not be read \(format_version "2\.0"/);
+  assert.ok(!argvs().some((a) => a.startsWith("apply")));
+
+  // the plan file, had it stayed, is one git ignores (out/.gitignore)
+  if (spawnSync("git", ["--version"]).status === 0) {
+    assert.equal(spawnSync("git", ["init", "-q"], { cwd: s.dir }).status, 0);
+    const ignored = spawnSync("git", ["check-ignore", "-q", join("out/terraform/libvirt", PLAN)], { cwd: s.dir });
+    assert.equal(ignored.status, 0, "out/terraform/libvirt/.terraform/fmc-libvirt.tfplan is git-ignored");
+  }
 });
 
 test("every provision command explains itself in --help", (t) => {
@@ -257,6 +382,8 @@ test("every provision command explains itself in --help", (t) => {
     [["provision", "--help"], /libvirt VMs and the Cloudflare DNS, each in its own directory/],
     [["provision", "plan", "--help"], /--module.*libvirt or cloudflare[\s\S]*--tofu[\s\S]*--no-render|--render/],
     [["provision", "apply", "--help"], /--yes[\s\S]*-auto-approve/],
+    [["provision", "apply", "--help"], /--allow-replace[\s\S]*repeatable; at most one K3s server per run/],
+    [["provision", "plan", "--help"], /--allow-replace/],
     [["provision", "secret", "set", "--help"], /stdin/],
   ] as const) {
     const r = fmc([...args], dir);
