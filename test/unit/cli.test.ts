@@ -21,7 +21,7 @@ test("fmc init writes the commented seed spec, and refuses to overwrite it", (t)
   // ./cluster.yaml is picked up without -f
   const v = fmc(["validate"], dir);
   assert.equal(v.status, 0, v.stderr);
-  assert.match(v.stdout, /^cluster\.yaml: valid — 15 hosts \(3 servers, 4 agents\), 2 VIPs, 5 subnets$/m);
+  assert.match(v.stdout, /^cluster\.yaml: valid — 15 hosts \(3 servers, 4 agents\), 2 VIPs, 5 subnets, 2 warnings$/m);
 });
 
 test("fmc validate: exit 1 and every problem with path, line and hint", (t) => {
@@ -40,12 +40,14 @@ test("fmc validate: exit 1 and every problem with path, line and hint", (t) => {
   assert.match(r.stderr, new RegExp(`error hosts\\[2\\]\\.address \\(line ${lineOf(/name: master3,.*address: 10\.17\.4\.22,/)}\\): 10\\.17\\.4\\.22 is already used by master2`));
   assert.match(r.stderr, new RegExp(`error hosts\\[7\\]\\.roles\\[0\\] \\(line ${lineOf(/roles: \[identty\]/)}\\): "identty" is not allowed\n\\s+hint: did you mean "identity"\\?`));
   assert.match(r.stderr, /error storage\.longhornPath \(line \d+\): "longhorn" is not an absolute path/);
-  assert.match(r.stderr, /: 3 error\(s\), 0 warning\(s\)$/m);
+  assert.match(r.stderr, /: 3 error\(s\), 2 warning\(s\)$/m);
   const json = fmc(["validate", "-f", spec, "--json"], dir);
   assert.equal(json.status, 1);
   const parsed = JSON.parse(json.stdout);
   assert.equal(parsed.valid, false);
-  assert.deepEqual(parsed.problems.map((p: { path: string }) => p.path).sort(), ["hosts[2].address", "hosts[7].roles[0]", "storage.longhornPath"]);
+  assert.deepEqual(parsed.problems.map((p: { path: string }) => p.path).sort(), ["edge", "edge.traefikBinary", "hosts[2].address", "hosts[7].roles[0]", "storage.longhornPath"]);
+  // the two are the seed's warnings (no Traefik binary, no origin certificate yet), not errors
+  assert.deepEqual(parsed.problems.filter((p: { severity: string }) => p.severity !== "error").map((p: { path: string }) => p.path).sort(), ["edge", "edge.traefikBinary"]);
 });
 
 test("fmc render of an invalid spec writes nothing", (t) => {

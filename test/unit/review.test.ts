@@ -102,7 +102,7 @@ test("cloud-init: firewall1's interfaces, named by MAC, hold every subnet's gate
   });
   // the hosts' default route is that interface's address
   const m1 = parseYaml(seedFile("terraform/libvirt/cloudinit/freeipa1.network-config.yaml")) as Json;
-  assert.deepEqual(m1.ethernets.eth0.routes, [{ to: "default", via: "10.17.3.1" }]);
+  assert.deepEqual(m1.ethernets.eth0.routes, [{ to: "0.0.0.0/0", via: "10.17.3.1" }]);
 });
 
 test("an explicit firewallInterface names the NIC; the segment order stays the subnet order", () => {
