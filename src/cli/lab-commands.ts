@@ -3,6 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { defineCommand } from "citty";
 import { context, DEFAULT_SPEC_FILE, findSpec } from "../project.js";
+import { renderAll } from "../render/index.js";
 import { stateDirFor } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
 import { spawn } from "node:child_process";
@@ -50,7 +51,7 @@ const up = defineCommand({
     requireRoot(); // before anything is read or written
     const { ctx, stateDir, loaded } = context({ file: specFileOf(args), stateDir: args.state });
     const started = performance.now();
-    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), vmRoles: vmRolesOf(args.vm), log });
+    const state = await labUp({ spec: ctx.spec, topo: ctx.topo, stateDir, specFile: loaded.source.file, only: args.only?.split(",").filter(Boolean), vmRoles: vmRolesOf(args.vm), artifacts: renderAll(ctx), log });
     for (const h of state.hosts) process.stdout.write(`  ${bold(h.name.padEnd(16))} ${h.address.padEnd(15)} fmc lab ssh ${h.name}\n`);
     process.stdout.write(`lab ${state.lab}: ${n(state.hosts.length, "host")} up in ${((performance.now() - started) / 1000).toFixed(1)} s. fmc plan and fmc apply now target the lab; fmc lab down removes it.\n`);
   },

@@ -17,7 +17,10 @@ import { cidrOf, overlaps } from "../model/net.js";
 import { planLabNet, type HostNet, type Nic } from "./network.js";
 import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
-import { LAB_ROOT, prepareRootfs } from "./rootfs.js";
+import type { Artifact } from "../render/types.js";
+import { labVmShape, TERRAFORM_LIBVIRT_MAIN, vmShapes, type VmShape } from "./shape.js";
+import { buildNoCloudIso, firstBootOf, requireFirstBootTools, runIgnition, seedFromIso, type FirstBoot } from "./firstboot.js";
+import { LAB_APT_REPO, LAB_ROOT, prepareRootfs } from "./rootfs.js";
 import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./etcd.js";
@@ -167,6 +170,8 @@ export interface UpOptions {
   readonly only?: readonly string[];
   /** Hosts with any of these roles run as VMs (a kernel of their own); default: storage, database. */
   readonly vmRoles?: readonly string[];
+  /** The rendered artifacts (`fmc render`'s): each host boots from its first-boot files in them. */
+  readonly artifacts?: readonly Artifact[];
   readonly log: (line: string) => void;
 }
 
@@ -189,6 +194,11 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   if (hosts.length === 0) throw new FmcError("LAB_EMPTY", `no host has any of the roles ${o.only?.join(", ")}`);
   const net = planLabNet(o.spec, o.topo, hosts);
   checkRoutesFree(net.rootPrefixes);
+  const vmRoles = o.vmRoles ?? DEFAULT_VM_ROLES;
+  const isVm = (h: Host) => h.roles.some((r) => vmRoles.includes(r));
+  const shapes = o.artifacts ? vmShapes(o.artifacts) : new Map<string, VmShape>();
+  const firstBoot = new Map(hosts.map((h) => [h.name, o.artifacts ? firstBootInLab(h, isVm(h), firstBootOf(o.artifacts, h.name), o.log) : {}]));
+  requireFirstBootTools({ ignition: [...firstBoot.values()].some((f) => f.ignition), cloudInit: [...firstBoot.values()].some((f) => f.cloudInit) });
   if (net.internet && tryRun("ip", ["netns", "pids", INTERNET_NS]).status === 0 && !isLabInternet()) {
     throw new FmcError("LAB_EXISTS", `this machine already has a network namespace named ${INTERNET_NS} that the lab did not create`, "the lab's internet namespace needs that name; remove or rename the other one");
   }
@@ -218,11 +228,11 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       for (const r of l.routes) run("ip", ["route", "add", r, "dev", l.name], `this machine's route to ${r} in the lab`);
     }
     let port = 0;
-    const wire = (ns: string, nic: Nic): string => {
+    const wire = (ns: string, nic: Nic & { mac?: string }): string => {
       const peer = `p${port++}`;
       run("ip", ["link", "add", nic.ifname, "netns", ns, "type", "veth", "peer", "name", peer, "netns", SWITCH_NS], `wiring ${ns} ${nic.ifname}`);
       run("ip", ["-n", SWITCH_NS, "link", "set", peer, "master", nic.bridge, "up"], `attaching ${ns} ${nic.ifname}`);
-      run("ip", ["-n", ns, "link", "set", nic.ifname, "address", macOfAddress(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
+      run("ip", ["-n", ns, "link", "set", nic.ifname, "address", nic.mac ?? macOfAddress(nic.address.split("/")[0]!)], `MAC of ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "addr", "add", nic.address, "dev", nic.ifname], `addressing ${ns} ${nic.ifname}`);
       run("ip", ["-n", ns, "link", "set", nic.ifname, "up"], `${ns} ${nic.ifname} up`);
       return peer;
@@ -240,9 +250,8 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       for (const nic of net.internet.nics) wire(INTERNET_NS, nic);
       // a router between the VPS's /24 and the firewall's uplink; nothing else exists
       forwarding(INTERNET_NS);
+      if (net.internet.mirror) serveMirror(net.internet.mirror, rootfs, join(LAB_ROOT, "labs", o.spec.name));
     }
-    const vmRoles = o.vmRoles ?? DEFAULT_VM_ROLES;
-    const isVm = (h: Host) => h.roles.some((r) => vmRoles.includes(r));
     const vmImage = hosts.some(isVm) ? await ensureVmImage(o.log) : undefined;
     // K3s's embedded etcd, stood in for by a real etcd on the k3s-server containers
     const etcdNodes: EtcdNode[] = hosts.filter((h) => h.roles.includes("k3s-server") && !isVm(h)).map((h) => ({ name: h.name, address: h.address }));
@@ -270,7 +279,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
         state.hosts.push({ name: h.name, address: hn.sshAddress, netns: `${LABEL}-${h.name}`, dir, defaultVia: hn.defaultVia, vm: true, nics: hn.nics.map((n, k) => ({ ifname: n.ifname, port: tapName(`${LABEL}-${h.name}`, k), address: n.address })) });
       } else {
         o.log(`${h.name}: container at ${hn.sshAddress} (${i + 1} of ${hosts.length} hosts)`);
-        state.hosts.push(createHost(o, h, hn, rootfs, wire, standIn(h)));
+        state.hosts.push(createHost(o, h, hn, rootfs, wire, firstBoot.get(h.name) ?? {}, shapes.get(h.name)?.nicMacs, net.internet?.mirror, standIn(h)));
       }
     });
     writeState(state);
@@ -282,12 +291,17 @@ export async function labUp(o: UpOptions): Promise<LabState> {
       state.hosts.filter((h) => h.vm).map(async (h) => {
         const spec = hosts.find((x) => x.name === h.name)!;
         const hn = net.hosts.find((x) => x.name === h.name)!;
+        // the domain as the rendered Terraform declares it (the lab stands in for the libvirt provider)
+        const rendered = shapes.get(h.name);
+        const shape = rendered && labVmShape(rendered);
+        if (rendered && shape) o.log(`${h.name}: shape from ${TERRAFORM_LIBVIRT_MAIN}: ${rendered.vcpu} vCPU, ${rendered.memoryMiB} MiB, root ${rendered.rootGiB} GiB${rendered.dataDisks.map((d) => `, ${d.name} ${d.sizeGiB} GiB`).join("")}${shape.scaled ? `; the lab gives it ${shape.vcpu} vCPU and ${shape.memoryMiB} MiB (emulated beside the containers)` : ""}`);
         const vm = await startVm({
           name: h.name,
           dir: h.dir,
           nics: hn.nics.map((n) => ({ bridge: n.bridge, mac: macOfAddress(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
           defaultVia: hn.defaultVia,
-          dataDisks: spec.vm?.dataDisks ?? [],
+          dataDisks: shape?.dataDisks ?? spec.vm?.dataDisks ?? [],
+          ...(shape ? { memoryMiB: shape.memoryMiB, vcpus: shape.vcpu } : {}),
           authorizedKeys: [...o.topo.keysOf(spec), labPublicKey(o.stateDir)],
           hostname: h.name,
           files: [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }, ...(standInOf(spec) ?? [])],
@@ -314,6 +328,12 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     const late = state.hosts.filter((_, i) => !ready[i]).map((h) => h.name);
     if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} in time`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
     o.log(`${state.hosts.length} hosts answer SSH after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    const seeded = state.hosts.filter((h) => !h.vm && firstBoot.get(h.name)?.cloudInit);
+    if (seeded.length) {
+      o.log(`waiting for cloud-init to finish on ${seeded.map((h) => h.name).join(", ")}`);
+      await Promise.all(seeded.map((h) => cloudInitDone(h, o.log)));
+      o.log(`cloud-init done on ${seeded.length} hosts after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    }
     const tls = issueLabCertificates(o);
     writeInventory(o, state, tls);
     return state;
@@ -323,33 +343,110 @@ export async function labUp(o: UpOptions): Promise<LabState> {
   }
 }
 
+/**
+ * Waits for the real cloud-init to finish all its stages on a host and fails, with its own
+ * report, when it ended in error: a host whose first-boot files don't work never counts as up.
+ */
+async function cloudInitDone(h: LabHost, log: (line: string) => void): Promise<void> {
+  const [cmd, ...args] = labExecCommand(h.name, ["cloud-init", "status", "--wait", "--long"]);
+  const r = await new Promise<{ code: number | null; out: string }>((done) => {
+    const child = spawn(cmd!, args, { stdio: ["ignore", "pipe", "pipe"], timeout: 300_000 });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    child.once("close", (code) => done({ code, out }));
+    child.once("error", (e) => done({ code: null, out: e.message }));
+  });
+  const status = r.out.match(/^status:\s*(\S+)/m)?.[1];
+  if (r.code !== 0 || status !== "done") {
+    throw new FmcError("LAB_FIRSTBOOT", `cloud-init on ${h.name} did not finish cleanly (status ${status ?? "unknown"}): ${r.out.trim().split("\n").slice(-6).join(" / ")}`, `its log: fmc lab exec ${h.name} -- cat /var/log/cloud-init.log`);
+  }
+  log(`${h.name}: cloud-init status: done`);
+}
+
 /** The internet namespace is the lab's when its links carry the lab's label. */
 function isLabInternet(): boolean {
   const r = tryRun("ip", ["-n", INTERNET_NS, "-o", "link", "show"]);
   return r.status === 0 && /: fmclab-/.test(r.stdout);
 }
 
-function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic) => string, standIn?: (root: string) => void): LabHost {
+/**
+ * What of a host's first-boot files the lab can run. Ignition's disks stage needs block
+ * devices, so a Flatcar host with data disks (its Ignition formats and mounts them, and K3s
+ * requires the mount) is not booted from its Ignition in a container; nor is any VM yet
+ * (the lab shapes those itself, said here).
+ */
+function firstBootInLab(h: Host, vm: boolean, f: FirstBoot, log: (line: string) => void): FirstBoot {
+  if ((f.ignition || f.cloudInit) && vm) {
+    log(`${h.name}: a VM, shaped by the lab itself (its ${f.ignition ? "Ignition" : "cloud-init"} files are not run in lab VMs yet)`);
+    return {};
+  }
+  if (f.ignition && h.vm?.dataDisks.length) {
+    log(`${h.name}: has data disks, which its Ignition formats and mounts: not booted from it (a container has no disks; a VM with Ignition's disks stage is not there yet)`);
+    return {};
+  }
+  return f;
+}
+
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic & { readonly mac?: string }) => string, firstBoot: FirstBoot, nicMacs: ReadonlyArray<string | undefined> | undefined, mirror: string | undefined, standIn?: (root: string) => void): LabHost {
   const netns = `${LABEL}-${h.name}`;
   run("ip", ["netns", "add", netns], `creating ${netns}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
-  const nics = hn.nics.map((nic) => ({ ifname: nic.ifname, port: wire(netns, nic), address: nic.address }));
+  // the MACs the rendered domain fixes (the firewall's cloud-init finds its NICs by them), else the lab's own
+  const macs = nicMacs && nicMacs.length === hn.nics.length ? nicMacs : [];
+  const nics = hn.nics.map((nic, i) => ({ ifname: nic.ifname, port: wire(netns, { ...nic, ...(macs[i] ? { mac: macs[i] } : {}) }), address: nic.address }));
   if (hn.defaultVia) run("ip", ["-n", netns, "route", "add", "default", "via", hn.defaultVia], `default route of ${h.name}`);
 
   const dir = join(LAB_ROOT, "labs", o.spec.name, h.name);
   for (const d of ["upper", "work", "merged"]) mkdirSync(join(dir, d), { recursive: true });
   run("mount", ["-t", "overlay", `${LABEL}-${h.name}`, "-o", `lowerdir=${rootfs},upperdir=${join(dir, "upper")},workdir=${join(dir, "work")}`, join(dir, "merged")], `mounting ${h.name}'s root`);
   const root = join(dir, "merged");
-  writeFileSync(join(root, "etc/hostname"), `${h.name}\n`, { mode: 0o644 });
-  chmodSync(join(root, "etc/hostname"), 0o644);
-  writeFileSync(join(root, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, { mode: 0o644 });
+  const first = firstBoot;
+  // a host with first-boot files gets its name (and cloud-init's hosts its /etc/hosts) from them
+  if (!first.ignition && !first.cloudInit) {
+    writeFileSync(join(root, "etc/hostname"), `${h.name}\n`, { mode: 0o644 });
+    chmodSync(join(root, "etc/hostname"), 0o644);
+  }
+  if (!first.cloudInit) writeFileSync(join(root, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, { mode: 0o644 });
   run("ssh-keygen", ["-A", "-f", root], `host keys for ${h.name}`);
   mkdirSync(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   writeFileSync(join(root, "root/.ssh/authorized_keys"), `${[...o.topo.keysOf(h), labPublicKey(o.stateDir)].join("\n")}\n`, { mode: 0o600 });
   chmodSync(join(root, "root/.ssh/authorized_keys"), 0o600);
   if (o.topo.ingressBackends.some((b) => b.name === h.name)) installBackend(root, o.spec.k3s.ingressNodePorts.http);
+  if (mirror) useMirror(root, mirror);
   standIn?.(root);
+  if (first.ignition) {
+    const t = Date.now();
+    const run = runIgnition(first.ignition, root, dir);
+    o.log(`${h.name}: Ignition (real, fetch + files stages) provisioned its root in ${Date.now() - t} ms (${run.relabelled.length} paths for SELinux relabelling recorded: the lab's Debian root has no policy)`);
+  }
+  if (first.cloudInit) {
+    const iso = join(dir, "cidata.iso");
+    buildNoCloudIso(first.cloudInit, iso);
+    seedFromIso(iso, root);
+    o.log(`${h.name}: NoCloud seed from ${iso} (built as libvirt_cloudinit_disk builds it); the real cloud-init runs it at boot`);
+  }
   return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia };
+}
+
+/**
+ * The lab's package mirror: the root filesystem's offline repository served over HTTP from
+ * an address of the lab's internet (a plain python3 http.server in the internet namespace;
+ * lab down kills it with the namespace's other processes).
+ */
+function serveMirror(address: string, rootfs: string, logDir: string): void {
+  run("ip", ["-n", INTERNET_NS, "addr", "add", `${address}/32`, "dev", "lo"], "the package mirror's address");
+  mkdirSync(logDir, { recursive: true });
+  const log = openSync(join(logDir, "mirror.log"), "w", 0o600);
+  const child = spawn("ip", ["netns", "exec", INTERNET_NS, "python3", "-m", "http.server", "80", "--bind", address, "--directory", join(rootfs, LAB_APT_REPO.slice(1))], { detached: true, stdio: ["ignore", log, log] });
+  closeSync(log);
+  child.unref();
+  if (!child.pid) throw new FmcError("LAB_BOOT", "could not start the lab's package mirror");
+}
+
+/** A host's only apt source is the mirror on the lab's internet: it gets packages once its gateway lets it out. */
+function useMirror(root: string, address: string): void {
+  writeFileSync(join(root, "etc/apt/sources.list.d/fmc-lab.list"), `# The lab's package mirror on its internet (fmc lab), reached through this host's gateway\ndeb [trusted=yes] http://${address}/ ./\n`, { mode: 0o644 });
 }
 
 /** The lab stand-in for an ingress backend (K3s can't run here): see BACKEND_PY. */

@@ -50,11 +50,19 @@ export interface LabNet {
   readonly hosts: readonly HostNet[];
   /** The router namespace standing in for an absent firewall host. */
   readonly router?: { readonly nics: readonly Nic[] };
-  /** The `internet` namespace: the public /24's router and a client on it. */
-  readonly internet?: { readonly nics: readonly Nic[]; readonly clientAddress: string };
+  /**
+   * The `internet` namespace: the public /24's router and a client on it, and, when the
+   * firewall host is in the lab, a package mirror at an internet address of its own (the
+   * lab hosts' only apt source, so a LAN host installs packages only once the firewall
+   * forwards and masquerades its traffic, as on real hardware).
+   */
+  readonly internet?: { readonly nics: readonly Nic[]; readonly clientAddress: string; readonly mirror?: string };
   /** The prefixes this machine routes into the lab (checked free before anything is made). */
   readonly rootPrefixes: readonly string[];
 }
+
+/** The lab's package mirror on its internet: documentation ranges, never private ones (the firewall's egress excludes those). */
+const MIRROR_CANDIDATES = ["192.0.2.80", "198.18.0.80", "203.0.113.80"];
 
 /** The firewall's WAN link to the lab's internet: a /30 that meets no spec subnet. */
 const UPLINK_CANDIDATES = ["198.51.100.0/30", "192.0.2.0/30", "100.64.0.0/30"];
@@ -101,7 +109,9 @@ export function planLabNet(spec: Spec, topo: Topology, hosts: readonly Host[]): 
       segments.push({ bridge: "uplink", name: "uplink", cidr: free });
       nics.push({ ifname: "fmclab-up", bridge: "uplink", address: withPrefix(n + 1, free) });
     }
-    internet = { nics, clientAddress: formatIp(router) };
+    const used = [spec.network.cidr, pub, ...(uplink ? [uplink.cidr] : [])].map(cidrOf);
+    const mirror = fw && uplink ? MIRROR_CANDIDATES.find((m) => !used.some((c) => contains(c, ipOf(m)))) : undefined;
+    internet = { nics, clientAddress: formatIp(router), ...(mirror ? { mirror } : {}) };
   }
 
   const plans: HostNet[] = hosts.map((h) => {

@@ -25,6 +25,12 @@ const PACKAGES = [
   "iperf3",
 ];
 /**
+ * Installed after debootstrap (its own dependency resolution leaves python3-cryptography
+ * unconfigured): the real first-boot tool of the AlmaLinux and Debian hosts. A lab host
+ * made from a cloud-init host of the spec boots with the NoCloud seed Terraform gives it.
+ */
+const FIRST_BOOT_PACKAGES = ["cloud-init", "locales"]; // locales: cloud-init sets one (en_US.UTF-8) as cloud images allow
+/**
  * Offered but not installed: what the phases install with apt, served from the local
  * repository (with their dependencies, without recommends, as fmc installs them).
  */
@@ -38,8 +44,8 @@ const OFFERED_PACKAGES = [
   "prometheus-node-exporter", // base: node_exporter on the hosts Prometheus scrapes by address
 ];
 /** The local apt repository inside every lab host: its only apt source. */
-const LAB_APT_REPO = "/opt/fmc-lab/apt";
-const BUILD = "v4";
+export const LAB_APT_REPO = "/opt/fmc-lab/apt";
+const BUILD = "v6";
 
 /** The Debian mirror this machine's apt already uses (never a hard-coded host). */
 export function debianMirror(): string {
@@ -61,7 +67,7 @@ export function debianMirror(): string {
 }
 
 export function rootfsPath(): string {
-  const key = createHash("sha256").update(`${SUITE} ${PACKAGES.join(",")} offered:${OFFERED_PACKAGES.join(",")} ${BUILD}`).digest("hex").slice(0, 12);
+  const key = createHash("sha256").update(`${SUITE} ${PACKAGES.join(",")} first-boot:${FIRST_BOOT_PACKAGES.join(",")} offered:${OFFERED_PACKAGES.join(",")} ${BUILD}`).digest("hex").slice(0, 12);
   return join(LAB_ROOT, `rootfs-${key}`);
 }
 
@@ -193,6 +199,11 @@ function startBuild(dir: string, log: (line: string) => void): string {
 
 /** After debootstrap: the local repository, the host-specific files removed, the marker, the rename. */
 function finishBuild(tmp: string, dir: string, progress: (line: string) => void): void {
+  progress(`installing ${FIRST_BOOT_PACKAGES.join(", ")}`);
+  inRoot(tmp, `installing ${FIRST_BOOT_PACKAGES.join(", ")}`, ["apt-get", "install", "-y", "-q", "--no-install-recommends", ...FIRST_BOOT_PACKAGES]);
+  // as in Debian's cloud images: the locale cloud-init sets (en_US.UTF-8) is generated
+  writeFileSync(join(tmp, "etc/locale.gen"), "en_US.UTF-8 UTF-8\n");
+  inRoot(tmp, "generating en_US.UTF-8", ["locale-gen"]);
   localRepository(tmp, progress);
   // Every host gets its own SSH host keys at creation; none may be shared.
   for (const f of readdirSync(join(tmp, "etc/ssh")).filter((x) => x.startsWith("ssh_host_"))) unlinkSync(join(tmp, "etc/ssh", f));
@@ -201,7 +212,7 @@ function finishBuild(tmp: string, dir: string, progress: (line: string) => void)
   // A unique machine-id per boot; the console needs no login prompt.
   writeFileSync(join(tmp, "etc/machine-id"), "");
   rmSync(join(tmp, "etc/systemd/system/getty.target.wants"), { recursive: true, force: true });
-  writeFileSync(join(tmp, ".fmc-ready"), `${SUITE} ${PACKAGES.join(" ")}\noffered: ${OFFERED_PACKAGES.join(" ")}\n`);
+  writeFileSync(join(tmp, ".fmc-ready"), `${SUITE} ${PACKAGES.join(" ")} ${FIRST_BOOT_PACKAGES.join(" ")}\noffered: ${OFFERED_PACKAGES.join(" ")}\n`);
   renameSync(tmp, dir);
 }
 

@@ -99,12 +99,50 @@ test("a fresh checkout: npm ci builds fmc and npx fmc render writes the seed's f
 test("the lab walk-through, line by line: every command exits 0", { timeout: 40 * 60_000 }, () => {
   assert.equal(existsSync(join(dir, "dist/cli/fmc.cjs")), true, "the set-up ran");
   for (const line of WALKTHROUGH) {
+    if (/^npx fmc lab down\b/.test(line)) checkFirstBoot();
     if (/^npx fmc lab up\b/.test(line)) ours = true;
     const r = runLine(line);
     assert.equal(r.status, 0, `${line}\nexit ${r.status}\n${r.stdout.slice(-4000)}\n${r.stderr.slice(-4000)}`);
     if (/^npx fmc lab down\b/.test(line)) ours = false;
   }
 });
+
+/**
+ * While the walk-through's lab is up (issue 20): the hosts lab up booted from their rendered
+ * first-boot files kept what the real tools did, before and after a reboot, and the plan
+ * stays empty after the reboots.
+ */
+function checkFirstBoot(): void {
+  const up = byCommand("fmc lab up")!;
+  const said = up.stdout + up.stderr;
+  const ignitionHosts = [...said.matchAll(/^lab: (\S+): Ignition \(real, fetch \+ files stages\) provisioned its root/gm)].map((m) => m[1]!);
+  const cloudInitHosts = [...said.matchAll(/^lab: (\S+): cloud-init status: done$/gm)].map((m) => m[1]!);
+  // the seed: the three servers from Ignition (the workers and storage1 have data disks), the six cloud-init containers
+  assert.deepEqual(ignitionHosts.sort(), ["master1", "master2", "master3"], said);
+  assert.deepEqual(cloudInitHosts.sort(), ["firewall1", "freeipa1", "loadbalancer1", "loadbalancer2", "traefik1", "traefik2"], said);
+  const fmcIn = (...args: string[]) => spawnSync(process.execPath, [join(dir, "bin/fmc.js"), ...args], { cwd: dir, encoding: "utf8", timeout: 10 * 60_000 });
+  const check = (when: string) => {
+    for (const h of ignitionHosts) {
+      const r = fmcIn("lab", "exec", h, "--", "cat", "/etc/.ignition-result.json");
+      assert.equal(r.status, 0, `${when}: ${h}: ${r.stderr}`);
+      assert.equal((JSON.parse(r.stdout) as { userConfigProvided: boolean }).userConfigProvided, true, `${when}: ${h}`);
+    }
+    for (const h of cloudInitHosts) {
+      const r = fmcIn("lab", "exec", h, "--", "cloud-init", "status", "--wait", "--long");
+      assert.equal(r.status, 0, `${when}: ${h}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /^status: done$/m, `${when}: ${h}`);
+      assert.doesNotMatch(r.stdout, /^errors:\s*\n\s+-/m, `${when}: ${h}`);
+    }
+  };
+  check("after apply");
+  for (const h of ["master1", "loadbalancer1"]) {
+    const r = fmcIn("lab", "reboot", h);
+    assert.equal(r.status, 0, `lab reboot ${h}: ${r.stderr}`);
+  }
+  check("after the reboots");
+  const again = fmcIn("plan", "--detailed-exitcode");
+  assert.equal(again.status, 0, `the plan after the reboots: ${again.stdout.slice(-3000)}${again.stderr.slice(-2000)}`);
+}
 
 test("lab up listed every host with a login command, and the one printed for loadbalancer1 works", () => {
   const up = byCommand("fmc lab up");

@@ -45,6 +45,19 @@ test("lab network: the internet reaches only the public /24 and the uplink, noth
   assert.deepEqual(net.internet!.nics.map((n) => n.bridge), ["pub", "uplink"]);
 });
 
+test("lab network: the package mirror lives on the lab's internet, at an address the firewall's egress lets through", () => {
+  const net = planLabNet(spec, topo, spec.hosts);
+  const mirror = net.internet!.mirror!;
+  assert.equal(mirror, "192.0.2.80");
+  // not in the private network, the public /24 or the uplink; not a range the firewall refuses as egress
+  for (const c of [spec.network.cidr, "203.0.113.0/24", "198.51.100.0/30", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"]) {
+    assert.ok(!contains(cidrOf(c), ipOf(mirror)), `${mirror} is outside ${c}`);
+  }
+  // only where the firewall host is in the lab: it is the LAN hosts' only way out
+  const noFirewall = planLabNet(spec, topo, spec.hosts.filter((h) => !h.roles.includes("firewall")));
+  assert.equal(noFirewall.internet?.mirror, undefined);
+});
+
 test("lab network: without the firewall host, a stand-in router holds the gateways", () => {
   const hosts = spec.hosts.filter((h) => h.roles.includes("loadbalancer") || h.roles.includes("k3s-agent"));
   const net = planLabNet(spec, topo, hosts);
