@@ -13,8 +13,8 @@ export interface OsFamily {
   readonly timeService: string;
   /** Path and content of the time sync configuration. */
   timeConfig(ntp: NtpSources): { path: string; content: string };
-  /** Files that make the internal DNS the first resolver. */
-  resolverFiles(dns: readonly string[], domain: string): Array<{ path: string; content: string }>;
+  /** Files that make the internal DNS the first resolver (Flatcar: none here; src/render/resolver.ts owns its drop-in). */
+  resolverFiles?(dns: readonly string[], domain: string): Array<{ path: string; content: string }>;
   /** A host firewall the OS runs by default, which must let the roles' ports in. */
   readonly hostFirewall?: "firewalld";
   /** SELinux enforcing by default (the targeted policy): its booleans are planned from facts. */
@@ -83,7 +83,7 @@ export const FAMILIES: Record<OsFamilyName, OsFamily> = {
     installPackages: () => undefined,
     timeService: "systemd-timesyncd.service",
     timeConfig: timesyncd,
-    resolverFiles: (dns, domain) => [{ path: "/etc/systemd/resolved.conf.d/fmc.conf", content: `${header}[Resolve]\nDNS=${dns.join(" ")}\nDomains=${domain}\n` }],
+    // no resolverFiles: systemd-resolved's drop-in, the same for Ignition and base (src/render/resolver.ts)
     selinux: false,
     // Flatcar has no HAProxy or Keepalived package: Debian's layout
     haproxySocket: "/run/haproxy/admin.sock",

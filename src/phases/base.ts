@@ -39,7 +39,8 @@ function sysctlFor(host: Host): Record<string, string> {
     }
   }
   if (roles.has("loadbalancer") || roles.has("edge")) out["net.ipv4.ip_nonlocal_bind"] = "1";
-  if (roles.has("firewall") || roles.has("gateway")) out["net.ipv4.ip_forward"] = "1";
+  // the firewall's forwarding is the firewall phase's (it runs first: the LAN's way out)
+  if (roles.has("gateway")) out["net.ipv4.ip_forward"] = "1";
   return out;
 }
 
@@ -190,7 +191,7 @@ function resolverFiles(pc: PhaseContext, host: Host, facts: HostFacts): Array<{ 
   const { spec, topo } = pc.render;
   if (!topo.dnsServers.length || ipaResolverFile(facts)) return [];
   if (facts.os.family === "flatcar") return [flatcarResolverFile(spec.network.upstreamDns)];
-  return FAMILIES[facts.os.family].resolverFiles(resolversFor(pc, host), spec.domain);
+  return FAMILIES[facts.os.family].resolverFiles?.(resolversFor(pc, host), spec.domain) ?? [];
 }
 
 export const base: Phase = {
@@ -204,7 +205,7 @@ export const base: Phase = {
     const user = pc.loginUser(host);
     const files = ["/etc/hostname", SYSCTL_FILE, authorizedKeysPath(user), ...(isK3sNode(host) ? [K3S_MODULES_FILE] : [])];
     for (const f of Object.values(FAMILIES)) {
-      files.push(f.timeConfig({ pools: [], servers: [] }).path, ...f.resolverFiles([], "").map((r) => r.path));
+      files.push(f.timeConfig({ pools: [], servers: [] }).path, ...(f.resolverFiles?.([], "") ?? []).map((r) => r.path));
     }
     files.push(FLATCAR_RESOLVED_DROPIN, ...IPA_RESOLVER_FILES);
     const exporter = runsNodeExporter(pc.render.spec, host);

@@ -56,4 +56,7 @@ test("the firewall phase runs before any phase that installs packages on a LAN h
   const live = changes.findIndex((c) => /set live net\.ipv4\.ip_forward/.test(c.title));
   const load = changes.findIndex((c) => /load the firewall rules/.test(c.title));
   assert.ok(live >= 0 && load > live, "forwarding is set live before the rules load");
+  // and only there: base leaves the firewall's forwarding to it (one owner per key)
+  const baseOnFw = PHASES.find((p) => p.name === "base")!.facts(pc, fw);
+  assert.equal(baseOnFw.sysctl?.has("net.ipv4.ip_forward"), false);
 });
