@@ -354,3 +354,16 @@ test("longhorn-prereqs: a worker's data disk is formatted when blank and mounted
   const st = longhornPrereqs.plan(pc, pc.render.topo.host("storage1"), first);
   assert.deepEqual(st.flatMap((c) => (c.file ? [c.file.path] : [])), ["/etc/systemd/system/k3s-agent.service.d/fmc-longhorn-disk.conf"]);
 });
+
+test("no_root_squash asked for on the shared export is named as ignored: it is always exported root_squash", () => {
+  const yaml = SEED_YAML.replace("{ path: /srv/nfs/shared,     clients: [10.17.4.0/24] }", "{ path: /srv/nfs/shared, clients: [10.17.4.0/24], options: [rw, sync, no_subtree_check, no_root_squash] }");
+  assert.notEqual(yaml, SEED_YAML);
+  const r = loadSpec(yaml);
+  assert.ok(r.spec, JSON.stringify(r.problems));
+  const w = r.problems.filter((p) => p.severity === "warning" && p.path === "storage.exports[1].options");
+  assert.equal(w.length, 1);
+  assert.match(w[0]!.message, /no_root_squash is ignored on the shared export \/srv\/nfs\/shared/);
+  const ctx = contextFor(yaml);
+  assert.match(exportsFile(ctx), /^\/srv\/nfs\/shared 10\.17\.4\.0\/24\([^)]*\broot_squash\)/m);
+  assert.doesNotMatch(exportsFile(ctx), /shared.*no_root_squash/);
+});

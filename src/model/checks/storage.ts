@@ -38,7 +38,10 @@ export function checkStorage(c: Checker, names: Names): void {
       if (exported.has(e.path)) err(`storage.exports[${i}].path`, `${e.path} is exported twice`, "list all its clients in one entry");
       exported.add(e.path);
       if (systemPath(e.path)) err(`storage.exports[${i}].path`, `${e.path} is a system directory; fmc does not export it`);
-      if (e.options.includes("no_root_squash")) {
+      if (e.path === st.sharedExport && e.options.includes("no_root_squash")) {
+        // the renderer exports it root_squash whatever the spec says (root in any pod would be root on the storage host)
+        warn(`storage.exports[${i}].options`, `no_root_squash is ignored on the shared export ${e.path}: it is always exported root_squash`, "remove no_root_squash from this export");
+      } else if (e.options.includes("no_root_squash")) {
         const wide = e.clients.filter((x) => x === "*" || (x.includes("/") && Number(x.split("/")[1]) < 16));
         if (wide.length) warn(`storage.exports[${i}].options`, `no_root_squash for ${wide.join(", ")}: root on any of those machines is root on ${e.path}`, "list the clients that need it, or use root_squash");
       }
