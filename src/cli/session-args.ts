@@ -5,7 +5,7 @@ import type { SessionOptions } from "../engine/session.js";
 import { fileArg, specArg, specFileOf, stateArg } from "./ui.js";
 
 /** The phases' names, for help text without loading them (test/unit/cli.test.ts keeps it true). */
-export const PHASE_NAMES = ["base", "firewall", "wireguard", "dns", "storage", "database", "longhorn-prereqs", "loadbalancer", "k3s-servers", "k3s-agents", "edge"] as const;
+export const PHASE_NAMES = ["firewall", "base", "wireguard", "dns", "storage", "database", "longhorn-prereqs", "loadbalancer", "k3s-servers", "k3s-agents", "edge"] as const;
 
 export const sessionArgs = {
   spec: specArg,

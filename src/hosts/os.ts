@@ -175,3 +175,8 @@ export const PGDG_REPO_PACKAGE = "pgdg-redhat-repo";
 
 /** Where the K3s binary goes: Flatcar's /usr is read-only (get.k3s.io uses /opt/bin there too). */
 export const k3sBinDir = (family: OsFamilyName): string => (family === "flatcar" ? "/opt/bin" : "/usr/local/bin");
+
+/** The family the spec's `os` names: what `fmc render` writes for a host (plan and apply follow the host's facts). */
+export function specFamily(os: "flatcar" | "almalinux" | "debian"): OsFamilyName {
+  return os === "flatcar" ? "flatcar" : os === "debian" ? "debian-like" : "rhel-like";
+}

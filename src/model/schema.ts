@@ -15,6 +15,9 @@ import { retiredChart, retiredText } from "./retired-sources.js";
 // schema) costs more to build than it saves here, about 10 ms of every command.
 z.config({ jitless: true });
 
+/** An NFS export's options when the spec gives none (no_root_squash: the database host creates its cluster there as root). */
+export const NFS_EXPORT_DEFAULT_OPTIONS = ["rw", "sync", "no_subtree_check", "no_root_squash"] as const;
+
 export const API_VERSION = "fmc.dev/v1alpha1";
 
 export const ROLES = [
@@ -241,7 +244,7 @@ const LogicalVolume = z.strictObject({
 const NfsExport = z.strictObject({
   path: absPath,
   clients: list(z.string().max(18), 64).min(1).describe("CIDRs or addresses allowed to mount"),
-  options: list(nfsOption, 16).default(["rw", "sync", "no_subtree_check", "no_root_squash"]).describe("exports(5) options from a known set"),
+  options: list(nfsOption, 16).default([...NFS_EXPORT_DEFAULT_OPTIONS]).describe("exports(5) options from a known set (the shared export is always root_squash)"),
 });
 
 const Storage = z.strictObject({

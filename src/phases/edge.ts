@@ -23,7 +23,6 @@ import { traefikDynamic, traefikStatic } from "../render/traefik.js";
 import { HEADER_TEXT } from "../render/types.js";
 import { sh } from "../render/quote.js";
 import type { Host } from "../model/schema.js";
-import { withAdminSocket } from "../render/haproxy.js";
 import { guardsFacts, HAPROXY_CFG, HAPROXY_SELINUX, haproxyPackages, KEEPALIVED_PACKAGES, KEEPALIVED_SELINUX, keepalivedChanges, keepalivedFacts, vipRisk } from "./loadbalancer.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
@@ -113,7 +112,7 @@ function haproxyPlan(pc: PhaseContext, host: Host, facts: HostFacts, c: OpContex
     fileChange(facts, { path: EDGE_PATHS.forwarders, content: forwardersList(pc.render) }, c),
     fileChange(facts, { path: EDGE_PATHS.bundle, content: certBundle(oc.cert, oc.key), mode: 0o600, secret: true }, c),
     // the admin socket where the host's haproxy package provides its directory
-    fileChange(facts, { path: HAPROXY_CFG, content: withAdminSocket(edgeHaproxyConfig(pc.render, host), facts.os.family), validate: "haproxy -c -q -f %s" }, c),
+    fileChange(facts, { path: HAPROXY_CFG, content: edgeHaproxyConfig(pc.render, host, EDGE_PATHS, facts.os.family), validate: "haproxy -c -q -f %s" }, c),
   ].filter((x): x is Change => !!x);
   out.push(...files.map((f) => markingReload(f, "haproxy.service")));
   const ka = keepalivedChanges(pc, host, facts, c, installing("keepalived"));

@@ -10,6 +10,8 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord, systemdPath } from "./quote.js";
 import { haproxyGlobal } from "./haproxy.js";
+import { specFamily } from "../hosts/os.js";
+import type { OsFamilyName } from "../hosts/facts.js";
 
 const word = (v: string) => configWord("haproxy.cfg", v);
 
@@ -37,14 +39,14 @@ export function certBundle(cert: string, key: string): string {
   return `${cert.trim()}\n${key.trim()}\n`;
 }
 
-export function edgeHaproxyConfig(ctx: RenderContext, host: Host, paths: EdgePaths = EDGE_PATHS): string {
+export function edgeHaproxyConfig(ctx: RenderContext, host: Host, paths: EdgePaths = EDGE_PATHS, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
   // one server (the VIP): checked, but back within about two seconds once it answers again
   const check = `check inter ${lb.check.interMs}ms fastinter 500ms downinter 1s fall ${lb.check.fall} rise ${lb.check.rise}`;
   return lines(
     HEADER("#"),
-    ...haproxyGlobal(ctx, "ssl-default-bind-options ssl-min-ver TLSv1.2"),
+    ...haproxyGlobal(ctx, family, "ssl-default-bind-options ssl-min-ver TLSv1.2"),
     "defaults",
     "    mode http",
     "    log global",

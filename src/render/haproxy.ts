@@ -8,8 +8,7 @@
 import type { Host } from "../model/schema.js";
 import { K3S_API_PORT } from "../model/checks.js";
 import type { OsFamilyName } from "../hosts/facts.js";
-import { FAMILIES } from "../hosts/os.js";
-import { FmcError } from "../errors.js";
+import { FAMILIES, specFamily } from "../hosts/os.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
@@ -43,26 +42,13 @@ function globalSection(ctx: RenderContext, family: OsFamilyName, extra: readonly
   ];
 }
 
-/**
- * HAProxy's global section, the same for the load balancers and the edge, with Debian's
- * admin socket; withAdminSocket moves it where another family's package provides one.
- */
-export function haproxyGlobal(ctx: RenderContext, ...extra: string[]): string[] {
-  return globalSection(ctx, "debian-like", extra);
-}
-
-/**
- * `cfg` (whose global section haproxyGlobal rendered) with the admin socket of `family`:
- * for the edge's config, whose renderer does not take the family (src/render/edge.ts).
- */
-export function withAdminSocket(cfg: string, family: OsFamilyName): string {
-  const from = `\n${adminSocketLine("debian-like")}\n`;
-  if (cfg.split(from).length !== 2) throw new FmcError("RENDER_HAPROXY_SOCKET", "the HAProxy config has no single admin socket line to place", "src/render/haproxy.ts's haproxyGlobal renders it");
-  return cfg.replace(from, `\n${adminSocketLine(family)}\n`);
+/** HAProxy's global section, the same for the load balancers and the edge, with the admin socket where `family`'s package provides one. */
+export function haproxyGlobal(ctx: RenderContext, family: OsFamilyName, ...extra: string[]): string[] {
+  return globalSection(ctx, family, extra);
 }
 
 /** haproxy.cfg for a load balancer, its admin socket where `family`'s package provides one. */
-export function haproxyConfig(ctx: RenderContext, host: Host, family: OsFamilyName = "debian-like"): string {
+export function haproxyConfig(ctx: RenderContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
   const check = `check inter ${lb.check.interMs}ms fall ${lb.check.fall} rise ${lb.check.rise}`;

@@ -15,7 +15,7 @@
 // So the vrrp_script runs a check loop (checkScriptPath) for most of each second.
 import type { Host, Vip } from "../model/schema.js";
 import type { OsFamilyName } from "../hosts/facts.js";
-import { FAMILIES } from "../hosts/os.js";
+import { FAMILIES, specFamily } from "../hosts/os.js";
 import type { Artifact, RenderContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
@@ -99,7 +99,7 @@ export function checkScript(): string {
 }
 
 /** keepalived.conf for `host`, naming the check script where `family` installs it. */
-export function keepalivedConfig(ctx: RenderContext, host: Host, family: OsFamilyName = "debian-like"): string {
+export function keepalivedConfig(ctx: RenderContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const script = checkScriptPath(family);
   const vrrp = spec.vrrp;

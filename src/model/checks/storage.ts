@@ -4,6 +4,7 @@
 import { parseCidr, parseIp } from "../net.js";
 import { LONGHORN_RESERVED_PERCENT, longhornCapacity } from "../capacity.js";
 import { needHost, type Checker, type Names, type Report } from "./context.js";
+import { NFS_EXPORT_DEFAULT_OPTIONS } from "../schema.js";
 
 /**
  * Mount points that would hide the system's own files (or are the kernel's): data
@@ -38,9 +39,10 @@ export function checkStorage(c: Checker, names: Names): void {
       if (exported.has(e.path)) err(`storage.exports[${i}].path`, `${e.path} is exported twice`, "list all its clients in one entry");
       exported.add(e.path);
       if (systemPath(e.path)) err(`storage.exports[${i}].path`, `${e.path} is a system directory; fmc does not export it`);
-      if (e.path === st.sharedExport && e.options.includes("no_root_squash")) {
+      const byDefault = e.options.length === NFS_EXPORT_DEFAULT_OPTIONS.length && e.options.every((o, k) => o === NFS_EXPORT_DEFAULT_OPTIONS[k]);
+      if (e.path === st.sharedExport) {
         // the renderer exports it root_squash whatever the spec says (root in any pod would be root on the storage host)
-        warn(`storage.exports[${i}].options`, `no_root_squash is ignored on the shared export ${e.path}: it is always exported root_squash`, "remove no_root_squash from this export");
+        if (e.options.includes("no_root_squash") && !byDefault) warn(`storage.exports[${i}].options`, `no_root_squash is ignored on the shared export ${e.path}: it is always exported root_squash`, "remove no_root_squash from this export");
       } else if (e.options.includes("no_root_squash")) {
         const wide = e.clients.filter((x) => x === "*" || (x.includes("/") && Number(x.split("/")[1]) < 16));
         if (wide.length) warn(`storage.exports[${i}].options`, `no_root_squash for ${wide.join(", ")}: root on any of those machines is root on ${e.path}`, "list the clients that need it, or use root_squash");
