@@ -4,7 +4,7 @@
 // elsewhere (k3sBinDir in src/hosts/os.ts), and a non-interactive SSH shell's PATH may have
 // neither, so the command finds it itself.
 import { quote, script, uploadScript, type Command } from "../hosts/command.js";
-import { k3sInstallScript } from "../render/ignition.js";
+import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { K3sBundle } from "./bundle.js";
