@@ -98,7 +98,7 @@ const addPeer = defineCommand({
       if (p.failedHosts.has(t.gateway.name)) throw new FmcError("FACTS", `peer ${peer.name} is stored but the facts of ${t.gateway.name} could not be read: ${p.failedHosts.get(t.gateway.name)}`, "fix it, then: fmc apply --phase wireguard");
       process.stderr.write(`${bold(t.gateway.name)}: ${n(p.changes.length, "change")}\n`);
       printChanges(p);
-      await applyPlan(p, s.transports, { concurrency: 2, onEvent: progress });
+      await applyPlan(p, s.transports, { concurrency: 2, onEvent: progress, reconnect: s.reconnect });
       process.stderr.write(`peer ${peer.name} is live on ${t.gateway.name}\n`);
     } finally {
       lock?.release();
@@ -154,11 +154,11 @@ const rotate = defineCommand({
       // both configs first (nothing live changes), then the reloads back to back:
       // the gateway must know the LAN peer's new key before the LAN peer dials with it
       const t0 = performance.now();
-      await applyPlan(onlyHosts(p, isWrite), s.transports, { concurrency: 2, onEvent: progress });
+      await applyPlan(onlyHosts(p, isWrite), s.transports, { concurrency: 2, onEvent: progress, reconnect: s.reconnect });
       const t1 = performance.now();
-      await applyPlan(onlyHosts(p, (c) => !isWrite(c) && c.host === t.gateway.name), s.transports, { concurrency: 1, onEvent: progress });
+      await applyPlan(onlyHosts(p, (c) => !isWrite(c) && c.host === t.gateway.name), s.transports, { concurrency: 1, onEvent: progress, reconnect: s.reconnect });
       const t2 = performance.now();
-      await applyPlan(onlyHosts(p, (c) => !isWrite(c) && c.host === t.lanPeer.name), s.transports, { concurrency: 1, onEvent: progress });
+      await applyPlan(onlyHosts(p, (c) => !isWrite(c) && c.host === t.lanPeer.name), s.transports, { concurrency: 1, onEvent: progress, reconnect: s.reconnect });
       const t3 = performance.now();
       const lanPublic = wireguardPublicKey(secrets.get(`wireguard-${t.lanPeer.name}`));
       const shake = await waitForHandshake(s, t.gateway.name, iface, lanPublic, 30_000);

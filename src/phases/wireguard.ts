@@ -6,7 +6,10 @@
 // ExecReload is `wg syncconf`: keys and peers change, the interface stays up); only a
 // change of wg-quick's own [Interface] settings (Address, MTU, Table, hooks) restarts it.
 // Keys reach the host on stdin inside the config file (0600), never on a command line.
-// The gateway's nftables table is loaded by its own unit, before the tunnel.
+// The gateway's nftables table (input default drop, SSH on one port) could cut fmc off
+// the gateway, so it goes live as firewall1's does (src/ops/revert.ts): written and checked,
+// loaded under an armed revert, confirmed over a brand-new SSH connection; only then is it
+// copied to the file its unit loads at boot, before the tunnel.
 import {
   adminSubnetOf,
   GATEWAY_NFT,
@@ -28,12 +31,23 @@ import { packageChange } from "../ops/package.js";
 import { PENDING_DIR, pendingMarker, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
 import type { Change } from "../ops/change.js";
+import { confirmedLoad, DEFAULT_CONFIRM_TIMEOUT_S, nftRevert } from "../ops/revert.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 
 /** Guard: exit 0 when the kernel has WireGuard (loaded, or loadable). */
 export const KERNEL_GUARD = "wireguard-kernel-module";
 const KERNEL_TEST = "test -d /sys/module/wireguard || modprobe -n -q wireguard";
+
+/** The gateway's rules as rendered: written, checked by nft -c, loaded and confirmed. */
+export const GATEWAY_RULES = "/etc/fmc/fmc_gateway.rendered.nft";
+/** Guard: exit 0 when the gateway's table is the confirmed one and that is the rendered one. */
+export const GATEWAY_IN_SYNC = "gateway-nft-in-sync";
+/**
+ * The gateway table's timed revert; a confirmation copies the rules to GATEWAY_NFT, the file
+ * fmc-gateway-nftables.service loads at boot (and on a restart).
+ */
+export const GATEWAY_REVERT = nftRevert({ table: "inet fmc_gateway", rules: GATEWAY_RULES, bootRules: GATEWAY_NFT, stateDir: "/var/lib/fmc/gateway", revertUnit: "fmc-gateway-revert" });
 
 /** wg-quick's own [Interface] keys: changing one needs wg-quick down/up, the rest `wg syncconf` applies. */
 const WG_QUICK_KEYS = new Set(["address", "mtu", "dns", "table", "preup", "postup", "predown", "postdown", "saveconfig"]);
@@ -103,10 +117,10 @@ export const wireguard: Phase = {
     const unit = wgUnit(iface);
     const gw = host.name === t.gateway.name;
     return {
-      files: new Set([wgConfPath(iface), pendingMarker(unit), ...(gw ? [GATEWAY_NFT, unitPath(GATEWAY_NFT_UNIT), pendingMarker(GATEWAY_NFT_UNIT)] : [TUNNEL_NFT])]),
+      files: new Set([wgConfPath(iface), pendingMarker(unit), ...(gw ? [GATEWAY_RULES, unitPath(GATEWAY_NFT_UNIT), pendingMarker(GATEWAY_NFT_UNIT)] : [TUNNEL_NFT])]),
       units: new Set([unit, ...(gw ? [GATEWAY_NFT_UNIT] : [])]),
       packages: new Set(["wireguard-tools", "wireguard-go", "nftables"]),
-      guards: new Map([[KERNEL_GUARD, KERNEL_TEST]]),
+      guards: new Map([[KERNEL_GUARD, KERNEL_TEST], ...(gw ? ([[GATEWAY_IN_SYNC, GATEWAY_REVERT.inSyncTest]] as const) : [])]),
     };
   },
   plan(pc: PhaseContext, host: Host, facts: HostFacts): Change[] {
@@ -133,14 +147,29 @@ export const wireguard: Phase = {
     if (gw) {
       // the gateway's filter first: the tunnel's port is open and the forwards exist before it comes up
       const ssh = t.gateway.ssh?.port ?? ctx.spec.ssh.port;
+      const timeoutS = pc.confirmTimeoutS ?? DEFAULT_CONFIRM_TIMEOUT_S;
+      const table = "table inet fmc_gateway";
       const unitFile = fileChange(facts, { path: unitPath(GATEWAY_NFT_UNIT), content: gatewayNftUnit(ctx) }, c);
-      const nft = fileChange(facts, { path: GATEWAY_NFT, content: vpsNftables(ctx, t), validate: "nft -c -f %s" }, c);
+      const nft = fileChange(facts, { path: GATEWAY_RULES, content: vpsNftables(ctx, t), validate: "nft -c -f %s" }, c);
       if (unitFile) out.push(marking({ ...unitFile, commands: [...unitFile.commands, cmd("systemctl", "daemon-reload")] }, GATEWAY_NFT_UNIT, true));
-      if (nft) out.push(marking(nft, GATEWAY_NFT_UNIT, false));
+      if (nft) out.push(nft);
+      if (nft || facts.guards.get(GATEWAY_IN_SYNC) !== 0) {
+        const load = confirmedLoad(GATEWAY_REVERT, {
+          host: host.name,
+          phase: "wireguard",
+          timeoutS,
+          title: `load the gateway's rules (${table}), confirmed over a new SSH connection`,
+          describe: `gateway rules (nftables ${table})`,
+          fileChanged: !!nft,
+          hint: `the new rules would have cut fmc off ${host.name}: they let SSH in on tcp ${ssh} only${ctx.spec.wireguard!.sshFrom ? ` and on its public side only from wireguard.sshFrom` : ""}; check that sshd listens there (ssh.port, or the host's ssh.port) and that fmc connects from an allowed address, then run fmc apply again`,
+        });
+        out.push({ ...load, notes: [...load.notes, `${table}: input is default drop on ${host.name}; SSH (tcp ${ssh}) and WireGuard (udp ${wg.port}) stay open`] });
+      }
+      // the unit loads the confirmed copy at boot; restarted only when the unit itself changed
       const pending = pendingOf(facts, GATEWAY_NFT_UNIT);
       const restart = !!unitFile || pending === "restart";
-      const s = serviceChange(facts, { unit: GATEWAY_NFT_UNIT, enabled: true, running: true, reload: !!unitFile || !!nft, pending: !!pending, reloadBy: restart ? "restart" : "reload" }, c);
-      if (s) out.push({ ...s, notes: [...s.notes, `table inet fmc_gateway: input is default drop on ${host.name}; SSH (tcp ${ssh}) and WireGuard (udp ${wg.port}) stay open`] });
+      const s = serviceChange(facts, { unit: GATEWAY_NFT_UNIT, enabled: true, running: true, reload: !!unitFile, pending: !!pending, reloadBy: restart ? "restart" : "reload" }, c);
+      if (s) out.push(s);
     } else {
       // loaded by wg-quick's PostUp; a change reaches a running tunnel at once
       const nft = fileChange(facts, { path: TUNNEL_NFT, content: tunnelNftables(ctx), validate: "nft -c -f %s" }, c);

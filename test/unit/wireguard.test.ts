@@ -24,7 +24,7 @@ import {
   wgConfig,
   wgConfPath,
 } from "../../src/render/wireguard.js";
-import { wireguard, wgCheck, wgQuickPart, KERNEL_GUARD } from "../../src/phases/wireguard.js";
+import { wireguard, wgCheck, wgQuickPart, GATEWAY_IN_SYNC, GATEWAY_RULES, KERNEL_GUARD } from "../../src/phases/wireguard.js";
 import { terminalQr } from "../../src/cli/wireguard-commands.js";
 import { pendingMarker } from "../../src/ops/service.js";
 import { unitPath } from "../../src/ops/unit.js";
@@ -55,8 +55,15 @@ const pcOf = (render: RenderContext): PhaseContext => ({ render, mask: (t) => re
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
+interface FactsSpec { files?: Record<string, string | null>; packages?: string[]; units?: Record<string, [string, string]>; kernel?: boolean; gatewayInSync?: boolean }
+
 /** Facts as the fact script prints them, parsed by the real parser. */
-function factsOf(o: { files?: Record<string, string | null>; packages?: string[]; units?: Record<string, [string, string]>; kernel?: boolean } = {}): HostFacts {
+function factsOf(o: FactsSpec = {}): HostFacts {
+  return parseFacts("h", factsText(o));
+}
+
+/** What the fact script prints for such a host. */
+function factsText(o: FactsSpec = {}): string {
   const units = Object.entries(o.units ?? {}).flatMap(([id, [active, enabled]]) => [`Id=${id}`, `ActiveState=${active}`, `UnitFileState=${enabled}`, ""]);
   const files = Object.entries(o.files ?? {}).map(([p, c]) => (c === null ? `${p} -` : `${p} ${p.endsWith(".conf") && p.includes("wireguard") ? "600" : "644"} root root ${b64(c)}`));
   const text = [
@@ -69,10 +76,10 @@ function factsOf(o: { files?: Record<string, string | null>; packages?: string[]
     "@sysctl",
     "@files", ...files,
     "@dirs", "@users",
-    "@guard", `${KERNEL_GUARD} ${o.kernel ? 0 : 1}`,
+    "@guard", `${KERNEL_GUARD} ${o.kernel ? 0 : 1}`, `${GATEWAY_IN_SYNC} ${o.gatewayInSync ? 0 : 1}`,
     "@end",
   ].join("\n");
-  return parseFacts("h", text + "\n");
+  return text + "\n";
 }
 
 /** What the host looks like after the planned changes ran: their files written, packages in, units up. */
@@ -85,6 +92,8 @@ function afterApply(pc: PhaseContext, changes: readonly Change[], kernel: boolea
     packages: ["wireguard-tools", "nftables", ...(kernel ? [] : ["wireguard-go"])],
     units: { [`wg-quick@${iface}.service`]: ["active", "enabled"], "fmc-gateway-nftables.service": ["active", "enabled"] },
     kernel,
+    // the gateway's confirmed load ran: its table is the confirmed, rendered one
+    gatewayInSync: changes.some((c) => c.confirm) || undefined,
   });
 }
 
@@ -245,7 +254,7 @@ test("phase: plans from a fresh host converge, keys never reach a command line o
       assert.equal(/wireguard-go/.test(install.title), !kernel, install.title);
       assert.equal(/userspace wireguard-go/.test(install.title), !kernel);
       assert.ok(plan.some((c) => c.title === "enable, start wg-quick@wg0.service"), plan.map((c) => c.title).join("; "));
-      if (host.name === "vps1") assert.ok(plan.some((c) => c.path === GATEWAY_NFT && c.file!.validate === "nft -c -f %s"));
+      if (host.name === "vps1") assert.ok(plan.some((c) => c.path === GATEWAY_RULES && c.file!.validate === "nft -c -f %s"));
       else assert.ok(plan.some((c) => c.path === TUNNEL_NFT));
       // re-running plans nothing
       assert.deepEqual(wireguard.plan(pc, host, afterApply(pc, plan, kernel)).map((c) => c.title), [], `${host.name} converges`);
@@ -296,10 +305,11 @@ test("phase: a new peer or new keys reload (wg syncconf); an [Interface] change 
   });
   assert.deepEqual(wireguard.plan(pcOf(mtu), fw, stopped).map((c) => c.title), ["restart (configuration changed in an earlier run that did not finish) wg-quick@wg0.service"]);
 
-  // the gateway's table reloads through its unit when the ruleset changes
+  // a changed ruleset on the gateway is loaded under its revert and confirmed, not reloaded through the unit
   const ports = stateContext(dir, SEED_YAML.replace("  lanPeer: firewall1\n", "  lanPeer: firewall1\n  forwardPorts: [443]\n"));
   const nft = wireguard.plan(pcOf(ports), vps, appliedVps);
-  assert.deepEqual(nft.map((c) => c.title).slice(0, 2), [`update ${GATEWAY_NFT}`, "reload (configuration changed) fmc-gateway-nftables.service"]);
+  assert.deepEqual(nft.map((c) => c.title).slice(0, 2), [`update ${GATEWAY_RULES}`, "load the gateway's rules (table inet fmc_gateway), confirmed over a new SSH connection"]);
+  assert.ok(nft[1]!.confirm);
   assert.ok(appliedVps.files.get(unitPath("fmc-gateway-nftables.service")));
 });
 
