@@ -67,6 +67,24 @@ after(() => {
   assert.equal(qemus(), "", "no QEMU left behind");
 });
 
+// The VM tier itself (was vm.test.ts, which booted a lab of its own for this): a host that
+// needs a kernel of its own runs as a QEMU VM on the same segment as the containers, with the
+// same keys, known_hosts and inventory, so plan and apply don't know the difference.
+test("storage1 is a VM with its own kernel, the data disk the rendered Terraform gives it, and modules; a container reaches it; lab exec passes exit codes", () => {
+  assert.notEqual(qemus(), "", "storage1 runs in QEMU");
+  const kernel = on("storage1", ["uname", "-r"]);
+  assert.equal(kernel.status, 0, kernel.stderr);
+  assert.notEqual(kernel.stdout.trim(), spawnSync("uname", ["-r"], { encoding: "utf8" }).stdout.trim(), "not this machine's kernel");
+  // storage.device /dev/vdb is the fixture's 20 GiB data disk (libvirt_volume.storage1_data in main.tf.json)
+  assert.equal(on("storage1", ["lsblk", "-dnbo", "SIZE", "/dev/vdb"]).stdout.trim(), String(20 * 1024 ** 3));
+  // what containers can't do: load kernel modules (the NFS server's)
+  assert.equal(on("storage1", ["modprobe", "nfsd"]).status, 0);
+  assert.match(on("storage1", ["cat", "/proc/filesystems"]).stdout, /\tnfsd$/m);
+  assert.equal(labExec("worker1", ["bash", "-c", `echo > /dev/tcp/${STORAGE}/22`], { timeoutMs: 10_000 }).status, 0, "worker1 reaches storage1's sshd");
+  assert.equal(run("lab", "exec", "storage1", "--", "sh", "-c", "exit 5").status, 5);
+  assert.equal(on("storage1", ["hostname"]).stdout.trim(), "storage1", "apply's base phase named the VM");
+});
+
 test("apply converged: a second plan has nothing to do and names storage1 as the single point of failure", () => {
   const p = run("plan", "--detailed-exitcode");
   assert.equal(p.status, 0, p.stdout + p.stderr);
