@@ -1,5 +1,8 @@
-// One apply at a time per cluster: a lock file <stateDir>/<what>.lock holding
-// {pid, host, token, started}. Why this is safe against concurrent fmc processes:
+// One command that changes hosts at a time per cluster: apply and every day-2 runbook take the
+// same lock file, <stateDir>/hosts.lock (an apply during a restore would start K3s again
+// mid-restore; two runbooks could restart two servers at once). Other named locks (secrets)
+// work the same way. A lock file holds {pid, host, token, started, what, command}: the holder
+// is named in a refusal. Why this is safe against concurrent fmc processes:
 // - A lock file appears complete or not at all: the record is written to a temp file that is
 //   then hard-linked to the lock path; link() fails with EEXIST if the path exists.
 // - Only a lock whose pid is dead on this host is stale; one that does not parse or comes from
@@ -14,13 +17,25 @@
 import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
+import { quote } from "../hosts/command.js";
 import { checkStateAccess, statePermissionError } from "./dir.js";
 
 export interface Lock {
   release(): void;
+}
+
+/** The lock of every command that changes hosts, whatever the command: <stateDir>/hosts.lock. */
+export const HOSTS_LOCK = "hosts";
+
+/** Who takes a lock, for the refusal another command gets. */
+export interface LockHolder {
+  /** The operation: "apply", "node remove". */
+  readonly what?: string;
+  /** The command line, secrets masked: "fmc node remove master2 --yes". */
+  readonly command?: string;
 }
 
 const LockFile = z.object({
@@ -28,6 +43,9 @@ const LockFile = z.object({
   host: z.string().min(1),
   token: z.string().regex(/^[0-9a-f]{16,64}$/), // becomes part of the marker's file name
   started: z.string(),
+  // absent in locks written before they were recorded
+  what: z.string().max(200).optional(),
+  command: z.string().max(2000).optional(),
 });
 type LockFile = z.infer<typeof LockFile>;
 
@@ -42,16 +60,28 @@ type Outcome =
   | { kind: "invalid"; file: string }
   | { kind: "stuck"; file: string };
 
-/** Takes the lock, or throws LOCKED; with waitMs, keeps trying that long while another holds it. */
-export function acquireLock(stateDir: string, what = "apply", waitMs = 0): Lock {
+/** This process's command line as people typed it (fmc's own arguments), masked. */
+export function commandLine(mask: (text: string) => string = (t) => t): string {
+  const [, script, ...args] = process.argv;
+  const program = script === undefined ? "node" : /(^|\/)fmc(\.js)?$/.test(script) ? "fmc" : basename(script);
+  return mask([program, ...args.map(quote)].join(" "));
+}
+
+/**
+ * Takes the lock `name` (default: the hosts lock), or throws LOCKED naming its holder's
+ * operation, command line and pid; with waitMs, keeps trying that long while another holds it.
+ */
+export function acquireLock(stateDir: string, name = HOSTS_LOCK, waitMs = 0, holder: LockHolder = {}): Lock {
   io(stateDir, "create the state directory", () => mkdirSync(stateDir, { recursive: true, mode: 0o700 }), stateDir);
   checkStateAccess(stateDir);
-  const path = join(stateDir, `${what}.lock`);
+  const path = join(stateDir, `${name}.lock`);
+  const what = holder.what ?? (name === HOSTS_LOCK ? "apply" : name);
+  const me = { what: what.slice(0, 200), command: (holder.command ?? commandLine()).slice(0, 2000) };
   const waitUntil = Date.now() + waitMs;
-  let r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+  let r = take(path, me, 0, Date.now() + TAKEOVER_WAIT_MS);
   while (r.kind !== "mine" && Date.now() < waitUntil) {
     sleep(25);
-    r = take(path, 0, Date.now() + TAKEOVER_WAIT_MS);
+    r = take(path, me, 0, Date.now() + TAKEOVER_WAIT_MS);
   }
   switch (r.kind) {
     case "mine":
@@ -59,16 +89,20 @@ export function acquireLock(stateDir: string, what = "apply", waitMs = 0): Lock 
     case "held": {
       const h = r.holder;
       const local = h.host === hostname();
+      const other = h.what ?? what;
+      const cmd = h.command ? `: ${h.command}` : "";
+      // a different operation on the same lock: say why it waits
+      const why = name !== HOSTS_LOCK || other === what ? "" : `; fmc ${what} changes the same hosts, so it does not run meanwhile`;
       if (r.file === path) {
         throw new FmcError(
           "LOCKED",
-          local ? `another fmc ${what} is running (pid ${h.pid}, since ${h.started})` : `another fmc ${what} holds the lock (pid ${h.pid} on host ${h.host}, since ${h.started})`,
+          local ? `another fmc ${other} is running (pid ${h.pid}, since ${h.started}${cmd})${why}` : `another fmc ${other} holds the lock (pid ${h.pid} on host ${h.host}, since ${h.started}${cmd})${why}`,
           local ? `wait for it to finish; if no fmc runs, remove ${path}` : `the state directory is shared with ${h.host}; if no fmc runs there, remove ${path}`,
         );
       }
       throw new FmcError(
         "LOCKED",
-        `another fmc ${what} is taking over a stale lock (pid ${h.pid}${local ? "" : ` on host ${h.host}`}, since ${h.started})`,
+        `another fmc ${other} is taking over a stale lock (pid ${h.pid}${local ? "" : ` on host ${h.host}`}, since ${h.started}${cmd})`,
         `try again; if no fmc runs, remove ${path} and ${r.file}`,
       );
     }
@@ -80,10 +114,10 @@ export function acquireLock(stateDir: string, what = "apply", waitMs = 0): Lock 
 }
 
 /** Creates the lock file at path, taking over a stale one; never throws LOCKED itself. */
-function take(path: string, depth: number, deadline: number): Outcome {
+function take(path: string, me: LockHolder, depth: number, deadline: number): Outcome {
   for (;;) {
     const token = randomBytes(16).toString("hex");
-    const record: LockFile = { pid: process.pid, host: hostname(), token, started: new Date().toISOString() };
+    const record: LockFile = { pid: process.pid, host: hostname(), token, started: new Date().toISOString(), ...me };
     if (create(path, JSON.stringify(record), token)) return { kind: "mine", token };
     const raw = read(path);
     if (raw === undefined) continue; // released meanwhile: try again
@@ -92,7 +126,7 @@ function take(path: string, depth: number, deadline: number): Outcome {
     if (holder.host !== hostname() || alive(holder.pid)) return { kind: "held", file: path, holder };
     if (depth >= MAX_DEPTH) return { kind: "stuck", file: path };
     const marker = `${path}.takeover-${holder.token}`;
-    const m = take(marker, depth + 1, deadline);
+    const m = take(marker, me, depth + 1, deadline);
     if (m.kind === "mine") {
       try {
         if (read(path) === raw) remove(path);

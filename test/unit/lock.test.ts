@@ -1,4 +1,4 @@
-// The apply lock: held while its process runs, taken over when that process is gone (by
+// The state directory's locks (hosts.lock: apply and every day-2 runbook; secrets.lock): held while its process runs, taken over when that process is gone (by
 // exactly one of several racing processes), never taken over when it can't be judged, and
 // released only by its own acquisition. Real processes on real files in a temp directory.
 import { test } from "node:test";
@@ -10,7 +10,7 @@ import { hostname } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
-import { acquireLock } from "../../src/state/lock.js";
+import { acquireLock, commandLine, HOSTS_LOCK } from "../../src/state/lock.js";
 import { FmcError } from "../../src/errors.js";
 import { ROOT, tempDir } from "../helpers.js";
 
@@ -38,19 +38,51 @@ test("a held lock refuses a second acquire with the holder's pid; after release 
   const dir = tempDir(t);
   const lock = acquireLock(dir);
   assert.throws(() => acquireLock(dir), locked(process.pid));
-  assert.throws(() => acquireLock(dir), (e) => e instanceof FmcError && e.hint!.includes(join(dir, "apply.lock")));
+  assert.throws(() => acquireLock(dir), (e) => e instanceof FmcError && e.hint!.includes(join(dir, "hosts.lock")));
   lock.release();
   acquireLock(dir).release();
   // another name is another lock
-  const a = acquireLock(dir, "apply");
-  const b = acquireLock(dir, "other");
+  const a = acquireLock(dir);
+  const b = acquireLock(dir, "secrets");
   a.release();
   b.release();
 });
 
+test("every command that changes hosts takes the one hosts lock: a refusal names the holder's operation, command line and pid", (t) => {
+  const dir = tempDir(t);
+  const upgrade = acquireLock(dir, HOSTS_LOCK, 0, { what: "upgrade", command: "fmc upgrade --to v1.33.5+k3s1 --yes" });
+  const record = JSON.parse(readFileSync(join(dir, "hosts.lock"), "utf8"));
+  assert.equal(record.what, "upgrade");
+  assert.equal(record.command, "fmc upgrade --to v1.33.5+k3s1 --yes");
+  for (const what of ["apply", "node remove", "restore etcd", "certs rotate", "reset"]) {
+    assert.throws(
+      () => acquireLock(dir, HOSTS_LOCK, 0, { what }),
+      (e) => locked(process.pid)(e) && (e as FmcError).message === `another fmc upgrade is running (pid ${process.pid}, since ${record.started}: fmc upgrade --to v1.33.5+k3s1 --yes); fmc ${what} changes the same hosts, so it does not run meanwhile`,
+    );
+  }
+  // the default is the hosts lock (what fmc wireguard takes)
+  assert.throws(() => acquireLock(dir), locked(process.pid));
+  upgrade.release();
+  // a lock written before the holder was recorded is still read, and named by the taker's operation
+  writeFileSync(join(dir, "hosts.lock"), lockRecord(process.pid));
+  assert.throws(() => acquireLock(dir, HOSTS_LOCK, 0, { what: "reset" }), (e) => locked(process.pid)(e) && (e as FmcError).message.startsWith("another fmc reset is running"));
+});
+
+test("the command line a lock records is fmc's, secrets masked", () => {
+  const argv = process.argv;
+  try {
+    process.argv = [process.execPath, "/opt/fmc/bin/fmc.js", "node", "remove", "master2", "--yes", "it's"];
+    assert.equal(commandLine(), "fmc node remove master2 --yes 'it'\\''s'");
+    process.argv = [process.execPath, "/opt/fmc/bin/fmc.js", "apply", "--token", "hunter2"];
+    assert.equal(commandLine((t) => t.replaceAll("hunter2", "<secret:x>")), "fmc apply --token <secret:x>");
+  } finally {
+    process.argv = argv;
+  }
+});
+
 test("a lock left by a dead process is taken over", (t) => {
   const dir = tempDir(t);
-  const path = join(dir, "apply.lock");
+  const path = join(dir, "hosts.lock");
   writeFileSync(path, lockRecord(deadPid()));
   const lock = acquireLock(dir);
   assert.equal(JSON.parse(readFileSync(path, "utf8")).pid, process.pid);
@@ -61,7 +93,7 @@ test("a lock left by a dead process is taken over", (t) => {
 
 test("a takeover abandoned by a dead process (its marker left behind) does not block for ever", (t) => {
   const dir = tempDir(t);
-  const path = join(dir, "apply.lock");
+  const path = join(dir, "hosts.lock");
   const stale = lockRecord(deadPid());
   writeFileSync(path, stale);
   writeFileSync(`${path}.takeover-${JSON.parse(stale).token}`, lockRecord(deadPid()));
@@ -75,7 +107,7 @@ test("a lock file that is empty, garbage or of the wrong shape is held, named in
   const cases = ["", "{", "not json", "null", "[]", '{"pid":"12"}', JSON.stringify({ pid: deadPid(), started: "x" }), lockRecord(-5), JSON.stringify({ ...JSON.parse(lockRecord(deadPid())), token: "../../etc" })];
   for (const content of cases) {
     const dir = tempDir(t);
-    const path = join(dir, "apply.lock");
+    const path = join(dir, "hosts.lock");
     writeFileSync(path, content);
     assert.throws(
       () => acquireLock(dir),
@@ -87,13 +119,13 @@ test("a lock file that is empty, garbage or of the wrong shape is held, named in
       },
     );
     assert.equal(readFileSync(path, "utf8"), content);
-    assert.deepEqual(readdirSync(dir), ["apply.lock"]);
+    assert.deepEqual(readdirSync(dir), ["hosts.lock"]);
   }
 });
 
 test("a lock from another host is held even if its pid does not run here", (t) => {
   const dir = tempDir(t);
-  const path = join(dir, "apply.lock");
+  const path = join(dir, "hosts.lock");
   const content = lockRecord(deadPid(), "some-other-host.example");
   writeFileSync(path, content);
   assert.throws(() => acquireLock(dir), (e) => locked()(e) && (e as FmcError).message.includes("some-other-host.example"));
@@ -102,7 +134,7 @@ test("a lock from another host is held even if its pid does not run here", (t) =
 
 test("release removes only its own lock, not one another holder took over", (t) => {
   const dir = tempDir(t);
-  const path = join(dir, "apply.lock");
+  const path = join(dir, "hosts.lock");
   const lock = acquireLock(dir);
   const other = lockRecord(process.pid); // same pid, other token: a reused pid must not matter
   writeFileSync(path, other);
@@ -126,12 +158,12 @@ test("releasing twice, or after the file is gone, is harmless", (t) => {
 test("no temp or marker files are left after acquire and release", (t) => {
   const dir = tempDir(t);
   const lock = acquireLock(dir);
-  assert.deepEqual(readdirSync(dir), ["apply.lock"]);
+  assert.deepEqual(readdirSync(dir), ["hosts.lock"]);
   lock.release();
   assert.deepEqual(readdirSync(dir), []);
-  writeFileSync(join(dir, "apply.lock"), lockRecord(deadPid()));
+  writeFileSync(join(dir, "hosts.lock"), lockRecord(deadPid()));
   const taken = acquireLock(dir);
-  assert.deepEqual(readdirSync(dir), ["apply.lock"]);
+  assert.deepEqual(readdirSync(dir), ["hosts.lock"]);
   taken.release();
   assert.deepEqual(readdirSync(dir), []);
 });
@@ -183,7 +215,7 @@ test("of several processes racing for one stale lock, exactly one wins and the o
   const dead = deadPid();
   for (let r = 0; r < ROUNDS; r++) {
     mkdirSync(join(base, `state-${r}`));
-    writeFileSync(join(base, `state-${r}`, "apply.lock"), lockRecord(dead));
+    writeFileSync(join(base, `state-${r}`, "hosts.lock"), lockRecord(dead));
   }
 
   // Lines from all children, in arrival order; next() waits for one.
@@ -233,9 +265,9 @@ test("of several processes racing for one stale lock, exactly one wins and the o
       assert.equal(l.code, "LOCKED", `round ${r}: ${l.message}`);
       assert.match(l.message!, new RegExp(`\\(pid ${winner}\\b`), `round ${r}`);
     }
-    const lockFile = join(base, `state-${r}`, "apply.lock");
+    const lockFile = join(base, `state-${r}`, "hosts.lock");
     assert.equal(JSON.parse(readFileSync(lockFile, "utf8")).pid, winner);
-    assert.deepEqual(readdirSync(join(base, `state-${r}`)), ["apply.lock"], `round ${r}: leftover files`);
+    assert.deepEqual(readdirSync(join(base, `state-${r}`)), ["hosts.lock"], `round ${r}: leftover files`);
   }
   for (const c of children) c.stdin!.end();
   await Promise.all(children.map((c) => (c.exitCode !== null ? undefined : new Promise((resolve) => c.on("exit", resolve)))));
