@@ -3,7 +3,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
-import { acquireLock } from "../state/lock.js";
+import type { HostsLock } from "../engine/hosts-lock.js";
 import { describeOverrides } from "../engine/inventory.js";
 import type { Change } from "../ops/change.js";
 import { bold, confirm, dim, n, red, yellow } from "./ui.js";
@@ -98,13 +98,14 @@ export const apply = defineCommand({
   },
   async run({ args }) {
     const s = await openSession({ ...sessionOptions(args), confirmTimeoutS: confirmTimeout(args["confirm-timeout"]) });
-    let lock: { release(): void } | undefined;
+    let lock: HostsLock | undefined;
     try {
       if (s.unreachable.size > 0) {
         printUnreachable(s);
         throw new FmcError("UNREACHABLE", `${n(s.unreachable.size, "host")} could not be reached; nothing was applied`, "bring them back and run apply again; fmc plan shows what the reachable hosts need meanwhile");
       }
-      lock = acquireLock(s.stateDir);
+      // the same lock as every day-2 runbook: none of them runs while apply does, nor apply while one does
+      lock = await s.lockHosts("apply", (line) => process.stderr.write(`${yellow("lock")} ${line}\n`));
       const started = performance.now();
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: progress });
       printPlan(s, p);
@@ -118,7 +119,7 @@ export const apply = defineCommand({
       const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, onEvent: progress, reconnect: s.reconnect });
       process.stdout.write(`Applied ${n(done.changes, "change")} in ${((performance.now() - started) / 1000).toFixed(1)} s.\n`);
     } finally {
-      lock?.release();
+      await lock?.release();
       s.close();
     }
   },

@@ -1,6 +1,8 @@
 // A session: the spec's context, where its hosts are, and one SSH connection per host
 // (through one shared connection to the jump host, if any), closed at the end whatever
-// happens. A host that can't be reached does not stop the others: it is recorded.
+// happens. A host that can't be reached does not stop the others: it is recorded. A command
+// that changes hosts takes the session's hosts lock first (lockHosts: the state directory's
+// and each connected host's); read-only commands (plan, status) don't.
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
@@ -15,6 +17,8 @@ import { DEFAULT_COMMAND_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, openJump, SshTr
 import type { Transport } from "../hosts/transport.js";
 import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool, type Reconnect } from "./run.js";
+import { lockHosts, type HostsLock } from "./hosts-lock.js";
+import { commandLine } from "../state/lock.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import { FmcError } from "../errors.js";
@@ -47,6 +51,12 @@ export interface Session {
   readonly concurrency: number;
   /** Brand-new connections over the session's path, for changes that must be confirmed over one. */
   readonly reconnect: Reconnect;
+  /**
+   * The lock of every command that changes hosts ("apply", "node remove"): the state
+   * directory's hosts.lock and a lock on every connected host, refreshed until released.
+   * Throws LOCKED or HOST_LOCKED naming the holder.
+   */
+  lockHosts(what: string, report?: (line: string) => void): Promise<HostsLock>;
   close(): void;
 }
 
@@ -177,5 +187,6 @@ export async function openSession(o: SessionOptions): Promise<Session> {
     close();
     throw new FmcError("SSH_CONNECT", [...unreachable.values()].join("\n"), inv.source === "lab" ? "is the lab up? fmc lab status" : "check addresses, keys (-i) and known_hosts (--accept-new on first contact)");
   }
-  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, unreachable, concurrency, reconnect, close };
+  const lock = (what: string, report?: (line: string) => void) => lockHosts({ stateDir, transports, what, command: commandLine(pc.mask), report });
+  return { render: ctx, pc, inventory: inv, stateDir, phases, transports, unreachable, concurrency, reconnect, lockHosts: lock, close };
 }
