@@ -388,7 +388,7 @@ function firstBootInLab(h: Host, vm: boolean, f: FirstBoot, log: (line: string) 
   return f;
 }
 
-function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic & { readonly mac?: string }) => string, firstBoot: FirstBoot, nicMacs: ReadonlyArray<string | undefined> | undefined, mirror: string | undefined, standIn?: (root: string) => void): LabHost {
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic & { readonly mac?: string }) => string, first: FirstBoot, nicMacs: ReadonlyArray<string | undefined> | undefined, mirror: string | undefined, standIn?: (root: string) => void): LabHost {
   const netns = `${LABEL}-${h.name}`;
   run("ip", ["netns", "add", netns], `creating ${netns}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
@@ -401,7 +401,6 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   for (const d of ["upper", "work", "merged"]) mkdirSync(join(dir, d), { recursive: true });
   run("mount", ["-t", "overlay", `${LABEL}-${h.name}`, "-o", `lowerdir=${rootfs},upperdir=${join(dir, "upper")},workdir=${join(dir, "work")}`, join(dir, "merged")], `mounting ${h.name}'s root`);
   const root = join(dir, "merged");
-  const first = firstBoot;
   // a host with first-boot files gets its name (and cloud-init's hosts its /etc/hosts) from them
   if (!first.ignition && !first.cloudInit) {
     writeFileSync(join(root, "etc/hostname"), `${h.name}\n`, { mode: 0o644 });
