@@ -274,21 +274,53 @@ export function classifyCert(c: DistinctCert, now: Date, windowDays: number): Ce
 // Rotating on agents works from the 2024-04 K3s releases on (k3s-io/k3s#9785): before them it
 // fails, K3s on that agent is started again as it was, and the run stops there.
 
-/** `k3s certificate rotate` on a node whose `unit` is stopped; on failure the unit is started again as it was. */
-export function certRotateCommand(unit: string): Command {
+/** The words K3s ends a rotation with (cert.go: "Successfully backed up certificates to <dir>, please restart …"). */
+const ROTATED = "Successfully backed up certificates to ";
+
+/**
+ * `k3s certificate rotate` on a node whose `unit` is stopped. K3s backs the certificates up
+ * and deletes them; a run that fails (a non-zero exit, or an exit 0 without K3s's closing
+ * line: nothing says what it removed) must not leave the node stopped without them. So fmc
+ * saves them first (server/tls whole, the agent directory's own files; on the node, 0700),
+ * and on any failure puts them back as they were and starts `unit` again; the saved copy
+ * goes once K3s said it rotated. K3s logs on stderr; its lines are passed on there.
+ */
+export function certRotateCommand(unit: string, dataDir: string = K3S_DATA_DIR): Command {
   const rotate = k3sCli("certificate", "rotate");
-  return slow(
-    script(
-      `if ! bash -c ${quote(rotate.shell)}; then echo ${quote(`k3s certificate rotate failed: ${unit} is started again with the certificates it has`)} >&2; systemctl start ${quote(unit)}; exit 1; fi`,
-      `${rotate.display} (K3s is stopped; if it fails, ${unit} is started again as it was)`,
-    ),
-    SERVER_READY_S,
-  );
+  const u = quote(unit);
+  const body = [
+    "set -u",
+    `data=${quote(checkPath(dataDir))}`,
+    'keep="$data/fmc-certs-before-rotate"',
+    // put everything back as it was saved, and start K3s with it
+    "restore() {",
+    '  if [ -d "$keep/server-tls" ]; then rm -rf "$data/server/tls" && cp -a "$keep/server-tls" "$data/server/tls"; fi',
+    '  if [ -d "$keep/agent" ]; then cp -a "$keep/agent/." "$data/agent/"; fi',
+    "}",
+    "save() {",
+    '  [ -d "$data" ] || return 0',
+    '  rm -rf "$keep" && mkdir -m 700 "$keep" || return 1',
+    '  if [ -d "$data/server/tls" ]; then cp -a "$data/server/tls" "$keep/server-tls" || return 1; fi',
+    '  if [ -d "$data/agent" ]; then mkdir "$keep/agent" && find "$data/agent" -maxdepth 1 -type f -exec cp -a {} "$keep/agent/" \\; || return 1; fi',
+    "}",
+    `if ! save; then echo ${quote(`fmc could not save the certificates before rotating them: nothing was rotated, ${unit} is started again`)} >&2; rm -rf "$keep"; systemctl start ${u}; exit 1; fi`,
+    `out=$(bash -c ${quote(rotate.shell)} 2>&1); rc=$?`,
+    'if [ -n "$out" ]; then printf \'%s\\n\' "$out" >&2; fi',
+    `if [ "$rc" -ne 0 ] || ! printf '%s\\n' "$out" | grep -qF ${quote(ROTATED)}; then`,
+    `  if [ "$rc" -ne 0 ]; then why="failed (exit $rc)"; else why="exited 0 without saying it backed up and removed the certificates"; fi`,
+    `  if restore; then rm -rf "$keep"; echo "k3s certificate rotate $why: the certificates are put back as they were and ${unit} is started again" >&2`,
+    `  else echo "k3s certificate rotate $why, and putting the certificates back failed: they are in $keep; ${unit} is started again" >&2; fi`,
+    `  systemctl start ${u}`,
+    "  exit 1",
+    "fi",
+    'rm -rf "$keep"',
+  ].join("\n");
+  return slow(script(body, `${rotate.display} (K3s is stopped; its certificates are saved first: if the rotation fails, they are put back and ${unit} is started again)`), SERVER_READY_S);
 }
 
 /** K3s's last line of a rotation (cert.go: "Successfully backed up certificates to <dir>, please restart …"). */
 export function rotateVerdict(r: ExecResult): string | undefined {
-  return /Successfully backed up certificates to \S+/.test(`${r.stdout}\n${r.stderr}`) ? undefined : "k3s certificate rotate did not say it backed up and removed the certificates";
+  return new RegExp(`${ROTATED}\\S+`).test(`${r.stdout}\n${r.stderr}`) ? undefined : "k3s certificate rotate did not say it backed up and removed the certificates";
 }
 
 export interface RotateRunbook {

@@ -242,7 +242,7 @@ const ETCD_READ = [
   "curl -sS --max-time 5 --cacert /var/lib/rancher/k3s/server/tls/etcd/server-ca.crt --cert /var/lib/rancher/k3s/server/tls/etcd/client.crt --key /var/lib/rancher/k3s/server/tls/etcd/client.key -X POST -H 'Content-Type: application/json' -d '{}' https://127.0.0.1:2379/v3/cluster/member/list",
   "etcd health and status of https://10.250.9.1:2379, https://10.250.9.2:2379, https://10.250.9.3:2379",
 ];
-const rotated = (unit: string) => `k3s certificate rotate (K3s is stopped; if it fails, ${unit} is started again as it was)`;
+const rotated = (unit: string) => `k3s certificate rotate (K3s is stopped; its certificates are saved first: if the rotation fails, they are put back and ${unit} is started again)`;
 const serverLog = (s: string) => [
   ...ETCD_READ.map((c) => `${s}: ${c}`),
   `${s}: systemctl stop k3s.service`,
@@ -320,6 +320,92 @@ test("the rotate step's own script starts K3s again when the rotation fails (run
   const c = certRotateCommand("k3s-agent.service");
   const r = spawnSync("bash", ["-c", c.shell], { encoding: "utf8", env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /\/usr\/local\/bin\/k3s: No such file or directory\nk3s certificate rotate failed: k3s-agent\.service is started again with the certificates it has\n$/);
+  assert.match(r.stderr, /\/usr\/local\/bin\/k3s: No such file or directory\nk3s certificate rotate failed \(exit 127\): the certificates are put back as they were and k3s-agent\.service is started again\n$/);
   assert.equal(readFileSync(join(dir, "calls"), "utf8"), "start k3s-agent.service\n");
+});
+
+// --- the rotate step's script against a stand-in k3s that does what K3s's rotate does -------------
+// (k3s-io/k3s pkg/cli/cert/cert.go rotate: server/tls copied to server/tls-<time>, the agent's
+// certificates into it, the dynamic listener's regenerate trigger written, the leaf files
+// deleted, then "Successfully backed up certificates to <dir>" logged). Run in a private mount
+// namespace whose /usr/local/bin holds only the stand-in; the data directory is a temporary one.
+
+/** A K3s data directory with a server's and its agent's certificate files (and containerd's state, never copied). */
+function rotateDataDir(dir: string): string {
+  const data = join(dir, "k3s");
+  const files: Record<string, string> = {
+    "server/tls/server-ca.crt": "CA\n",
+    "server/tls/server-ca.key": "CA KEY\n",
+    "server/tls/serving-kube-apiserver.crt": "APISERVER\n",
+    "server/tls/serving-kube-apiserver.key": "APISERVER KEY\n",
+    "server/tls/etcd/peer-server-client.crt": "ETCD PEER\n",
+    "agent/client-kubelet.crt": "KUBELET\n",
+    "agent/client-kubelet.key": "KUBELET KEY\n",
+    "agent/containerd/io.containerd.snapshotter/big": "LAYERS\n",
+  };
+  for (const [p, c] of Object.entries(files)) {
+    mkdirSync(join(data, p, ".."), { recursive: true });
+    writeFileSync(join(data, p), c, { mode: 0o600 });
+  }
+  return data;
+}
+
+/** Every file under `root` with its content, sorted: what "as it was" means. */
+function fileTree(root: string): string {
+  const r = spawnSync("bash", ["-c", 'cd "$1" && find . -type f | LC_ALL=C sort | while read -r f; do printf "%s %s\\n" "$f" "$(cat "$f")"; done', "tree", root], { encoding: "utf8" });
+  return r.stdout;
+}
+
+/** A stand-in `k3s` whose `certificate rotate` does K3s's removal on `data`, then prints `last` and exits `code`. */
+const standIn = (data: string, last: string, code: number) => `#!/bin/bash
+[ "$1 $2" = "certificate rotate" ] || exit 2
+echo 'time="2025-01-01T00:00:00Z" level=info msg="Server detected, rotating agent and server certificates"' >&2
+b=${data}/server/tls-1712703646
+cp -a ${data}/server/tls "$b" && cp -a ${data}/agent/client-kubelet.crt ${data}/agent/client-kubelet.key "$b"/
+touch ${data}/server/tls/dynamic-cert-regenerate
+rm -f ${data}/server/tls/serving-kube-apiserver.crt ${data}/server/tls/serving-kube-apiserver.key ${data}/server/tls/etcd/peer-server-client.crt ${data}/agent/client-kubelet.crt ${data}/agent/client-kubelet.key
+${last ? `echo '${last}' >&2` : ""}
+exit ${code}
+`;
+
+function rotateWith(t: { after: (fn: () => void) => void }, last: string, code: number) {
+  requireTool("unshare");
+  const dir = tempDir(t);
+  const data = rotateDataDir(dir);
+  mkdirSync(join(dir, "bin"));
+  writeFileSync(join(dir, "bin", "systemctl"), `#!/bin/sh\necho "$@" >> '${dir}/calls'\n`, { mode: 0o755 });
+  writeFileSync(join(dir, "k3s-standin"), standIn(data, last, code), { mode: 0o755 });
+  writeFileSync(join(dir, "rotate"), certRotateCommand("k3s.service", data).shell);
+  const before = fileTree(data);
+  const r = spawnSync("unshare", ["--mount", "--propagation", "private", "bash", "-c", `mount -t tmpfs none /usr/local/bin && cp '${dir}/k3s-standin' /usr/local/bin/k3s && PATH='${dir}/bin':$PATH bash '${dir}/rotate'`], { encoding: "utf8", timeout: 20_000 });
+  const calls = existsSync(join(dir, "calls")) ? readFileSync(join(dir, "calls"), "utf8") : "";
+  // K3s's own backup directory stays either way; compare everything else
+  const now = fileTree(data).split("\n").filter((l) => !l.startsWith("./server/tls-1712703646/")).join("\n");
+  return { r, calls, before, now, data };
+}
+
+test("the rotate step: a rotation that exits 0 without K3s's closing line puts the certificates back and starts K3s again", (t) => {
+  const { r, calls, before, now, data } = rotateWith(t, "", 0);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /k3s certificate rotate exited 0 without saying it backed up and removed the certificates: the certificates are put back as they were and k3s\.service is started again\n$/);
+  assert.equal(now, before, "every certificate and key is back, with its content; no regenerate trigger is left");
+  assert.equal(calls, "start k3s.service\n");
+  assert.equal(existsSync(join(data, "fmc-certs-before-rotate")), false, "fmc's saved copy is gone once restored");
+  // the runbook step fails on it, so the run stops there
+  assert.match(rotateVerdict({ code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr })!, /did not say it backed up/);
+});
+
+test("the rotate step: a failed rotation (non-zero exit after K3s removed files) puts them back too; a good one leaves K3s's removal for its start", (t) => {
+  const failed = rotateWith(t, 'time="2025-01-01T00:00:00Z" level=fatal msg="open /var/lib/rancher/k3s/agent/tls-1712703646: no space left on device"', 1);
+  assert.equal(failed.r.status, 1, failed.r.stderr);
+  assert.match(failed.r.stderr, /no space left on device"\nk3s certificate rotate failed \(exit 1\): the certificates are put back as they were/);
+  assert.equal(failed.now, failed.before);
+  assert.equal(failed.calls, "start k3s.service\n");
+  const good = rotateWith(t, "INFO[0000] Successfully backed up certificates to /var/lib/rancher/k3s/server/tls-1712703646, please restart k3s server or agent to rotate certificates", 0);
+  assert.equal(good.r.status, 0, good.r.stderr);
+  assert.equal(good.calls, "", "K3s is started by the next step, not here");
+  assert.doesNotMatch(good.now, /serving-kube-apiserver|client-kubelet/, "the leaf files are gone: K3s makes new ones when it starts");
+  assert.match(good.now, /dynamic-cert-regenerate/);
+  assert.equal(existsSync(join(good.data, "fmc-certs-before-rotate")), false);
+  assert.equal(rotateVerdict({ code: 0, stdout: good.r.stdout, stderr: good.r.stderr }), undefined);
 });
