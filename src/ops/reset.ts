@@ -5,7 +5,7 @@
 // etcd keeps quorum until its last members go together. What stays: the hosts, their OS and
 // every other layer fmc applies (load balancers, DNS, storage, PostgreSQL), and Longhorn's
 // disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
-import { script, type Command } from "../hosts/command.js";
+import { quote, script, type Command } from "../hosts/command.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";
@@ -25,10 +25,17 @@ function resetNodeCommand(server: boolean): Command {
     // containerd's shims outlive K3s's own process by design (K3s stops only itself)
     // ([c] keeps pgrep from matching this very shell, whose command line holds the pattern)
     "for p in $(pgrep -f '[c]ontainerd-shim.*/run/k3s/containerd' 2>/dev/null); do kill -9 \"$p\" 2>/dev/null || true; done",
-    // the kubelet's and K3s's mounts, deepest first
-    "awk '$2 ~ \"^(/run/k3s|/var/lib/kubelet|/var/lib/rancher/k3s)\" {print $2}' /proc/self/mounts | sort -r | while read -r m; do umount -l \"$m\" 2>/dev/null || true; done",
+    // every mount at or below K3s's paths (the kubelet's volumes: Longhorn's and NFS's data
+    // among them), deepest first; /proc/self/mounts writes a space as \040
+    `under() { awk -v paths=${quote(K3S_PATHS.join(" "))} 'BEGIN { n = split(paths, p, " ") } { m = $2; gsub(/\\\\040/, " ", m); gsub(/\\\\011/, "\\t", m); gsub(/\\\\134/, "\\\\", m); for (i = 1; i <= n; i++) if (m == p[i] || index(m, p[i] "/") == 1) { print m; next } }' /proc/self/mounts; }`,
+    `mounts=$(under) || { echo "cannot read the mounts below K3s's paths (/proc/self/mounts), so nothing was removed" >&2; exit 1; }`,
+    `printf '%s\\n' "$mounts" | sort -r | while read -r m; do if [ -n "$m" ]; then umount -l "$m" 2>/dev/null || true; fi; done`,
+    // what could not be unmounted is never removed through: refuse before any rm
+    `mounts=$(under) || { echo "cannot read the mounts below K3s's paths (/proc/self/mounts), so nothing was removed" >&2; exit 1; }`,
+    `if [ -n "$mounts" ]; then echo "still mounted below K3s's paths, so nothing was removed: $(printf '%s\\n' "$mounts" | sort -r | tr '\\n' ' ')" >&2; exit 1; fi`,
     "for link in cni0 flannel.1 flannel-v6.1 flannel-wg flannel-wg-v6; do ip link delete \"$link\" 2>/dev/null || true; done",
-    `rm -rf ${K3S_PATHS.join(" ")}`,
+    // and should a mount appear meanwhile, rm stays on each path's own file system
+    `rm -rf --one-file-system ${K3S_PATHS.join(" ")}`,
     // fmc's unit; drop-ins in ${unit}.d stay (other layers own them: Longhorn's mount ordering)
     `rm -f /etc/systemd/system/${unit} ${pendingMarker(unit)}`,
     "for b in /usr/local/bin /opt/bin; do for tool in kubectl crictl ctr; do if [ -L \"$b/$tool\" ] && [ \"$(readlink \"$b/$tool\")\" = k3s ]; then rm -f \"$b/$tool\"; fi; done; rm -f \"$b/k3s\"; done",
