@@ -3,8 +3,8 @@
 // fmc backup postgres and fmc backup etcd; fmc restore postgres reads from the same stores.
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
-import { PassThrough, type Readable, type Writable } from "node:stream";
-import { finished } from "node:stream/promises";
+import { PassThrough, Transform, type Readable, type TransformCallback, type Writable } from "node:stream";
+import { finished, pipeline } from "node:stream/promises";
 import { FmcError } from "../errors.js";
 import { quote, script, type Command } from "../hosts/command.js";
 import type { Transport } from "../hosts/transport.js";
@@ -30,10 +30,16 @@ export interface BackupStore {
   /** For messages: a directory here, or host:path. */
   readonly where: string;
   list(): Promise<string[]>;
-  /** A stream to write `name` through; `commit` puts it in place only after it was all written, and returns the SHA-256 of what landed. */
-  create(name: string): Promise<{ stream: Writable; commit(): Promise<string>; abort(): Promise<void> }>;
+  /**
+   * A stream to write `name` through; it fails (is destroyed with an error) as soon as the
+   * store cannot take more. `commit` puts it in place only after it was all written, and
+   * returns the SHA-256 of what landed; `abort` removes what was written and says why the
+   * store's side failed, when it knows.
+   */
+  create(name: string): Promise<{ stream: Writable; commit(): Promise<string>; abort(): Promise<string | undefined> }>;
   writeText(name: string, text: string): Promise<void>;
   readText(name: string): Promise<string | undefined>;
+  /** The file's bytes; the stream ends only when all of it was read, and fails when reading it fails. */
   open(name: string): Promise<Readable>;
   /** SHA-256 of a stored file, computed where it is kept. */
   sha256(name: string): Promise<string>;
@@ -60,8 +66,10 @@ export function localStore(dir: string): BackupStore {
           return sha256File(final);
         },
         async abort() {
+          stream.destroy();
           await finished(stream).catch(() => undefined);
           rmSync(tmp, { force: true });
+          return undefined;
         },
       };
     },
@@ -94,8 +102,14 @@ export function remoteStore(t: Transport, dir: string, timeoutMs: number): Backu
       const input = new PassThrough();
       const tmp = quote(`${dir}/${name}.partial`);
       const done = stream(script(`set -euo pipefail\nmkdir -p -m 0700 ${quote(dir)}\numask 077\ncat > ${tmp}`, `write ${dir}/${name}`), `backup: write ${name}`, { stdin: input, timeoutMs });
-      // a failure shows at commit; until then it must not go unheard
-      done.catch(() => undefined);
+      const failed = (r: { code: number; stderr: string }) => `exit ${r.code}: ${r.stderr.trim()}`;
+      // the writer stopped (a full disk, a lost connection): whoever feeds it hears at once
+      // (through pipeline(); a failure after everything was written shows at commit)
+      input.on("error", () => undefined);
+      done.then(
+        (r) => r.code !== 0 && input.destroy(new FmcError("BACKUP_STORE", `${t.host}: writing ${dir}/${name} failed (${failed(r)})`)),
+        (e: Error) => input.destroy(e),
+      );
       return {
         stream: input,
         async commit() {
@@ -105,8 +119,9 @@ export function remoteStore(t: Transport, dir: string, timeoutMs: number): Backu
         },
         async abort() {
           input.destroy();
-          await done.catch(() => undefined);
+          const r = await done.catch((e: Error) => e);
           await run(`rm -f ${tmp}`, `remove ${name}.partial`).catch(() => undefined);
+          return r instanceof Error ? r.message : r.code !== 0 ? `${t.host}: ${failed(r)}` : undefined;
         },
       };
     },
@@ -116,9 +131,18 @@ export function remoteStore(t: Transport, dir: string, timeoutMs: number): Backu
       return out === "@absent\n" ? undefined : out;
     },
     async open(name) {
+      // the transport ends what it writes into before the exit code is known: the file's
+      // stream ends only after cat said it read all of it, and fails otherwise
+      const read = new PassThrough();
       const out = new PassThrough();
-      stream(script(`cat ${path(name)}`, `read ${dir}/${name}`), `backup: read ${name}`, { stdout: out, timeoutMs }).then(
-        (r) => (r.code === 0 ? undefined : out.destroy(new FmcError("BACKUP_STORE", `${t.host}: reading ${dir}/${name} failed: ${r.stderr.trim()}`))),
+      read.pipe(out, { end: false });
+      out.on("close", () => read.destroy());
+      stream(script(`cat ${path(name)}`, `read ${dir}/${name}`), `backup: read ${name}`, { stdout: read, timeoutMs }).then(
+        async (r) => {
+          if (r.code !== 0) return void out.destroy(new FmcError("BACKUP_STORE", `${t.host}: reading ${dir}/${name} failed (exit ${r.code}): ${r.stderr.trim()}`));
+          await finished(read);
+          out.end();
+        },
         (e: Error) => out.destroy(e),
       );
       return out;
@@ -140,12 +164,23 @@ export async function streamIntoStore(o: { transport: Transport; command: Comman
   if (!t.stream) throw new FmcError("BACKUP_STREAM", `${t.host}: this connection cannot stream a backup`);
   const digest = new Digest((n) => o.progress?.(n, false));
   const target = await o.store.create(o.name);
-  digest.pipe(target.stream);
+  // both ends fail together: a store that stops taking data stops the command (the
+  // transport tears it down when its output fails), a command that fails stops the store
+  let writeError: Error | undefined;
+  const writing = pipeline(digest, target.stream).catch((e: Error) => {
+    writeError = e;
+    throw e;
+  });
+  const reading = t.stream(o.command, `backup: ${o.what}`, { stdout: digest, timeoutMs: o.timeoutMs });
   let r: { code: number; stderr: string };
   try {
-    r = await t.stream(o.command, `backup: ${o.what}`, { stdout: digest, timeoutMs: o.timeoutMs });
+    [r] = await Promise.all([reading, writing]);
   } catch (e) {
-    await target.abort();
+    // whichever side failed, the other one is torn down before this returns
+    digest.destroy();
+    await reading.catch(() => undefined);
+    const why = await target.abort();
+    if (writeError && e === writeError) throw new FmcError("BACKUP_STORE", `${o.store.where}/${o.name}: writing it failed: ${why ?? writeError.message}; ${o.what} was stopped and nothing was kept`, "is the disk it is written to full? database.backup.to and -o choose another place");
     throw e;
   }
   if (r.code !== 0) {
@@ -172,4 +207,29 @@ export async function verifiedChecksum(store: BackupStore, name: string): Promis
   const got = await store.sha256(name);
   if (got !== want) throw new FmcError("BACKUP_CHECKSUM", `${store.where}/${name} does not match its checksum (SHA-256 ${got}, ${name}.sha256 says ${want}): refusing to restore it`, "the file is damaged or was changed; restore another backup");
   return want;
+}
+
+/**
+ * Passes a stream through unchanged but holds back its last chunk until `verify` (asked at
+ * the end, when every byte went by) finds nothing wrong: a reader on the other side never
+ * sees the end of input that was not what was checked. A refusal fails the stream.
+ */
+export class HeldTail extends Transform {
+  private held: Buffer | undefined;
+  /** Whether the last chunk went out, i.e. the whole stream was verified and passed on. */
+  released = false;
+  constructor(private readonly verify: () => Error | undefined) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback) {
+    const before = this.held;
+    this.held = chunk;
+    done(null, before);
+  }
+  override _flush(done: TransformCallback) {
+    const refused = this.verify();
+    if (refused) return done(refused);
+    this.released = true;
+    done(null, this.held);
+  }
 }

@@ -6,6 +6,7 @@
 // streams the file into pg_restore --clean --if-exists --single-transaction: all of it or
 // nothing. The CLI (src/cli/backup-commands.ts) only parses, asks, prints and exits.
 import { dirname, isAbsolute, resolve } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { FmcError } from "../errors.js";
 import { quote, script } from "../hosts/command.js";
 import { emptyRequest, gatherFacts, mergeRequests } from "../hosts/facts.js";
@@ -16,7 +17,7 @@ import { databaseFacts, postgresOnHost } from "../phases/database.js";
 import type { PhaseContext } from "../phases/phase.js";
 import { POSTGRES_PORT, POSTGRES_SOCKET_DIR } from "../render/database.js";
 import { Digest } from "./digest.js";
-import { localStore, remoteStore, stamp, streamIntoStore, verifiedChecksum, type BackupStore, type Progress } from "./backup-store.js";
+import { HeldTail, localStore, remoteStore, stamp, streamIntoStore, verifiedChecksum, type BackupStore, type Progress } from "./backup-store.js";
 
 // ---- names and retention (pure)
 
@@ -107,7 +108,13 @@ export async function backupDatabase(o: { transport: Transport; layout: Postgres
   return { name, sha256: r.sha256, bytes: r.bytes, ms: performance.now() - started, removed };
 }
 
-/** Streams a checked backup into pg_restore. `confirm` is asked before anything reaches the host. */
+/**
+ * Streams a checked backup into pg_restore. `confirm` is asked, and anything sent, only
+ * after the file matched its .sha256. What is sent is checked again as it goes: its last
+ * chunk is held back until everything before it hashed as checked, so a file changed since
+ * (or a read that fails) never gets to pg_restore whole, and pg_restore stopped before the
+ * end of its input changes nothing (one transaction).
+ */
 export async function restoreDatabase(o: { transport: Transport; layout: PostgresLayout; db: string; store: BackupStore; name: string; timeoutMs: number; confirm: (question: string) => Promise<boolean>; progress?: Progress }): Promise<{ bytes: number; ms: number }> {
   const { transport: t } = o;
   if (!t.stream) throw new FmcError("BACKUP_STREAM", `${t.host}: this connection cannot stream a restore`);
@@ -116,12 +123,39 @@ export async function restoreDatabase(o: { transport: Transport; layout: Postgre
   if (!ok) throw new FmcError("ABORTED", "nothing was restored");
   const started = performance.now();
   const digest = new Digest((n) => o.progress?.(n, false));
+  const tail = new HeldTail(() => {
+    const got = digest.hex();
+    return got === sha ? undefined : new FmcError("RESTORE_FAILED", `${o.store.where}/${o.name} changed since it was checked (SHA-256 ${got}, its .sha256 says ${sha}): its end was never sent and pg_restore was stopped, so nothing was changed (one transaction)`, "restore it again, or another backup");
+  });
   const input = await o.store.open(o.name);
-  input.pipe(digest);
-  const r = await t.stream(restoreCommand(o.layout, o.db), `restore: pg_restore ${o.db}`, { stdin: digest, timeoutMs: o.timeoutMs });
+  let sendError: Error | undefined;
+  // a read that fails fails the input the host reads from: the transport stops the command
+  const sending = pipeline(input, digest, tail).catch((e: Error) => {
+    sendError = e;
+    throw e;
+  });
+  const restoring = t.stream(restoreCommand(o.layout, o.db), `restore: pg_restore ${o.db}`, { stdin: tail, timeoutMs: o.timeoutMs });
+  let r: { code: number; stderr: string };
+  try {
+    r = await Promise.race([restoring, sending.then(() => restoring)]);
+  } catch (e) {
+    if (sendError && e === sendError) {
+      // the host's side sees its input fail and stops; it is gone before this returns
+      await restoring.catch(() => undefined);
+      if (e instanceof FmcError && e.code === "RESTORE_FAILED") throw e;
+      throw new FmcError("RESTORE_FAILED", `reading ${o.store.where}/${o.name} failed during the restore (${sendError.message}): pg_restore was stopped before the end of its input, so nothing was changed (one transaction)`, "restore it again once the file can be read");
+    }
+    throw e;
+  } finally {
+    // pg_restore ended before it read everything: the file's side is not left waiting
+    if (!tail.released) {
+      input.destroy();
+      tail.destroy();
+      sending.catch(() => undefined);
+    }
+  }
   o.progress?.(digest.bytes, true);
   if (r.code !== 0) throw new FmcError("RESTORE_FAILED", `${t.host}: pg_restore into ${o.db} failed (exit ${r.code}); nothing was changed (one transaction): ${r.stderr.trim()}`);
-  // what was sent is what was checked: a file changed while it was read is reported
-  if (digest.hex() !== sha) throw new FmcError("RESTORE_FAILED", `${o.name} changed while it was restored (SHA-256 differs from its checksum); restore it again`);
+  if (!tail.released) throw new FmcError("RESTORE_FAILED", `${t.host}: pg_restore into ${o.db} ended before it read all of ${o.name}`, "check the file with pg_restore --list");
   return { bytes: digest.bytes, ms: performance.now() - started };
 }

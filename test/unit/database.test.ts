@@ -12,6 +12,8 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { quote, type Command } from "../../src/hosts/command.js";
 import { postgresLayout, type PostgresLayout } from "../../src/hosts/os.js";
@@ -457,10 +459,10 @@ class LocalTransport implements Transport {
       const p = spawn("bash", ["-c", this.rewrite(c.shell)], { stdio: ["pipe", "pipe", "pipe"] });
       let stderr = "";
       p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      const out = io.stdout ? new Promise<void>((res) => io.stdout!.on("finish", () => res())) : Promise.resolve();
-      if (io.stdout) p.stdout.pipe(io.stdout);
-      else p.stdout.resume();
-      if (io.stdin) io.stdin.pipe(p.stdin);
+      // as over SSH: an output side that fails stops the command; an input that fails ends
+      // the command's input where it stopped (ssh2 sends EOF, then closes the channel)
+      const out = io.stdout ? pipeline(p.stdout, io.stdout as Writable).catch((e: Error) => (p.kill("SIGKILL"), reject(e))) : (p.stdout.resume(), Promise.resolve());
+      if (io.stdin) pipeline(io.stdin as Readable, p.stdin).catch(() => undefined);
       else p.stdin.end();
       p.on("error", reject);
       p.on("close", (code) => void out.then(() => resolve({ code: code ?? 1, stderr })));
@@ -536,11 +538,21 @@ test("a real PostgreSQL 15: the roles SQL makes roles and databases, its check s
   assert.equal(psql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'items'", "app").stdout, "app\n");
   // a corrupted copy is refused, the database is untouched
   const file = join(dir, "backups", b.name);
-  const bytes = readFileSync(file);
+  const good = readFileSync(file);
+  const bytes = Buffer.from(good);
   bytes[bytes.length - 10]! ^= 0xff;
   writeFileSync(file, bytes);
   await assert.rejects(restoreDatabase({ transport: local, layout: LAYOUT, db: "app", store, name: b.name, timeoutMs: 60_000, confirm: async () => true }), /does not match its checksum/);
   assert.equal(psql("SELECT count(*) FROM items", "app").stdout, "1000\n");
+  // checked, then replaced by another good dump while the question was asked: pg_restore
+  // never gets its end, so its one transaction changes nothing
+  writeFileSync(file, good);
+  psql("DELETE FROM items WHERE id > 5", "app");
+  const other = await backupDatabase({ transport: local, layout: LAYOUT, db: "app", store, keep: 3, timeoutMs: 60_000, now: new Date(Date.now() + 1000) });
+  psql("DELETE FROM items WHERE id > 3", "app");
+  const swap = async () => (writeFileSync(file, readFileSync(join(dir, "backups", other.name))), true);
+  await assert.rejects(restoreDatabase({ transport: local, layout: LAYOUT, db: "app", store, name: b.name, timeoutMs: 60_000, confirm: swap }), (e: Error & { code?: string }) => e.code === "RESTORE_FAILED" && /changed since it was checked/.test(e.message));
+  assert.equal(psql("SELECT count(*) FROM items", "app").stdout, "3\n", "the database is as it was before the restore");
 });
 
 // ---- the SSH transport's streams, through a real SSH connection (ssh2's server runs bash here)
