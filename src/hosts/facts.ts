@@ -165,11 +165,18 @@ export function parseFacts(host: string, out: string): HostFacts {
         if (d.children) walk(d.children as typeof devs);
       }
     };
+    // lsblk without JSON support prints nothing here (its error goes to stderr); what it did
+    // print must parse: a device missing from a broken answer is not a device that is absent
+    let parsed: { blockdevices?: Parameters<typeof walk>[0] };
     try {
-      walk((JSON.parse(lsblk) as { blockdevices: Parameters<typeof walk>[0] }).blockdevices ?? []);
-    } catch {
-      // lsblk without JSON support: no block device facts
+      parsed = JSON.parse(lsblk) as typeof parsed;
+    } catch (e) {
+      throw new FmcError("FACTS_LSBLK", `${host}: lsblk's answer is not JSON (${(e as Error).message}): ${JSON.stringify(lsblk.slice(0, 120))}`, "run lsblk -J -b -p -o NAME,SIZE,TYPE,FSTYPE on the host; block devices are not guessed from a broken answer");
     }
+    if (!parsed || typeof parsed !== "object" || !Array.isArray(parsed.blockdevices)) {
+      throw new FmcError("FACTS_LSBLK", `${host}: lsblk's JSON has no blockdevices list: ${JSON.stringify(lsblk.slice(0, 120))}`, "run lsblk -J -b -p -o NAME,SIZE,TYPE,FSTYPE on the host");
+    }
+    walk(parsed.blockdevices);
   }
   // vgs/lvs pad their columns with spaces (leading, and trailing after the last one)
   const vgs = new Map(lines("vgs").map((l) => l.trim().split(/\s+/)).map(([n, sz, free]) => [n!, { size: Number(sz), free: Number(free ?? 0) }]));
