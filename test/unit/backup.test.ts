@@ -1,11 +1,13 @@
 // Backups and restores when something goes wrong on the way, through a transport that runs
 // each command as a local process with the SSH transport's stream semantics: a store whose
 // read fails mid-restore, a disk that fills during a backup (here or on the storage host),
-// a file changed after its check.
+// a file changed after its check; and fmc backup etcd's snapshot: the k3s binary found
+// where fmc installs it (no k3s on PATH), and a snapshot name a server prints that is not a
+// plain file name refused before anything is written.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Readable, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -14,7 +16,10 @@ import type { Command } from "../../src/hosts/command.js";
 import { postgresLayout } from "../../src/hosts/os.js";
 import type { ExecResult, StreamIo, Transport } from "../../src/hosts/transport.js";
 import { checksumLine, localStore, remoteStore } from "../../src/ops/backup-store.js";
+import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
+import { K3S_SNAPSHOT_DIR } from "../../src/ops/etcd.js";
 import { backupDatabase, restoreDatabase } from "../../src/ops/postgres-backup.js";
+import { sha256File } from "../../src/ops/digest.js";
 import { tempDir } from "../helpers.js";
 
 const LAYOUT = postgresLayout("debian-like", "15", "/var/lib/pgsql");
@@ -207,4 +212,90 @@ test("restore: a file changed after its check never reaches pg_restore whole; a 
   await bounded(restoreDatabase({ transport: db, layout: LAYOUT, db: "app", store: localStore(dir), name, timeoutMs: HOUR_MS, confirm: async () => true }));
   assert.ok(readFileSync(join(root, "received")).equals(good));
   assert.equal(existsSync(join(root, "input-ended")), true);
+});
+
+// ---- fmc backup etcd
+
+const NOW = new Date("2026-11-25T17:00:00Z");
+const SNAP_NAME = "fmc-20261125t170000z";
+
+/** A K3s server whose snapshot listing prints `printed`; the snapshot file itself reads as `bytes`. */
+class SnapshotServer implements Transport {
+  readonly log: Command[] = [];
+  readonly host = "master1";
+  constructor(
+    private readonly printed: string,
+    private readonly bytes = Buffer.from("etcd snapshot"),
+  ) {}
+  async exec(c: Command): Promise<ExecResult> {
+    this.log.push(c);
+    return { code: 0, stdout: c.shell.includes("ls -1t") ? `${this.printed}\n` : "", stderr: "" };
+  }
+  async stream(c: Command, _step: string, io: StreamIo): Promise<{ code: number; stderr: string }> {
+    this.log.push(c);
+    await new Promise<void>((res) => (io.stdout as Writable).end(this.bytes, () => res()));
+    return { code: 0, stderr: "" };
+  }
+  close(): void {}
+}
+
+test("backup etcd: the name a server prints for its snapshot must be a plain K3s snapshot file name; anything else is refused before a byte is written", async (t) => {
+  const root = tempDir(t);
+  const dir = join(root, "a", "b", "backups", "etcd");
+  const refused = [
+    `${K3S_SNAPSHOT_DIR}/${SNAP_NAME}-x/../../../../../escaped`,
+    `${SNAP_NAME}-x/../../../../escaped`,
+    `${SNAP_NAME}-master1/../1795626000`,
+    `${SNAP_NAME}-master1..x-1795626000`,
+    `${SNAP_NAME}-master1-1795626000/`,
+    `${SNAP_NAME}-master1-1795626000.sha256`,
+    `on-demand-master1-1795626000`,
+    `/etc/${SNAP_NAME}-master1-1795626000`,
+    "",
+  ];
+  for (const printed of refused) {
+    const server = new SnapshotServer(printed);
+    await assert.rejects(
+      backupEtcdSnapshot({ servers: ["master1"], transports: new Map([["master1", server]]), unreachable: new Map(), dir, timeoutMs: 10_000, now: NOW }),
+      coded("ETCD_SNAPSHOT_NAME", /not a plain snapshot file name/),
+      JSON.stringify(printed),
+    );
+    assert.equal(server.log.filter((c) => c.shell.startsWith("cat ")).length, 0, `${JSON.stringify(printed)}: nothing was copied`);
+  }
+  assert.equal(existsSync(join(root, "escaped")), false);
+  assert.equal(existsSync(join(root, "a", "escaped")), false);
+  assert.deepEqual(existsSync(dir) ? readdirSync(dir).filter((f) => f !== ".gitignore") : [], []);
+  for (const printed of [`${SNAP_NAME}-master1-1795626000`, `${SNAP_NAME}-master-1.k3s.example-1795626000.zip`]) {
+    const r = await backupEtcdSnapshot({ servers: ["master1"], transports: new Map([["master1", new SnapshotServer(printed)]]), unreachable: new Map(), dir, timeoutMs: 10_000, now: NOW });
+    assert.equal(r.path, join(dir, printed));
+    assert.equal(readFileSync(r.path, "utf8"), "etcd snapshot");
+  }
+});
+
+test("backup etcd runs the k3s fmc installed (/opt/bin on Flatcar, /usr/local/bin elsewhere) when k3s is not on the SSH shell's PATH", async (t) => {
+  for (const [family, bin] of [
+    ["flatcar", "/opt/bin"],
+    ["debian-like", "/usr/local/bin"],
+  ] as const) {
+    const root = tempDir(t);
+    const snapshots = join(root, "snapshots");
+    mkdirSync(snapshots);
+    mkdirSync(join(root, bin), { recursive: true });
+    // the k3s binary: notes how it was called and saves a snapshot as K3s names them
+    writeFileSync(join(root, bin, "k3s"), `#!/bin/bash\necho "$*" > ${join(root, "argv")}\n[ "$1 $2 $3" = "etcd-snapshot save --name" ] || exit 2\nprintf 'etcd snapshot from ${family}' > ${snapshots}/"$4"-master1-1795626000\n`);
+    chmodSync(join(root, bin, "k3s"), 0o755);
+    const server = transport(t, "master1", (s) => s.replaceAll("/opt/bin/", `${root}/opt/bin/`).replaceAll("/usr/local/bin/", `${root}/usr/local/bin/`).replaceAll(K3S_SNAPSHOT_DIR, snapshots), { PATH: "/usr/bin:/bin" });
+    const dir = join(root, "backups");
+    const r = await backupEtcdSnapshot({ servers: ["master1"], transports: new Map([["master1", server]]), unreachable: new Map(), dir, timeoutMs: 10_000, now: NOW });
+    assert.equal(readFileSync(join(root, "argv"), "utf8"), `etcd-snapshot save --name ${SNAP_NAME}\n`, family);
+    assert.equal(r.path, join(dir, `${SNAP_NAME}-master1-1795626000`));
+    assert.equal(readFileSync(r.path, "utf8"), `etcd snapshot from ${family}`);
+    assert.equal(readFileSync(`${r.path}.sha256`, "utf8"), checksumLine(await sha256File(r.path), `${SNAP_NAME}-master1-1795626000`));
+    // the command line: K3s's own binary, found where fmc installs it
+    const save = server.log[0]!;
+    assert.equal(save.display, `k3s etcd-snapshot save --name ${SNAP_NAME}`);
+    assert.match(save.shell, /\[ -x \/opt\/bin\/k3s \]/);
+    assert.match(save.shell, /b=\/usr\/local\/bin\/k3s/);
+    assert.doesNotMatch(save.shell, /(^|[\s;])k3s etcd-snapshot/m, "never a bare k3s from PATH");
+  }
 });
