@@ -406,7 +406,12 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
     writeFileSync(join(root, "etc/hostname"), `${h.name}\n`, { mode: 0o644 });
     chmodSync(join(root, "etc/hostname"), 0o644);
   }
-  if (!first.cloudInit) writeFileSync(join(root, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, { mode: 0o644 });
+  if (!first.cloudInit) {
+    writeFileSync(join(root, "etc/hosts"), `127.0.0.1 localhost\n${h.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, { mode: 0o644 });
+    // no seed: cloud-init (in the lab's root for the hosts that have one) stays off, as on a
+    // Flatcar host, which has none; it would otherwise search for a datasource at every boot
+    writeFileSync(join(root, "etc/cloud/cloud-init.disabled"), "fmc lab: this host has no cloud-init seed\n", { mode: 0o644 });
+  }
   run("ssh-keygen", ["-A", "-f", root], `host keys for ${h.name}`);
   mkdirSync(join(root, "root/.ssh"), { recursive: true, mode: 0o700 });
   writeFileSync(join(root, "root/.ssh/authorized_keys"), `${[...o.topo.keysOf(h), labPublicKey(o.stateDir)].join("\n")}\n`, { mode: 0o600 });

@@ -107,6 +107,10 @@ WantedBy=sysinit.target
   // (lvm2, open-iscsi, …) would spend most of a minute under emulation for nothing
   { path: "/etc/initramfs-tools/update-initramfs.conf", mode: 0o644, content: "# fmc lab VM: QEMU boots the initrd built with the image (-initrd); packages' triggers don't rebuild it\nupdate_initramfs=no\nbackup_initramfs=no\n" },
   { path: "/etc/hostname", mode: 0o644, content: "localhost\n" },
+  // the lab shapes its VMs itself (the config disk): cloud-init, in the root filesystem for the
+  // containers that boot from a seed, stays off here; searching for a datasource it would put
+  // a DHCP fallback network in front of the config disk's (cloud-init.disabled: cloud-init(1))
+  { path: "/etc/cloud/cloud-init.disabled", mode: 0o644, content: "fmc lab: this VM is shaped by its config disk\n" },
 ];
 
 export interface VmImage {
