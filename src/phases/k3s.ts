@@ -33,6 +33,7 @@ import { markingReload, pendingMarker, reloadPending, serviceChange } from "../o
 import { unitPath } from "../ops/unit.js";
 import { parseK3sVersion } from "../ops/upgrade.js";
 import { k3sUnit } from "../render/ignition.js";
+import { k3sVersionOf } from "../render/k3s-install.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
@@ -108,7 +109,7 @@ function k3sFacts(pc: PhaseContext, host: Host) {
   const version = pc.render.spec.k3s.version;
   const current = bundle
     ? `${BIN_SH}; echo ${sh(`${bundle.binary.sha256}  `)}"$b" | sha256sum -c --status 2>/dev/null`
-    : `${BIN_SH}; "$b" --version 2>/dev/null | grep -qF -- ${sh(`${version} `)}`;
+    : `${BIN_SH}; [ "$(${k3sVersionOf('"$b"')})" = ${sh(version)} ]`;
   const unit = unitOf(host);
   return {
     files: new Set([K3S_CONFIG, K3S_RESOLV_CONF, unitPath(unit), pendingMarker(unit), ...(isServer(host) ? [K3S_SERVER_CA] : [])]),
