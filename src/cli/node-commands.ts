@@ -7,9 +7,9 @@ import { FmcError } from "../errors.js";
 import { openSession, selectPhases, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan } from "../engine/run.js";
 import { etcdAccess, isMember, memberLabel, quorumCheck, readClusterVia, replacementSteps, untilVotingMember } from "../ops/etcd.js";
-import { followDiffs, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
+import { followDiffs, joinPhases, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
 import type { RunbookStep } from "../ops/runbook.js";
-import type { PhaseContext } from "../phases/phase.js";
+import type { Phase, PhaseContext } from "../phases/phase.js";
 import type { Host } from "../model/schema.js";
 import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
@@ -31,13 +31,14 @@ const touched = (pc: PhaseContext): Host[] => {
 const etcdVia = (s: Session, exclude: readonly string[]) => readClusterVia(s.render.topo.servers.map((x) => x.name), s.transports, { exclude, unreachable: s.unreachable });
 
 /** A step that runs the engine's phases (plan from fresh facts, then apply), as fmc apply would, on `pc`'s spec. */
-function applyStep(s: Session, pc: PhaseContext, phases: readonly string[], title: string, detail?: string): RunbookStep {
+function applyStep(s: Session, pc: PhaseContext, phaseList: readonly Phase[], title: string, detail?: string): RunbookStep {
+  const phases = phaseList.map((x) => x.name);
   return {
     title,
     on: "this machine",
     ...(detail ? { detail } : {}),
     act: async () => {
-      const p = await makePlan(pc, selectPhases(phases), s.transports, { concurrency: s.concurrency });
+      const p = await makePlan(pc, phaseList, s.transports, { concurrency: s.concurrency });
       if (p.failedHosts.size) throw new FmcError("FACTS", [...p.failedHosts].map(([h, why]) => `${h}: ${why}`).join("\n"));
       const done = await applyPlan(p, s.transports, { concurrency: s.concurrency, reconnect: s.reconnect, onEvent: (e) => e.type === "change" && process.stderr.write(`      [${e.change.host}] ${e.change.phase}: ${e.change.title}\n`) });
       const skipped = p.skippedHosts.length ? `; not connected, left for the next fmc apply: ${p.skippedHosts.join(", ")}` : "";
@@ -51,7 +52,7 @@ function followStep(s: Session, name: string): RunbookStep[] {
   const diffs = followDiffs(s.render, name);
   if (!diffs.length) return [];
   const detail = diffs.map((d) => `${d.title}\n${d.detail ?? ""}`).join("\n");
-  return [applyStep(s, { ...s.pc, render: withoutHost(s.render, name) }, ["loadbalancer", "dns"], `the load balancers and DNS stop naming ${name} (fmc apply --phase loadbalancer,dns on the spec without it)`, detail)];
+  return [applyStep(s, { ...s.pc, render: withoutHost(s.render, name) }, selectPhases(["loadbalancer", "dns"]), `the load balancers and DNS stop naming ${name} (fmc apply --phase loadbalancer,dns on the spec without it)`, detail)];
 }
 
 /** A server's member, healthy and voting, read through `via` until it is or `seconds` pass. */
@@ -74,14 +75,16 @@ async function joinSteps(s: Session, name: string, server: boolean, o: { exclude
     if (v && !v.ok) return { steps, refusal: v.text };
     steps.push(quorumStep(via, { kind: "add", name, learner: true }, `add ${name}`));
   }
-  const p = await makePlan(s.pc, selectPhases(["k3s-servers", "k3s-agents"]), s.transports, { concurrency: s.concurrency });
+  // only this node: a drifted server elsewhere is fmc apply's, with its own plan and restart
+  const install = joinPhases(name, server, selectPhases(["k3s-servers", "k3s-agents"]));
+  const p = await makePlan(s.pc, install, s.transports, { concurrency: s.concurrency });
   const mine = p.changes.filter((c) => c.host === name);
   const detail = p.changes.map((c) => `${c.host}: ${c.title}`).join("\n");
   if (!s.transports.has(name)) throw new FmcError("UNREACHABLE", `${name} does not answer: ${s.unreachable.get(name) ?? "not in the inventory"}`);
   if (!mine.length) return { steps, refusal: `${name} runs K3s as the spec says already: nothing to add (fmc etcd status)` };
-  steps.push(applyStep(s, s.pc, ["k3s-servers", "k3s-agents"], `install K3s on ${name} and join it through the VIP (${server ? "a server waits until its API and etcd member answer" : "an agent with an expiring bootstrap token, waited for"})`, detail));
+  steps.push(applyStep(s, s.pc, install, `install K3s on ${name} and join it through the VIP (${server ? "a server waits until its API and etcd member answer" : "an agent with an expiring bootstrap token, waited for"})`, detail));
   if (server && via) steps.push(memberHealthyStep(via, name));
-  steps.push(applyStep(s, s.pc, ["loadbalancer", "dns"], `the load balancers and DNS name ${name} (fmc apply --phase loadbalancer,dns)`));
+  steps.push(applyStep(s, s.pc, selectPhases(["loadbalancer", "dns"]), `the load balancers and DNS name ${name} (fmc apply --phase loadbalancer,dns)`));
   return { steps };
 }
 

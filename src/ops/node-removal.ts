@@ -16,6 +16,7 @@ import type { Host } from "../model/schema.js";
 import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, readCluster, type EtcdAccess, type EtcdChange, type EtcdClusterView } from "./etcd.js";
 import { kubectl } from "./k3s-cli.js";
 import type { RunbookStep } from "./runbook.js";
+import type { Phase } from "../phases/phase.js";
 
 /** K3s's datastore directory on a server (k3s-io/k3s: ${data-dir}/server/db). */
 const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
@@ -137,3 +138,19 @@ export function nodeRemovalPlan(ctx: RenderContext, name: string, cluster: EtcdC
 
 /** The refusal as people read it. */
 export const refusalText = (name: string, text: string) => `Removing ${name} is refused: ${text}\n`;
+
+/** The change the k3s-servers phase makes on a server for agents joining in this run: their bootstrap token. */
+const isJoinToken = (c: { readonly title: string }) => c.title.startsWith("create a bootstrap token for ");
+
+/**
+ * The K3s install phases as `fmc node add NAME` (and replace) applies them: only NAME is planned
+ * and changed. A drifted server elsewhere is left to fmc apply, whose plan shows its restart;
+ * the one change on another node is, when NAME is an agent, the bootstrap token it joins with
+ * (made on the first server that answers). Plans and the engine's re-plans both go through it.
+ */
+export function joinPhases(name: string, server: boolean, phases: readonly Phase[]): Phase[] {
+  return phases.map((p) => ({
+    ...p,
+    plan: (pc, host, facts) => p.plan(pc, host, facts).filter((c) => c.host === name || (!server && isJoinToken(c))),
+  }));
+}

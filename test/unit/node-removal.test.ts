@@ -8,7 +8,11 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { followDiffs, nodeRemovalPlan, refusalText } from "../../src/ops/node-removal.js";
+import { followDiffs, joinPhases, nodeRemovalPlan, refusalText } from "../../src/ops/node-removal.js";
+import { apply, plan } from "../../src/engine/run.js";
+import { k3sAgents, k3sServers, K3S_SERVER_CA } from "../../src/phases/k3s.js";
+import type { PhaseContext } from "../../src/phases/phase.js";
+import type { Transport } from "../../src/hosts/transport.js";
 import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
 import type { Command } from "../../src/hosts/command.js";
@@ -137,4 +141,61 @@ test("carried out: a failed drain stops the run: K3s keeps running on the node a
   assert.match(text, /^stopped at step 2 of 6 \(drain master3: cordon it and evict its pods\) on master1: exit 1: .*Cannot evict pod as it would violate the pod's disruption budget/s);
   assert.match(text, /step 1 is done; the 4 step\(s\) after it did not run$/);
   assert.ok(!log.some((l) => l.startsWith("master3:") || l.includes("member/remove") || l.includes("delete node")), log.join("\n"));
+});
+
+// --- fmc node add: the K3s phases on the node being added only --------------------------------
+
+const b64 = (x: string) => Buffer.from(x).toString("base64");
+const K3S_NODES = ["master1", "master2", "master3", "worker1", "worker2", "worker3", "storage1"];
+/**
+ * The fact script's answer for a K3s node: `fresh` has no K3s at all; the others run the pinned
+ * K3s and are in the cluster, but every file fmc writes differs from the spec (drifted: fmc apply
+ * would rewrite them and restart the node).
+ */
+function k3sFactsText(name: string, fresh: boolean): string {
+  const unit = name.startsWith("master") ? "k3s.service" : "k3s-agent.service";
+  const files = fresh ? [] : [`/etc/rancher/k3s/config.yaml 600 root root ${b64("token: drifted\n")}`, ...(name === "master1" ? [`${K3S_SERVER_CA} 644 root root ${b64("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")}`] : [])];
+  const g = (ok: boolean) => (ok ? 0 : 1);
+  return [
+    "@os", "ID=debian", 'VERSION_ID="12"', "@hostname", name, "@addr", "@swap",
+    "@units", `Id=${unit}`, `ActiveState=${fresh ? "inactive" : "active"}`, `UnitFileState=${fresh ? "not-found" : "enabled"}`, "",
+    "@packages", "@sysctl", "@files", ...files, "@dirs", "@users",
+    "@guard", `k3s-binary-present ${g(!fresh)}`, `k3s-binary-current ${g(!fresh)}`, `k3s-etcd-member ${g(!fresh)}`, `k3s-agent-joined ${g(!fresh)}`,
+    "@end",
+  ].join("\n") + "\n";
+}
+
+async function addNode(name: string, server: boolean) {
+  const token = "abcdef.0123456789abcdef";
+  const pc: PhaseContext = {
+    render: { ...ctx, k3sBootstrapped: true },
+    mask: (x) => ctx.secrets.mask(x),
+    loginUser: () => "root",
+    k3s: { bundle: () => undefined, joinToken: token, joinTokenTtlMin: 60, markBootstrapped: () => undefined, forgetBootstrap: () => false },
+  };
+  const transports = new Map<string, RecordingTransport>(K3S_NODES.map((h) => [h, new RecordingTransport(h, [(c) => (c.display === "read facts" ? { code: 0, stdout: k3sFactsText(h, h === name), stderr: "" } : undefined)])]));
+  const phases = joinPhases(name, server, [k3sServers, k3sAgents]);
+  const p = await plan(pc, phases, transports as Map<string, Transport>, { concurrency: 4 });
+  await apply(p, transports as Map<string, Transport>, { concurrency: 4 });
+  /** What ran on each node besides reading its facts. */
+  const ran = (h: string) => transports.get(h)!.log.filter((c) => c.display !== "read facts").map((c) => c.display);
+  // the whole cluster as fmc apply plans it: every other node would be rewritten and restarted
+  const full = await plan(pc, [k3sServers, k3sAgents], transports as Map<string, Transport>, { concurrency: 4 });
+  return { p, ran, full };
+}
+
+test("node add worker3: K3s is installed and started on worker3 alone; the only other change is its bootstrap token on master1; drifted nodes are not restarted", async () => {
+  const { p, ran, full } = await addNode("worker3", false);
+  assert.ok(full.changes.some((c) => c.host === "master2" && /restart/.test(c.title)), "the setting: master2 has drifted, and fmc apply would restart it");
+  assert.deepEqual([...new Set(p.changes.map((c) => c.host))].sort(), ["master1", "worker3"]);
+  assert.ok(ran("worker3").some((d) => /start k3s-agent\.service/.test(d)), ran("worker3").join("\n"));
+  assert.deepEqual(ran("master1"), ["k3s kubectl apply -f - (the bootstrap-token Secret k3s token create writes, on stdin)"]);
+  for (const h of ["master2", "master3", "worker1", "worker2", "storage1"]) assert.deepEqual(ran(h), [], `${h} was changed`);
+});
+
+test("node add master3: only master3 is installed, started and waited for; no token, nothing on the other servers or agents", async () => {
+  const { p, ran } = await addNode("master3", true);
+  assert.deepEqual([...new Set(p.changes.map((c) => c.host))], ["master3"]);
+  assert.ok(ran("master3").some((d) => /start k3s\.service/.test(d)), ran("master3").join("\n"));
+  for (const h of K3S_NODES.filter((x) => x !== "master3")) assert.deepEqual(ran(h), [], `${h} was changed`);
 });
