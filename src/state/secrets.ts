@@ -128,19 +128,33 @@ export class Secrets {
     return v ? (JSON.parse(v) as { private: string }).private : undefined;
   }
 
-  /** Replaces every secret value in text with a mask naming it. */
+  /** Replaces every secret value in text with a mask naming it, and every K3s bootstrap token (maskBootstrapTokens). */
   mask(text: string): string {
     let out = text;
     for (const [name, value] of this.values) {
       for (const part of secretParts(value)) if (part.length >= 6) out = out.split(part).join(`<secret:${name}>`);
     }
-    return out;
+    return maskBootstrapTokens(out);
   }
 
   /** Whether the text contains any secret value. */
   leaksInto(text: string): string[] {
     return [...this.values].filter(([, v]) => secretParts(v).some((p) => p.length >= 6 && text.includes(p))).map(([n]) => n);
   }
+}
+
+/**
+ * A bootstrap token (`<id>.<secret>`, [a-z0-9]{6}.[a-z0-9]{16}: kubeadm's format, which
+ * `k3s token create` and fmc apply make) standing alone or after K3s's `K10<hash>::`. fmc makes
+ * one per run and never stores it, so the one a node joined with in an earlier run (still in its
+ * config.yaml) is no stored value: it is known by its shape. Part of a longer name (a domain
+ * with more labels) is not one.
+ */
+const BOOTSTRAP_TOKEN = /(?<![A-Za-z0-9_.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9_-]|\.[A-Za-z0-9])/g;
+
+/** Masks every bootstrap token in text, this run's and any earlier run's. */
+export function maskBootstrapTokens(text: string): string {
+  return text.replace(BOOTSTRAP_TOKEN, "<secret:k3s-bootstrap-token>");
 }
 
 function secretParts(value: string): string[] {
