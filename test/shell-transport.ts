@@ -33,6 +33,8 @@ export class ShellTransport implements Transport {
       c.stderr.on("data", (d) => (stderr += d));
       c.on("error", reject);
       c.on("close", (code) => resolve({ code: code ?? 255, stdout, stderr }));
+      // a command may exit without reading its input (false): that is its answer, not an error
+      c.stdin.on("error", () => undefined);
       c.stdin.end(command.stdin ?? "");
     });
   }
