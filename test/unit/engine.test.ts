@@ -210,7 +210,8 @@ test("plan and apply over a recording transport: phases in order, failures name 
   const render = contextFor(undefined, "engine");
   const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
   const lb1 = render.topo.host("loadbalancer1");
-  const cfg = haproxyConfig(render, lb1);
+  // as the phase renders it: for the family the host reports (the facts say Debian)
+  const cfg = haproxyConfig(render, lb1, "debian-like");
   const factsFor = (host: string) => (c: { display: string }) =>
     c.display === "read facts"
       ? {
@@ -367,7 +368,8 @@ test("a config written by a run whose reload failed is still reloaded by the nex
   const render = contextFor(undefined, "engine");
   const pc = { render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" };
   const lb1 = render.topo.host("loadbalancer1");
-  const cfg = haproxyConfig(render, lb1);
+  // as the phase renders it: for the family the host reports (the facts say Debian)
+  const cfg = haproxyConfig(render, lb1, "debian-like");
   // the host as the run leaves it, and what is on disk
   const disk = new Map<string, string>([["/etc/haproxy/haproxy.cfg", cfg.replace("maxconn 8000", "maxconn 100")]]);
   const host = (failReload: boolean) =>
