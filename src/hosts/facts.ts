@@ -82,7 +82,9 @@ export function factScript(req: FactRequest): string {
     `echo @units; ${req.units.size ? `systemctl show --property=Id,ActiveState,UnitFileState -- ${words(req.units)} 2>/dev/null` : ""}`,
     `echo @packages${req.packages.size ? `; if command -v dpkg-query >/dev/null; then dpkg-query -W -f='\${Package} \${Status}\\n' -- ${words(req.packages)} 2>/dev/null; elif command -v rpm >/dev/null; then rpm -q --qf '%{NAME} install ok installed\\n' -- ${words(req.packages)} 2>/dev/null | grep ' installed$'; fi; true` : ""}`,
     `echo @sysctl; for k in ${words(req.sysctl)}; do f=/proc/sys/$(echo "$k" | tr . /); if [ -w "$f" ]; then echo "$k=$(tr '\\t' ' ' < "$f")"; elif [ -r "$f" ]; then echo "$k!$(tr '\\t' ' ' < "$f")"; else echo "$k"; fi; done`,
-    `echo @files; for f in ${words(req.files)}; do if [ -f "$f" ]; then echo "$f $(stat -c '%a %U %G' "$f") $(base64 -w0 < "$f")"; else echo "$f -"; fi; done`,
+    // "~user/path" is a file in that user's home, wherever the host's passwd puts it; it is
+    // reported under its real path (a user the host does not have: under the ~ name, absent)
+    `echo @files; for f in ${words(req.files)}; do case "$f" in "~"*) u="\${f#\\~}"; u="\${u%%/*}"; h=$(getent passwd "$u" | cut -d: -f6); if [ -z "$h" ]; then echo "$f -"; continue; fi; f="$h/\${f#*/}" ;; esac; if [ -f "$f" ]; then echo "$f $(stat -c '%a %U %G' "$f") $(base64 -w0 < "$f")"; else echo "$f -"; fi; done`,
     `echo @dirs; for d in ${words(req.dirs)}; do if [ -d "$d" ]; then echo "$d $(stat -c '%a %U %G' "$d")"; else echo "$d -"; fi; done`,
     `echo @users; for u in ${words(req.users)}; do e=$(getent passwd "$u") && echo "$e" || echo "$u"; done`,
     ...[...req.guards].map(([id, test]) => `echo @guard; (${test}) >/dev/null 2>&1; echo "${id.replace(/[^A-Za-z0-9_.:/-]/g, "_")} $?"`),

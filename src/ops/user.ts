@@ -4,8 +4,25 @@ import type { HostFacts } from "../hosts/facts.js";
 import type { Change, OpContext } from "./change.js";
 import { authorizedKeysChange } from "./keys.js";
 
-/** Where a user's home (and so its authorized_keys) is, before facts say otherwise. */
-export const homeOf = (user: string) => (user === "root" ? "/root" : `/home/${user}`);
+/**
+ * A file in `user`'s home as a fact request names it ("~user/rel"): the fact script resolves
+ * the home from the host's passwd and reports the file under its real path, homeOf(facts,
+ * user) + "/" + rel. Request the user too (FactRequest.users), so homeOf can say where that is.
+ */
+export const inHome = (user: string, rel: string): string => `~${user}/${rel}`;
+
+/**
+ * Where `user`'s home is: the host's passwd as read (getent passwd, a fact); root's is /root
+ * when passwd was not read. Undefined: the host has no such user (or it was not asked about).
+ */
+export function homeOf(facts: HostFacts, user: string): string | undefined {
+  const u = facts.users.get(user);
+  if (u?.home) return u.home;
+  return user === "root" && u === undefined ? "/root" : undefined;
+}
+
+/** useradd --create-home's home for a user it creates (HOME=/home in /etc/default/useradd). */
+const createdHome = (user: string) => (user === "root" ? "/root" : `/home/${user}`);
 
 export interface UserSpec {
   readonly name: string;
@@ -18,7 +35,8 @@ export function userChanges(facts: HostFacts, u: UserSpec, ctx: OpContext): Chan
   const out: Change[] = [];
   const cur = facts.users.get(u.name);
   const shell = u.shell ?? "/bin/bash";
-  const home = cur?.home ?? homeOf(u.name);
+  // an existing user's home is where passwd says; a new one's where useradd makes it
+  const home = cur ? (homeOf(facts, u.name) ?? createdHome(u.name)) : createdHome(u.name);
   if (!cur) {
     out.push({
       host: ctx.host,

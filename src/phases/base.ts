@@ -10,7 +10,7 @@ import { fileChange } from "../ops/file.js";
 import { hostnameChanges, swapOffChange } from "../ops/host.js";
 import { INSTALL_TIMEOUT_S, packageChange } from "../ops/package.js";
 import { markingReload, pendingFacts, reloadPending, serviceChange } from "../ops/service.js";
-import { homeOf } from "../ops/user.js";
+import { homeOf, inHome } from "../ops/user.js";
 import { authorizedKeysChange } from "../ops/keys.js";
 import { sysctlChanges } from "../ops/sysctl.js";
 import { moduleChanges, moduleGuards, type KernelModule } from "../ops/modules.js";
@@ -54,7 +54,14 @@ const isK3sNode = (host: Host) => host.roles.some((r) => r === "k3s-server" || r
 
 const TIME_PACKAGE: Record<string, string | undefined> = { "debian-like": "systemd-timesyncd", "rhel-like": "chrony", flatcar: undefined };
 
-const authorizedKeysPath = (user: string) => `${homeOf(user)}/.ssh/authorized_keys`;
+const AUTHORIZED_KEYS = ".ssh/authorized_keys";
+
+/** The login user's authorized_keys, in its home as the host's passwd has it. */
+function authorizedKeysPath(host: Host, facts: HostFacts, user: string): string {
+  const home = homeOf(facts, user);
+  if (!home) throw new FmcError("NO_SUCH_USER", `${host.name}: the login user ${user} is not in the host's passwd (getent passwd ${user} finds nothing)`, "check ssh.user (or the host's ssh.user) in the spec");
+  return `${home}/${AUTHORIZED_KEYS}`;
+}
 
 /**
  * What firewalld must let in on a host: SSH, every port its roles listen on (rolePorts),
@@ -203,7 +210,7 @@ export const base: Phase = {
   },
   facts(pc, host) {
     const user = pc.loginUser(host);
-    const files = ["/etc/hostname", SYSCTL_FILE, authorizedKeysPath(user), ...(isK3sNode(host) ? [K3S_MODULES_FILE] : [])];
+    const files = ["/etc/hostname", SYSCTL_FILE, inHome(user, AUTHORIZED_KEYS), ...(isK3sNode(host) ? [K3S_MODULES_FILE] : [])];
     for (const f of Object.values(FAMILIES)) {
       files.push(f.timeConfig({ pools: [], servers: [] }).path, ...(f.resolverFiles?.([], "") ?? []).map((r) => r.path));
     }
@@ -214,6 +221,8 @@ export const base: Phase = {
       units: new Set([...Object.values(FAMILIES).map((f) => f.timeService), ...(exporter ? Object.values(NODE_EXPORTER).flatMap((n) => n.units) : [])]),
       packages: new Set([...Object.values(TIME_PACKAGE).filter((p): p is string => !!p), ...(exporter ? Object.values(NODE_EXPORTER).flatMap((n) => n.packages) : [])]),
       sysctl: new Set(Object.keys(sysctlFor(host))),
+      // the login user's home (its authorized_keys is there)
+      users: new Set([user]),
       // read on every host; it answers "nothing to do" where firewall-cmd is absent
       guards: new Map([[FIREWALLD_GUARD, firewalldGuarded(pc.render.spec, host).unless], ...(isK3sNode(host) ? moduleGuards(K3S_MODULES) : [])]),
     };
@@ -244,7 +253,7 @@ export const base: Phase = {
     if (svc) out.push(svc);
     // fmc's block of the login user's keys; the operator's own lines stay
     const user = pc.loginUser(host);
-    const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(user), keys: topo.keysOf(host), group: user === "root" ? "root" : user, keepOtherAdminKeys: spec.ssh.generatedKey }, c);
+    const keys = authorizedKeysChange(facts, { user, path: authorizedKeysPath(host, facts, user), keys: topo.keysOf(host), group: user === "root" ? "root" : user, keepOtherAdminKeys: spec.ssh.generatedKey }, c);
     if (keys) out.push(keys);
     if (runsNodeExporter(spec, host)) out.push(...nodeExporterChanges(facts, family.name, c));
     if (family.hostFirewall === "firewalld") {

@@ -22,6 +22,8 @@ function facts(name: string, os: string[], files: Map<string, { content: string;
     ["os", os],
     ["hostname", [name]],
     ["files", [...files].map(([p, f]) => `${p} ${f.mode.toString(8)} root root ${b64(f.content)}`)],
+    // the login user, as getent passwd prints it (base reads its home from there)
+    ["users", ["core:x:500:500:Flatcar Admin:/home/core:/bin/bash"]],
   ];
   return parseFacts(name, sections.map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n");
 }
