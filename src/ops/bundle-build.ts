@@ -404,7 +404,7 @@ export async function buildBundle(o: BuildOptions): Promise<BuildResult> {
     }
     const removed = commit(o.dir, o.version, staged, o.source ?? source, (o.now ?? (() => new Date()))());
     try {
-      return { bundle: readBundle(o.dir, o.version), unchanged: false, removed };
+      return { bundle: readBundle(o.dir, o.version, o.pinnedSha256), unchanged: false, removed };
     } catch (e) {
       // never leave a bundle that its own reader refuses looking finished
       rmSync(join(o.dir, BUNDLE_MANIFEST), { force: true });

@@ -10,7 +10,9 @@
 //
 // Every file's SHA-256 is in bundle.json and is checked again when the bundle is read
 // (reading is how apply uses it), and the binary's and images' hashes must equal the
-// release checksum file's lines for them: a bundle never vouches for itself alone.
+// release checksum file's lines for them. All of that only says the files are the ones the
+// bundle was assembled from: when the spec pins k3s.sha256, the binary must also be that one
+// wherever it is installed (checkBundlePin), and the node hashes what arrived again.
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
@@ -60,7 +62,7 @@ const refuse = (dir: string, why: string, hint = `assemble it again with fmc bun
  * the binary's (and images') hash against the release checksum file inside it. Pass the
  * version the spec pins: a bundle of another release is refused.
  */
-export function readBundle(dir: string, k3sVersion: string): K3sBundle {
+export function readBundle(dir: string, k3sVersion: string, pinnedSha256?: string): K3sBundle {
   const mf = join(dir, BUNDLE_MANIFEST);
   if (!existsSync(mf)) throw refuse(dir, `${BUNDLE_MANIFEST} is missing (an unfinished bundle, or not a bundle)`);
   const manifest = parseStored(readFileSync(mf, "utf8"), Manifest, (why) => refuse(dir, `${BUNDLE_MANIFEST}: ${why}`));
@@ -82,7 +84,23 @@ export function readBundle(dir: string, k3sVersion: string): K3sBundle {
     if (want !== f.sha256) throw refuse(dir, `${name}'s SHA-256 ${f.sha256} is not the release's ${want}`, "the file is not the one K3s published for this version: get it again");
   }
   const bin = manifest.files.k3s!;
-  return { dir, manifest, binary: { path: join(dir, "k3s"), sha256: bin.sha256, bytes: bin.bytes } };
+  return checkBundlePin({ dir, manifest, binary: { path: join(dir, "k3s"), sha256: bin.sha256, bytes: bin.bytes } }, pinnedSha256);
+}
+
+/**
+ * The bundle held against the spec: when k3s.sha256 pins the version it holds, its binary
+ * must be that one. A bundle's own checksum file and manifest can be replaced together; the
+ * spec's pin is the value the user chose to trust.
+ */
+export function checkBundlePin(bundle: K3sBundle, pinnedSha256: string | undefined): K3sBundle {
+  if (pinnedSha256 !== undefined && bundle.binary.sha256 !== pinnedSha256) {
+    throw refuse(
+      bundle.dir,
+      `its k3s has SHA-256 ${bundle.binary.sha256}, the spec's k3s.sha256 pins ${pinnedSha256}`,
+      "the bundle's binary is not the one the spec trusts: assemble the bundle again from the release the pin names (fmc bundle checks it), or correct k3s.sha256",
+    );
+  }
+  return bundle;
 }
 
 /**

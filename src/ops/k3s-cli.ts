@@ -7,7 +7,7 @@ import { quote, script, uploadScript, type Command } from "../hosts/command.js";
 import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
-import type { K3sBundle } from "./bundle.js";
+import { checkBundlePin, type K3sBundle } from "./bundle.js";
 
 export const SERVER_UNIT = "k3s.service";
 export const AGENT_UNIT = "k3s-agent.service";
@@ -25,15 +25,25 @@ export function k3sCli(...args: string[]): Command {
 /** `k3s kubectl ARGS…` on a server (K3s's embedded kubectl reads the admin kubeconfig there). */
 export const kubectl = (...args: string[]): Command => k3sCli("kubectl", ...args);
 
+/** The spec's k3s.sha256 when it pins `version` (it is the spec's version's only). */
+export const pinnedSha256 = (ctx: RenderContext, version: string): string | undefined => (version === ctx.spec.k3s.version ? ctx.spec.k3s.sha256 : undefined);
+
+/** The bundle to install `version` from, refused when the spec pins another binary (checkBundlePin). */
+export const installableBundle = (ctx: RenderContext, version: string, bundle: K3sBundle | undefined): K3sBundle | undefined =>
+  bundle && checkBundlePin(bundle, pinnedSha256(ctx, version));
+
 /**
- * The command that puts K3s `version` in `dir` on a node: uploaded from a checked bundle and
- * checked again there, or downloaded by the node and checked against the release's
+ * The command that puts K3s `version` in `dir` on a node: uploaded from a checked bundle (its
+ * binary the spec's pin, when there is one) and hashed again on the node before it replaces
+ * anything, or downloaded by the node and checked against the spec's pin or the release's
  * sha256sum-amd64.txt (the spec's pinned sha256 and airgapPath belong to its own version only);
  * `how` says which, for titles. Shared with fmc upgrade, which installs another version.
  */
-export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, bundle: K3sBundle | undefined): { command: Command; how: string } {
+export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, given: K3sBundle | undefined): { command: Command; how: string } {
+  const bundle = installableBundle(ctx, version, given);
   if (bundle) {
     const d = sh(dir);
+    const want = bundle.binary.sha256;
     const command = uploadScript(
       [
         "set -eu",
@@ -41,7 +51,9 @@ export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: strin
         `tmp=$(mktemp ${d}/.k3s.XXXXXX)`,
         "trap 'rm -f \"$tmp\"' EXIT",
         'cat > "$tmp"',
-        `if ! echo ${sh(`${bundle.binary.sha256}  `)}"$tmp" | sha256sum -c --status; then echo "the k3s binary that arrived does not match the bundle's SHA-256 ${bundle.binary.sha256}: not installed" >&2; exit 1; fi`,
+        // what arrived, hashed here: a transfer cut short or changed on the way is never installed
+        'got=$(sha256sum "$tmp" | cut -d " " -f 1)',
+        `if [ "$got" != ${sh(want)} ]; then echo "the k3s binary that arrived has SHA-256 $got, not the bundle's ${want}: not installed" >&2; exit 1; fi`,
         'chmod 0755 "$tmp"',
         `mv -f "$tmp" ${d}/k3s`,
         "trap - EXIT",
@@ -50,16 +62,20 @@ export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: strin
       `upload k3s ${version} (${(bundle.binary.bytes / 1048576).toFixed(1)} MiB) from the bundle, check its SHA-256 on the node, install in ${dir}`,
       bundle.binary.path,
     );
-    return { command, how: `from the bundle ${bundle.dir}, SHA-256 ${bundle.binary.sha256.slice(0, 12)}… checked on the node` };
+    const pinned = pinnedSha256(ctx, version) ? ", the spec's k3s.sha256" : "";
+    return { command, how: `from the bundle ${bundle.dir}, SHA-256 ${want.slice(0, 12)}…${pinned} checked on the node` };
   }
   let forVersion = ctx;
   if (version !== ctx.spec.k3s.version) {
     const { sha256: _sha, airgapPath: _path, ...k3s } = ctx.spec.k3s;
     forVersion = { ...ctx, spec: { ...ctx.spec, k3s: { ...k3s, version } } };
   }
+  const k = forVersion.spec.k3s;
+  const against = k.sha256 ? "the spec's k3s.sha256" : "the release's sha256sum-amd64.txt";
+  const from = k.airgapPath ? `copied from ${k.airgapPath} on the node` : "downloaded by the node";
   return {
-    command: script(k3sInstallScript(forVersion, dir), `download k3s ${version} from GitHub on the node, check it against the release's checksums, install in ${dir}`),
-    how: "downloaded by the node, checked against the release's sha256sum-amd64.txt",
+    command: script(k3sInstallScript(forVersion, dir), `${k.airgapPath ? `copy k3s ${version} from ${k.airgapPath}` : `download k3s ${version} from GitHub`} on the node, check it against ${against}, install in ${dir}`),
+    how: `${from}, checked against ${against}`,
   };
 }
 

@@ -17,7 +17,7 @@ import { FmcError } from "../errors.js";
 import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { ExecResult } from "../hosts/transport.js";
-import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
+import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, pinnedSha256, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
 import type { RenderContext } from "../render/types.js";
 import type { K3sBundle } from "./bundle.js";
 import { etcdAccess, healthCommand, parseHealth, quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";
@@ -342,7 +342,7 @@ export function upgradeRunbook(ctx: RenderContext, from: string, to: string, clu
   if (!plan.ok) return plan;
   const via = o.via ?? ctx.topo.servers[0]?.name;
   const install = upgradeBinaryCommand(ctx, plan.to, o.bundle);
-  const how = o.bundle ? "from the bundle, checked on the node" : "downloaded by the node, checked against the release's checksums";
+  const how = o.bundle ? "from the bundle, checked on the node" : `downloaded by the node, checked against ${pinnedSha256(ctx, plan.to) ? "the spec's k3s.sha256" : "the release's checksums"}`;
   const steps: RunbookStep[] = [];
   for (const s of plan.steps.filter((x) => x.role === "server")) {
     steps.push(

@@ -39,7 +39,7 @@ import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
-import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
+import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
 
 
 export const K3S_CONFIG = "/etc/rancher/k3s/config.yaml";
@@ -105,7 +105,8 @@ function renderFor(pc: PhaseContext, bootstrapped: boolean): RenderContext {
 }
 
 function k3sFacts(pc: PhaseContext, host: Host) {
-  const bundle = pc.k3s?.bundle();
+  // a bundle whose binary is not the spec's pin is refused here, before a node holding it counts as current
+  const bundle = installableBundle(pc.render, pc.render.spec.k3s.version, pc.k3s?.bundle());
   const version = pc.render.spec.k3s.version;
   const current = bundle
     ? `${BIN_SH}; echo ${sh(`${bundle.binary.sha256}  `)}"$b" | sha256sum -c --status 2>/dev/null`

@@ -2,8 +2,9 @@
 // from the binary's own source, and refuses when it can't be (issue 21): the install
 // script (Ignition's first boot, the k3s phases without a bundle, fmc upgrade) run in bash
 // against a fake `curl` that serves a fake release from a temp dir (no network), with an
-// air-gapped path, and with a binary already there; and the timeouts that keep a stalled
-// download from hanging the first boot.
+// air-gapped path, and with a binary already there; the timeouts that keep a stalled
+// download from hanging the first boot; and a bundle, held against the spec's k3s.sha256 at
+// apply and upgrade time, its binary hashed again on the node before it replaces anything.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -15,8 +16,14 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { k3sInstallScript, k3sInstallUnit, K3S_INSTALL_ATTEMPTS, K3S_INSTALL_MAX_DELAY_S } from "../../src/render/k3s-install.js";
 import { k3sBinaryCommand } from "../../src/ops/k3s-cli.js";
+import { readBundle, type K3sBundle } from "../../src/ops/bundle.js";
+import { buildBundle } from "../../src/ops/bundle-build.js";
+import { upgradeBinaryCommand, upgradeRunbook } from "../../src/ops/upgrade.js";
+import { k3sServers } from "../../src/phases/k3s.js";
+import type { PhaseContext } from "../../src/phases/phase.js";
+import { FmcError } from "../../src/errors.js";
 import type { RenderContext } from "../../src/render/types.js";
-import { contextFor, tempDir } from "../helpers.js";
+import { contextFor, requireTool, tempDir } from "../helpers.js";
 
 const VERSION = "v1.33.4+k3s1";
 const sha = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
@@ -199,4 +206,85 @@ test("a stalled download can't hang the first boot: curl gives up on a dead conn
   for (let a = 1, d = 5; a < K3S_INSTALL_ATTEMPTS; a++, d = Math.min(d * 2, K3S_INSTALL_MAX_DELAY_S)) pauses += d;
   assert.ok(us / 1e6 > pauses, `${us / 1e6} s > ${pauses} s of pauses`);
   assert.match(unit, /^Restart=on-failure$/m, "systemd starts it again after a failure or a timeout");
+});
+
+// --- a bundle: held against the spec's pin, hashed again on the node ---------------------
+
+/** A bundle assembled by fmc bundle from a fake release whose own checksum file vouches for its binary. */
+async function bundleOf(t: { after: (fn: () => void) => void }, k3s: string): Promise<K3sBundle> {
+  const dir = tempDir(t);
+  writeFileSync(join(dir, "k3s"), k3s);
+  writeFileSync(join(dir, "sha256sum-amd64.txt"), sumsFor(k3s));
+  const r = await buildBundle({ dir: join(dir, "bundle"), version: VERSION, input: { kind: "files", files: { k3s: join(dir, "k3s"), "sha256sum-amd64.txt": join(dir, "sha256sum-amd64.txt") } }, log: () => undefined });
+  return r.bundle;
+}
+
+const refusedBundle = (e: unknown) => e instanceof FmcError && e.code === "BUNDLE" && /its k3s has SHA-256 [0-9a-f]{64}, the spec's k3s\.sha256 pins [0-9a-f]{64}/.test(e.message);
+
+function phaseContext(render: RenderContext, bundle: K3sBundle): PhaseContext {
+  return {
+    render,
+    mask: (s) => s,
+    loginUser: () => "core",
+    facts: new Map(),
+    k3s: { bundle: () => bundle, joinToken: "abcdef.0123456789abcdef", joinTokenTtlMin: 60, markBootstrapped: () => undefined, forgetBootstrap: () => false },
+  };
+}
+
+test("a bundle whose binary is not the spec's k3s.sha256 is refused at apply (facts and install) and at upgrade, though its own checksum file and manifest agree", async (t) => {
+  const bundle = await bundleOf(t, fakeK3s(VERSION, "from a bundle nobody pinned"));
+  const pinned = withK3s(contextFor(), { sha256: sha(good) });
+  const master1 = pinned.topo.host("master1");
+  assert.throws(() => k3sServers.facts(phaseContext(pinned, bundle), master1), refusedBundle);
+  assert.throws(() => k3sBinaryCommand(pinned, VERSION, "/opt/bin", bundle), refusedBundle);
+  assert.throws(() => upgradeRunbook(pinned, "v1.33.3+k3s1", VERSION, undefined, 1, { bundle }), refusedBundle);
+  assert.throws(() => readBundle(bundle.dir, VERSION, sha(good)), refusedBundle);
+  // the pin is v1.33.4+k3s1's: an upgrade to another version is checked against that version's bundle only
+  assert.ok(upgradeRunbook(pinned, VERSION, "v1.33.5+k3s1", undefined, 1, { bundle }).ok);
+  // the pinned binary's bundle goes ahead, and a node holding it counts as current
+  const right = await bundleOf(t, good);
+  const facts = k3sServers.facts(phaseContext(pinned, right), master1);
+  const current = facts.guards?.get("k3s-binary-current") ?? "";
+  assert.ok(current.includes(sha(good)), current);
+  assert.equal(k3sBinaryCommand(pinned, VERSION, "/opt/bin", right).command.upload, right.binary.path);
+});
+
+test("on the node, the uploaded binary is hashed again before it replaces anything: changed on the way is refused, the old binary stays, no temp file is left", async (t) => {
+  const bundle = await bundleOf(t, good);
+  const dir = join(tempDir(t), "opt", "bin");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, "k3s"), "the old binary\n", { mode: 0o755 });
+  const { command } = k3sBinaryCommand(contextFor(), VERSION, dir, bundle);
+  assert.equal(command.upload, bundle.binary.path);
+  const upload = (bytes: string) => spawnSync("bash", ["-c", command.shell], { input: bytes, encoding: "utf8" });
+  for (const bytes of [fakeK3s(VERSION, "changed on the way"), good.slice(0, 20), ""]) {
+    const r = upload(bytes);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, new RegExp(`the k3s binary that arrived has SHA-256 ${sha(bytes)}, not the bundle's ${sha(good)}: not installed`));
+    assert.equal(readFileSync(join(dir, "k3s"), "utf8"), "the old binary\n");
+    assert.deepEqual(readdirSync(dir), ["k3s"]);
+  }
+  const ok = upload(readFileSync(bundle.binary.path, "utf8"));
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(readFileSync(join(dir, "k3s"), "utf8"), good);
+  assert.deepEqual(readdirSync(dir).sort(), ["crictl", "ctr", "k3s", "kubectl"]);
+});
+
+test("fmc upgrade's upload, run as the node runs it (/usr/local/bin off Flatcar, a private tmpfs here): a changed binary is refused, the bundle's installed", async (t) => {
+  requireTool("unshare");
+  const to = "v1.33.5+k3s1";
+  const next = fakeK3s(to);
+  const dir = tempDir(t);
+  writeFileSync(join(dir, "k3s"), next);
+  writeFileSync(join(dir, "sha256sum-amd64.txt"), sumsFor(next));
+  const bundle = (await buildBundle({ dir: join(dir, "bundle"), version: to, input: { kind: "files", files: { k3s: join(dir, "k3s"), "sha256sum-amd64.txt": join(dir, "sha256sum-amd64.txt") } }, log: () => undefined })).bundle;
+  const command = upgradeBinaryCommand(contextFor(), to, bundle);
+  writeFileSync(join(dir, "install.sh"), command.shell);
+  const onNode = (stdin: string) =>
+    spawnSync("unshare", ["--mount", "--propagation", "private", "bash", "-c", `mount -t tmpfs tmpfs /usr/local/bin && mount -t tmpfs tmpfs /opt && { bash ${dir}/install.sh; echo "rc=$?"; cat /usr/local/bin/k3s /opt/bin/k3s 2>/dev/null; }`], { input: stdin, encoding: "utf8" });
+  const tampered = onNode(fakeK3s(to, "tampered"));
+  assert.match(tampered.stdout, /^rc=1\n$/, tampered.stderr);
+  assert.match(tampered.stderr, /not the bundle's/);
+  const ok = onNode(next);
+  assert.equal(ok.stdout, `rc=0\n${next}`, ok.stderr);
 });
