@@ -35,7 +35,6 @@ import { K3S_SYSCTL } from "../src/render/ignition.js";
 import { K3S_API_PORT } from "../src/model/checks.js";
 import { ntpSources } from "../src/model/ntp.js";
 import { nodeExporterHosts } from "../src/render/prometheus.js";
-import { homeOf } from "../src/ops/user.js";
 import { ADMIN_KEY_COMMENT } from "../src/state/secrets.js";
 import { median } from "./stats.js";
 
@@ -124,7 +123,9 @@ async function writeInventory(dir: string): Promise<{ inventory: string; hosts: 
             ntp_pools: [...ntp.pools],
             ntp_servers: [...ntp.servers],
             login_user: user,
-            authorized_keys_path: `${homeOf(user)}/.ssh/authorized_keys`,
+            // the playbook needs a path before it connects; fmc reads the home from passwd (a fact),
+            // the bench's lab logs in as root, and a non-root user gets useradd's default home
+            authorized_keys_path: `${user === "root" ? "/root" : `/home/${user}`}/.ssh/authorized_keys`,
             ssh_keys: [...topo.keysOf(h)],
             node_exporter: exporters.has(h.name),
           },
