@@ -57,7 +57,7 @@ async function readVersions(s: Session): Promise<Map<string, { version?: string;
 async function bundleFor(s: Session, version: string): Promise<K3sBundle | undefined> {
   const dir = k3sBundleDir(s.stateDir, version, s.inventory.source);
   if (!existsSync(dir) && s.inventory.source === "lab") {
-    const { etcdStandInAvailable, writeLabK3sBundle } = await import("../lab/etcd.js");
+    const { etcdStandInAvailable, writeLabK3sBundle } = await import("../lab/k3s-standin.js");
     if (!etcdStandInAvailable()) return undefined;
     await writeLabK3sBundle(dir, version);
     process.stderr.write(dim(`lab: a K3s stand-in of ${version} to upgrade to, in ${dir}\n`));

@@ -1,5 +1,5 @@
 // fmc restore etcd in the lab (test/fixtures/lab-k3s.yaml): K3s can't run here, so the lab's
-// stand-in `k3s` (src/lab/etcd.ts) does K3s's part over a real three-member etcd: a
+// stand-in `k3s` (src/lab/k3s-standin.ts) does K3s's part over a real three-member etcd: a
 // `--cluster-reset --cluster-reset-restore-path` restores the snapshot with this machine's
 // etcdctl into a fresh one-member cluster and exits as K3s does; the other servers, their
 // database set aside, join it again. Checked on the real etcd afterwards: three healthy

@@ -1,5 +1,5 @@
 // K3s in the lab (test/fixtures/lab-k3s.yaml): K3s can't run here, so `fmc lab up` ships a
-// stand-in `k3s` in the lab's bundle (src/lab/etcd.ts) and `fmc apply` installs it exactly
+// stand-in `k3s` in the lab's bundle (src/lab/k3s-standin.ts) and `fmc apply` installs it exactly
 // as it installs a release: uploaded, SHA-256 checked on the node, fmc's units, servers one
 // at a time with the first bootstrapping, agents with bootstrap tokens. Underneath the
 // servers runs a real etcd laid out as K3s's embedded etcd (K3s's TLS paths, member names,
@@ -245,7 +245,7 @@ test("fmc upgrade --to --plan: servers one at a time before any agent; a skipped
 });
 
 test("fmc certs: every etcd certificate of the stand-in on every server, K3s's window, an expired one found", () => {
-  // the stand-in's certificates live 30 days (src/lab/etcd.ts): inside K3s v1.33's 120-day renewal window;
+  // the stand-in's certificates live 30 days (src/lab/k3s-standin.ts): inside K3s v1.33's 120-day renewal window;
   // its cluster CA (server/tls/server-ca.crt, the one agents pin) is a copy of its etcd server CA,
   // and fmc certs lists one certificate once
   type Check = { path: string; subject: string; ca: boolean; status: string; daysLeft: number };

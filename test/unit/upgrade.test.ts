@@ -65,7 +65,7 @@ test("where an upgrade starts: the oldest version the nodes' binaries report; a 
 test("k3s --version and Node objects as kubectl prints them: version, Ready, cordoned", () => {
   assert.equal(parseK3sVersionOutput(fixture("k3s", "version-v1.33.5.txt")), "v1.33.5+k3s1");
   assert.equal(parseK3sVersionOutput(fixture("k3s", "version-v1.33.4.txt")), "v1.33.4+k3s1");
-  // the lab's stand-in (src/lab/etcd.ts) prints its own name where K3s prints the commit
+  // the lab's stand-in (src/lab/k3s-standin.ts) prints its own name where K3s prints the commit
   assert.equal(parseK3sVersionOutput("k3s version v1.33.4+k3s1 (fmc-lab-stand-in)\n"), "v1.33.4+k3s1");
   assert.throws(() => parseK3sVersionOutput("bash: /usr/local/bin/k3s: No such file or directory\n"), /not what k3s --version prints/);
 

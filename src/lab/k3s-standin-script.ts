@@ -1,35 +1,22 @@
-// The lab's stand-in for K3s: K3s can't run on the lab machine, so the lab ships a small
-// `k3s` of its own in a bundle (.fmc/lab/k3s-bundle) that `fmc apply` installs exactly as it
-// installs a real release (uploaded, SHA-256 checked on the node, fmc's k3s.service or
-// k3s-agent.service). On servers it runs Debian's etcd (this machine's /usr/bin/etcd, copied
-// in by the lab) laid out as K3s lays out its embedded etcd: the same ports (client 2379 on
-// 127.0.0.1 and the node address, peer 2380), TLS files at K3s's paths with K3s's names, the
-// data under /var/lib/rancher/k3s/server/db/etcd, members named <node>-<8 hex>. So fmc's
-// install order, its waits, etcd reading (src/ops/etcd.ts) and every quorum decision run
-// against a real multi-member etcd; agents check their bootstrap token against it.
-// Certificates come from a CA of the lab's own (.fmc/lab/etcd, keys 0600).
-import { spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createHash } from "node:crypto";
-import { join } from "node:path";
-import { FmcError } from "../errors.js";
-import { buildBundle } from "../ops/bundle-build.js";
+// The lab's stand-in for the k3s binary, as a shell script (its own file, so it is read and
+// checked as what it is: test/unit/k3s-standin.test.ts runs `sh -n` and shellcheck on it).
+// src/lab/k3s-standin.ts ships it in the lab's K3s bundle and lays out what it needs.
 import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
 import { K3S_DB_DIR } from "../ops/etcd-restore.js";
 
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
 export const HOST_ETCD = "/usr/bin/etcd";
 /** K3s's etcd TLS directory (k3s-io/k3s pkg/daemons/control/deps/deps.go). */
-const K3S_ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd";
+export const K3S_ETCD_TLS = "/var/lib/rancher/k3s/server/tls/etcd";
 /** K3s's etcd data directory (k3s-io/k3s pkg/etcd/etcd.go, dbDir). */
-const K3S_ETCD_DATA = "/var/lib/rancher/k3s/server/db/etcd";
+export const K3S_ETCD_DATA = "/var/lib/rancher/k3s/server/db/etcd";
 export const STANDIN_UNIT = "k3s.service";
-const BIN = "/usr/local/lib/fmc-lab/etcd";
+export const BIN = "/usr/local/lib/fmc-lab/etcd";
 /** This machine's etcdctl (Debian's etcd-client): the lab's `k3s etcd-snapshot` uses it. */
-const HOST_ETCDCTL = "/usr/bin/etcdctl";
-const CTL = "/usr/local/lib/fmc-lab/etcdctl";
+export const HOST_ETCDCTL = "/usr/bin/etcdctl";
+export const CTL = "/usr/local/lib/fmc-lab/etcdctl";
 
-const LIB = "/usr/local/lib/fmc-lab";
+export const LIB = "/usr/local/lib/fmc-lab";
 
 /**
  * The lab's stand-in for the k3s binary, shipped in the lab's K3s bundle and installed by
@@ -70,9 +57,9 @@ const LIB = "/usr/local/lib/fmc-lab";
  *   stand-ins: no pods run in the lab, so a drain evicts nothing and is its cordon.
  * - `k3s etcd-snapshot save [--name N] [--dir D]` (K3s's file names), `--version`.
  */
-function k3sStandIn(version: string): string {
+export function k3sStandIn(version: string): string {
   return `#!/bin/sh
-# fmc lab stand-in for K3s ${version}: K3s can't run on the lab machine. See src/lab/etcd.ts.
+# fmc lab stand-in for K3s ${version}: K3s can't run on the lab machine. See src/lab/k3s-standin-script.ts.
 set -eu
 VERSION='${version}'
 LIB=${LIB}
@@ -237,7 +224,7 @@ server)
     shift
   done
   mkdir -p /var/lib/rancher/k3s/server/tls
-  mkdir -p -m 0700 "$DB"
+  mkdir -p "$DB" && chmod 0700 "$DB"
   [ -s /var/lib/rancher/k3s/server/tls/server-ca.crt ] || cp "$LIB/cluster-ca.crt" /var/lib/rancher/k3s/server/tls/server-ca.crt
   # K3s makes its TLS files and admin kubeconfig at its first start; the stand-in puts back
   # the lab's (after fmc reset removed them, as K3s's uninstall does)
@@ -378,7 +365,6 @@ kubectl)
     case "$*" in
     "get --raw=/readyz") ctl --endpoints=https://127.0.0.1:2379 endpoint health >/dev/null 2>&1 || die "etcd on this server is not healthy"; echo ok ;;
     "get node "*" -o json"|"get nodes "*" -o json"|"get node "*" -ojson"|"get nodes "*" -ojson")
-      set -- $*
       [ $# -le 5 ] || die "kubectl get node: one node at a time in the lab"
       node_json "$3"
       ;;
@@ -407,7 +393,7 @@ etcd-snapshot)
       *) die "etcd-snapshot save: unknown flag $1" ;;
     esac
   done
-  mkdir -p -m 0700 "$dir"
+  mkdir -p "$dir" && chmod 0700 "$dir"
   file="$dir/$name-$(hostname)-$(date +%s)"
   ctl --endpoints=https://127.0.0.1:2379 snapshot save "$file" >/dev/null
   echo "Snapshot $(basename "$file") saved to $file"
@@ -417,172 +403,4 @@ etcd-snapshot)
   ;;
 esac
 `;
-}
-
-/**
- * The lab's K3s bundle: the stand-in as "k3s" with a checksum file over it, assembled by
- * fmc bundle's own builder, so apply reads exactly what `fmc bundle` writes.
- */
-export async function writeLabK3sBundle(dir: string, version: string): Promise<void> {
-  rmSync(dir, { recursive: true, force: true });
-  const src = `${dir}.src`;
-  rmSync(src, { recursive: true, force: true });
-  mkdirSync(src, { recursive: true, mode: 0o700 });
-  try {
-    const bin = k3sStandIn(version);
-    writeFileSync(join(src, "k3s"), bin, { mode: 0o755 });
-    writeFileSync(join(src, "sha256sum-amd64.txt"), `${createHash("sha256").update(bin).digest("hex")}  k3s\n`);
-    await buildBundle({
-      dir,
-      version,
-      input: { kind: "files", files: { k3s: join(src, "k3s"), "sha256sum-amd64.txt": join(src, "sha256sum-amd64.txt") } },
-      source: "fmc lab up: the lab's stand-in for K3s (src/lab/etcd.ts), not a K3s release",
-    });
-  } finally {
-    rmSync(src, { recursive: true, force: true });
-  }
-}
-
-export interface EtcdNode {
-  readonly name: string;
-  /** The node's address (no prefix). */
-  readonly address: string;
-}
-
-export const etcdStandInAvailable = (): boolean => existsSync(HOST_ETCD);
-
-/** K3s names a member <node name>-<8 hex>; the lab derives the suffix from the lab and node, so it is stable. */
-const memberName = (lab: string, node: string): string => `${node}-${createHash("sha256").update(`${lab}/${node}`).digest("hex").slice(0, 8)}`;
-
-function openssl(args: string[], what: string): void {
-  const r = spawnSync("openssl", args, { encoding: "utf8" });
-  if (r.status !== 0) throw new FmcError("LAB_ETCD", `${what}: ${(r.stderr || String(r.error ?? "")).trim().split("\n").slice(-2).join(" / ")}`);
-}
-
-const EC = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-
-/**
- * The two CAs K3s makes for etcd (server-ca for clients and serving, peer-ca between
- * members) and, per node, the files K3s puts in server/tls/etcd: server-client (etcd's
- * serving certificate, also a client), client (what K3s's own etcd client uses), and
- * peer-server-client. Returns each node's directory of files, named as K3s names them.
- */
-export function issueEtcdCertificates(dir: string, lab: string, nodes: readonly EtcdNode[]): Map<string, string> {
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
-  const f = (n: string) => join(dir, n);
-  for (const ca of ["server-ca", "peer-ca"]) {
-    openssl(["req", "-x509", ...EC, "-keyout", f(`${ca}.key`), "-out", f(`${ca}.crt`), "-days", "30", "-subj", `/CN=etcd-${ca} (fmc lab ${lab})`,
-      "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"], `creating the lab's etcd ${ca}`);
-  }
-  const out = new Map<string, string>();
-  for (const n of nodes) {
-    const d = join(dir, n.name);
-    mkdirSync(d, { recursive: true, mode: 0o700 });
-    const sans = `subjectAltName=DNS:localhost,DNS:${n.name},IP:127.0.0.1,IP:${n.address}`;
-    const issue = (file: string, ca: string, usage: string, withSans: boolean) => {
-      openssl(["req", ...EC, "-keyout", join(d, `${file}.key`), "-out", join(d, `${file}.csr`), "-subj", `/CN=${file === "client" ? "etcd-client" : n.name}`], `a ${file} request for ${n.name}`);
-      writeFileSync(join(d, `${file}.ext`), `${withSans ? `${sans}\n` : ""}basicConstraints=CA:FALSE\nextendedKeyUsage=${usage}\n`);
-      openssl(["x509", "-req", "-in", join(d, `${file}.csr`), "-CA", f(`${ca}.crt`), "-CAkey", f(`${ca}.key`), "-CAcreateserial", "-days", "30", "-out", join(d, `${file}.crt`), "-extfile", join(d, `${file}.ext`)], `signing ${n.name}'s ${file}`);
-      chmodSync(join(d, `${file}.key`), 0o600);
-      for (const x of [`${file}.csr`, `${file}.ext`]) rmSync(join(d, x), { force: true });
-    };
-    issue("server-client", "server-ca", "serverAuth,clientAuth", true);
-    issue("client", "server-ca", "clientAuth", false);
-    issue("peer-server-client", "peer-ca", "serverAuth,clientAuth", true);
-    copyFileSync(f("server-ca.crt"), join(d, "server-ca.crt"));
-    copyFileSync(f("peer-ca.crt"), join(d, "peer-ca.crt"));
-    out.set(n.name, d);
-  }
-  for (const ca of ["server-ca", "peer-ca"]) chmodSync(f(`${ca}.key`), 0o600);
-  rmSync(f("server-ca.srl"), { force: true });
-  rmSync(f("peer-ca.srl"), { force: true });
-  return out;
-}
-
-/** An admin kubeconfig shaped as K3s writes /etc/rancher/k3s/k3s.yaml (names "default", 127.0.0.1:6443). */
-function standInKubeconfig(certDir: string): string {
-  const b64 = (f: string) => readFileSync(join(certDir, f)).toString("base64");
-  return [
-    "apiVersion: v1",
-    "clusters:",
-    "- cluster:",
-    `    certificate-authority-data: ${b64("server-ca.crt")}`,
-    "    server: https://127.0.0.1:6443",
-    "  name: default",
-    "contexts:",
-    "- context:",
-    "    cluster: default",
-    "    user: default",
-    "  name: default",
-    "current-context: default",
-    "kind: Config",
-    "preferences: {}",
-    "users:",
-    "- name: default",
-    "  user:",
-    `    client-certificate-data: ${b64("client.crt")}`,
-    `    client-key-data: ${b64("client.key")}`,
-    "",
-  ].join("\n");
-}
-
-/** A file the stand-in needs on a lab host (containers: written into its root; VMs: on the config disk). */
-export interface StandInFile {
-  readonly path: string;
-  readonly content: string;
-  readonly mode: number;
-}
-
-const NOTIFY_DROPIN = "# fmc lab: the stand-in notifies systemd from a helper process\n[Service]\nNotifyAccess=all\n";
-
-/**
- * What a K3s node of the lab needs for the stand-in, beside what fmc apply installs: a
- * server its etcd TLS files (K3s makes them itself at first start), its member name and
- * peers, the admin kubeconfig K3s would write; every node the cluster CA (the agents' token
- * pins its hash), a client certificate for reading bootstrap tokens from etcd, and a
- * drop-in letting the stand-in report readiness. No unit, no binary: apply installs those.
- */
-export function standInFiles(lab: string, node: EtcdNode & { server: boolean }, servers: readonly EtcdNode[], certs: ReadonlyMap<string, string>): StandInFile[] {
-  const any = certs.get(servers[0]!.name)!;
-  const read = (dir: string, n: string) => readFileSync(join(dir, n), "utf8");
-  const files: StandInFile[] = [
-    { path: `${LIB}/cluster-ca.crt`, content: read(any, "server-ca.crt"), mode: 0o644 },
-    { path: `${LIB}/etcd-ca.crt`, content: read(any, "server-ca.crt"), mode: 0o644 },
-    { path: `${LIB}/etcd-client.crt`, content: read(any, "client.crt"), mode: 0o644 },
-    { path: `${LIB}/etcd-client.key`, content: read(any, "client.key"), mode: 0o600 },
-    {
-      path: `${LIB}/standin.env`,
-      content: `NAME=${memberName(lab, node.name)}\nADDRESS=${node.address}\nPEERS="${servers.map((s) => s.address).join(" ")}"\nCLUSTER_TOKEN=fmclab-${lab}\n`,
-      mode: 0o644,
-    },
-    { path: `/etc/systemd/system/${node.server ? "k3s.service" : "k3s-agent.service"}.d/fmc-lab.conf`, content: NOTIFY_DROPIN, mode: 0o644 },
-  ];
-  if (node.server) {
-    const dir = certs.get(node.name)!;
-    for (const n of ["server-ca.crt", "peer-ca.crt", "server-client.crt", "server-client.key", "client.crt", "client.key", "peer-server-client.crt", "peer-server-client.key"]) {
-      const mode = n.endsWith(".key") ? 0o600 : 0o644;
-      // at K3s's path, and the stand-in's own copy it starts from when that is gone
-      files.push({ path: `${K3S_ETCD_TLS}/${n}`, content: read(dir, n), mode }, { path: `${LIB}/tls-etcd/${n}`, content: read(dir, n), mode });
-    }
-    // K3s writes the admin kubeconfig at start (0600 with write-kubeconfig-mode): the lab's
-    // has the same shape and names, signed by the lab's CA (no API answers behind it)
-    files.push({ path: "/etc/rancher/k3s/k3s.yaml", content: standInKubeconfig(dir), mode: 0o600 }, { path: `${LIB}/k3s.yaml`, content: standInKubeconfig(dir), mode: 0o600 });
-  }
-  return files;
-}
-
-/** Writes the stand-in's files into a container's root, and on a server the etcd binaries. */
-export function installStandIn(root: string, files: readonly StandInFile[], server: boolean): void {
-  for (const f of files) {
-    const p = join(root, f.path.slice(1));
-    mkdirSync(join(p, ".."), { recursive: true, mode: 0o700 });
-    writeFileSync(p, f.content, { mode: f.mode });
-  }
-  if (!server) return;
-  copyFileSync(HOST_ETCD, join(root, BIN));
-  chmodSync(join(root, BIN), 0o755);
-  copyFileSync(HOST_ETCDCTL, join(root, CTL));
-  chmodSync(join(root, CTL), 0o755);
-  mkdirSync(join(root, K3S_ETCD_DATA.slice(1), ".."), { recursive: true, mode: 0o700 });
 }
