@@ -6,7 +6,7 @@ import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../
 import type { HostsLock } from "../engine/hosts-lock.js";
 import { describeOverrides } from "../engine/inventory.js";
 import type { Change } from "../ops/change.js";
-import { bold, confirm, dim, n, red, yellow } from "./ui.js";
+import { bold, confirm, dim, lockReport, n, red, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 
 export const progress = (e: Event) => {
@@ -105,7 +105,7 @@ export const apply = defineCommand({
         throw new FmcError("UNREACHABLE", `${n(s.unreachable.size, "host")} could not be reached; nothing was applied`, "bring them back and run apply again; fmc plan shows what the reachable hosts need meanwhile");
       }
       // the same lock as every day-2 runbook: none of them runs while apply does, nor apply while one does
-      lock = await s.lockHosts("apply", (line) => process.stderr.write(`${yellow("lock")} ${line}\n`));
+      lock = await s.lockHosts("apply", lockReport);
       const started = performance.now();
       const p = await makePlan(s.pc, s.phases, s.transports, { concurrency: s.concurrency, onEvent: progress });
       printPlan(s, p);

@@ -12,7 +12,8 @@ import { localStore, verifiedChecksum, type BackupStore, type Progress } from ".
 import { backupDatabase, backupStoreFor, parseBackupName, postgresTarget, restoreDatabase } from "../ops/postgres-backup.js";
 import { backupEtcdSnapshot } from "../ops/etcd-backup.js";
 import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
-import { bold, confirm, dim, specFileOf } from "./ui.js";
+import { bold, confirm, dim, lockReport, specFileOf } from "./ui.js";
+import type { HostsLock } from "../engine/hosts-lock.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 import { restoreEtcd } from "./restore-etcd-commands.js";
 
@@ -105,7 +106,10 @@ const restorePostgres = defineCommand({
     if (local) await verifiedChecksum(localStore(dirname(resolve(args.dump))), name);
     const { s, t, layout } = await databaseHost(args);
     let store: { store: BackupStore; close(): void } | undefined;
+    let lock: HostsLock | undefined;
     try {
+      // a restore replaces a database: no apply (its database phase may restart PostgreSQL) meanwhile
+      lock = await s.lockHosts("restore postgres", lockReport);
       if (!s.render.spec.database!.databases.includes(db)) throw new FmcError("USAGE", `${db}: not in database.databases (${s.render.spec.database!.databases.join(", ")})`);
       if (!local && s.render.spec.database!.backup.to === "local") throw new FmcError("USAGE", `${args.dump}: no such file`);
       store = local ? { store: localStore(dirname(resolve(args.dump))), close: () => undefined } : await storeFor(s, specFileOf(args), undefined, ms);
@@ -113,6 +117,7 @@ const restorePostgres = defineCommand({
       process.stderr.write(`${bold(db)} on ${t.host} restored from ${name}: ${size(r.bytes)} in ${(r.ms / 1000).toFixed(1)} s\n`);
     } finally {
       store?.close();
+      await lock?.release();
       s.close();
     }
   },

@@ -15,6 +15,7 @@ import { context, findSpec } from "../project.js";
 import { renderAll } from "../render/index.js";
 import { checkOutDir, writeArtifacts } from "../render/write.js";
 import { CLOUDFLARE_TOKEN_VAR, cloudflareTerraform, moduleDir, renderedModules, STATE_PASSPHRASE_VAR, TERRAFORM_MODULES, type TerraformModule } from "../render/terraform.js";
+import { acquireLock, HOSTS_LOCK } from "../state/lock.js";
 import { checkDomainLosses, chooseTool, domainLosses, PLAN_FILE, provisionSteps, type ProvisionVerb, type Tool } from "../ops/provision.js";
 import { PROVISION_SECRET_NAMES, PROVISION_SECRETS, provisionSecretsFile, readProvisionSecrets, setProvisionSecret, statePassphrase, checkProvisionSecretName } from "../state/provision-secrets.js";
 import { stateDirFor } from "../state/secrets.js";
@@ -195,6 +196,9 @@ async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean
   }
   const steps = provisionSteps(verb, modules, { noInput: !process.stdin.isTTY, autoApprove: !!args.yes, migrateState: !!args["migrate-state"] });
   const planFiles = new Set<string>();
+  // an apply replaces VMs: not while another fmc changes the hosts (provision reaches no host
+  // over SSH, so the state directory's lock is the one it takes; a new VM starts unlocked)
+  const lock = verb === "apply" ? acquireLock(stateDir, HOSTS_LOCK, 0, { what: "provision apply" }) : undefined;
   try {
     for (const step of steps) {
       const cwd = resolve(args.out, step.dir);
@@ -224,6 +228,7 @@ async function provision(verb: ProvisionVerb, args: CommonArgs & { yes?: boolean
   } finally {
     // the saved plan holds the state and the variables: never left behind
     for (const f of planFiles) rmSync(f, { force: true });
+    lock?.release();
   }
   process.stderr.write(dim(`${tool.name} ${verb}: done in ${modules.map((m) => join(args.out, moduleDir(m))).join(", ")}\n`));
 }

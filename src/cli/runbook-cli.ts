@@ -9,7 +9,7 @@ import type { Transport } from "../hosts/transport.js";
 import { commandLine } from "../state/lock.js";
 import { runRunbook, runbookText, stoppedText, type RunbookStep } from "../ops/runbook.js";
 import { lockHosts } from "../engine/hosts-lock.js";
-import { confirm, dim, yellow } from "./ui.js";
+import { confirm, dim, lockReport } from "./ui.js";
 
 export interface CarryOut {
   readonly heading: string;
@@ -34,7 +34,7 @@ export async function carryOut(o: CarryOut): Promise<boolean> {
   process.stdout.write(runbookText(o.heading, o.steps));
   if (o.plan) return false;
   // before the question: nobody is asked to confirm what another fmc would refuse
-  const lock = await lockHosts({ stateDir: o.stateDir, transports: o.transports, what: o.what, command: commandLine(o.mask), report: (line) => process.stderr.write(`${yellow("lock")} ${line}\n`) });
+  const lock = await lockHosts({ stateDir: o.stateDir, transports: o.transports, what: o.what, command: commandLine(o.mask), report: lockReport });
   try {
     if (!o.yes && !(await confirm(`${o.question} [y/N] `, `fmc ${o.what} changes the cluster`))) {
       process.stderr.write("nothing done\n");

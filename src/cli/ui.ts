@@ -71,3 +71,6 @@ export async function confirm(question: string, refusal: string): Promise<boolea
     rl.close();
   }
 }
+
+/** How a command that changes hosts says what the hosts lock did (a stale lock taken over, a refresh lost). */
+export const lockReport = (line: string): void => void process.stderr.write(`${yellow("lock")} ${line}\n`);

@@ -8,12 +8,12 @@ import { context } from "../project.js";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
-import { acquireLock } from "../state/lock.js";
+import type { HostsLock } from "../engine/hosts-lock.js";
 import { addWireguardPeer, loadOrCreateSecrets, requiredSecrets, rotateSecrets, wireguardPublicKey, type SecretSpec } from "../state/secrets.js";
 import { nextPeerAddress, peerClientConfig, tunnelOf, wgConfPath, wgUnit } from "../render/wireguard.js";
 import { cmd } from "../hosts/command.js";
 import type { PhaseContext } from "../phases/phase.js";
-import { bold, dim, n, red, specFileOf, yellow } from "./ui.js";
+import { bold, dim, lockReport, n, red, specFileOf, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 
 /** The shared options minus the ones that make no sense here (the phase is wireguard). */
@@ -90,10 +90,10 @@ const addPeer = defineCommand({
       if (e instanceof FmcError) throw new FmcError(e.code, `peer ${peer.name} is stored, but it could not be applied: ${e.message}`, `${e.hint ? `${e.hint}; then ` : ""}fmc apply --phase wireguard`);
       throw e;
     });
-    let lock: { release(): void } | undefined;
+    let lock: HostsLock | undefined;
     try {
       requireReachable(s, [t.gateway.name], `peer ${peer.name} is stored but ${t.gateway.name} could not be reached`);
-      lock = acquireLock(s.stateDir);
+      lock = await s.lockHosts("wireguard add-peer", lockReport);
       const p = onlyHosts(await makePlan(s.pc, s.phases, s.transports, { concurrency: 2 }), (c) => c.host === t.gateway.name);
       if (p.failedHosts.has(t.gateway.name)) throw new FmcError("FACTS", `peer ${peer.name} is stored but the facts of ${t.gateway.name} could not be read: ${p.failedHosts.get(t.gateway.name)}`, "fix it, then: fmc apply --phase wireguard");
       process.stderr.write(`${bold(t.gateway.name)}: ${n(p.changes.length, "change")}\n`);
@@ -101,7 +101,7 @@ const addPeer = defineCommand({
       await applyPlan(p, s.transports, { concurrency: 2, onEvent: progress, reconnect: s.reconnect });
       process.stderr.write(`peer ${peer.name} is live on ${t.gateway.name}\n`);
     } finally {
-      lock?.release();
+      await lock?.release();
       s.close();
     }
   },
@@ -129,14 +129,14 @@ const rotate = defineCommand({
   args: { ...connectArgs },
   async run({ args }) {
     const s = await open(args);
-    let lock: { release(): void } | undefined;
+    let lock: HostsLock | undefined;
     try {
       const ctx = s.pc.render;
       const t = tunnelOf(ctx);
       if (!t) throw new FmcError("NO_WIREGUARD", "this spec has no WireGuard tunnel (a wireguard section and a host with role gateway)", "fmc docs shows the wireguard section");
       const iface = ctx.spec.wireguard!.interface;
       requireReachable(s, [t.gateway.name, t.lanPeer.name], "rotating needs both ends of the tunnel");
-      lock = acquireLock(s.stateDir);
+      lock = await s.lockHosts("wireguard rotate", lockReport);
       const before = await makePlan(s.pc, s.phases, s.transports, { concurrency: 2 });
       if (before.failedHosts.size) throw new FmcError("FACTS", [...before.failedHosts].map(([h, why]) => `${h}: ${why}`).join("\n"));
       if (before.changes.length) {
@@ -178,7 +178,7 @@ const rotate = defineCommand({
       );
       if (shake === undefined) process.exitCode = 1;
     } finally {
-      lock?.release();
+      await lock?.release();
       s.close();
     }
   },

@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { FMC, fmc, ROOT, tempDir, type RunResult } from "../helpers.js";
+import { acquireLock, HOSTS_LOCK } from "../../src/state/lock.js";
 
 interface Call {
   name: string;
@@ -390,4 +391,23 @@ test("every provision command explains itself in --help", (t) => {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout + r.stderr, pattern, args.join(" "));
   }
+});
+
+test("provision apply waits for no other command that changes hosts: refused while the hosts lock is held, naming its holder; plan is not", (t) => {
+  const s = setup(t);
+  const lock = acquireLock(join(s.dir, ".fmc"), HOSTS_LOCK, 0, { what: "upgrade", command: "fmc upgrade --to v1.33.5+k3s1 --yes" });
+  try {
+    const apply = s.run(["provision", "apply", "-m", "libvirt", "--yes"]);
+    assert.equal(apply.status, 1, apply.stderr);
+    assert.match(apply.stderr, /error\[LOCKED\] another fmc upgrade is running \(pid \d+.*fmc upgrade --to v1\.33\.5\+k3s1 --yes/);
+    assert.deepEqual(s.calls().map((c) => c.argv[0]), [], "terraform never ran");
+    const plan = s.run(["provision", "plan", "-m", "libvirt"]);
+    assert.equal(plan.status, 0, plan.stderr);
+  } finally {
+    lock.release();
+  }
+  s.reset();
+  const after = s.run(["provision", "apply", "-m", "libvirt", "--yes"]);
+  assert.equal(after.status, 0, after.stderr);
+  assert.equal(existsSync(join(s.dir, ".fmc", `${HOSTS_LOCK}.lock`)), false, "released after the run");
 });
