@@ -173,7 +173,7 @@ const K3s = z.strictObject({
     .regex(/^[a-f0-9]{64}$/)
     .optional()
     .describe("sha256 of the k3s binary; when absent, nodes verify against the release's sha256sum-amd64.txt"),
-  airgapPath: absPath.optional().describe("absolute path of a pre-placed k3s binary on the nodes; no download"),
+  airgapPath: absPath.optional().describe("absolute path of a pre-placed k3s binary on the nodes; no download; requires k3s.sha256"),
   apiVip: name.default("api").describe("name of the VIP that fronts the Kubernetes API"),
   clusterCidr: cidr.default("10.42.0.0/16"),
   serviceCidr: cidr.default("10.43.0.0/16"),

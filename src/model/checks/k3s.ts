@@ -67,6 +67,8 @@ export function checkK3s(c: Checker, layout: Layout, names: Names): void {
   checkK3sArgs(spec.k3s.serverArgs, "k3s.serverArgs", K3S_SERVER_FLAGS, "server", err);
   checkK3sArgs(spec.k3s.agentArgs, "k3s.agentArgs", K3S_AGENT_FLAGS, "agent", err);
   if (spec.k3s.ingressNodePorts.http === spec.k3s.ingressNodePorts.https) err("k3s.ingressNodePorts", "http and https NodePorts are the same");
+  // the install script refuses an unchecked binary: a pre-placed one has no release checksum file to check against
+  if (spec.k3s.airgapPath && !spec.k3s.sha256) err("k3s.airgapPath", "a pre-placed k3s binary needs k3s.sha256: fmc never installs a binary it cannot check", "set k3s.sha256 to the binary's SHA-256 (sha256sum-amd64.txt of the release)");
   // the default list disables Traefik, and fmc keeps it when the in-cluster ingress is on (k3sDisabled); a list the spec writes itself is taken at its word
   if (spec.services.ingress.enabled && explicit("k3s.disable") && spec.k3s.disable.includes("traefik")) {
     err("k3s.disable", "traefik is disabled, but services.ingress is K3s's packaged Traefik", "remove traefik from k3s.disable, or set services.ingress.enabled: false");
