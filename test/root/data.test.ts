@@ -162,19 +162,22 @@ test("every committed row survives restarts of PostgreSQL and NFS and reboots of
   assert.equal(on("worker1", ["systemd-run", "--unit", "fmc-writer", "-p", "Environment=PGCONNECT_TIMEOUT=3", "/root/writer.sh"]).status, 0);
   await until("the writer's first commits", () => committed().length >= 5 || undefined, 60_000, 500);
 
-  await fault("PostgreSQL restart", () => assert.equal(on("postgresql1", ["systemctl", "restart", PG_UNIT]).status, 0));
-  await fault("NFS server restart", () => assert.equal(on("storage1", ["systemctl", "restart", "nfs-server.service"]).status, 0));
-  await fault("postgresql1 reboot", () => {
-    const r = run("lab", "reboot", "postgresql1");
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /postgresql1 rebooted: SSH answers again after \d+\.\d s/);
-  });
-  await fault("storage1 reboot", () => labReboot("storage1"));
-  // postgresql1's shutdown waits for storage1 (PostgreSQL's last checkpoint goes to a hard NFS
-  // mount, by design): its reboot takes storage1's and its own, so its bound covers both
-  await fault("both rebooted at once", () => Promise.all([labReboot("storage1"), labReboot("postgresql1", 480_000)]));
-
-  assert.equal(on("worker1", ["systemctl", "stop", "fmc-writer"]).status, 0);
+  // the writer stops whatever happens here: the next tests count rows
+  try {
+    await fault("PostgreSQL restart", () => assert.equal(on("postgresql1", ["systemctl", "restart", PG_UNIT]).status, 0));
+    await fault("NFS server restart", () => assert.equal(on("storage1", ["systemctl", "restart", "nfs-server.service"]).status, 0));
+    await fault("postgresql1 reboot", () => {
+      const r = run("lab", "reboot", "postgresql1");
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /postgresql1 rebooted: SSH answers again after \d+\.\d s/);
+    });
+    await fault("storage1 reboot", () => labReboot("storage1"));
+    // postgresql1's shutdown waits for storage1 (PostgreSQL's last checkpoint goes to a hard NFS
+    // mount, by design): its reboot takes storage1's and its own, so its bound covers both
+    await fault("both rebooted at once", () => Promise.all([labReboot("storage1"), labReboot("postgresql1", 480_000)]));
+  } finally {
+    assert.equal(on("worker1", ["systemctl", "stop", "fmc-writer"]).status, 0);
+  }
   const log = committed();
   const inDb = new Set(psql("select id from rows_written").stdout.trim().split("\n").map(Number));
   const lost = log.filter((c) => !inDb.has(c.id));
