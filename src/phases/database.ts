@@ -12,7 +12,7 @@
 // the cluster's files and a guard that asks the running server whether its roles match.
 // While the data directory is not mounted nothing that lives on it is planned: the plan
 // says PostgreSQL waits for its mount, and apply re-plans once the mount is up.
-import { cmd, quote, script, type Command } from "../hosts/command.js";
+import { cmd, quote, script, slow, type Command } from "../hosts/command.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import { DEBIAN_POSTGRES, FAMILIES, PGDG_REPO_PACKAGE, pgdgRepository, type PostgresLayout } from "../hosts/os.js";
 import type { Change, OpContext } from "../ops/change.js";
@@ -135,21 +135,40 @@ const includesConfD = (conf: string | undefined) => /^\s*include_dir\s*=?\s*'con
 /** Shell: stop unless `root` is a mount point (the data directory is never created on the local disk). */
 const requireMount = (root: string) => `mountpoint -q ${quote(root)} || { echo ${quote(`fmc: ${root} is not mounted: refusing to touch PostgreSQL's data on the local disk`)} >&2; exit 1; }`;
 
+/**
+ * Where initdb builds a new cluster: beside the data directory, on the same filesystem, so
+ * a finished cluster is renamed into place in one step. initdb on NFS makes thousands of
+ * round trips (every file-size check asks the server) and can take minutes; one stopped
+ * half-way (a timeout, a lost connection) leaves only this directory, which the next run
+ * removes, never a half-made cluster in the data directory that a later run would take in.
+ */
+export const initdbDir = (l: PostgresLayout) => `${l.dataDir.slice(0, l.dataDir.lastIndexOf("/"))}/.fmc-initdb-${l.dataDir.slice(l.dataDir.lastIndexOf("/") + 1)}`;
+
+/** initdb may take minutes on NFS: the cluster's creation is allowed this long. */
+export const INITDB_SLOW_S = 20 * 60;
+
 function clusterScript(l: PostgresLayout, root: string, nfs: boolean): string {
   const d = quote(l.dataDir);
   const conf = quote(`${l.configDir}/postgresql.conf`);
+  const fresh = quote(initdbDir(l));
+  const adopt = l.adoptCluster ?? "  exit 0";
   return [
     "set -euo pipefail",
     ...(nfs ? [requireMount(root)] : []),
     `if [ -s ${d}/PG_VERSION ] && [ -e ${conf} ]; then exit 0; fi`,
     `if [ -s ${d}/PG_VERSION ]; then`,
-    l.adoptCluster ?? "  exit 0",
+    adopt,
     `elif [ -d ${d} ] && [ -n "$(ls -A ${d})" ]; then`,
     `  echo ${quote(`fmc: ${l.dataDir} is not empty and holds no PostgreSQL cluster: not creating one there`)} >&2; exit 1`,
     "else",
     `  install -d -m 0755 ${quote(l.dataDir.slice(0, l.dataDir.lastIndexOf("/")))}`,
-    `  install -d -o postgres -g postgres -m 0700 ${d}`,
-    `  cd / && ${l.createCluster}`,
+    // an earlier attempt that stopped half-way left only fmc's own directory
+    `  rm -rf --one-file-system -- ${fresh}`,
+    `  install -d -o postgres -g postgres -m 0700 ${fresh}`,
+    `  cd / && ${l.initdb(fresh)}`,
+    `  if [ -d ${d} ]; then rmdir -- ${d}; fi`,
+    `  mv -T -- ${fresh} ${d}`,
+    ...(l.adoptCluster ? [adopt] : []),
     "fi",
   ].join("\n");
 }
@@ -207,7 +226,7 @@ function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] 
     const m = databaseMountUnit(ctx, family)!;
     const unitFile = fileChange(facts, { path: unitPath(mount), content: m.content }, c);
     if (unitFile) out.push(markingReload({ ...unitFile, commands: [...unitFile.commands, cmd("systemctl", "daemon-reload")] }, mount));
-    if (facts.units.get(mount)?.enabled !== "enabled") out.push({ host: host.name, phase: PHASE, title: `enable ${mount} (mounted at boot)`, commands: [cmd("systemctl", "enable", mount)], notes: [] });
+    if (facts.units.get(mount)?.enabled !== "enabled") out.push({ host: host.name, phase: PHASE, title: `enable ${mount} (mounted at boot)`, commands: [cmd("systemctl", "enable", "--no-reload", mount)], notes: [] });
     const live = facts.mounts.get(root);
     mounted = !!live && /^nfs/.test(live.type);
     const dropIn = fileChange(facts, { path: dropInPath(l), content: postgresDropIn(ctx, l, family) }, c);
@@ -284,7 +303,7 @@ function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] 
       host: host.name,
       phase: PHASE,
       title: hasData ? `take in the PostgreSQL ${l.version} data found in ${l.dataDir} (its configuration is missing)` : `create the PostgreSQL ${l.version} cluster in ${l.dataDir}${src ? " (on the NFS mount)" : ""}`,
-      commands: [script(clusterScript(l, root, !!src), hasData ? `pg_createcluster ${l.version} main on the existing ${l.dataDir}` : `initdb ${l.dataDir} (only if ${src ? `${root} is mounted and ` : ""}it is empty)`)],
+      commands: [slow(script(clusterScript(l, root, !!src), hasData ? `pg_createcluster ${l.version} main on the existing ${l.dataDir}` : `initdb beside ${l.dataDir}, then renamed into place (only if ${src ? `${root} is mounted and ` : ""}it is empty)`), INITDB_SLOW_S)],
       notes: [],
       refreshesFacts: true,
     });

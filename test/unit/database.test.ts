@@ -148,6 +148,38 @@ test("the cluster is created only on the mount and only in an empty directory (r
   assert.deepEqual(readdirSync(root), [], "the tmpfs went away with its namespace");
 });
 
+test("initdb stopped half-way leaves no half-made cluster in the data directory; the next run starts afresh and finishes (real initdb on a tmpfs mount)", (t) => {
+  requireTool("unshare");
+  const root = tempDir(t, "fmchelp-db-");
+  chmodSync(root, 0o755);
+  const ctx = contextFor(SEED_YAML.replace("dataDir: /var/lib/pgsql", `dataDir: ${root}`));
+  const plan = database.plan(pcFor(ctx), ctx.topo.host("postgresql1"), factsOf({ family: "rhel-like", installed: true, mounted: true, root }));
+  const create = plan.find((c) => c.title.startsWith("create the PostgreSQL 16 cluster"))!;
+  assert.ok(create, plan.map((c) => c.title).join("\n"));
+  assert.ok((create.commands[0]!.slowS ?? 0) >= 600, "initdb on NFS may take minutes: the step is allowed them");
+  const real = create.commands[0]!.shell.replaceAll("/usr/pgsql-16/bin", "/usr/lib/postgresql/15/bin");
+  // an initdb that dies after writing part of a cluster (as a timeout would stop it)
+  const dies = real.replace(/runuser -u postgres -- \S+\/initdb --pgdata=(\S+) .*$/m, "runuser -u postgres -- sh -c 'echo 15 > $1/PG_VERSION; mkdir $1/base; exit 9' sh $1");
+  assert.notEqual(dies, real, "the script runs initdb as postgres");
+  const data = quote(`${root}/16/data`);
+  const r = runInMountNs(
+    [
+      // each as its own script, as apply runs it (set -e holds only there)
+      `bash -c ${quote(dies)} && echo "no failure"; echo "first: $?"`,
+      `[ -e ${data}/PG_VERSION ] && echo "half-made cluster in place"`,
+      `ls -A ${quote(`${root}/16`)}`,
+      `bash -c ${quote(real)} >/dev/null && echo second: ok`,
+      `cat ${data}/PG_VERSION; ls -A ${quote(`${root}/16`)}; stat -c '%U %a' ${data}`,
+    ].join("\n"),
+    `mount -t tmpfs fmchelp-db ${quote(root)}`,
+  );
+  assert.doesNotMatch(r.stdout, /no failure|half-made/, r.stdout + r.stderr);
+  assert.match(r.stdout, /^first: 9\n/m);
+  // only fmc's own directory beside the data directory (an empty data directory at most)
+  assert.match(r.stdout, /^first: 9\n(?:data\n)?\.fmc-initdb-data\n/m, r.stdout);
+  assert.match(r.stdout, /second: ok\n15\ndata\npostgres 700\n$/, r.stdout + r.stderr);
+});
+
 // ---- planning from facts
 
 interface FactsModel {
