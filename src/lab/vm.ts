@@ -10,7 +10,7 @@
 // KVM is used when a tiny probe boots under it; otherwise software emulation (TCG).
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, join, normalize } from "node:path";
 import { controlChar } from "../model/formats.js";
 import { contains, networkOf, parseIp } from "../model/net.js";
@@ -29,15 +29,31 @@ const LAB_DEBIAN = "12";
  * for PostgreSQL on postgresql1, more for Longhorn's packages), which every lab test paid
  * again. apply finds them installed and does the rest; the lab's containers still install
  * theirs with apt during apply. PostgreSQL's own default cluster stays off, as the database
- * phase arranges before it installs the package (the same file, written first).
+ * phase arranges before it installs the package (the same file, written first). The base
+ * phase's node exporter too (≈ 60 s of apt under emulation on postgresql1, measured
+ * 2026-12-07); its unit is enabled by the package, and base starts it.
  */
-const VM_DATA_PACKAGES = ["lvm2", "xfsprogs", "nfs-kernel-server", "nfs-common", `postgresql-${DEBIAN_POSTGRES[LAB_DEBIAN]}`, "open-iscsi", "cryptsetup", "dmsetup"];
+const VM_DATA_PACKAGES = ["lvm2", "xfsprogs", "nfs-kernel-server", "nfs-common", `postgresql-${DEBIAN_POSTGRES[LAB_DEBIAN]}`, "open-iscsi", "cryptsetup", "dmsetup", "prometheus-node-exporter"];
+/**
+ * systemd generators a lab VM has no use for (no encrypted, integrity or verity disks, no
+ * hibernation, no SysV-only services, no console login, no rc.local, cloud-init off), masked
+ * as systemd.generator(7) says (a link to /dev/null in /etc). Every daemon-reload runs each
+ * generator, and under emulation each costs ≈ 0.2 s: a reload took ≈ 7.5 s on storage1
+ * (measured 2026-12-07), and the storage phase reloads once per unit it writes. Kept: fstab,
+ * the NFS server's and rpc_pipefs's, PostgreSQL's.
+ */
+export const VM_MASKED_GENERATORS = [
+  "cloud-init-generator", "systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-getty-generator",
+  "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-integritysetup-generator",
+  "systemd-rc-local-generator", "systemd-run-generator", "systemd-system-update-generator", "systemd-sysv-generator",
+  "systemd-veritysetup-generator",
+] as const;
 /** Installed in the VM image on top of the lab's root filesystem (from the Debian mirror, at build time). */
 const VM_PACKAGES = ["linux-image-amd64", "initramfs-tools", ...VM_DATA_PACKAGES];
 const NO_DEFAULT_CLUSTER = postgresLayout("debian-like", DEBIAN_POSTGRES[LAB_DEBIAN]!, "/var/lib/pgsql").noDefaultCluster!;
 /** The image's root filesystem size: sparse, so only what is written takes space. */
 const IMAGE_SIZE = "4G";
-const VM_BUILD = "v2";
+const VM_BUILD = "v3";
 /** The config disk's virtio serial: how the guest finds it without udev. */
 export const CONFIG_SERIAL = "fmc-config";
 const CONFIG_UNIT = "fmc-lab-vm-config.service";
@@ -122,7 +138,7 @@ export interface VmImage {
 
 /** The image's cache key: the root filesystem it is made of, and everything added to it. */
 export function vmImageKey(rootfs: string, files: typeof VM_IMAGE_FILES = VM_IMAGE_FILES, packages: readonly string[] = VM_PACKAGES): string {
-  const h = createHash("sha256").update(`${basename(rootfs)} ${packages.join(",")} ${IMAGE_SIZE} ${VM_BUILD}\n${NO_DEFAULT_CLUSTER.content}\n`);
+  const h = createHash("sha256").update(`${basename(rootfs)} ${packages.join(",")} ${IMAGE_SIZE} ${VM_BUILD}\n${NO_DEFAULT_CLUSTER.content}\n${VM_MASKED_GENERATORS.join(",")}\n`);
   for (const f of files) h.update(`${f.path} ${f.mode.toString(8)}\n${f.content}\n`);
   return h.digest("hex").slice(0, 12);
 }
@@ -186,6 +202,8 @@ export async function ensureVmImage(log: (line: string) => void): Promise<VmImag
       chmodSync(join(root, f.path), f.mode);
     }
     inRoot(root, "enabling the config unit and systemd-networkd", ["systemctl", "enable", CONFIG_UNIT, "systemd-networkd.service"]);
+    mkdirSync(join(root, "etc/systemd/system-generators"), { recursive: true });
+    for (const g of VM_MASKED_GENERATORS) symlinkSync("/dev/null", join(root, "etc/systemd/system-generators", g));
     const kernel = readdirSync(join(root, "boot")).find((f) => /^vmlinuz-/.test(f));
     if (!kernel) throw new FmcError("LAB_VM", "the VM image has no kernel in /boot");
     const version = kernel.slice("vmlinuz-".length);
@@ -459,7 +477,7 @@ export function qemuArgs(q: QemuSpec): string[] {
     "-display", "none", "-vga", "none",
     // -kernel/-initrd are taken verbatim (no ",," escape): such paths may hold no comma
     "-kernel", plainPath(q.kernel, "kernel path"), "-initrd", plainPath(q.initrd, "initrd path"),
-    "-append", ["root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", ...(q.append ?? [])].join(" "),
+    "-append", ["root=/dev/vda", "rw", "console=ttyS0", "net.ifnames=0", ...(q.accel === "tcg" ? TCG_KERNEL_ARGS : []), ...(q.append ?? [])].join(" "),
     // chardevs, not -serial file:/-qmp unix: (those shorthands take no ",," escape)
     "-chardev", `file,id=console,path=${qemuPath(q.console, "console log path")}`, "-serial", "chardev:console",
     "-chardev", `socket,id=qmp,path=${qemuPath(q.qmp, "QMP socket path")},server=on,wait=off`, "-mon", "chardev=qmp,mode=control",
@@ -483,6 +501,15 @@ export function qemuArgs(q: QemuSpec): string[] {
   args.push("-device", "virtio-rng-pci");
   return args;
 }
+
+/**
+ * Kernel parameters for a guest under software emulation. Its clock watchdog finds the
+ * emulated TSC unsteady and falls back to the HPET, whose every read is an emulated device
+ * access: each gettimeofday then costs a trip through QEMU. The emulated TSC follows the
+ * host's monotonic clock, so the guest may trust it. Speculation mitigations protect
+ * nothing in a throwaway emulated guest and cost an emulated retpoline on every indirect call.
+ */
+export const TCG_KERNEL_ARGS = ["clocksource=tsc", "tsc=reliable", "mitigations=off"] as const;
 
 /** A tap's name in the switch namespace: short (15 bytes), stable per VM label and NIC. */
 export function tapName(label: string, index: number): string {

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync, truncateSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  CONFIG_SERIAL, VM_IMAGE_FILES, isOurQemu, macOfAddress, makeConfigDisk, networkdFiles, qemuArgs, stageVmConfig, tapName, vmConfigFiles, vmImageKey, type QemuSpec, type VmConfig,
+  CONFIG_SERIAL, TCG_KERNEL_ARGS, VM_IMAGE_FILES, VM_MASKED_GENERATORS, isOurQemu, macOfAddress, makeConfigDisk, networkdFiles, qemuArgs, stageVmConfig, tapName, vmConfigFiles, vmImageKey, type QemuSpec, type VmConfig,
 } from "../../src/lab/vm.js";
 
 const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
@@ -51,6 +51,9 @@ test("qemu args: root disk vda, data disks vdb… in spec order, config disk las
   assert.deepEqual(values(args, "-chardev"), ["file,id=console,path=/var/lib/fmc-lab/labs/seed/storage1/console.log", "socket,id=qmp,path=/var/lib/fmc-lab/labs/seed/storage1/qmp.sock,server=on,wait=off"]);
   const append = values(args, "-append")[0]!.split(" ");
   assert.ok(append.includes("console=ttyS0") && append.includes("root=/dev/vda"));
+  // under emulation the guest keeps the TSC (its HPET fallback makes every clock read a device access)
+  for (const p of TCG_KERNEL_ARGS) assert.ok(append.includes(p), p);
+  assert.ok(!values(qemuArgs({ ...base, accel: "kvm" }), "-append")[0]!.includes("clocksource="), "a KVM guest keeps its own clock choice");
   assert.ok(!args.includes("-no-reboot"), "a guest reboot must reboot, not end QEMU");
   assert.deepEqual([values(args, "-m")[0], values(args, "-smp")[0]], ["1024", "1"]);
 });
@@ -204,6 +207,9 @@ test("image: the guest's config script is valid sh; the cache key follows the ro
   assert.notEqual(vmImageKey("/var/lib/fmc-lab/rootfs-aaaaaaaaaaaa", changed), key, "a changed baked file is a new image");
   const remoded = VM_IMAGE_FILES.map((f) => (f.path === "/etc/fstab" ? { ...f, mode: 0o600 } : f));
   assert.notEqual(vmImageKey("/var/lib/fmc-lab/rootfs-aaaaaaaaaaaa", remoded), key);
+  // generators the lab's VMs need stay: fstab (the root), the NFS server's exports, rpc_pipefs, PostgreSQL's clusters
+  for (const g of ["systemd-fstab-generator", "nfs-server-generator", "rpc-pipefs-generator", "postgresql-generator"]) assert.ok(!(VM_MASKED_GENERATORS as readonly string[]).includes(g), g);
+  assert.ok(VM_MASKED_GENERATORS.every((g) => /^[a-z0-9-]+-generator$/.test(g)));
 });
 
 test("MACs and taps: stable per address and per VM, short enough for the kernel", () => {
