@@ -32,6 +32,7 @@ export const COMMANDS = {
   docs: { group: "spec", summary: "Write docs/spec.md, the spec reference generated from the schema", load: () => spec().then((m) => m.docs) },
   plan: { group: "hosts", summary: "Show exactly what apply would change, read from the hosts (the lab's while one is up)", load: () => engine().then((m) => m.plan) },
   apply: { group: "hosts", summary: "Apply the plan: phases in order, hosts in parallel, safe to re-run (on the lab while one is up)", load: () => engine().then((m) => m.apply) },
+  facts: { group: "hosts", summary: "Show what plan reads from one host (every fact, or one kind), to debug a plan", load: () => import("./facts-commands.js").then((m) => m.facts) },
   secrets: { group: "hosts", summary: "The generated secrets: list them, or show one on purpose", load: () => import("./secrets-commands.js").then((m) => m.secrets) },
   kubeconfig: { group: "hosts", summary: "Fetch the admin kubeconfig, pointed at the API VIP, into ~/.kube/config", load: () => import("./kubeconfig-commands.js").then((m) => m.kubeconfig) },
   node: { group: "day2", summary: "Add, remove or replace a K3s node", load: () => import("./node-commands.js").then((m) => m.node) },

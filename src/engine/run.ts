@@ -105,17 +105,31 @@ function throwFactErrors(results: PromiseSettledResult<unknown>[]): void {
   if (errs.length) throw errs.length === 1 ? errs[0]! : new FmcError("FACTS", errs.map((e) => e.message).join("\n"));
 }
 
+/**
+ * What a plan reads from each host: every phase's request for the hosts it changes and the
+ * peers it looks at, merged per host, with the phases that asked (a peer's marked so).
+ */
+export function factRequests(pc: PhaseContext, phases: readonly Phase[]): Map<string, { request: FactRequest; readFor: string[] }> {
+  const out = new Map<string, { request: FactRequest; readFor: string[] }>();
+  for (const phase of phases) {
+    const own = new Set(phase.hosts(pc).map((h) => h.name));
+    for (const h of [...phase.hosts(pc), ...(phase.peers?.(pc) ?? [])]) {
+      const entry = out.get(h.name) ?? { request: emptyRequest(), readFor: [] };
+      mergeRequests(entry.request, phase.facts(pc, h));
+      const why = own.has(h.name) ? phase.name : `${phase.name} (as a peer)`;
+      if (!entry.readFor.includes(why) && !entry.readFor.includes(phase.name)) entry.readFor.push(why);
+      out.set(h.name, entry);
+    }
+  }
+  return out;
+}
+
 export async function plan(pc: PhaseContext, phases: readonly Phase[], transports: ReadonlyMap<string, Transport>, opts: { concurrency: number; onEvent?: (e: Event) => void }): Promise<Plan> {
   const wanted = new Map<string, FactRequest>();
   const skipped = new Set<string>();
-  for (const phase of phases) {
-    for (const h of [...phase.hosts(pc), ...(phase.peers?.(pc) ?? [])]) {
-      if (!transports.has(h.name)) {
-        skipped.add(h.name);
-        continue;
-      }
-      wanted.set(h.name, mergeRequests(wanted.get(h.name) ?? emptyRequest(), phase.facts(pc, h)));
-    }
+  for (const [name, { request }] of factRequests(pc, phases)) {
+    if (transports.has(name)) wanted.set(name, request);
+    else skipped.add(name);
   }
   const facts = new Map<string, HostFacts>();
   const failedHosts = new Map<string, string>();

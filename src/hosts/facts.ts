@@ -43,6 +43,33 @@ export interface HostFacts {
   readonly guards: ReadonlyMap<string, number>;
 }
 
+/**
+ * Every kind of fact (HostFacts's keys, in the order `fmc facts` shows them) and the part of a
+ * FactRequest that asks for it; null: every read includes it. The one list of their names:
+ * a key HostFacts gains or loses fails to compile here until it is named.
+ */
+export const FACT_SOURCES = {
+  os: null,
+  hostname: null,
+  addresses: null,
+  swapActive: null,
+  files: "files",
+  units: "units",
+  packages: "packages",
+  sysctl: "sysctl",
+  dirs: "dirs",
+  mounts: "storage",
+  blockDevices: "storage",
+  lvm: "storage",
+  users: "users",
+  guards: "guards",
+} as const satisfies Record<keyof HostFacts, keyof FactRequest | null>;
+
+export type FactName = keyof typeof FACT_SOURCES;
+
+/** The kinds of fact by name (fmc facts HOST NAME). */
+export const FACT_NAMES = Object.keys(FACT_SOURCES) as readonly FactName[];
+
 export interface FactRequest {
   files: Set<string>;
   dirs: Set<string>;
