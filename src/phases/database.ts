@@ -241,7 +241,21 @@ function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] 
       ].join("\n"),
       `systemctl start ${mount} (waits at most ${MOUNT_WAIT_S} s)`,
     );
-    if (!mounted || !live) {
+    if (live && !mounted) {
+      // another filesystem (a local disk, sshfs…) at the data root: `systemctl start` of the
+      // mount would do nothing (something is mounted there) and fmc does not unmount what it
+      // did not mount: it may hold someone's data
+      out.push(
+        blocked(
+          c,
+          `${root} on ${host.name} has ${live.device} (${live.type}) mounted, not ${src.what}`,
+          `${live.device} (${live.type}) is mounted at ${root}: PostgreSQL's data belongs on the NFS export ${src.what}; fmc does not unmount a filesystem it did not mount`,
+          `look at what ${live.device} holds, move it away and unmount it (umount ${root}); then fmc apply mounts the export there`,
+        ),
+      );
+      return out;
+    }
+    if (!live) {
       const unit = facts.units.get(l.unit);
       const state = unit && unit.enabled !== "not-found" ? `${l.unit} is ${unit.active}` : `${l.unit} is not installed yet`;
       out.push({

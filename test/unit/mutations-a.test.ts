@@ -5,7 +5,7 @@
 //     network, mount and PID namespaces).
 //  2. LVM: a shrink of exactly one or two extents (4 MiB each) is refused.
 //  3. database: a filesystem at the data root that is not the NFS export (a local ext4, an
-//     sshfs mount naming the export) is not taken for the NFS mount.
+//     sshfs mount naming the export) is not taken for the NFS mount: the plan stops, naming it.
 //  4. backups: a file that lands different from what was streamed is refused and removed
 //     (PostgreSQL into a local store and into the storage host's store, an etcd snapshot).
 import { test } from "node:test";
@@ -149,13 +149,17 @@ for (const [what, line] of [
   ["a local ext4 (/dev/vdb1)", `/dev/vdb1 ${DATA_ROOT} ext4 rw,relatime 0 0`],
   ["an sshfs mount whose source reads as the export", `${NFS.what} ${DATA_ROOT} fuse.sshfs rw,nosuid,nodev,relatime,user_id=0,group_id=0 0 0`],
 ] as const) {
-  test(`database: ${what} at the data root is not taken for the NFS mount: the plan mounts the export there and plans nothing on the data before the facts are read again`, () => {
+  test(`database: ${what} at the data root is not taken for the NFS mount: the plan stops there, naming it, and plans nothing on the data`, () => {
     const plan = dbPlan(line);
     const titles = plan.map((c) => c.title);
-    const i = titles.findIndex(mountsExport);
-    assert.ok(i >= 0, `the export is mounted at ${DATA_ROOT}:\n${titles.join("\n")}`);
-    assert.ok(plan[i]!.refreshesFacts, "apply reads the facts again after it");
-    assert.deepEqual(titles.slice(i + 1), [], "nothing is planned after the mount");
+    const device = line.split(" ")[0]!;
+    const i = titles.findIndex((t) => t.includes(`has ${device} (`) && t.includes("mounted, not"));
+    assert.ok(i >= 0, `the foreign filesystem is named:\n${titles.join("\n")}`);
+    // it stops apply (exit 1) and says how to proceed; fmc never unmounts what it did not mount
+    assert.match(plan[i]!.commands[0]!.shell, /exit 1$/);
+    assert.ok(!plan.slice(0, i).some((c) => c.commands.some((x) => /\bumount\b|systemctl stop/.test(x.shell))), "nothing is unmounted");
+    assert.match(plan[i]!.notes.join("\n"), /does not unmount a filesystem it did not mount/);
+    assert.deepEqual(titles.slice(i + 1), [], "nothing is planned after it");
     assert.deepEqual(titles.filter(onTheData), [], "no cluster, configuration or service on a filesystem that is not the export");
   });
 }
