@@ -56,15 +56,15 @@ export function serviceChange(facts: HostFacts, spec: ServiceSpec, ctx: ChangeSi
   const commands: Command[] = [];
   const what: string[] = [];
   let why = "";
-  // --no-reload: enabling only links the unit into its targets, which the manager reads at
-  // boot; a changed unit file already had its own daemon-reload. The implicit reload costs
-  // every generator's run again (seconds on a small VM), for nothing.
+  // no --no-reload here: the enable's own reload also refreshes the manager's cached
+  // UnitFileState of a loaded unit, which is what facts read (systemctl show); without it a
+  // running unit reads "disabled" until the next reload and every plan enables it again
   if (s.enabled && state.enabled !== "enabled") {
-    commands.push(cmd("systemctl", "enable", "--no-reload", s.unit));
+    commands.push(cmd("systemctl", "enable", s.unit));
     what.push("enable");
   }
   if (!s.enabled && state.enabled === "enabled") {
-    commands.push(cmd("systemctl", "disable", "--no-reload", s.unit));
+    commands.push(cmd("systemctl", "disable", s.unit));
     what.push("disable");
   }
   const restartOnly = s.reloadBy === "restart";

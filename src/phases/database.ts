@@ -226,7 +226,7 @@ function planDatabase(pc: PhaseContext, host: Host, facts: HostFacts): Change[] 
     const m = databaseMountUnit(ctx, family)!;
     const unitFile = fileChange(facts, { path: unitPath(mount), content: m.content }, c);
     if (unitFile) out.push(markingReload({ ...unitFile, commands: [...unitFile.commands, cmd("systemctl", "daemon-reload")] }, mount));
-    if (facts.units.get(mount)?.enabled !== "enabled") out.push({ host: host.name, phase: PHASE, title: `enable ${mount} (mounted at boot)`, commands: [cmd("systemctl", "enable", "--no-reload", mount)], notes: [] });
+    if (facts.units.get(mount)?.enabled !== "enabled") out.push({ host: host.name, phase: PHASE, title: `enable ${mount} (mounted at boot)`, commands: [cmd("systemctl", "enable", mount)], notes: [] });
     const live = facts.mounts.get(root);
     mounted = !!live && /^nfs/.test(live.type);
     const dropIn = fileChange(facts, { path: dropInPath(l), content: postgresDropIn(ctx, l, family) }, c);

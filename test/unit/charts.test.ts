@@ -500,7 +500,7 @@ test("node_exporter on Debian: the package, then its unit enabled and running; n
   assert.ok(fresh[0]!.refreshesFacts, "the plan is made again after the install");
   assert.match(fresh[0]!.commands[0]!.shell, /apt-get .*install -y --no-install-recommends prometheus-node-exporter/);
   const installed = factsOf(OS.debian, { packages: ["prometheus-node-exporter"], units: { "prometheus-node-exporter.service": ["inactive", "disabled"] } });
-  assert.deepEqual(exporterChanges("firewall1", installed).map((c) => c.commands.map((x) => x.display)), [["systemctl enable --no-reload prometheus-node-exporter.service", "systemctl start prometheus-node-exporter.service"]]);
+  assert.deepEqual(exporterChanges("firewall1", installed).map((c) => c.commands.map((x) => x.display)), [["systemctl enable prometheus-node-exporter.service", "systemctl start prometheus-node-exporter.service"]]);
   const running = factsOf(OS.debian, { packages: ["prometheus-node-exporter"], units: { "prometheus-node-exporter.service": ["active", "enabled"] } });
   assert.deepEqual(exporterChanges("firewall1", running), []);
   assert.deepEqual(NODE_EXPORTER["debian-like"].packages, ["prometheus-node-exporter"]);
@@ -513,7 +513,7 @@ test("node_exporter on AlmaLinux: EPEL's package, then whichever unit it brought
   assert.ok(fresh[0]!.refreshesFacts, "fresh[0]!.refreshesFacts");
   for (const [pkg, unit] of [["node-exporter", "prometheus-node-exporter.service"], ["golang-github-prometheus-node-exporter", "node_exporter.service"]] as const) {
     const after = factsOf(OS.alma, { packages: [pkg], units: { [unit]: ["inactive", "disabled"] } });
-    assert.deepEqual(exporterChanges("loadbalancer1", after).map((c) => c.commands.map((x) => x.display)), [[`systemctl enable --no-reload ${unit}`, `systemctl start ${unit}`]], pkg);
+    assert.deepEqual(exporterChanges("loadbalancer1", after).map((c) => c.commands.map((x) => x.display)), [[`systemctl enable ${unit}`, `systemctl start ${unit}`]], pkg);
   }
   assert.throws(() => exporterChanges("loadbalancer1", factsOf(OS.alma, { packages: ["node-exporter"] })), (e: unknown) => e instanceof FmcError && /none of prometheus-node-exporter\.service, node_exporter\.service/.test(e.message));
 });

@@ -140,8 +140,8 @@ test("service: enable, start, reload only when needed", () => {
   assert.deepEqual(reload.commands.map((c) => c.display), ["systemctl reload-or-restart haproxy.service"]);
   const start = serviceChange(f, { unit: "keepalived.service", enabled: true, running: true, reload: true }, ctx)!;
   assert.equal(start.title, "enable, start keepalived.service");
-  assert.deepEqual(start.commands.map((c) => c.display), ["systemctl enable --no-reload keepalived.service", "systemctl reload-or-restart keepalived.service"]);
-  assert.deepEqual(serviceChange(f, { unit: "keepalived.service", enabled: true, running: true }, ctx)!.commands.map((c) => c.display), ["systemctl enable --no-reload keepalived.service", "systemctl start keepalived.service"]);
+  assert.deepEqual(start.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl reload-or-restart keepalived.service"]);
+  assert.deepEqual(serviceChange(f, { unit: "keepalived.service", enabled: true, running: true }, ctx)!.commands.map((c) => c.display), ["systemctl enable keepalived.service", "systemctl start keepalived.service"]);
   assert.deepEqual(serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true, reloadBy: "restart" }, ctx)!.commands.map((c) => c.display), ["systemctl restart haproxy.service"]);
 });
 
@@ -151,12 +151,12 @@ test("service: config changed while its package is installed in the same run", (
   assert.deepEqual(f.units.get("haproxy.service"), { active: "inactive", enabled: "not-found" });
   const c = serviceChange(f, { unit: "haproxy.service", enabled: true, running: true, reload: true, installing: true, riskIfTouched: ["reloads HAProxy"] }, ctx)!;
   assert.equal(c.title, "enable, start or reload haproxy.service (installing its package may start it with the package's own config first)");
-  assert.deepEqual(c.commands.map((x) => x.display), ["systemctl enable --no-reload haproxy.service", "systemctl reload-or-restart haproxy.service"]);
+  assert.deepEqual(c.commands.map((x) => x.display), ["systemctl enable haproxy.service", "systemctl reload-or-restart haproxy.service"]);
   assert.deepEqual(c.notes, [], "it holds no VIP before it is installed");
   // a unit whose running state is not ours (time sync in containers): restarted only if it runs
   const time = serviceChange(f, { unit: "chronyd.service", enabled: true, reload: true, reloadBy: "restart", installing: true }, ctx)!;
   assert.equal(time.title, "enable, restart if running chronyd.service (its package is installed in this run)");
-  assert.deepEqual(time.commands.map((x) => x.display), ["systemctl enable --no-reload chronyd.service", "systemctl try-restart chronyd.service"]);
+  assert.deepEqual(time.commands.map((x) => x.display), ["systemctl enable chronyd.service", "systemctl try-restart chronyd.service"]);
 });
 
 test("sysctl: keys this host cannot set are skipped with a note", () => {
@@ -191,7 +191,7 @@ test("mount: a systemd mount unit, daemon-reload, enabled and mounted", () => {
   assert.equal(changes[0]!.title, "create /etc/systemd/system/var-lib-pgsql.mount");
   assert.match(changes[0]!.diff!, /^\+WantedBy=remote-fs\.target$/m);
   assert.equal(changes[0]!.commands.at(-1)!.display, "systemctl daemon-reload");
-  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["systemctl enable --no-reload var-lib-pgsql.mount", "systemctl restart var-lib-pgsql.mount"]);
+  assert.deepEqual(changes[1]!.commands.map((c) => c.display), ["systemctl enable var-lib-pgsql.mount", "systemctl restart var-lib-pgsql.mount"]);
 });
 
 test("users, directories and guarded commands", () => {
@@ -311,7 +311,7 @@ test("apply re-reads facts after a package install and runs the re-plan, not the
   const ran = transports.get("loadbalancer1")!.log.map((c) => c.display);
   assert.equal(ran.filter((d) => d === "read facts").length, 2, "facts read once for the plan and once after the install");
   assert.ok(ran.indexOf("systemctl reload-or-restart haproxy.service") > ran.findIndex((d) => d.startsWith("write /etc/haproxy/haproxy.cfg")));
-  assert.ok(!ran.includes("systemctl enable --no-reload haproxy.service"), "the stale plan's steps did not run: the package enabled HAProxy");
+  assert.ok(!ran.includes("systemctl enable haproxy.service"), "the stale plan's steps did not run: the package enabled HAProxy");
   assert.equal(ran.filter((d) => d.startsWith("apt-get install")).length, 1, "the install is not repeated");
   // loadbalancer2 installed nothing: its facts are read once
   assert.equal(reads.get("loadbalancer2"), 1);

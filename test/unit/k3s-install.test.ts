@@ -196,7 +196,7 @@ function applyTo(h: SimHost, changes: Change[], server: boolean): void {
   for (const c of changes) {
     if (c.file) h.files.set(c.file.path, { content: c.file.content, mode: c.file.mode ?? 0o644 });
     for (const x of c.commands) {
-      const m = /^systemctl (enable|start|restart) (?:--no-reload )?(k3s(?:-agent)?\.service)$/.exec(x.display);
+      const m = /^systemctl (enable|start|restart) (k3s(?:-agent)?\.service)$/.exec(x.display);
       if (!m) continue;
       const u = h.units.get(m[2]!) ?? { active: "inactive", enabled: "disabled" };
       h.units.set(m[2]!, m[1] === "enable" ? { ...u, enabled: "enabled" } : { ...u, active: "active" });
