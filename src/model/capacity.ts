@@ -117,7 +117,17 @@ export interface VolumeClaim {
   readonly what: string;
   readonly count: number;
   readonly sizeGiB: number;
+  /** Longhorn copies of each volume: 1 on the single-replica class (the service copies itself), else the cluster's. */
+  readonly replicas: number;
 }
+
+/**
+ * Whether a service that keeps `copies` copies of its data itself (Elasticsearch's replica
+ * shards, Kafka's replication, redis-ha's replicas) goes on Longhorn's 1-replica class: with
+ * two or more, Longhorn's own replicas would multiply each copy again. The renderer picks the
+ * class by this, and the capacity check counts its volumes once.
+ */
+export const selfReplicating = (spec: Spec, storageClass: string | undefined, copies: number) => storageClass === "longhorn" && spec.services.longhorn.enabled && copies >= 2;
 
 const gib = (q: string) => {
   const m = /^(\d+)(Mi|Gi|Ti)$/.exec(q)!;
@@ -134,13 +144,15 @@ export function longhornClaims(spec: Spec): VolumeClaim[] {
   const svc = spec.services;
   const onLonghorn = (c: ChartSpec) => c.enabled && svc.longhorn.enabled && (c.storageClass ?? "longhorn") === "longhorn";
   const out: VolumeClaim[] = [];
-  const add = (service: ServiceName, what: string, count: number, size: string) => out.push({ service, what, count, sizeGiB: gib(size) });
+  const replicas = longhornReplicas(spec);
+  const add = (service: ServiceName, what: string, count: number, size: string, copiesItself = false) =>
+    out.push({ service, what, count, sizeGiB: gib(size), replicas: copiesItself && selfReplicating(spec, "longhorn", count) ? 1 : replicas });
   if (svc.prometheus.enabled && svc.prometheus.storageClass === "longhorn") add("prometheus", "Prometheus server", 1, svc.prometheus.size ?? DEFAULT_SIZE.prometheus);
   if (onLonghorn(svc.prometheus)) add("prometheus", "Alertmanager", 1, ALERTMANAGER_SIZE);
   if (svc.grafana.enabled && svc.grafana.storageClass === "longhorn") add("grafana", "Grafana", 1, svc.grafana.size ?? DEFAULT_SIZE.grafana);
-  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? DEFAULT_SIZE.elasticsearch);
-  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", REDIS_PODS, svc.redis.size ?? DEFAULT_SIZE.redis);
-  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_NODES, svc.kafka.size ?? DEFAULT_SIZE.kafka);
+  if (onLonghorn(svc.elasticsearch)) add("elasticsearch", "Elasticsearch nodes", elasticsearchReplicas(spec), svc.elasticsearch.size ?? DEFAULT_SIZE.elasticsearch, true);
+  if (onLonghorn(svc.redis)) add("redis", "Redis master and replicas", REDIS_PODS, svc.redis.size ?? DEFAULT_SIZE.redis, true);
+  if (onLonghorn(svc.kafka)) add("kafka", "Kafka controllers", KAFKA_NODES, svc.kafka.size ?? DEFAULT_SIZE.kafka, true);
   return out;
 }
 
@@ -152,10 +164,14 @@ export interface LonghornCapacity {
   /** Volume space Longhorn can place with `replicas` copies on different nodes. */
   readonly placeableGiB: number;
   readonly claims: readonly VolumeClaim[];
+  /** What the claims take, counted as volumes of `replicas` copies (a 1-replica volume counts 1/replicas). */
   readonly requestedGiB: number;
   /** The largest single volume, and the most one volume can be (its copies each on another node). */
   readonly largestGiB: number;
   readonly largestPlaceableGiB: number;
+  /** The largest 1-replica volume, and the most one node can hold. */
+  readonly largestSingleGiB: number;
+  readonly largestSinglePlaceableGiB: number;
 }
 
 /** Longhorn's schedulable space against what the charts request, with replicas. */
@@ -171,8 +187,13 @@ export function longhornCapacity(spec: Spec): LonghornCapacity {
     unknown: disks.filter((d) => d.sizeGiB === undefined),
     placeableGiB: placeableGiB(caps, replicas),
     claims,
-    requestedGiB: claims.reduce((a, c) => a + c.count * c.sizeGiB, 0),
-    largestGiB: Math.max(0, ...claims.map((c) => c.sizeGiB)),
+    // copies on disk, in volumes of `replicas` copies: a 1-replica volume's copy fits
+    // wherever there is room, so it weighs 1/replicas of a replicated one
+    requestedGiB: claims.reduce((a, c) => a + (c.count * c.sizeGiB * c.replicas) / replicas, 0),
+    // the largest volume against the nodes its copies need: `replicas` of them (one for a 1-replica volume)
+    largestGiB: Math.max(0, ...claims.filter((c) => c.replicas === replicas).map((c) => c.sizeGiB)),
     largestPlaceableGiB: caps[replicas - 1] ?? 0,
+    largestSingleGiB: Math.max(0, ...claims.filter((c) => c.replicas === 1).map((c) => c.sizeGiB)),
+    largestSinglePlaceableGiB: caps[0] ?? 0,
   };
 }

@@ -29,7 +29,8 @@ hosts:
   - { name: master3, roles: [k3s-server], os: flatcar, address: 10.17.4.23, vm: { vcpu: 2, memoryMiB: 4096, diskGiB: 50 } }
   # K3s agents: applications and microservices; the ingress backends. Each one's data disk
   # is a Longhorn disk (70% schedulable): 3 × 140 + storage1's 28 GiB place 224 GiB with
-  # 2 replicas, for the 201 GiB the charts below request (fmc validate checks it).
+  # 2 replicas, for the charts below: 27 GiB on 2 replicas and 174 GiB of services that copy
+  # themselves, on the 1-replica class (fmc validate checks it, counting each as it is stored).
   - { name: worker1, roles: [k3s-agent], os: flatcar, address: 10.17.4.24, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }
   - { name: worker2, roles: [k3s-agent], os: flatcar, address: 10.17.4.25, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }
   - { name: worker3, roles: [k3s-agent], os: flatcar, address: 10.17.4.26, vm: { vcpu: 3, memoryMiB: 8192, diskGiB: 20, dataDisks: [{ name: data, sizeGiB: 200 }] } }

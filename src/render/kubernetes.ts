@@ -18,7 +18,7 @@ import type { Artifact, RenderContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { SERVER_TAINT, STORAGE_LABEL, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
-import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, LONGHORN_RESERVED_PERCENT, longhornReplicas, REDIS_PODS, serverTainted, workloadNodes } from "../model/capacity.js";
+import { ALERTMANAGER_SIZE, DEFAULT_SIZE, elasticsearchReplicas, KAFKA_NODES, LONGHORN_RESERVED_PERCENT, longhornReplicas, REDIS_PODS, selfReplicating, serverTainted, workloadNodes } from "../model/capacity.js";
 
 
 export const NFS_STORAGE_CLASS = "nfs-shared";
@@ -30,8 +30,7 @@ export const NFS_STORAGE_CLASS = "nfs-shared";
  */
 export const LONGHORN_SINGLE_CLASS = "longhorn-single";
 /** The class of a service that keeps `copies` copies itself: the 1-replica Longhorn class when it has two or more and the spec puts it on Longhorn. */
-const selfReplicatingClass = (spec: Spec, storageClass: string | undefined, copies: number) =>
-  storageClass === "longhorn" && spec.services.longhorn.enabled && copies >= 2 ? LONGHORN_SINGLE_CLASS : storageClass;
+const selfReplicatingClass = (spec: Spec, storageClass: string | undefined, copies: number) => (selfReplicating(spec, storageClass, copies) ? LONGHORN_SINGLE_CLASS : storageClass);
 /** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */
 const INGRESS_CLASS = "traefik";
 /** Names of the operator-run resources; ECK and Strimzi derive Services and Secrets from them. */

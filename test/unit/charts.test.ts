@@ -430,6 +430,10 @@ test("Redis (redis-ha) and Kafka (Strimzi): failover-capable, pinned, and the vo
   assert.equal(values.hardAntiAffinity, true, "three agents: one Redis pod each");
   const claims = Object.fromEntries(longhornClaims(seed.spec).map((c) => [c.service, c]));
   assert.equal(claims.redis!.count, values.replicas);
+  // counted at the replicas of the class it is rendered on: redis-ha copies itself, on Longhorn's 1-replica class
+  assert.equal(values.persistentVolume.storageClass, "longhorn-single");
+  assert.equal(claims.redis!.replicas, 1);
+  assert.equal(claims.prometheus!.replicas, 2);
   assert.equal(`${claims.redis!.sizeGiB}Gi`, values.persistentVolume.size);
   const [pool] = byKind(seed, "KafkaNodePool");
   const [kafka] = byKind(seed, "Kafka");

@@ -270,15 +270,29 @@ test("Longhorn capacity: disks × 70% per node, replicas on different nodes, aga
   assert.deepEqual(seed.disks.map((d) => `${d.host} ${d.sizeGiB}`), ["worker1 200", "worker2 200", "worker3 200", "storage1 40"]);
   assert.equal(seed.replicas, 2);
   assert.equal(Math.round(seed.placeableGiB), 224);
-  assert.equal(seed.requestedGiB, 201);
+  // 27 GiB on 2 replicas, and 174 GiB of services that copy themselves on the 1-replica class (half the weight)
+  assert.deepEqual(seed.claims.map((x) => `${x.service} ${x.replicas}`), ["prometheus 2", "prometheus 2", "grafana 2", "elasticsearch 1", "redis 1", "kafka 1"]);
+  assert.equal(seed.requestedGiB, 27 + 174 / 2);
   // the seed as reviewed (40 GiB worker disks) is refused with the numbers
   const old = loadSpec(SEED_YAML.replace(/sizeGiB: 200/g, "sizeGiB: 40"));
   const errs = old.problems.filter((p) => p.severity === "error");
   assert.equal(errs.length, 1);
-  assert.match(errs[0]!.message, /^Longhorn can place 56 GiB with 2 replicas \(disks: worker1 40 GiB, worker2 40 GiB, worker3 40 GiB, storage1 40 GiB; 30% of each reserved\); the charts request 201 GiB \(Prometheus server 1 × 20 GiB, Alertmanager 1 × 2 GiB, Grafana 1 × 5 GiB, Elasticsearch nodes 3 × 30 GiB, Redis master and replicas 3 × 8 GiB, Kafka controllers 3 × 20 GiB\)$/);
+  assert.match(errs[0]!.message, /^Longhorn can place 56 GiB with 2 replicas \(disks: worker1 40 GiB, worker2 40 GiB, worker3 40 GiB, storage1 40 GiB; 30% of each reserved\); the charts request 114 GiB counted at 2 replicas \(Prometheus server 1 × 20 GiB, Alertmanager 1 × 2 GiB, Grafana 1 × 5 GiB, Elasticsearch nodes 3 × 30 GiB at 1 replica, Redis master and replicas 3 × 8 GiB at 1 replica, Kafka controllers 3 × 20 GiB at 1 replica\)$/);
+  // a 1-replica volume needs one node with room for it: four agents with 700 GiB schedulable
+  // hold three 750 GiB Elasticsearch volumes in sum, but no node holds one
+  const w3 = /^ {2}- \{ name: worker3, .*$/m.exec(SEED_YAML)![0];
+  const wide = loadSpec(
+    SEED_YAML.replace(w3, `${w3}\n${w3.replace("worker3", "worker4").replace("10.17.4.26", "10.17.4.28")}`)
+      .replace(/sizeGiB: 200/g, "sizeGiB: 1000").replace("size: 30Gi }", "size: 750Gi }")
+      .replace(/kafka: +\{ repo/, "kafka: { enabled: false, repo").replace(/redis: +\{ repo/, "redis: { enabled: false, repo"),
+  );
+  assert.match(wide.problems.filter((p) => p.severity === "error").map((p) => p.message).join("\n"), /^a 750 GiB volume needs a node with that much schedulable space; Longhorn can place .* at most 700 GiB on one node$/m);
   // one volume bigger than two nodes can each hold, although the sum fits
-  const big = loadSpec(SEED_YAML.replace(/sizeGiB: 200/g, "sizeGiB: 100").replace("size: 30Gi }", "size: 60Gi }").replace(/kafka: +\{ repo/, "kafka: { enabled: false, repo").replace(/redis: +\{ repo/, "redis: { enabled: false, repo"));
-  assert.match(big.problems.filter((p) => p.severity === "error").map((p) => p.message).join("\n"), /Longhorn can place/);
+  const big = loadSpec(
+    SEED_YAML.replace(/sizeGiB: 200/g, "sizeGiB: 100").replace(/(prometheus: .*)size: 20Gi \}/, "$1size: 80Gi }")
+      .replace(/elasticsearch: +\{ repo/, "elasticsearch: { enabled: false, repo").replace(/kibana: +\{ enabled: true \}/, "kibana: { enabled: false }").replace(/fluentBit: +\{ repo/, "fluentBit: { enabled: false, repo").replace(/kafka: +\{ repo/, "kafka: { enabled: false, repo").replace(/redis: +\{ repo/, "redis: { enabled: false, repo"),
+  );
+  assert.match(big.problems.filter((p) => p.severity === "error").map((p) => p.message).join("\n"), /^a 80 GiB volume needs 2 nodes with that much schedulable space; Longhorn can place .* at most 70 GiB for one volume$/m);
 });
 
 test("Longhorn settings and disks: replicas, reserved share, worker disks formatted only when blank, K3s after the mount", () => {

@@ -90,7 +90,9 @@ function checkLonghornCapacity(c: Checker, err: Report, warn: Report) {
     return err("storage.longhornReplicas", `${explicit} replicas need ${explicit} nodes with a Longhorn disk; the spec has ${nodes}${nodes ? ` (${cap.disks.map((d) => d.host).join(", ")})` : ""}`, "give more K3s agents a data disk (hosts[].vm.dataDisks), or lower storage.longhornReplicas");
   }
   if (!cap.claims.length) return;
-  const requested = `the charts request ${gib(cap.requestedGiB)} (${cap.claims.map((x) => `${x.what} ${x.count} × ${gib(x.sizeGiB)}`).join(", ")})`;
+  const single = cap.claims.some((x) => x.replicas !== cap.replicas);
+  const claimText = (x: (typeof cap.claims)[number]) => `${x.what} ${x.count} × ${gib(x.sizeGiB)}${x.replicas !== cap.replicas ? ` at ${x.replicas} replica` : ""}`;
+  const requested = `the charts request ${gib(cap.requestedGiB)}${single ? ` counted at ${cap.replicas} replicas` : ""} (${cap.claims.map(claimText).join(", ")})`;
   if (nodes === 0) {
     return err("services.longhorn", `no node has a Longhorn disk, and ${requested}`, `give K3s agents a data disk (hosts[].vm.dataDisks) or the storage host a volume at ${spec.storage!.longhornPath}`);
   }
@@ -102,6 +104,8 @@ function checkLonghornCapacity(c: Checker, err: Report, warn: Report) {
   if (cap.requestedGiB > cap.placeableGiB) report("services", `${can}; ${requested}`, hint);
   else if (cap.largestGiB > cap.largestPlaceableGiB) {
     report("services", `a ${gib(cap.largestGiB)} volume needs ${cap.replicas} nodes with that much schedulable space; ${can}, at most ${gib(cap.largestPlaceableGiB)} for one volume`, hint);
+  } else if (cap.largestSingleGiB > cap.largestSinglePlaceableGiB) {
+    report("services", `a ${gib(cap.largestSingleGiB)} volume needs a node with that much schedulable space; ${can}, at most ${gib(cap.largestSinglePlaceableGiB)} on one node`, hint);
   }
   if (cap.replicas === 1) warn("storage.longhornReplicas", `Longhorn keeps 1 replica of each volume: losing ${nodes === 1 ? cap.disks[0]!.host : "a node"} loses the volumes on it`, "give a second K3s agent a data disk; fmc then uses 2 replicas");
 }
