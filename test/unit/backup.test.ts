@@ -154,7 +154,8 @@ test("restore: reading the file fails mid-stream (here, or on the storage host, 
     mkdirSync(dir);
     const db = databaseHost(t, dir);
     await assert.rejects(bounded(restoreDatabase({ transport: db, layout: LAYOUT, db: "app", store: c.store, name, timeoutMs: HOUR_MS, confirm: async () => true })), coded("RESTORE_FAILED", c.error), `case ${i}`);
-    const received = readFileSync(join(dir, "received"));
+    // a restore stopped before the stand-in's shell opened its file received nothing
+    const received = existsSync(join(dir, "received")) ? readFileSync(join(dir, "received")) : Buffer.alloc(0);
     assert.ok(received.length < data.length && received.equals(data.subarray(0, received.length)), `case ${i}: pg_restore got only the start of the file (${received.length} bytes)`);
     assert.ok(db.ended.some((e) => e.shell.includes("received")), `case ${i}: the restore on the database host ended`);
   }
