@@ -8,7 +8,7 @@ import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import type { Transport } from "../hosts/transport.js";
 import type { PostgresLayout } from "../hosts/os.js";
-import { localStore, verifiedChecksum, type BackupStore, type Progress } from "../ops/backup-store.js";
+import { localStore, verifiedChecksum, type BackupStore, type Progress } from "../local/backup-store.js";
 import { backupDatabase, backupStoreFor, parseBackupName, postgresTarget, restoreDatabase } from "../ops/postgres-backup.js";
 import { backupEtcdSnapshot } from "../ops/etcd-backup.js";
 import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";

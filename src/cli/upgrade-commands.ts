@@ -10,7 +10,7 @@ import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
-import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
+import { k3sBundleDir, readBundle, type K3sBundle } from "../local/bundle.js";
 import { readClusterVia, type EtcdClusterView } from "../ops/etcd.js";
 import { k3sCli } from "../ops/k3s-cli.js";
 import { parseK3sVersion, parseK3sVersionOutput, specVersionNote, upgradeFrom, upgradeRunbook } from "../ops/upgrade.js";

@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, w
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
-import { buildBundle } from "../ops/bundle-build.js";
+import { buildBundle } from "../local/bundle-build.js";
 import { BIN, CTL, HOST_ETCD, HOST_ETCDCTL, K3S_ETCD_DATA, K3S_ETCD_TLS, k3sStandIn, LIB } from "./k3s-standin-script.js";
 
 export { HOST_ETCD, STANDIN_UNIT } from "./k3s-standin-script.js";

@@ -25,7 +25,7 @@ import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPid
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./k3s-standin.js";
 import { quote } from "../hosts/command.js";
-import { k3sBundleDir } from "../ops/bundle.js";
+import { k3sBundleDir } from "../local/bundle.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";
 import { parseStored } from "../state/stored.js";

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { FmcError } from "../errors.js";
 import { quote, script, slow, type Command } from "../hosts/command.js";
 import type { Transport } from "../hosts/transport.js";
-import { localStore, stamp, streamIntoStore } from "./backup-store.js";
+import { localStore, stamp, streamIntoStore } from "../local/backup-store.js";
 import { K3S_SNAPSHOT_DIR } from "./etcd.js";
 import { k3sCli } from "./k3s-cli.js";
 

@@ -37,7 +37,7 @@ import type { OsFamilyName } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
-import { sha256File } from "./digest.js";
+import { sha256File } from "../local/digest.js";
 import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "./etcd.js";
 import type { RunbookStep } from "./runbook.js";
 

@@ -7,7 +7,7 @@ import { quote, script, uploadScript, type Command } from "../hosts/command.js";
 import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
-import { checkBundlePin, type K3sBundle } from "./bundle.js";
+import { checkBundlePin, type K3sBundle } from "../local/bundle.js";
 
 export const SERVER_UNIT = "k3s.service";
 export const AGENT_UNIT = "k3s-agent.service";

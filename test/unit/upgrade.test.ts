@@ -17,7 +17,7 @@ import {
   nodeNotReady, parseK3sVersion, parseK3sVersionOutput, parseNode, parseProbeParts, probeCommand, serverProbeVerdict, skewRefusal, upgradeBinaryCommand, upgradeFrom, upgradePlan, upgradeRunbook,
 } from "../../src/ops/upgrade.js";
 import { k3sBinaryCommand } from "../../src/ops/k3s-cli.js";
-import type { K3sBundle } from "../../src/ops/bundle.js";
+import type { K3sBundle } from "../../src/local/bundle.js";
 import { contextFor, tempDir } from "../helpers.js";
 import { agentNode, etcdAnswer, fail, fixture, healthyServer, ok, probeAllUp, probeAnswer, probeOneDown, replay } from "../k3s-replay.js";
 
