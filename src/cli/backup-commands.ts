@@ -11,7 +11,7 @@ import type { PostgresLayout } from "../hosts/os.js";
 import { localStore, verifiedChecksum, type BackupStore, type Progress } from "../local/backup-store.js";
 import { backupDatabase, backupStoreFor, parseBackupName, postgresTarget, restoreDatabase } from "../ops/postgres-backup.js";
 import { backupEtcdSnapshot } from "../ops/etcd-backup.js";
-import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
+import { K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";
 import { bold, confirm, dim, lockReport, specFileOf } from "./ui.js";
 import type { HostsLock } from "../engine/hosts-lock.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";

@@ -6,7 +6,7 @@ import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, selectPhases, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan } from "../engine/run.js";
-import { etcdAccess, isMember, memberLabel, quorumCheck, readClusterVia, replacementSteps, untilVotingMember } from "../ops/etcd.js";
+import { etcdAccess, isMember, memberLabel, quorumCheck, readClusterVia, replacementSteps, untilVotingMember } from "../k3s/etcd.js";
 import { followDiffs, joinPhases, k3sNode, nodeRemovalPlan, quorumStep, refusalText, removalSteps, withoutHost } from "../ops/node-removal.js";
 import type { RunbookStep } from "../ops/runbook.js";
 import type { Phase, PhaseContext } from "../phases/phase.js";

@@ -5,7 +5,7 @@
 // in by the lab) laid out as K3s lays out its embedded etcd: the same ports (client 2379 on
 // 127.0.0.1 and the node address, peer 2380), TLS files at K3s's paths with K3s's names, the
 // data under /var/lib/rancher/k3s/server/db/etcd, members named <node>-<8 hex>. So fmc's
-// install order, its waits, etcd reading (src/ops/etcd.ts) and every quorum decision run
+// install order, its waits, etcd reading (src/k3s/etcd.ts) and every quorum decision run
 // against a real multi-member etcd; agents check their bootstrap token against it.
 // Certificates come from a CA of the lab's own (.fmc/lab/etcd, keys 0600).
 import { spawnSync } from "node:child_process";

@@ -38,7 +38,7 @@ import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import { sha256File } from "../local/digest.js";
-import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "./etcd.js";
+import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "../k3s/etcd.js";
 import type { RunbookStep } from "./runbook.js";
 
 /** K3s's server database directory: etcd's data (db/etcd), snapshots, the reset flag. */

@@ -13,8 +13,8 @@ import { dnsRecords } from "../render/dns.js";
 import type { RenderContext } from "../render/types.js";
 import { Topology } from "../model/topology.js";
 import type { Host } from "../model/schema.js";
-import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, readCluster, type EtcdAccess, type EtcdChange, type EtcdClusterView } from "./etcd.js";
-import { kubectl } from "./k3s-cli.js";
+import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, readCluster, type EtcdAccess, type EtcdChange, type EtcdClusterView } from "../k3s/etcd.js";
+import { kubectl } from "../k3s/k3s-cli.js";
 import type { RunbookStep } from "./runbook.js";
 import type { Phase } from "../phases/phase.js";
 

@@ -17,11 +17,11 @@ import { FmcError } from "../errors.js";
 import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { ExecResult } from "../hosts/transport.js";
-import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, pinnedSha256, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
+import { AGENT_JOIN_S, AGENT_UNIT, k3sBinaryCommand, pinnedSha256, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
 import type { RenderContext } from "../render/types.js";
 import type { K3sBundle } from "../local/bundle.js";
-import { etcdAccess, healthCommand, parseHealth, quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";
-import { k3sCli, kubectl } from "./k3s-cli.js";
+import { etcdAccess, healthCommand, parseHealth, quorumCheck, type EtcdAccess, type EtcdClusterView } from "../k3s/etcd.js";
+import { k3sCli, kubectl } from "../k3s/k3s-cli.js";
 import { drainCommand, quorumStep } from "./node-removal.js";
 import type { RunbookStep } from "./runbook.js";
 

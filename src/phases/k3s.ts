@@ -27,7 +27,7 @@ import { cmd, script, slow, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { Change } from "../ops/change.js";
-import { K3S_ETCD } from "../ops/etcd.js";
+import { K3S_ETCD } from "../k3s/etcd.js";
 import { fileChange } from "../ops/file.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
@@ -39,7 +39,7 @@ import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
-import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
+import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
 
 
 export const K3S_CONFIG = "/etc/rancher/k3s/config.yaml";

@@ -19,7 +19,7 @@ import { basename, join } from "node:path";
 import { fmc, upK3sLab, until } from "../helpers.js";
 import { labExec } from "../../src/lab/lab.js";
 import { cmd } from "../../src/hosts/command.js";
-import { etcdAccess, K3S_ETCD, parseRangeValue, quorumCheck, rangeCommand, type EtcdMember } from "../../src/ops/etcd.js";
+import { etcdAccess, K3S_ETCD, parseRangeValue, quorumCheck, rangeCommand, type EtcdMember } from "../../src/k3s/etcd.js";
 
 let dir = "";
 const run = (...args: string[]) => fmc([...args], dir);
@@ -41,7 +41,7 @@ const healthySet = (ms: Member[]) => new Set(ms.filter((m) => m.healthy).map((m)
 const SERVERS = ["master1", "master2", "master3"];
 const NODES = [...SERVERS, "worker1", "worker2"];
 
-/** A key written, read or deleted through etcd's JSON gateway with K3s's client certificate, as src/ops/etcd.ts reads it. */
+/** A key written, read or deleted through etcd's JSON gateway with K3s's client certificate, as src/k3s/etcd.ts reads it. */
 const gateway = (host: string, method: "put" | "deleterange", body: Record<string, string>) => {
   const b = Object.fromEntries(Object.entries(body).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
   const c = cmd("curl", "-sS", "--max-time", "5", "--cacert", K3S_ETCD.caFile, "--cert", K3S_ETCD.certFile, "--key", K3S_ETCD.keyFile, "-X", "POST", "-d", JSON.stringify(b), `${K3S_ETCD.endpoint}/v3/kv/${method}`);

@@ -15,7 +15,7 @@ import {
 } from "../../src/ops/certs.js";
 import { certsExitCode, certsText, certsView } from "../../src/cli/certs-commands.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
-import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/ops/etcd.js";
+import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/k3s/etcd.js";
 import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
 import { agentNode, etcdAnswer, fail, fixture, healthyServer, ok, probeAllUp, probeAnswer, probeOneDown, replay } from "../k3s-replay.js";
 

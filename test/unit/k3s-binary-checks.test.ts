@@ -15,7 +15,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { k3sInstallScript, k3sInstallUnit, K3S_INSTALL_ATTEMPTS, K3S_INSTALL_MAX_DELAY_S } from "../../src/render/k3s-install.js";
-import { k3sBinaryCommand } from "../../src/ops/k3s-cli.js";
+import { k3sBinaryCommand } from "../../src/k3s/k3s-cli.js";
 import { readBundle, type K3sBundle } from "../../src/local/bundle.js";
 import { buildBundle } from "../../src/local/bundle-build.js";
 import { upgradeBinaryCommand, upgradeRunbook } from "../../src/ops/upgrade.js";

@@ -30,7 +30,7 @@ import { unitPath } from "../../src/ops/unit.js";
 import { localStore, remoteStore, stamp, type BackupStore } from "../../src/local/backup-store.js";
 import { backupDatabase } from "../../src/ops/postgres-backup.js";
 import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
-import { K3S_SNAPSHOT_DIR } from "../../src/ops/etcd.js";
+import { K3S_SNAPSHOT_DIR } from "../../src/k3s/etcd.js";
 
 // ---- 1. firewall1: a confirmation disarms the revert ---------------------------------
 

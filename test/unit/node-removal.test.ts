@@ -16,7 +16,7 @@ import type { Transport } from "../../src/hosts/transport.js";
 import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
 import type { Command } from "../../src/hosts/command.js";
-import type { EtcdClusterView, EtcdMemberView } from "../../src/ops/etcd.js";
+import type { EtcdClusterView, EtcdMemberView } from "../../src/k3s/etcd.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 const ctx = contextFor();
