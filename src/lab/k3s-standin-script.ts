@@ -2,7 +2,7 @@
 // checked as what it is: test/unit/k3s-standin.test.ts runs `sh -n` and shellcheck on it).
 // src/lab/k3s-standin.ts ships it in the lab's K3s bundle and lays out what it needs.
 import { K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";
-import { K3S_DB_DIR } from "../ops/etcd-restore.js";
+import { K3S_DB_DIR } from "../runbooks/etcd-restore.js";
 
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
 export const HOST_ETCD = "/usr/bin/etcd";

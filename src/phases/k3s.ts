@@ -31,7 +31,7 @@ import { K3S_ETCD } from "../k3s/etcd.js";
 import { fileChange } from "../ops/file.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
-import { parseK3sVersion } from "../ops/upgrade.js";
+import { parseK3sVersion } from "../runbooks/upgrade.js";
 import { k3sUnit } from "../render/ignition.js";
 import { k3sVersionOf } from "../render/k3s-install.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";

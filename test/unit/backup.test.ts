@@ -16,9 +16,9 @@ import type { Command } from "../../src/hosts/command.js";
 import { postgresLayout } from "../../src/hosts/os.js";
 import type { ExecResult, StreamIo, Transport } from "../../src/hosts/transport.js";
 import { checksumLine, localStore, remoteStore } from "../../src/local/backup-store.js";
-import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
+import { backupEtcdSnapshot } from "../../src/runbooks/etcd-backup.js";
 import { K3S_SNAPSHOT_DIR } from "../../src/k3s/etcd.js";
-import { backupDatabase, restoreDatabase } from "../../src/ops/postgres-backup.js";
+import { backupDatabase, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
 import { sha256File } from "../../src/local/digest.js";
 import { tempDir } from "../helpers.js";
 

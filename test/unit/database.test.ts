@@ -24,7 +24,7 @@ import type { PhaseContext } from "../../src/phases/phase.js";
 import { databaseMountUnit, dropInPath, pgHba, postgresConf, postgresDropIn, rolesCheckSql, rolesSql, scramVerifier } from "../../src/render/database.js";
 import type { RenderContext } from "../../src/render/types.js";
 import { checksumLine, localStore, remoteStore, verifiedChecksum } from "../../src/local/backup-store.js";
-import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/ops/postgres-backup.js";
+import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 

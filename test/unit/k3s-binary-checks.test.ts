@@ -18,7 +18,7 @@ import { k3sInstallScript, k3sInstallUnit, K3S_INSTALL_ATTEMPTS, K3S_INSTALL_MAX
 import { k3sBinaryCommand } from "../../src/k3s/k3s-cli.js";
 import { readBundle, type K3sBundle } from "../../src/local/bundle.js";
 import { buildBundle } from "../../src/local/bundle-build.js";
-import { upgradeBinaryCommand, upgradeRunbook } from "../../src/ops/upgrade.js";
+import { upgradeBinaryCommand, upgradeRunbook } from "../../src/runbooks/upgrade.js";
 import { k3sServers } from "../../src/phases/k3s.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { FmcError } from "../../src/errors.js";

@@ -28,8 +28,8 @@ import { database, NFS_CLIENT_GUARD, ROLES_GUARD } from "../../src/phases/databa
 import { databaseMountUnit, nfsSource } from "../../src/render/database.js";
 import { unitPath } from "../../src/ops/unit.js";
 import { localStore, remoteStore, stamp, type BackupStore } from "../../src/local/backup-store.js";
-import { backupDatabase } from "../../src/ops/postgres-backup.js";
-import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
+import { backupDatabase } from "../../src/runbooks/postgres-backup.js";
+import { backupEtcdSnapshot } from "../../src/runbooks/etcd-backup.js";
 import { K3S_SNAPSHOT_DIR } from "../../src/k3s/etcd.js";
 
 // ---- 1. firewall1: a confirmation disarms the revert ---------------------------------

@@ -12,10 +12,10 @@ import { join } from "node:path";
 import { script, type Command } from "../../src/hosts/command.js";
 import { RecordingTransport } from "../../src/hosts/transport.js";
 import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/k3s/etcd.js";
-import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/runbooks/runbook.js";
 import {
   nodeNotReady, parseK3sVersion, parseK3sVersionOutput, parseNode, parseProbeParts, probeCommand, serverProbeVerdict, skewRefusal, upgradeBinaryCommand, upgradeFrom, upgradePlan, upgradeRunbook,
-} from "../../src/ops/upgrade.js";
+} from "../../src/runbooks/upgrade.js";
 import { k3sBinaryCommand } from "../../src/k3s/k3s-cli.js";
 import type { K3sBundle } from "../../src/local/bundle.js";
 import { contextFor, tempDir } from "../helpers.js";

@@ -9,7 +9,7 @@ import { quote, script, type Command } from "../hosts/command.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";
-import { pendingMarker } from "./service.js";
+import { pendingMarker } from "../ops/service.js";
 
 /** What a node's reset removes (K3s's uninstall script removes the same). */
 export const K3S_PATHS = ["/etc/rancher/k3s", "/etc/rancher/node", "/var/lib/rancher/k3s", "/var/lib/kubelet", "/run/k3s", "/run/flannel", "/var/lib/cni"] as const;
