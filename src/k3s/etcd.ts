@@ -37,8 +37,10 @@ export const K3S_ETCD = {
   keyFile: "/var/lib/rancher/k3s/server/tls/etcd/client.key",
 } as const;
 
+/** K3s's server database directory (k3s-io/k3s: ${data-dir}/server/db): etcd's data (db/etcd), snapshots, the reset flag. */
+export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** K3s's etcd snapshot directory (--etcd-snapshot-dir default: ${data-dir}/server/db/snapshots). */
-export const K3S_SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots";
+export const K3S_SNAPSHOT_DIR = `${K3S_DB_DIR}/snapshots`;
 
 /** How to reach etcd from the host the commands run on. */
 export interface EtcdAccess {

@@ -38,11 +38,9 @@ import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import { sha256File } from "../local/digest.js";
-import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "../k3s/etcd.js";
+import { etcdAccess, isMember, K3S_DB_DIR, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "../k3s/etcd.js";
 import type { RunbookStep } from "./runbook.js";
 
-/** K3s's server database directory: etcd's data (db/etcd), snapshots, the reset flag. */
-export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** What `k3s server --cluster-reset` logs when it is done: "Managed etcd cluster membership has been reset, restart without…" now, "Etcd is running, restart without…" in older releases. */
 export const RESET_DONE = "restart without --cluster-reset flag now";
 /** How long a server may take to answer after its start (the same as apply's wait). */

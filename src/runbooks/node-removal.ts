@@ -13,14 +13,11 @@ import { dnsRecords } from "../render/dns.js";
 import type { RenderContext } from "../render/types.js";
 import { Topology } from "../model/topology.js";
 import type { Host } from "../model/schema.js";
-import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, type EtcdClusterView } from "../k3s/etcd.js";
+import { etcdAccess, isMember, K3S_DB_DIR, memberLabel, memberRemoveCommand, quorumCheck, type EtcdClusterView } from "../k3s/etcd.js";
 import { kubectl } from "../k3s/k3s-cli.js";
 import { drainCommand, quorumStep } from "./k3s-steps.js";
 import type { RunbookStep } from "./runbook.js";
 import type { Phase } from "../phases/phase.js";
-
-/** K3s's datastore directory on a server (k3s-io/k3s: ${data-dir}/server/db). */
-const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 
 export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RunbookStep[]; readonly follow: readonly RunbookStep[] } | { readonly ok: false; readonly text: string };
 
