@@ -12,7 +12,8 @@
 // Shapes checked against etcd 3.4.23 (Debian bookworm's etcd-server), see test/fixtures/etcd/.
 // Health: GET /health exists in every etcd 3.x ({"health":"true"|"false"}, HTTP 503 when
 // false); /livez and /readyz are newer (3.4 answers 404), so fmc uses /health.
-import { cmd, quote, script, type Command } from "../hosts/command.js";
+import { cmd, script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { ExecResult, Transport } from "../hosts/transport.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FmcError } from "../errors.js";

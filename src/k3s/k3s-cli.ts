@@ -5,7 +5,8 @@
 // src/hosts/os.ts), and a non-interactive SSH shell's PATH may have neither, so the command
 // finds it itself.
 import { FmcError } from "../errors.js";
-import { quote, script, uploadScript, type Command } from "../hosts/command.js";
+import { script, uploadScript, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";

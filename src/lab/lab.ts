@@ -24,7 +24,7 @@ import { LAB_APT_REPO, LAB_ROOT, prepareRootfs } from "./rootfs.js";
 import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./k3s-standin.js";
-import { quote } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { k3sBundleDir } from "../local/bundle.js";
 import { labInventoryPath, type LabInventoryFile, type LabOverrides } from "../engine/inventory.js";
 import { stateDirFor } from "../state/secrets.js";

@@ -38,7 +38,8 @@
 // check` (pkg/util/cert.go GetCertStatus): not yet valid when now < notBefore, expired when
 // now > notAfter, warning when notAfter < now + window.
 import { X509Certificate } from "node:crypto";
-import { quote, script, slow, type Command } from "../hosts/command.js";
+import { script, slow, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { ExecResult } from "../hosts/transport.js";
 import { FmcError } from "../errors.js";
 import type { RenderContext } from "../render/types.js";

@@ -2,7 +2,8 @@
 // here into a directory, a .sha256 beside it, the same way PostgreSQL backups are.
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
-import { quote, script, slow, type Command } from "../hosts/command.js";
+import { script, slow, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { Transport } from "../hosts/transport.js";
 import { localStore, stamp, streamIntoStore } from "../local/backup-store.js";
 import { K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";

@@ -32,7 +32,8 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { FmcError } from "../errors.js";
-import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { cmd, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";

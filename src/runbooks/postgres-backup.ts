@@ -8,7 +8,8 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { FmcError } from "../errors.js";
-import { quote, script } from "../hosts/command.js";
+import { script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { emptyRequest, gatherFacts, mergeRequests } from "../hosts/facts.js";
 import type { PostgresLayout } from "../hosts/os.js";
 import type { Transport } from "../hosts/transport.js";

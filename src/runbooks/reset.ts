@@ -5,7 +5,8 @@
 // etcd keeps quorum until its last members go together. What stays: the hosts, their OS and
 // every other layer fmc applies (load balancers, DNS, storage, PostgreSQL), and Longhorn's
 // disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";

@@ -13,7 +13,8 @@
 // The quorum re-reads, drains, restarts and waits are the steps the runbooks share
 // (src/runbooks/k3s-steps.ts).
 import { FmcError } from "../errors.js";
-import { quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { k3sBinDir } from "../hosts/os.js";
 import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "../k3s/etcd.js";
 import { AGENT_UNIT, k3sBinaryCommand, kubectl, parseK3sVersion, pinnedSha256, SERVER_UNIT, type K3sVersion } from "../k3s/k3s-cli.js";
