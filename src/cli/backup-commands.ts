@@ -1,6 +1,6 @@
 // fmc backup postgres / fmc restore postgres FILE / fmc backup etcd: the arguments, the
-// question before a restore, progress and results. What they do lives in src/ops/
-// (postgres-backup.ts, etcd-backup.ts, backup-store.ts).
+// question before a restore, progress and results. What they do lives in src/runbooks/
+// (postgres-backup.ts, etcd-backup.ts) and src/local/backup-store.ts.
 import { existsSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";

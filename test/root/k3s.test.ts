@@ -182,7 +182,7 @@ test("kubectl's node verbs in kubectl's words: cordon, uncordon, drain with fmc'
   assert.deepEqual(cordoned.spec.taints, [{ effect: "NoSchedule", key: "node.kubernetes.io/unschedulable" }]);
   assert.equal(say("master3", "uncordon", "worker1"), "0 node/worker1 uncordoned\n");
   assert.equal(getNode("worker1")!.spec.unschedulable, undefined);
-  // the drain fmc node remove runs (src/runbooks/node-removal.ts): no pods in the lab, so cordon and done
+  // the drain fmc node remove runs (drainCommand, src/runbooks/k3s-steps.ts): no pods in the lab, so cordon and done
   assert.equal(say("master1", "drain", "worker1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"), "0 node/worker1 cordoned\nnode/worker1 drained\n");
   assert.equal(getNode("worker1")!.spec.unschedulable, true);
   assert.equal(say("master1", "uncordon", "worker1"), "0 node/worker1 uncordoned\n");
