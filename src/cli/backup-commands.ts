@@ -1,6 +1,6 @@
 // fmc backup postgres / fmc restore postgres FILE / fmc backup etcd: the arguments, the
-// question before a restore, progress and results. What they do lives in src/ops/
-// (postgres-backup.ts, etcd-backup.ts, backup-store.ts).
+// question before a restore, progress and results. What they do lives in src/runbooks/
+// (postgres-backup.ts, etcd-backup.ts) and src/local/backup-store.ts.
 import { existsSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { defineCommand } from "citty";
@@ -8,10 +8,10 @@ import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import type { Transport } from "../hosts/transport.js";
 import type { PostgresLayout } from "../hosts/os.js";
-import { localStore, verifiedChecksum, type BackupStore, type Progress } from "../ops/backup-store.js";
-import { backupDatabase, backupStoreFor, parseBackupName, postgresTarget, restoreDatabase } from "../ops/postgres-backup.js";
-import { backupEtcdSnapshot } from "../ops/etcd-backup.js";
-import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
+import { localStore, verifiedChecksum, type BackupStore, type Progress } from "../local/backup-store.js";
+import { backupDatabase, backupStoreFor, parseBackupName, postgresTarget, restoreDatabase } from "../runbooks/postgres-backup.js";
+import { backupEtcdSnapshot } from "../runbooks/etcd-backup.js";
+import { K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";
 import { bold, confirm, dim, lockReport, specFileOf } from "./ui.js";
 import type { HostsLock } from "../engine/hosts-lock.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";

@@ -1,5 +1,5 @@
 // fmc bundle: assembles the K3s bundle that fmc apply installs from instead of letting
-// nodes download K3s (src/ops/bundle-build.ts does the work): from files the user has,
+// nodes download K3s (src/local/bundle-build.ts does the work): from files the user has,
 // or from one download of the release. Prints each file with its size and SHA-256, or
 // the manifest with --json; progress and notes go to stderr.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -9,9 +9,9 @@ import { FmcError } from "../errors.js";
 import { DEFAULT_SPEC_FILE, InvalidSpec, load } from "../project.js";
 import { hasErrors } from "../model/load.js";
 import { stateDirFor } from "../state/secrets.js";
-import { BUNDLE_FILES, RELEASE_CHECKSUMS, type BundleFile } from "../ops/bundle.js";
-import { buildBundle, checkBaseUrl, checkK3sVersion, filesFromDir, imagesBundleName, type BuildResult, type BundleInput, type DownloadProgress } from "../ops/bundle-build.js";
-import { k3sBundleDir } from "../ops/bundle.js";
+import { BUNDLE_FILES, RELEASE_CHECKSUMS, type BundleFile } from "../local/bundle.js";
+import { buildBundle, checkBaseUrl, checkK3sVersion, filesFromDir, imagesBundleName, type BuildResult, type BundleInput, type DownloadProgress } from "../local/bundle-build.js";
+import { k3sBundleDir } from "../local/bundle.js";
 import { bold, dim, fileArg, specArg, specFileOf, stateArg } from "./ui.js";
 
 /** Bytes in the largest binary unit that keeps a whole number in front: 14.2 KiB, 3.0 MiB. */

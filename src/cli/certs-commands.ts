@@ -1,4 +1,4 @@
-// fmc certs: the expiry of every K3s and etcd certificate on every K3s server (src/ops/certs.ts
+// fmc certs: the expiry of every K3s and etcd certificate on every K3s server (src/runbooks/certs.ts
 // reads them), each certificate once per server, with K3s's verdict: expired, inside the
 // renewal window (a K3s restart renews a leaf certificate there; a CA is never renewed
 // automatically), or ok. The window defaults to the one of the spec's pinned K3s version
@@ -6,13 +6,13 @@
 // inside the window or not yet valid, or a server could not be read.
 //
 // fmc certs rotate: new certificates and keys on every node (`k3s certificate rotate`, the CAs
-// stay) in a safe order, as a runbook (src/ops/certs.ts certsRotateRunbook): etcd read first,
+// stay) in a safe order, as a runbook (src/runbooks/certs.ts certsRotateRunbook): etcd read first,
 // the whole order printed (--plan stops there), confirmed once (--yes), servers one at a time
 // while etcd keeps quorum, then agents, each waited for, stopping at the first failure.
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession } from "../engine/session.js";
-import { certListCommand, certsRotateRunbook, classifyCert, distinctCerts, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, rotatedNote, type CertCheck, type CertListing } from "../ops/certs.js";
+import { certListCommand, certsRotateRunbook, classifyCert, distinctCerts, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, rotatedNote, type CertCheck, type CertListing } from "../runbooks/certs.js";
 import { carryOut } from "./runbook-cli.js";
 import { bold, dim, red, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";

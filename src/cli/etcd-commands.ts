@@ -1,12 +1,12 @@
 // fmc etcd status: K3s's embedded etcd as its servers see it. One server that answers is
 // asked for the member list, then for the health and status of every member (curl with
-// K3s's own etcd client certificate: src/ops/etcd.ts); every member, its health, the
+// K3s's own etcd client certificate: src/k3s/etcd.ts); every member, its health, the
 // leader, the database size and version. Exit 1 when a member is unhealthy or no server
 // answers. In the lab, the k3s-server hosts run a real etcd laid out as K3s's.
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession } from "../engine/session.js";
-import { etcdAccess, quorumOf, readCluster, type EtcdClusterView } from "../ops/etcd.js";
+import { etcdAccess, quorumOf, readCluster, type EtcdClusterView } from "../k3s/etcd.js";
 import { bold, red } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 

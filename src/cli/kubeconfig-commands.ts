@@ -11,7 +11,7 @@ import type { Transport } from "../hosts/transport.js";
 import type { RenderContext } from "../render/types.js";
 import {
   adminKubeconfigCommand, apiServerUrl, K3S_ADMIN_KUBECONFIG, KUBECONFIG_ABSENT_EXIT, kubeconfigTarget, mergeKubeconfig, rewriteKubeconfig, writeKubeconfigFile,
-} from "../ops/kubeconfig.js";
+} from "../local/kubeconfig.js";
 import { sessionArgs, sessionOptions, type SessionArgs } from "./session-args.js";
 import { bold, dim } from "./ui.js";
 

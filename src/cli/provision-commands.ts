@@ -16,7 +16,7 @@ import { renderAll } from "../render/index.js";
 import { checkOutDir, writeArtifacts } from "../render/write.js";
 import { CLOUDFLARE_TOKEN_VAR, cloudflareTerraform, moduleDir, renderedModules, STATE_PASSPHRASE_VAR, TERRAFORM_MODULES, type TerraformModule } from "../render/terraform.js";
 import { acquireLock, HOSTS_LOCK } from "../state/lock.js";
-import { checkDomainLosses, chooseTool, domainLosses, PLAN_FILE, provisionSteps, type ProvisionVerb, type Tool } from "../ops/provision.js";
+import { checkDomainLosses, chooseTool, domainLosses, PLAN_FILE, provisionSteps, type ProvisionVerb, type Tool } from "../local/provision.js";
 import { PROVISION_SECRET_NAMES, PROVISION_SECRETS, provisionSecretsFile, readProvisionSecrets, setProvisionSecret, statePassphrase, checkProvisionSecretName } from "../state/provision-secrets.js";
 import { stateDirFor } from "../state/secrets.js";
 import type { RenderContext } from "../render/types.js";

@@ -3,7 +3,7 @@
 // goes last, so the next fmc apply starts a new cluster from the first server.
 import { defineCommand } from "citty";
 import { openSession } from "../engine/session.js";
-import { resetRunbook, resetWarning } from "../ops/reset.js";
+import { resetRunbook, resetWarning } from "../runbooks/reset.js";
 import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 

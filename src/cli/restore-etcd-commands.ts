@@ -1,13 +1,14 @@
 // fmc restore etcd SNAPSHOT: K3s's documented restore of its embedded etcd on every server
-// (src/ops/etcd-restore.ts has the order and where each step comes from). The snapshot is
+// (src/runbooks/etcd-restore.ts has the order and where each step comes from). The snapshot is
 // checked against its .sha256 before any host is reached; then the whole order is printed
 // (--plan stops there), one question names what is lost (--yes skips it), and the runbook
-// runs under the state lock, stopping at the first failure.
+// runs under the hosts lock (the state directory's and one on every server, taken
+// before the question: carryOut), stopping at the first failure.
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession } from "../engine/session.js";
 import { emptyRequest, gatherFacts, type OsFamilyName } from "../hosts/facts.js";
-import { readSnapshot, restoreHeading, restoreQuestion, restoreRunbook, verifySnapshot } from "../ops/etcd-restore.js";
+import { readSnapshot, restoreHeading, restoreQuestion, restoreRunbook, verifySnapshot } from "../runbooks/etcd-restore.js";
 import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 import { dim } from "./ui.js";

@@ -7,7 +7,7 @@
 import { FmcError } from "../errors.js";
 import type { Transport } from "../hosts/transport.js";
 import { commandLine } from "../state/lock.js";
-import { runRunbook, runbookText, stoppedText, type RunbookStep } from "../ops/runbook.js";
+import { runRunbook, runbookText, stoppedText, type RunbookStep } from "../runbooks/runbook.js";
 import { lockHosts } from "../engine/hosts-lock.js";
 import { confirm, dim, lockReport } from "./ui.js";
 

@@ -1,4 +1,4 @@
-// fmc upgrade --to VERSION: a K3s upgrade carried out as a runbook (src/ops/upgrade.ts). First
+// fmc upgrade --to VERSION: a K3s upgrade carried out as a runbook (src/runbooks/upgrade.ts). First
 // what the cluster is: etcd's members and health through the first server that answers (every
 // server restarts, so quorum is checked for each), and the version every node's binary reports
 // (the oldest decides the version-skew checks: no minor skipped, no downgrade). Then the whole
@@ -10,10 +10,10 @@ import { existsSync } from "node:fs";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
-import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
-import { readClusterVia, type EtcdClusterView } from "../ops/etcd.js";
-import { k3sCli } from "../ops/k3s-cli.js";
-import { parseK3sVersion, parseK3sVersionOutput, specVersionNote, upgradeFrom, upgradeRunbook } from "../ops/upgrade.js";
+import { k3sBundleDir, readBundle, type K3sBundle } from "../local/bundle.js";
+import { readClusterVia, type EtcdClusterView } from "../k3s/etcd.js";
+import { k3sCli, parseK3sVersion, parseK3sVersionOutput } from "../k3s/k3s-cli.js";
+import { specVersionNote, upgradeFrom, upgradeRunbook } from "../runbooks/upgrade.js";
 import type { PhaseContext } from "../phases/phase.js";
 import { carryOut } from "./runbook-cli.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";

@@ -7,7 +7,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { k3sBundleDir, readBundle, type K3sBundle } from "../ops/bundle.js";
+import { k3sBundleDir, readBundle, type K3sBundle } from "../local/bundle.js";
 import { isK3sBootstrapped, forgetK3sBootstrap, markK3sBootstrapped } from "../state/bootstrap.js";
 import type { K3sRun } from "../phases/phase.js";
 import { context, MAX_KEY_FILE_BYTES, readSmallTextFile } from "../project.js";

@@ -1,17 +1,12 @@
-// Commands are values, not strings glued by hand: arguments are quoted in one place,
+// Commands are values, not strings glued by hand: arguments are quoted in one place (src/shell.ts),
 // and secret parts are marked so that plans and logs show a mask instead.
+import { quote } from "../shell.js";
 
 export interface SecretPart {
   readonly secret: string;
   readonly name: string;
 }
 export type Part = string | SecretPart;
-
-const SAFE = /^[A-Za-z0-9_@%+=:,./-]+$/;
-
-export function quote(arg: string): string {
-  return arg !== "" && SAFE.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
 
 export interface Command {
   /** What the remote shell runs, with real values. */

@@ -2,7 +2,8 @@
 // where the resolver and time sync are configured, the time service's name, the
 // host firewall the OS turns on by default, where PostgreSQL lives, and where the VIP
 // holders' HAProxy socket and Keepalived check go.
-import { cmd, quote, script, type Command } from "./command.js";
+import { quote } from "../shell.js";
+import { cmd, script, type Command } from "./command.js";
 import type { OsFamilyName } from "./facts.js";
 import type { NtpSources } from "../model/ntp.js";
 

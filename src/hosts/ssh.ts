@@ -6,7 +6,8 @@
 import { appendFileSync, createReadStream, existsSync, readFileSync } from "node:fs";
 import { connect as tcpConnect, type Socket } from "node:net";
 import ssh2 from "ssh2";
-import { quote, type Command } from "./command.js";
+import { quote } from "../shell.js";
+import type { Command } from "./command.js";
 import { pipeline } from "node:stream/promises";
 import type { ExecResult, StreamIo, Transport } from "./transport.js";
 import { FmcError } from "../errors.js";

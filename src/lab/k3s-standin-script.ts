@@ -1,8 +1,7 @@
 // The lab's stand-in for the k3s binary, as a shell script (its own file, so it is read and
 // checked as what it is: test/unit/k3s-standin.test.ts runs `sh -n` and shellcheck on it).
 // src/lab/k3s-standin.ts ships it in the lab's K3s bundle and lays out what it needs.
-import { K3S_SNAPSHOT_DIR } from "../ops/etcd.js";
-import { K3S_DB_DIR } from "../ops/etcd-restore.js";
+import { K3S_DB_DIR, K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";
 
 /** Where this machine's etcd is (Debian's etcd-server); without it the lab runs no stand-in. */
 export const HOST_ETCD = "/usr/bin/etcd";

@@ -5,7 +5,7 @@
 // in by the lab) laid out as K3s lays out its embedded etcd: the same ports (client 2379 on
 // 127.0.0.1 and the node address, peer 2380), TLS files at K3s's paths with K3s's names, the
 // data under /var/lib/rancher/k3s/server/db/etcd, members named <node>-<8 hex>. So fmc's
-// install order, its waits, etcd reading (src/ops/etcd.ts) and every quorum decision run
+// install order, its waits, etcd reading (src/k3s/etcd.ts) and every quorum decision run
 // against a real multi-member etcd; agents check their bootstrap token against it.
 // Certificates come from a CA of the lab's own (.fmc/lab/etcd, keys 0600).
 import { spawnSync } from "node:child_process";
@@ -13,7 +13,7 @@ import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, w
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
-import { buildBundle } from "../ops/bundle-build.js";
+import { buildBundle } from "../local/bundle-build.js";
 import { BIN, CTL, HOST_ETCD, HOST_ETCDCTL, K3S_ETCD_DATA, K3S_ETCD_TLS, k3sStandIn, LIB } from "./k3s-standin-script.js";
 
 export { HOST_ETCD, STANDIN_UNIT } from "./k3s-standin-script.js";

@@ -4,7 +4,7 @@
 // bench/failover.ts.
 import { spawn } from "node:child_process";
 import { labExecCommand } from "./lab.js";
-import { quote } from "../hosts/command.js";
+import { quote } from "../shell.js";
 
 export interface ProbeOptions {
   /** Where the requests come from: a lab host's name or "internet". */

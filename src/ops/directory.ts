@@ -1,5 +1,6 @@
 // directory: exists with a mode and owner.
-import { cmd, quote, script } from "../hosts/command.js";
+import { cmd, script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change, ChangeSite } from "./change.js";
 

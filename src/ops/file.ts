@@ -3,7 +3,8 @@
 // <path>.fmc-prev, then renamed into place: a lost connection or a failing check
 // leaves the working file as it was.
 import { createTwoFilesPatch } from "diff";
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change, FileSpec, OpContext } from "./change.js";
 

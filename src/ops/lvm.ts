@@ -4,7 +4,8 @@
 // formatted or made a physical volume only when blkid -p finds no signature on it (exit
 // 2): any other answer means it may hold data. The last volume may take the remaining
 // space (100%FREE) when it is created; it is never resized afterwards.
-import { cmd, quote, script } from "../hosts/command.js";
+import { cmd, script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { dmPathOf, type HostFacts } from "../hosts/facts.js";
 import type { Change, ChangeSite } from "./change.js";
 import { FmcError } from "../errors.js";

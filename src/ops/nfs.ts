@@ -5,7 +5,8 @@
 // when exportfs fails, the previous file is put back and exported again, and the step
 // fails with exportfs's own message. Other files in /etc/exports.d would export what the
 // spec does not name: they are moved aside.
-import { quote, script } from "../hosts/command.js";
+import { script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import type { Change, OpContext } from "./change.js";

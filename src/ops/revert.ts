@@ -6,7 +6,8 @@
 // src/engine/run.ts). Only a confirmation copies the rules to the file the host loads at
 // boot, so a reboot never brings back rules nobody got through.
 import { HEADER, lines } from "../render/types.js";
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { Change } from "./change.js";
 
 /** Seconds before an unconfirmed load reverts, unless fmc apply --confirm-timeout says otherwise. */

@@ -2,7 +2,8 @@
 // A reload after a config change uses the systemctl verb that is right whatever the
 // unit's state is when it runs: facts are read before earlier steps run, and an
 // earlier step may have started the unit already (apt's postinst does, on Debian).
-import { cmd, quote, script, type Command } from "../hosts/command.js";
+import { cmd, script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change, ChangeSite } from "./change.js";
 

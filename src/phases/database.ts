@@ -12,7 +12,8 @@
 // the cluster's files and a guard that asks the running server whether its roles match.
 // While the data directory is not mounted nothing that lives on it is planned: the plan
 // says PostgreSQL waits for its mount, and apply re-plans once the mount is up.
-import { cmd, quote, script, slow, type Command } from "../hosts/command.js";
+import { cmd, script, slow, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import { DEBIAN_POSTGRES, FAMILIES, PGDG_REPO_PACKAGE, pgdgRepository, type PostgresLayout } from "../hosts/os.js";
 import type { Change, OpContext } from "../ops/change.js";

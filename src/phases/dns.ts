@@ -8,7 +8,8 @@
 // rendered install script run while `ipactl status` fails, then the record script.
 import { BIND_LAYOUTS, IPA_RECORDS_SCRIPT, IPA_SECRET_DIR, IPA_SERVER_SCRIPT, etcHosts, ipaRecords, ipaServerInstall, zoneFor, zones } from "../render/dns.js";
 import { FAMILIES } from "../hosts/os.js";
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { guardedChange } from "../ops/guarded.js";

@@ -27,11 +27,10 @@ import { cmd, script, slow, type Command } from "../hosts/command.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { Change } from "../ops/change.js";
-import { K3S_ETCD } from "../ops/etcd.js";
+import { K3S_ETCD } from "../k3s/etcd.js";
 import { fileChange } from "../ops/file.js";
 import { markingReload, pendingMarker, reloadPending, serviceChange } from "../ops/service.js";
 import { unitPath } from "../ops/unit.js";
-import { parseK3sVersion } from "../ops/upgrade.js";
 import { k3sUnit } from "../render/ignition.js";
 import { k3sVersionOf } from "../render/k3s-install.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
@@ -39,7 +38,7 @@ import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
-import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, SERVER_READY_S, SERVER_UNIT } from "../ops/k3s-cli.js";
+import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, parseK3sVersion, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
 
 
 export const K3S_CONFIG = "/etc/rancher/k3s/config.yaml";

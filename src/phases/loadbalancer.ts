@@ -8,7 +8,8 @@
 // SELinux), the host's facts decide, not the spec's `os`.
 import { haproxyConfig } from "../render/haproxy.js";
 import { checkScript, checkScriptPath, KEEPALIVED_DROPIN, keepalivedConfig, keepalivedDropIn } from "../render/keepalived.js";
-import { cmd, quote, script } from "../hosts/command.js";
+import { cmd, script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";

@@ -2,7 +2,7 @@ import type { Host } from "../model/schema.js";
 import type { RenderContext } from "../render/types.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import type { Change, Masker } from "../ops/change.js";
-import type { K3sBundle } from "../ops/bundle.js";
+import type { K3sBundle } from "../local/bundle.js";
 
 export interface PhaseContext {
   readonly render: RenderContext;

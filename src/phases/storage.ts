@@ -6,7 +6,8 @@
 // group and mounts the volumes before nfs-server starts, on any OS.
 import { exportsFile, lvmPlan, lvmService, LVM_SCRIPT_PATH, LVM_SERVICE, nfsServerDropIn, volumeMountUnits } from "../render/storage.js";
 import { NFS_STORAGE_CLASS } from "../render/kubernetes.js";
-import { cmd, quote, script } from "../hosts/command.js";
+import { cmd, script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { FAMILIES } from "../hosts/os.js";
 import type { HostFacts } from "../hosts/facts.js";
 import type { Change } from "../ops/change.js";

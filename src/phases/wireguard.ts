@@ -24,7 +24,8 @@ import {
   wgUnit,
 } from "../render/wireguard.js";
 import { FAMILIES } from "../hosts/os.js";
-import { cmd, quote, script } from "../hosts/command.js";
+import { cmd, script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { HostFacts } from "../hosts/facts.js";
 import { fileChange } from "../ops/file.js";
 import { packageChange } from "../ops/package.js";

@@ -1,6 +1,6 @@
 // The K3s install script and its first-boot unit: Ignition writes both on every Flatcar
 // node (/opt/fmc/install-k3s.sh, k3s-install.service), and the k3s phases and fmc upgrade
-// run the same script on nodes that download K3s themselves (src/ops/k3s-cli.ts).
+// run the same script on nodes that download K3s themselves (src/k3s/k3s-cli.ts).
 import type { RenderContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { unitFile } from "./systemd.js";

@@ -3,7 +3,7 @@
 // renderer puts into a script or config goes through the quoting of that target, and a
 // value the target cannot represent safely stops the render instead of being pasted in.
 import { controlChar } from "../model/formats.js";
-import { quote as shellQuote } from "../hosts/command.js";
+import { quote as shellQuote } from "../shell.js";
 import { FmcError } from "../errors.js";
 
 function refuse(target: string, value: string, why: string): never {

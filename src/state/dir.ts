@@ -8,7 +8,7 @@ import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, rea
 import { dirname, join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
 import { FmcError } from "../errors.js";
-import { quote } from "../hosts/command.js";
+import { quote } from "../shell.js";
 
 /** How deep the access check looks: .fmc/lab/etcd/<file> is the deepest fmc writes to. */
 const CHECK_DEPTH = 3;

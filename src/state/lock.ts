@@ -20,7 +20,7 @@ import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
-import { quote } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { checkStateAccess, statePermissionError } from "./dir.js";
 
 export interface Lock {

@@ -29,7 +29,7 @@ import {
   statusCommand,
   parseStatus,
   type EtcdAccess,
-} from "../../src/ops/etcd.js";
+} from "../../src/k3s/etcd.js";
 import { FmcError } from "../../src/errors.js";
 
 const NS = [1, 2, 3].map((i) => `fmchelp-etcd-${i}`);

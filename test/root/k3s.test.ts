@@ -19,7 +19,7 @@ import { basename, join } from "node:path";
 import { fmc, upK3sLab, until } from "../helpers.js";
 import { labExec } from "../../src/lab/lab.js";
 import { cmd } from "../../src/hosts/command.js";
-import { etcdAccess, K3S_ETCD, parseRangeValue, quorumCheck, rangeCommand, type EtcdMember } from "../../src/ops/etcd.js";
+import { etcdAccess, K3S_ETCD, parseRangeValue, quorumCheck, rangeCommand, type EtcdMember } from "../../src/k3s/etcd.js";
 
 let dir = "";
 const run = (...args: string[]) => fmc([...args], dir);
@@ -41,7 +41,7 @@ const healthySet = (ms: Member[]) => new Set(ms.filter((m) => m.healthy).map((m)
 const SERVERS = ["master1", "master2", "master3"];
 const NODES = [...SERVERS, "worker1", "worker2"];
 
-/** A key written, read or deleted through etcd's JSON gateway with K3s's client certificate, as src/ops/etcd.ts reads it. */
+/** A key written, read or deleted through etcd's JSON gateway with K3s's client certificate, as src/k3s/etcd.ts reads it. */
 const gateway = (host: string, method: "put" | "deleterange", body: Record<string, string>) => {
   const b = Object.fromEntries(Object.entries(body).map(([k, v]) => [k, Buffer.from(v).toString("base64")]));
   const c = cmd("curl", "-sS", "--max-time", "5", "--cacert", K3S_ETCD.caFile, "--cert", K3S_ETCD.certFile, "--key", K3S_ETCD.keyFile, "-X", "POST", "-d", JSON.stringify(b), `${K3S_ETCD.endpoint}/v3/kv/${method}`);
@@ -182,7 +182,7 @@ test("kubectl's node verbs in kubectl's words: cordon, uncordon, drain with fmc'
   assert.deepEqual(cordoned.spec.taints, [{ effect: "NoSchedule", key: "node.kubernetes.io/unschedulable" }]);
   assert.equal(say("master3", "uncordon", "worker1"), "0 node/worker1 uncordoned\n");
   assert.equal(getNode("worker1")!.spec.unschedulable, undefined);
-  // the drain fmc node remove runs (src/ops/node-removal.ts): no pods in the lab, so cordon and done
+  // the drain fmc node remove runs (drainCommand, src/runbooks/k3s-steps.ts): no pods in the lab, so cordon and done
   assert.equal(say("master1", "drain", "worker1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=300s"), "0 node/worker1 cordoned\nnode/worker1 drained\n");
   assert.equal(getNode("worker1")!.spec.unschedulable, true);
   assert.equal(say("master1", "uncordon", "worker1"), "0 node/worker1 uncordoned\n");

@@ -15,11 +15,11 @@ import { FmcError } from "../../src/errors.js";
 import type { Command } from "../../src/hosts/command.js";
 import { postgresLayout } from "../../src/hosts/os.js";
 import type { ExecResult, StreamIo, Transport } from "../../src/hosts/transport.js";
-import { checksumLine, localStore, remoteStore } from "../../src/ops/backup-store.js";
-import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
-import { K3S_SNAPSHOT_DIR } from "../../src/ops/etcd.js";
-import { backupDatabase, restoreDatabase } from "../../src/ops/postgres-backup.js";
-import { sha256File } from "../../src/ops/digest.js";
+import { checksumLine, localStore, remoteStore } from "../../src/local/backup-store.js";
+import { backupEtcdSnapshot } from "../../src/runbooks/etcd-backup.js";
+import { K3S_SNAPSHOT_DIR } from "../../src/k3s/etcd.js";
+import { backupDatabase, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
+import { sha256File } from "../../src/local/digest.js";
 import { tempDir } from "../helpers.js";
 
 const LAYOUT = postgresLayout("debian-like", "15", "/var/lib/pgsql");

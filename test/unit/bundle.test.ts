@@ -11,8 +11,8 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { FmcError } from "../../src/errors.js";
-import { BUNDLE_MANIFEST, readBundle, RELEASE_CHECKSUMS } from "../../src/ops/bundle.js";
-import { buildBundle, downloadFile, filesFromDir, IMAGES_GZ, IMAGES_ZST, releaseFileUrl, type DownloadProgress } from "../../src/ops/bundle-build.js";
+import { BUNDLE_MANIFEST, readBundle, RELEASE_CHECKSUMS } from "../../src/local/bundle.js";
+import { buildBundle, downloadFile, filesFromDir, IMAGES_GZ, IMAGES_ZST, releaseFileUrl, type DownloadProgress } from "../../src/local/bundle-build.js";
 import { bundleInput, bundleText } from "../../src/cli/bundle-commands.js";
 import { ROOT, tempDir } from "../helpers.js";
 

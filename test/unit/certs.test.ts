@@ -12,11 +12,11 @@ import { join } from "node:path";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 import {
   certListCommand, certRotateCommand, certsRotateRunbook, classifyCert, distinctCerts, k3sCertLocations, K3S_DATA_DIR, k3sRenewalDays, parseCertListing, rotateVerdict, x509Time, type DistinctCert,
-} from "../../src/ops/certs.js";
+} from "../../src/runbooks/certs.js";
 import { certsExitCode, certsText, certsView } from "../../src/cli/certs-commands.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
-import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/ops/etcd.js";
-import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
+import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/k3s/etcd.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/runbooks/runbook.js";
 import { agentNode, etcdAnswer, fail, fixture, healthyServer, ok, probeAllUp, probeAnswer, probeOneDown, replay } from "../k3s-replay.js";
 
 const DAY = 86_400_000;

@@ -15,7 +15,8 @@ import { join } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
-import { quote, type Command } from "../../src/hosts/command.js";
+import { type Command } from "../../src/hosts/command.js";
+import { quote } from "../../src/shell.js";
 import { postgresLayout, type PostgresLayout } from "../../src/hosts/os.js";
 import type { ExecResult, StreamIo, Transport } from "../../src/hosts/transport.js";
 import type { Change } from "../../src/ops/change.js";
@@ -23,8 +24,8 @@ import { database, NFS_CLIENT_GUARD, ROLES_GUARD, ROLES_CHECK } from "../../src/
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { databaseMountUnit, dropInPath, pgHba, postgresConf, postgresDropIn, rolesCheckSql, rolesSql, scramVerifier } from "../../src/render/database.js";
 import type { RenderContext } from "../../src/render/types.js";
-import { checksumLine, localStore, remoteStore, verifiedChecksum } from "../../src/ops/backup-store.js";
-import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/ops/postgres-backup.js";
+import { checksumLine, localStore, remoteStore, verifiedChecksum } from "../../src/local/backup-store.js";
+import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 

@@ -11,8 +11,8 @@ import { join } from "node:path";
 import type { Command } from "../../src/hosts/command.js";
 import type { OsFamilyName } from "../../src/hosts/facts.js";
 import { RecordingTransport, type ExecResult, type Responder } from "../../src/hosts/transport.js";
-import { readSnapshot, restoreHeading, restoreQuestion, restoreRunbook, RESET_DONE } from "../../src/ops/etcd-restore.js";
-import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
+import { readSnapshot, restoreHeading, restoreQuestion, restoreRunbook, RESET_DONE } from "../../src/runbooks/etcd-restore.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/runbooks/runbook.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, ROOT, tempDir } from "../helpers.js";
 

@@ -33,7 +33,7 @@ import {
   replacementSteps,
   statusCommand,
   type EtcdMember,
-} from "../../src/ops/etcd.js";
+} from "../../src/k3s/etcd.js";
 import { ROOT } from "../helpers.js";
 
 const fixture = (name: string) => readFileSync(join(ROOT, "test/fixtures/etcd", name), "utf8");

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { parse } from "yaml";
 import {
   adminKubeconfigCommand, apiServerUrl, K3S_ADMIN_KUBECONFIG, KUBECONFIG_ABSENT_EXIT, kubeconfigTarget, mergeKubeconfig, rewriteKubeconfig, writeKubeconfigFile,
-} from "../../src/ops/kubeconfig.js";
+} from "../../src/local/kubeconfig.js";
 import { adminKubeconfigPath, runKubeconfig, type ServerLink } from "../../src/cli/kubeconfig-commands.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
 import { FmcError } from "../../src/errors.js";

@@ -27,10 +27,10 @@ import { lvmChanges } from "../../src/ops/lvm.js";
 import { database, NFS_CLIENT_GUARD, ROLES_GUARD } from "../../src/phases/database.js";
 import { databaseMountUnit, nfsSource } from "../../src/render/database.js";
 import { unitPath } from "../../src/ops/unit.js";
-import { localStore, remoteStore, stamp, type BackupStore } from "../../src/ops/backup-store.js";
-import { backupDatabase } from "../../src/ops/postgres-backup.js";
-import { backupEtcdSnapshot } from "../../src/ops/etcd-backup.js";
-import { K3S_SNAPSHOT_DIR } from "../../src/ops/etcd.js";
+import { localStore, remoteStore, stamp, type BackupStore } from "../../src/local/backup-store.js";
+import { backupDatabase } from "../../src/runbooks/postgres-backup.js";
+import { backupEtcdSnapshot } from "../../src/runbooks/etcd-backup.js";
+import { K3S_SNAPSHOT_DIR } from "../../src/k3s/etcd.js";
 
 // ---- 1. firewall1: a confirmation disarms the revert ---------------------------------
 

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { RecordingTransport, type ExecResult, type Transport } from "../../src/hosts/transport.js";
 import { cmd, type Command } from "../../src/hosts/command.js";
-import { etcdAccess, readCluster } from "../../src/ops/etcd.js";
+import { etcdAccess, readCluster } from "../../src/k3s/etcd.js";
 import { apply, plan, pool } from "../../src/engine/run.js";
 import type { Phase, PhaseContext } from "../../src/phases/phase.js";
 import type { Change } from "../../src/ops/change.js";

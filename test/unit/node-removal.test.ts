@@ -8,15 +8,15 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { followDiffs, joinPhases, nodeRemovalPlan, refusalText } from "../../src/ops/node-removal.js";
+import { followDiffs, joinPhases, nodeRemovalPlan, refusalText } from "../../src/runbooks/node-removal.js";
 import { apply, plan } from "../../src/engine/run.js";
 import { k3sAgents, k3sServers, K3S_SERVER_CA } from "../../src/phases/k3s.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import type { Transport } from "../../src/hosts/transport.js";
-import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/runbooks/runbook.js";
 import { RecordingTransport, type ExecResult } from "../../src/hosts/transport.js";
 import type { Command } from "../../src/hosts/command.js";
-import type { EtcdClusterView, EtcdMemberView } from "../../src/ops/etcd.js";
+import type { EtcdClusterView, EtcdMemberView } from "../../src/k3s/etcd.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 const ctx = contextFor();

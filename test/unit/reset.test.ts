@@ -3,8 +3,8 @@
 // stops the run before the record is forgotten.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { resetRunbook, resetWarning, K3S_PATHS } from "../../src/ops/reset.js";
-import { runRunbook } from "../../src/ops/runbook.js";
+import { resetRunbook, resetWarning, K3S_PATHS } from "../../src/runbooks/reset.js";
+import { runRunbook } from "../../src/runbooks/runbook.js";
 import { RecordingTransport } from "../../src/hosts/transport.js";
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";

@@ -13,7 +13,7 @@ import { createInterface } from "node:readline";
 import { pathToFileURL } from "node:url";
 import { carryOut } from "../../src/cli/runbook-cli.js";
 import { cmd } from "../../src/hosts/command.js";
-import type { RunbookStep } from "../../src/ops/runbook.js";
+import type { RunbookStep } from "../../src/runbooks/runbook.js";
 import { acquireLock } from "../../src/state/lock.js";
 import { FmcError } from "../../src/errors.js";
 import { ROOT, tempDir } from "../helpers.js";

@@ -11,13 +11,12 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { script, type Command } from "../../src/hosts/command.js";
 import { RecordingTransport } from "../../src/hosts/transport.js";
-import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/ops/etcd.js";
-import { runRunbook, runbookText, stoppedText } from "../../src/ops/runbook.js";
-import {
-  nodeNotReady, parseK3sVersion, parseK3sVersionOutput, parseNode, parseProbeParts, probeCommand, serverProbeVerdict, skewRefusal, upgradeBinaryCommand, upgradeFrom, upgradePlan, upgradeRunbook,
-} from "../../src/ops/upgrade.js";
-import { k3sBinaryCommand } from "../../src/ops/k3s-cli.js";
-import type { K3sBundle } from "../../src/ops/bundle.js";
+import { etcdAccess, readCluster, type EtcdClusterView } from "../../src/k3s/etcd.js";
+import { runRunbook, runbookText, stoppedText } from "../../src/runbooks/runbook.js";
+import { skewRefusal, upgradeBinaryCommand, upgradeFrom, upgradePlan, upgradeRunbook } from "../../src/runbooks/upgrade.js";
+import { nodeNotReady, parseNode, parseProbeParts, probeCommand, serverProbeVerdict } from "../../src/runbooks/k3s-steps.js";
+import { k3sBinaryCommand, parseK3sVersion, parseK3sVersionOutput } from "../../src/k3s/k3s-cli.js";
+import type { K3sBundle } from "../../src/local/bundle.js";
 import { contextFor, tempDir } from "../helpers.js";
 import { agentNode, etcdAnswer, fail, fixture, healthyServer, ok, probeAllUp, probeAnswer, probeOneDown, replay } from "../k3s-replay.js";
 

@@ -38,16 +38,15 @@
 // check` (pkg/util/cert.go GetCertStatus): not yet valid when now < notBefore, expired when
 // now > notAfter, warning when notAfter < now + window.
 import { X509Certificate } from "node:crypto";
-import { quote, script, slow, type Command } from "../hosts/command.js";
+import { script, slow, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { ExecResult } from "../hosts/transport.js";
 import { FmcError } from "../errors.js";
-import { AGENT_UNIT, SERVER_READY_S, SERVER_UNIT } from "./k3s-cli.js";
 import type { RenderContext } from "../render/types.js";
-import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "./etcd.js";
-import { k3sCli } from "./k3s-cli.js";
-import { quorumStep } from "./node-removal.js";
+import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "../k3s/etcd.js";
+import { AGENT_UNIT, k3sCli, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
+import { nodeReadyStep, quorumStep, serverWaitStep, unitCommand, type WaitOptions } from "./k3s-steps.js";
 import type { RunbookStep } from "./runbook.js";
-import { nodeReadyStep, serverWaitStep, unitCommand, type WaitOptions } from "./upgrade.js";
 
 /** K3s's default data directory (--data-dir). */
 export const K3S_DATA_DIR = "/var/lib/rancher/k3s";

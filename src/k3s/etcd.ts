@@ -12,7 +12,8 @@
 // Shapes checked against etcd 3.4.23 (Debian bookworm's etcd-server), see test/fixtures/etcd/.
 // Health: GET /health exists in every etcd 3.x ({"health":"true"|"false"}, HTTP 503 when
 // false); /livez and /readyz are newer (3.4 answers 404), so fmc uses /health.
-import { cmd, quote, script, type Command } from "../hosts/command.js";
+import { cmd, script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { ExecResult, Transport } from "../hosts/transport.js";
 import { setTimeout as sleep } from "node:timers/promises";
 import { FmcError } from "../errors.js";
@@ -37,8 +38,10 @@ export const K3S_ETCD = {
   keyFile: "/var/lib/rancher/k3s/server/tls/etcd/client.key",
 } as const;
 
+/** K3s's server database directory (k3s-io/k3s: ${data-dir}/server/db): etcd's data (db/etcd), snapshots, the reset flag. */
+export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** K3s's etcd snapshot directory (--etcd-snapshot-dir default: ${data-dir}/server/db/snapshots). */
-export const K3S_SNAPSHOT_DIR = "/var/lib/rancher/k3s/server/db/snapshots";
+export const K3S_SNAPSHOT_DIR = `${K3S_DB_DIR}/snapshots`;
 
 /** How to reach etcd from the host the commands run on. */
 export interface EtcdAccess {

@@ -1,13 +1,16 @@
-// The k3s binary on a node: its units and their time limits, the command that installs a
-// version of it (the install phases and fmc upgrade share it), and how day-2 commands call
-// it: fmc installs it in /opt/bin on Flatcar (its /usr is read-only) and in /usr/local/bin
-// elsewhere (k3sBinDir in src/hosts/os.ts), and a non-interactive SSH shell's PATH may have
-// neither, so the command finds it itself.
-import { quote, script, uploadScript, type Command } from "../hosts/command.js";
+// The k3s binary on a node: its units and their time limits, its versions (K3s's release tags
+// and what `k3s --version` prints), the command that installs a version of it (the install
+// phases and fmc upgrade share it), and how day-2 commands call it: fmc installs it in
+// /opt/bin on Flatcar (its /usr is read-only) and in /usr/local/bin elsewhere (k3sBinDir in
+// src/hosts/os.ts), and a non-interactive SSH shell's PATH may have neither, so the command
+// finds it itself.
+import { FmcError } from "../errors.js";
+import { script, uploadScript, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
 import type { RenderContext } from "../render/types.js";
-import { checkBundlePin, type K3sBundle } from "./bundle.js";
+import { checkBundlePin, type K3sBundle } from "../local/bundle.js";
 
 export const SERVER_UNIT = "k3s.service";
 export const AGENT_UNIT = "k3s-agent.service";
@@ -24,6 +27,30 @@ export function k3sCli(...args: string[]): Command {
 
 /** `k3s kubectl ARGS…` on a server (K3s's embedded kubectl reads the admin kubeconfig there). */
 export const kubectl = (...args: string[]): Command => k3sCli("kubectl", ...args);
+
+export interface K3sVersion {
+  readonly text: string;
+  readonly major: number;
+  readonly minor: number;
+  readonly patch: number;
+  /** The K3s build of that Kubernetes version: v1.33.4+k3s1 -> 1. */
+  readonly build: number;
+}
+
+/** v1.33.4+k3s1 (K3s's release tags; the install script's INSTALL_K3S_VERSION). */
+export function parseK3sVersion(text: string): K3sVersion {
+  const m = /^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$/.exec(text);
+  if (!m) throw new FmcError("USAGE", `${JSON.stringify(text)} is not a K3s version`, "K3s versions read like v1.33.5+k3s1 (github.com/k3s-io/k3s/releases)");
+  return { text, major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]), build: Number(m[4]) };
+}
+
+/** The version `k3s --version` prints on its first line: "k3s version v1.33.5+k3s1 (<commit>)" (k3s-io/k3s pkg/cli/cmds/root.go NewApp). */
+export function parseK3sVersionOutput(stdout: string): string {
+  const first = stdout.split("\n")[0]!.trim();
+  const m = /^k3s version (v\d+\.\d+\.\d+\+k3s\d+)(?: |$)/.exec(first);
+  if (!m) throw new FmcError("K3S_VERSION", `not what k3s --version prints: ${JSON.stringify(first.slice(0, 120))}`);
+  return m[1]!;
+}
 
 /** The spec's k3s.sha256 when it pins `version` (it is the spec's version's only). */
 export const pinnedSha256 = (ctx: RenderContext, version: string): string | undefined => (version === ctx.spec.k3s.version ? ctx.spec.k3s.sha256 : undefined);

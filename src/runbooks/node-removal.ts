@@ -6,25 +6,18 @@
 // backends and the internal DNS records lose it (applied by the CLI, which owns the engine).
 import { createTwoFilesPatch } from "diff";
 import { FmcError } from "../errors.js";
-import { script, slow, type Command } from "../hosts/command.js";
-import type { ExecResult, Transport } from "../hosts/transport.js";
+import { script, type Command } from "../hosts/command.js";
+import type { ExecResult } from "../hosts/transport.js";
 import { haproxyConfig } from "../render/haproxy.js";
 import { dnsRecords } from "../render/dns.js";
 import type { RenderContext } from "../render/types.js";
 import { Topology } from "../model/topology.js";
 import type { Host } from "../model/schema.js";
-import { etcdAccess, isMember, memberLabel, memberRemoveCommand, quorumCheck, readCluster, type EtcdAccess, type EtcdChange, type EtcdClusterView } from "./etcd.js";
-import { kubectl } from "./k3s-cli.js";
+import { etcdAccess, isMember, K3S_DB_DIR, memberLabel, memberRemoveCommand, quorumCheck, type EtcdClusterView } from "../k3s/etcd.js";
+import { kubectl } from "../k3s/k3s-cli.js";
+import { drainCommand, quorumStep } from "./k3s-steps.js";
 import type { RunbookStep } from "./runbook.js";
 import type { Phase } from "../phases/phase.js";
-
-/** K3s's datastore directory on a server (k3s-io/k3s: ${data-dir}/server/db). */
-const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
-/** How long a drain may take before it fails the step (kubectl drain --timeout). */
-const DRAIN_TIMEOUT_S = 300;
-
-/** `kubectl drain` as fmc runs it (on a server): daemonsets stay, emptyDir data goes, bounded, and allowed its time. */
-export const drainCommand = (node: string): Command => slow(kubectl("drain", node, "--ignore-daemonsets", "--delete-emptydir-data", `--timeout=${DRAIN_TIMEOUT_S}s`), DRAIN_TIMEOUT_S + 30);
 
 export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RunbookStep[]; readonly follow: readonly RunbookStep[] } | { readonly ok: false; readonly text: string };
 
@@ -43,21 +36,6 @@ export function k3sNode(ctx: RenderContext, name: string): { host: Host; server:
   const server = host.roles.includes("k3s-server");
   if (!server && !host.roles.includes("k3s-agent")) throw new FmcError("USAGE", `${name} is not a K3s node (roles: ${host.roles.join(", ")})`);
   return { host, server };
-}
-
-/** A step that reads etcd again through `via` and fails unless `change` keeps quorum: the plan's check, made on the cluster as it is right then. */
-export function quorumStep(via: string, change: EtcdChange, what: string, access: EtcdAccess = etcdAccess()): RunbookStep {
-  return {
-    title: `read etcd again: ${what} only if etcd keeps quorum`,
-    on: via,
-    act: async (t?: Transport) => {
-      if (!t) throw new FmcError("UNREACHABLE", `${via} is not connected`);
-      const now = await readCluster(t, access);
-      const v = quorumCheck(now.members, now.healthy, change);
-      if (!v.ok) throw new FmcError("QUORUM", `refused: ${v.text}`);
-      return v.text;
-    },
-  };
 }
 
 /** etcd's gateway answers an error as {"error": …, "code": n} with curl's exit 0. */

@@ -6,7 +6,8 @@ import { basename, join } from "node:path";
 import { PassThrough, Transform, type Readable, type TransformCallback, type Writable } from "node:stream";
 import { finished, pipeline } from "node:stream/promises";
 import { FmcError } from "../errors.js";
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { Transport } from "../hosts/transport.js";
 import { Digest, sha256File } from "./digest.js";
 

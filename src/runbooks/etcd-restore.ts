@@ -32,21 +32,19 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { basename, resolve } from "node:path";
 import { FmcError } from "../errors.js";
-import { cmd, quote, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { cmd, script, slow, uploadScript, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
-import { sha256File } from "./digest.js";
-import { etcdAccess, isMember, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "./etcd.js";
+import { sha256File } from "../local/digest.js";
+import { SERVER_READY_S } from "../k3s/k3s-cli.js";
+import { etcdAccess, isMember, K3S_DB_DIR, K3S_ETCD, K3S_SNAPSHOT_DIR, memberLabel, readCluster, untilVotingMember, type EtcdAccess } from "../k3s/etcd.js";
 import type { RunbookStep } from "./runbook.js";
 
-/** K3s's server database directory: etcd's data (db/etcd), snapshots, the reset flag. */
-export const K3S_DB_DIR = "/var/lib/rancher/k3s/server/db";
 /** What `k3s server --cluster-reset` logs when it is done: "Managed etcd cluster membership has been reset, restart without…" now, "Etcd is running, restart without…" in older releases. */
 export const RESET_DONE = "restart without --cluster-reset flag now";
-/** How long a server may take to answer after its start (the same as apply's wait). */
-const RESTORE_WAIT_S = 600;
 
 /** A snapshot file here, with the checksum its .sha256 says it must have. */
 export interface Snapshot {
@@ -111,7 +109,7 @@ export interface RestoreOptions {
   readonly families: ReadonlyMap<string, OsFamilyName>;
   /** When the run was planned: names the directories set aside. */
   readonly now: Date;
-  /** Seconds each start may take before the run stops (default 600, as apply waits). */
+  /** Seconds each start may take before the run stops (default SERVER_READY_S, as apply waits). */
   readonly waitS?: number;
   /** Seconds between two looks while waiting (default 2). */
   readonly everyS?: number;
@@ -220,7 +218,7 @@ export function restoreRunbook(ctx: RenderContext, o: RestoreOptions): RunbookSt
   if (servers.length === 0) throw new FmcError("USAGE", "the spec has no k3s-server hosts: there is no etcd to restore");
   const s = readSnapshot(o.snapshot);
   const access = o.access ?? etcdAccess();
-  const waitS = o.waitS ?? RESTORE_WAIT_S;
+  const waitS = o.waitS ?? SERVER_READY_S;
   const everyS = o.everyS ?? 2;
   const [first, ...others] = servers as [Host, ...Host[]];
   const remote = `${K3S_SNAPSHOT_DIR}/${s.name}`;

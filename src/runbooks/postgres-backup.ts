@@ -1,6 +1,6 @@
 // PostgreSQL backups and restores (fmc backup postgres, fmc restore postgres FILE): pg_dump
 // in its custom format, streamed over SSH from the database host into a store (a directory
-// here or on the storage host, src/ops/backup-store.ts), a .sha256 beside each file, and
+// here or on the storage host, src/local/backup-store.ts), a .sha256 beside each file, and
 // the newest database.backup.keep kept per database. A restore first checks the file
 // against its .sha256 and refuses a mismatch, asks before it replaces anything, then
 // streams the file into pg_restore --clean --if-exists --single-transaction: all of it or
@@ -8,7 +8,8 @@
 import { dirname, isAbsolute, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { FmcError } from "../errors.js";
-import { quote, script } from "../hosts/command.js";
+import { script } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { emptyRequest, gatherFacts, mergeRequests } from "../hosts/facts.js";
 import type { PostgresLayout } from "../hosts/os.js";
 import type { Transport } from "../hosts/transport.js";
@@ -16,8 +17,8 @@ import type { Spec } from "../model/schema.js";
 import { databaseFacts, postgresOnHost } from "../phases/database.js";
 import type { PhaseContext } from "../phases/phase.js";
 import { POSTGRES_PORT, POSTGRES_SOCKET_DIR } from "../render/database.js";
-import { Digest } from "./digest.js";
-import { HeldTail, localStore, remoteStore, stamp, streamIntoStore, verifiedChecksum, type BackupStore, type Progress } from "./backup-store.js";
+import { Digest } from "../local/digest.js";
+import { HeldTail, localStore, remoteStore, stamp, streamIntoStore, verifiedChecksum, type BackupStore, type Progress } from "../local/backup-store.js";
 
 // ---- names and retention (pure)
 

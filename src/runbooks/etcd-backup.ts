@@ -2,15 +2,16 @@
 // here into a directory, a .sha256 beside it, the same way PostgreSQL backups are.
 import { join } from "node:path";
 import { FmcError } from "../errors.js";
-import { quote, script, slow, type Command } from "../hosts/command.js";
+import { script, slow, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { Transport } from "../hosts/transport.js";
-import { localStore, stamp, streamIntoStore } from "./backup-store.js";
-import { K3S_SNAPSHOT_DIR } from "./etcd.js";
-import { k3sCli } from "./k3s-cli.js";
+import { localStore, stamp, streamIntoStore } from "../local/backup-store.js";
+import { K3S_SNAPSHOT_DIR } from "../k3s/etcd.js";
+import { k3sCli } from "../k3s/k3s-cli.js";
 
 /**
  * `k3s etcd-snapshot save --name N` on a server, with the k3s fmc installed there
- * (src/ops/k3s-cli.ts: /opt/bin on Flatcar, /usr/local/bin elsewhere; an SSH command's PATH
+ * (src/k3s/k3s-cli.ts: /opt/bin on Flatcar, /usr/local/bin elsewhere; an SSH command's PATH
  * may have neither).
  */
 function snapshotSaveCommand(name: string): Command {

@@ -8,7 +8,8 @@ import { closeSync, existsSync, fchmodSync, fchownSync, fsyncSync, lstatSync, mk
 import { basename, dirname, join, resolve } from "node:path";
 import { Document, isMap, isScalar, isSeq, parseDocument, stringify, visit, YAMLMap, YAMLSeq, type Node } from "yaml";
 import { FmcError } from "../errors.js";
-import { script, quote, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import { pathProblem } from "../model/formats.js";
 
 /**

@@ -5,11 +5,12 @@
 // etcd keeps quorum until its last members go together. What stays: the hosts, their OS and
 // every other layer fmc applies (load balancers, DNS, storage, PostgreSQL), and Longhorn's
 // disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
-import { quote, script, type Command } from "../hosts/command.js";
+import { script, type Command } from "../hosts/command.js";
+import { quote } from "../shell.js";
 import type { RenderContext } from "../render/types.js";
 import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";
-import { pendingMarker } from "./service.js";
+import { pendingMarker } from "../ops/service.js";
 
 /** What a node's reset removes (K3s's uninstall script removes the same). */
 export const K3S_PATHS = ["/etc/rancher/k3s", "/etc/rancher/node", "/var/lib/rancher/k3s", "/var/lib/kubelet", "/run/k3s", "/run/flannel", "/var/lib/cni"] as const;

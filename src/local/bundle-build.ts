@@ -1,4 +1,4 @@
-// Assembles a K3s bundle (the layout src/ops/bundle.ts reads) from files the user gives
+// Assembles a K3s bundle (the layout src/local/bundle.ts reads) from files the user gives
 // or from one download of the release. Nothing is declared done before it is verified:
 // every file lands beside its final name as NAME.part, the binary and the images are
 // checked against the release's own checksum file (and the spec's k3s.sha256 when it pins
