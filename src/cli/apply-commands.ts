@@ -9,7 +9,7 @@ import type { Change } from "../ops/change.js";
 import { bold, confirm, dim, lockReport, n, red, yellow } from "./ui.js";
 import { sessionArgs, sessionOptions } from "./session-args.js";
 
-export const progress = (e: Event) => {
+const progress = (e: Event) => {
   if (e.type === "facts") process.stderr.write(dim(`[${e.host}] facts read\n`));
   if (e.type === "phase") process.stderr.write(bold(`phase ${e.phase}: ${n(e.hosts, "host")}\n`));
   if (e.type === "change") process.stderr.write(`[${e.change.host}] ${e.change.phase}: ${e.change.title}\n`);

@@ -14,7 +14,7 @@ export const GROUP_TITLES: Record<CommandGroup, string> = {
   lab: "LAB",
 };
 
-export interface CommandEntry {
+interface CommandEntry {
   readonly group: CommandGroup;
   /** One line for `fmc --help`; the command's own --help says the rest. */
   readonly summary: string;
@@ -48,7 +48,7 @@ export const COMMANDS = {
   lab: { group: "lab", summary: "A local lab: real Linux hosts on this machine that plan and apply target", load: () => import("./lab-commands.js").then((m) => m.lab) },
 } as const satisfies Record<string, CommandEntry>;
 
-export type CommandName = keyof typeof COMMANDS;
+type CommandName = keyof typeof COMMANDS;
 
 export const COMMAND_NAMES = Object.keys(COMMANDS) as CommandName[];
 

@@ -26,7 +26,7 @@ const HEAD_LINES = 5;
 const HEAD_WIDTH = 200;
 
 /** NAME checked against the kinds of fact; undefined: all of them. */
-export function factName(name: string | undefined): FactName | undefined {
+function factName(name: string | undefined): FactName | undefined {
   if (name === undefined) return undefined;
   if ((FACT_NAMES as readonly string[]).includes(name)) return name as FactName;
   // "swap" for swapActive: the start of a name is as good a clue as a typo
@@ -36,7 +36,7 @@ export function factName(name: string | undefined): FactName | undefined {
 }
 
 /** HOST checked against the spec's hosts. */
-export function specHost(pc: PhaseContext, name: string): Host {
+function specHost(pc: PhaseContext, name: string): Host {
   const hosts = pc.render.spec.hosts;
   const host = hosts.find((h) => h.name === name);
   if (host) return host;
@@ -53,7 +53,7 @@ export function hostRequest(pc: PhaseContext, phases: readonly Phase[], host: st
 }
 
 /** The part of a request that asks for one kind of fact (os, hostname, addresses and swap come with every read). */
-export function requestOf(request: FactRequest, name: FactName): FactRequest {
+function requestOf(request: FactRequest, name: FactName): FactRequest {
   const source = FACT_SOURCES[name];
   return source ? mergeRequests(emptyRequest(), { [source]: request[source] } as Partial<FactRequest>) : emptyRequest();
 }
@@ -66,7 +66,7 @@ function isRead(request: FactRequest, name: FactName): boolean {
   return request[source].size > 0;
 }
 
-export interface FactsRead {
+interface FactsRead {
   readonly host: string;
   /** The phases that read it ("k3s-servers (as a peer)"). */
   readonly readFor: readonly string[];
@@ -78,7 +78,7 @@ export interface FactsRead {
 }
 
 /** Reads the host's facts as plan would: one round trip, read-only; with `only`, just that kind's part of the request. */
-export async function readHostFacts(pc: PhaseContext, phases: readonly Phase[], t: Transport, host: string, only?: FactName): Promise<FactsRead> {
+async function readHostFacts(pc: PhaseContext, phases: readonly Phase[], t: Transport, host: string, only?: FactName): Promise<FactsRead> {
   const { request, readFor } = hostRequest(pc, phases, host);
   const asked = only ? requestOf(request, only) : request;
   return { host, readFor, request: asked, facts: await gatherFacts(t, asked), ...(only ? { only } : {}) };
@@ -98,7 +98,7 @@ const PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/;
 /** Control characters (but tab) would draw on the terminal: shown as "?". */
 const printable = (line: string) => line.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, "?");
 
-export interface FileView {
+interface FileView {
   /** Octal, as chmod takes it: "0644". */
   readonly mode: string;
   readonly owner: string;
@@ -114,7 +114,7 @@ export interface FileView {
 }
 
 /** A file as `fmc facts` shows it: never its content whole, and nothing of it unless anyone on the host may read it. */
-export function fileView(f: FileFact, mask: Masker): FileView {
+function fileView(f: FileFact, mask: Masker): FileView {
   const lines = f.content === "" ? 0 : f.content.replace(/\n$/, "").split("\n").length;
   const base = {
     mode: f.mode.toString(8).padStart(4, "0"),
@@ -139,7 +139,7 @@ const object = <V, R>(m: ReadonlyMap<string, V>, f: (v: V, k: string) => R): Rec
 const sorted = (s: Iterable<string>) => [...s].sort(byName);
 
 /** One kind of fact as JSON: maps as objects; null when this host's request does not read it. */
-export function factValue(r: FactsRead, name: FactName, mask: Masker): unknown {
+function factValue(r: FactsRead, name: FactName, mask: Masker): unknown {
   const { facts: f, request: q } = r;
   if (!isRead(q, name)) return null;
   switch (name) {
@@ -181,7 +181,7 @@ export function factValue(r: FactsRead, name: FactName, mask: Masker): unknown {
 }
 
 /** The facts read as one JSON object, keyed by kind. */
-export function factsJson(r: FactsRead, mask: Masker): Record<string, unknown> {
+function factsJson(r: FactsRead, mask: Masker): Record<string, unknown> {
   return Object.fromEntries((r.only ? [r.only] : FACT_NAMES).map((name) => [name, factValue(r, name, mask)]));
 }
 
@@ -267,7 +267,7 @@ function factText(r: FactsRead, name: FactName, mask: Masker): string[] {
 }
 
 /** The facts read as text: a heading, then one section per kind. */
-export function factsText(r: FactsRead, mask: Masker, where?: string): string {
+function factsText(r: FactsRead, mask: Masker, where?: string): string {
   const heading = `${bold(r.host)}${where ? dim(` (${where})`) : ""}: ${r.readFor.length ? `facts read for ${r.readFor.join(", ")}` : "no phase of this run touches it: only what every read includes"}`;
   return [heading, ...(r.only ? [r.only] : FACT_NAMES).flatMap((name) => factText(r, name, mask))].join("\n") + "\n";
 }

@@ -11,7 +11,7 @@ import { COMMAND_NAMES, COMMANDS, GROUP_TITLES, type CommandGroup } from "./comm
 import { bold, cyan, dim, plainWhenNotTerminal, printProblems, red, underline } from "./ui.js";
 
 /** fmc's version: package.json's (dist/cli/ and src/cli/ both sit two levels below it). */
-export const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+const VERSION = (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
 
 const DESCRIPTION = "FlatcarMicroCloud: one spec for a highly available K3s on a few servers and VMs";
 
@@ -26,7 +26,7 @@ export const fmc = {
 const resolve = async <T>(v: T | Promise<T> | (() => T | Promise<T>)): Promise<T> => (typeof v === "function" ? (v as () => T | Promise<T>)() : v);
 
 /** The top-level help, from the static table: no command module loads for it. */
-export function topLevelHelp(): string {
+function topLevelHelp(): string {
   const width = Math.max(...COMMAND_NAMES.map((c) => c.length));
   const lines = [dim(`${DESCRIPTION} (fmc v${VERSION})`), "", `${underline(bold("USAGE"))} ${cyan("fmc <command> [OPTIONS]")}`, ""];
   for (const group of Object.keys(GROUP_TITLES) as CommandGroup[]) {

@@ -3,7 +3,7 @@ import { relative } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { FmcError, type Problem } from "../errors.js";
 
-export const color = !process.env.NO_COLOR && process.stderr.isTTY;
+const color = !process.env.NO_COLOR && process.stderr.isTTY;
 const paint = (code: number) => (s: string) => (color ? `\x1b[${code}m${s}\x1b[0m` : s);
 export const red = paint(31);
 export const yellow = paint(33);
@@ -14,7 +14,7 @@ export const underline = paint(4);
 
 /** Colour's escape codes (SGR: ESC [ … m). */
 const SGR = /\x1b\[[0-9;]*m/g;
-export const stripColor = (s: string) => s.replace(SGR, "");
+const stripColor = (s: string) => s.replace(SGR, "");
 
 /**
  * Drops colour codes from everything written to `stream` unless it is a terminal and
@@ -41,7 +41,7 @@ export function specFileOf(args: { file?: string; spec?: string }): string | und
 }
 export const stateArg = { type: "string", description: "state directory for secrets (default: .fmc/ next to the spec)" } as const;
 
-export function formatProblem(p: Problem): string {
+function formatProblem(p: Problem): string {
   const where = `${p.path || "(spec)"}${p.line ? dim(` (line ${p.line})`) : ""}`;
   const tag = p.severity === "error" ? red("error") : yellow("warning");
   return `${tag} ${where}: ${p.message}${p.hint ? `\n    ${dim("hint:")} ${p.hint}` : ""}`;

@@ -26,7 +26,7 @@ export const HOST_LOCK_PATH = "/run/fmc.lock";
 /** A host lock not refreshed for this long belongs to an fmc that is gone. */
 export const HOST_LOCK_STALE_S = 300;
 /** How often a running command touches its host locks: several times within the stale time. */
-export const HOST_LOCK_REFRESH_MS = 60_000;
+const HOST_LOCK_REFRESH_MS = 60_000;
 
 export interface HostsLockOptions {
   readonly stateDir: string;
@@ -81,7 +81,7 @@ const guarded = (path: string, body: string) =>
  * `taken`, or (exit 3) `held AGE` then the holder's record. `takeover` is the token of a lock
  * fmc judged stale itself (a dead fmc of this machine and state directory): taken whatever its age.
  */
-export function hostLockAcquire(path: string, record: HostLockRecord, staleS: number, takeover?: string): Command {
+function hostLockAcquire(path: string, record: HostLockRecord, staleS: number, takeover?: string): Command {
   const body = [
     `token=${quote(record.token)} stale=${quote(String(staleS))} takeover=${quote(takeover ?? "")}`,
     'rec=$(cat)',
@@ -105,7 +105,7 @@ export function hostLockAcquire(path: string, record: HostLockRecord, staleS: nu
 }
 
 /** Touches the lock if it is still this token's: prints `ok`, or `lost` and whatever holds it now. */
-export function hostLockRefresh(path: string, token: string): Command {
+function hostLockRefresh(path: string, token: string): Command {
   const body = [
     `token=${quote(token)}`,
     'if grep -qF -- "\\"token\\":\\"$token\\"" "$lock" 2>/dev/null; then touch -c -- "$lock" && echo ok; else echo lost; head -n 1 -- "$lock" 2>/dev/null | head -c 4096 | tr -d "\\n"; echo; fi',
@@ -114,7 +114,7 @@ export function hostLockRefresh(path: string, token: string): Command {
 }
 
 /** Removes the lock if it is still this token's: prints `released`, or `lost`. */
-export function hostLockRelease(path: string, token: string): Command {
+function hostLockRelease(path: string, token: string): Command {
   const body = [`token=${quote(token)}`, 'if grep -qF -- "\\"token\\":\\"$token\\"" "$lock" 2>/dev/null; then rm -f -- "$lock" && echo released; else echo lost; fi'].join("\n");
   return script(guarded(path, body), `unlock ${path}`);
 }
@@ -129,7 +129,7 @@ function parseRecord(line: string | undefined): HostLockRecord | undefined {
 }
 
 /** "fmc node remove master2 (pid 123 on laptop, state /home/x/.fmc, since …)" */
-export function holderText(r: HostLockRecord | undefined, raw: string | undefined): string {
+function holderText(r: HostLockRecord | undefined, raw: string | undefined): string {
   if (!r) return `an unreadable lock (${JSON.stringify((raw ?? "").slice(0, 200))})`;
   return `${r.command} (fmc ${r.what}, pid ${r.pid} on ${r.operator}, state ${r.stateDir}, since ${r.started})`;
 }

@@ -71,7 +71,7 @@ export function longhornReplicas(spec: Spec): number {
 }
 
 /** What Longhorn schedules on a disk: all of it but the reserved share (over-provisioning stays at its 100%). */
-export const schedulableGiB = (sizeGiB: number) => (sizeGiB * (100 - LONGHORN_RESERVED_PERCENT)) / 100;
+const schedulableGiB = (sizeGiB: number) => (sizeGiB * (100 - LONGHORN_RESERVED_PERCENT)) / 100;
 
 /**
  * The most volume space (GiB) Longhorn can place with `replicas` copies of each volume on

@@ -143,10 +143,10 @@ const requireMount = (root: string) => `mountpoint -q ${quote(root)} || { echo $
  * half-way (a timeout, a lost connection) leaves only this directory, which the next run
  * removes, never a half-made cluster in the data directory that a later run would take in.
  */
-export const initdbDir = (l: PostgresLayout) => `${l.dataDir.slice(0, l.dataDir.lastIndexOf("/"))}/.fmc-initdb-${l.dataDir.slice(l.dataDir.lastIndexOf("/") + 1)}`;
+const initdbDir = (l: PostgresLayout) => `${l.dataDir.slice(0, l.dataDir.lastIndexOf("/"))}/.fmc-initdb-${l.dataDir.slice(l.dataDir.lastIndexOf("/") + 1)}`;
 
 /** initdb may take minutes on NFS: the cluster's creation is allowed this long. */
-export const INITDB_SLOW_S = 20 * 60;
+const INITDB_SLOW_S = 20 * 60;
 
 function clusterScript(l: PostgresLayout, root: string, nfs: boolean): string {
   const d = quote(l.dataDir);

@@ -48,7 +48,7 @@ export const GATEWAY_IN_SYNC = "gateway-nft-in-sync";
  * The gateway table's timed revert; a confirmation copies the rules to GATEWAY_NFT, the file
  * fmc-gateway-nftables.service loads at boot (and on a restart).
  */
-export const GATEWAY_REVERT = nftRevert({ table: "inet fmc_gateway", rules: GATEWAY_RULES, bootRules: GATEWAY_NFT, stateDir: "/var/lib/fmc/gateway", revertUnit: "fmc-gateway-revert" });
+const GATEWAY_REVERT = nftRevert({ table: "inet fmc_gateway", rules: GATEWAY_RULES, bootRules: GATEWAY_NFT, stateDir: "/var/lib/fmc/gateway", revertUnit: "fmc-gateway-revert" });
 
 /** wg-quick's own [Interface] keys: changing one needs wg-quick down/up, the rest `wg syncconf` applies. */
 const WG_QUICK_KEYS = new Set(["address", "mtu", "dns", "table", "preup", "postup", "predown", "postdown", "saveconfig"]);

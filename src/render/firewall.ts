@@ -29,13 +29,13 @@ export const FIREWALL_TABLE = "fmc_firewall";
  * Destinations that are never "the internet" (RFC 1918, RFC 6598 shared, RFC 3927
  * link-local): behind a home router the WAN side is one of them.
  */
-export const NOT_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"] as const;
+const NOT_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"] as const;
 
 /** An edge subnet's default egress: NTP, package mirrors and the Traefik download (HTTP/HTTPS). */
-export const EDGE_EGRESS = ["udp/123", "tcp/80", "tcp/443"] as const;
+const EDGE_EGRESS = ["udp/123", "tcp/80", "tcp/443"] as const;
 
 /** What a subnet may open on the internet: its egress, else EDGE_EGRESS where edge hosts or an edge VIP live, else everything. */
-export function egressOf(ctx: RenderContext, subnet: Subnet): readonly string[] {
+function egressOf(ctx: RenderContext, subnet: Subnet): readonly string[] {
   if (subnet.egress) return subnet.egress;
   const c = cidrOf(subnet.cidr);
   const edge = [...ctx.topo.withRole("edge").map((h) => h.address), ...ctx.spec.vips.filter((v) => v.role === "edge").map((v) => v.address)];

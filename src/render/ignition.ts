@@ -21,7 +21,7 @@ import {
 } from "./storage.js";
 
 /** Nothing here needs 3.4.0 (its additions are LUKS discard/openOptions and Tang advertisements). */
-export const IGNITION_VERSION = "3.3.0";
+const IGNITION_VERSION = "3.3.0";
 
 interface IgnFile {
   path: string;

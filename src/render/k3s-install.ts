@@ -15,14 +15,14 @@ export const K3S_INSTALL_MAX_DELAY_S = 120;
  * instead of hanging: the connect, a transfer below 10 KiB/s for a minute, and the whole call
  * (the binary is about 70 MB: 15 min is 80 KB/s on average, the time the k3s phases allow it).
  */
-export const K3S_CURL_LIMITS = { connectTimeoutS: 30, speedLimitBps: 10_240, speedTimeS: 60, maxTimeS: 900 } as const;
+const K3S_CURL_LIMITS = { connectTimeoutS: 30, speedLimitBps: 10_240, speedTimeS: 60, maxTimeS: 900 } as const;
 
 /**
  * How long one run of k3s-install.service may take before systemd stops it and, after
  * RestartSec, starts it again: more than the script's pauses between attempts (875 s) and one
  * slow download, never forever.
  */
-export const K3S_INSTALL_TIMEOUT = "1h";
+const K3S_INSTALL_TIMEOUT = "1h";
 
 /**
  * Shell: the version word of `k3s --version`'s first line ("k3s version v1.33.4+k3s1 (<commit>)",

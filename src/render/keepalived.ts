@@ -27,8 +27,6 @@ const word = (v: string) => configWord("keepalived.conf", v);
  * in its OS family's script directory (/usr/libexec/keepalived on RHEL: its SELinux policy).
  */
 export const checkScriptPath = (family: OsFamilyName): string => `${FAMILIES[family].keepalivedScriptDir}/fmc-check-proxy`;
-/** Debian's check script path, where `fmc render`'s files name it. */
-export const CHECK_SCRIPT = checkScriptPath("debian-like");
 
 /** The proxy a VIP's holders run: HAProxy on the load balancers, the edge engine on edge nodes. */
 function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {

@@ -28,7 +28,7 @@ export const NFS_STORAGE_CLASS = "nfs-shared";
  * Longhorn's default replicas would multiply each of their copies again. The replica stays
  * on the pod's node where it can (dataLocality best-effort, Longhorn's StorageClass parameters).
  */
-export const LONGHORN_SINGLE_CLASS = "longhorn-single";
+const LONGHORN_SINGLE_CLASS = "longhorn-single";
 /** The class of a service that keeps `copies` copies itself: the 1-replica Longhorn class when it has two or more and the spec puts it on Longhorn. */
 const selfReplicatingClass = (spec: Spec, storageClass: string | undefined, copies: number) => (selfReplicating(spec, storageClass, copies) ? LONGHORN_SINGLE_CLASS : storageClass);
 /** The IngressClass K3s's Traefik chart creates (ingressClass.name defaults to the release name, traefik). */

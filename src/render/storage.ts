@@ -129,7 +129,7 @@ function earlyOneshot(description: string, after: string, script: string): strin
 }
 
 /** The user a squashed root becomes on the NFS server (exports(5) anonuid/anongid: nobody, 65534). */
-export const NFS_ANON_ID = 65534;
+const NFS_ANON_ID = 65534;
 
 /**
  * An export's options. The shared export (the nfs-shared class's, mounted by pods of a whole
@@ -139,7 +139,7 @@ export const NFS_ANON_ID = 65534;
  * pg_createcluster/initdb as root), which a squashed root can't; fmc validate warns when
  * no_root_squash reaches more than the hosts that need it.
  */
-export function exportOptions(ctx: RenderContext, e: { path: string; options: readonly string[] }): string[] {
+function exportOptions(ctx: RenderContext, e: { path: string; options: readonly string[] }): string[] {
   if (e.path !== ctx.spec.storage?.sharedExport) return [...e.options];
   return [...e.options.filter((o) => o !== "no_root_squash" && o !== "root_squash"), "root_squash"];
 }

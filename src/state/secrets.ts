@@ -153,7 +153,7 @@ export class Secrets {
 const BOOTSTRAP_TOKEN = /(?<![A-Za-z0-9_.-])[a-z0-9]{6}\.[a-z0-9]{16}(?![A-Za-z0-9_-]|\.[A-Za-z0-9])/g;
 
 /** Masks every bootstrap token in text, this run's and any earlier run's. */
-export function maskBootstrapTokens(text: string): string {
+function maskBootstrapTokens(text: string): string {
   return text.replace(BOOTSTRAP_TOKEN, "<secret:k3s-bootstrap-token>");
 }
 

@@ -6,7 +6,7 @@ import type { Checker } from "./context.js";
 import type { KeyReader } from "./ssh-keys.js";
 
 /** Where the edge phase reads the origin certificate: the state directory next to the spec (src/engine/inventory.ts). */
-export const ORIGIN_CERT_FILES = [".fmc/tls/origin.pem", ".fmc/tls/origin-key.pem"] as const;
+const ORIGIN_CERT_FILES = [".fmc/tls/origin.pem", ".fmc/tls/origin-key.pem"] as const;
 /** A lab's inventory: while it exists, the lab's own certificate is used. */
 const LAB_INVENTORY = ".fmc/lab/inventory.json";
 
