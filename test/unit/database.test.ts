@@ -12,8 +12,6 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { type Command } from "../../src/hosts/command.js";
 import { quote } from "../../src/shell.js";
@@ -28,6 +26,7 @@ import { checksumLine, localStore, remoteStore, verifiedChecksum } from "../../s
 import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
+import { BashTransport } from "../shell-transport.js";
 
 const sh = (command: string, input?: string) => spawnSync("bash", ["-c", command], { encoding: "utf8", input });
 const b64 = (s: string) => Buffer.from(s).toString("base64");
@@ -479,30 +478,6 @@ test("backup: the dump lands beside its .sha256 (sha256sum -c agrees), old ones 
 
 // ---- a real PostgreSQL
 
-/** Runs commands on this machine, the way the SSH transport runs them on a host. */
-class LocalTransport implements Transport {
-  readonly host = "local";
-  constructor(private readonly rewrite: (shell: string) => string) {}
-  async exec(c: Command): Promise<ExecResult> {
-    const r = spawnSync("bash", ["-c", this.rewrite(c.shell)], { encoding: "utf8", input: c.stdin });
-    return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
-  }
-  stream(c: Command, _step: string, io: StreamIo): Promise<{ code: number; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const p = spawn("bash", ["-c", this.rewrite(c.shell)], { stdio: ["pipe", "pipe", "pipe"] });
-      let stderr = "";
-      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      // as over SSH: an output side that fails stops the command; an input that fails ends
-      // the command's input where it stopped (ssh2 sends EOF, then closes the channel)
-      const out = io.stdout ? pipeline(p.stdout, io.stdout as Writable).catch((e: Error) => (p.kill("SIGKILL"), reject(e))) : (p.stdout.resume(), Promise.resolve());
-      if (io.stdin) pipeline(io.stdin as Readable, p.stdin).catch(() => undefined);
-      else p.stdin.end();
-      p.on("error", reject);
-      p.on("close", (code) => void out.then(() => resolve({ code: code ?? 1, stderr })));
-    });
-  }
-  close(): void {}
-}
 
 test("a real PostgreSQL 15: the roles SQL makes roles and databases, its check says t, the SCRAM verifiers take the passwords; backup, drop a table, restore brings the rows back", async (t) => {
   requireTool("runuser");
@@ -559,7 +534,7 @@ test("a real PostgreSQL 15: the roles SQL makes roles and databases, its check s
   psql(rolesSql(ctx));
   // backup through the phase's commands, drop a table, restore
   psql("CREATE TABLE items (id int primary key, name text); INSERT INTO items SELECT g, 'row ' || g FROM generate_series(1, 1000) g; ALTER TABLE items OWNER TO app;", "app");
-  const local = new LocalTransport((s) => s.replaceAll(`-h /run/postgresql -p 5432`, `-h ${sock} -p ${port}`));
+  const local = new BashTransport("local", (s) => s.replaceAll(`-h /run/postgresql -p 5432`, `-h ${sock} -p ${port}`));
   const store = localStore(join(dir, "backups"));
   const b = await backupDatabase({ transport: local, layout: LAYOUT, db: "app", store, keep: 3, timeoutMs: 60_000 });
   assert.ok(b.bytes > 1000);
@@ -661,7 +636,7 @@ function quoteScript(body: string): Command {
 
 test("backups on the storage host: written through its shell, checked there, kept by retention, refused there when damaged, restored from there", async (t) => {
   const dir = join(tempDir(t), "srv", "backups");
-  const storage = new LocalTransport((x) => x);
+  const storage = new BashTransport("local", (x) => x);
   const store = remoteStore(storage, dir, 10_000);
   const data = Buffer.from("PGDMP remote\n".repeat(10_000));
   const db = new FakeTransport("postgresql1", () => ({ code: 0, stdout: data }));

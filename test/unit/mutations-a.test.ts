@@ -10,12 +10,12 @@
 //     (PostgreSQL into a local store and into the storage host's store, an etcd snapshot).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, symlinkSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { finished, pipeline } from "node:stream/promises";
-import type { Readable, Writable } from "node:stream";
+import { finished } from "node:stream/promises";
 import { contextFor, inNetns, LVM_FIXTURE_SPEC, requireTool, ROOT, tempDir } from "../helpers.js";
+import { BashTransport } from "../shell-transport.js";
 import { FmcError } from "../../src/errors.js";
 import type { Command } from "../../src/hosts/command.js";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
@@ -197,30 +197,6 @@ class PrintingHost implements Transport {
   close(): void {}
 }
 
-/** The storage host played by local bash processes, its commands rewritten by `rewrite`. */
-class BashHost implements Transport {
-  constructor(
-    readonly host: string,
-    private readonly rewrite: (shell: string) => string,
-  ) {}
-  async exec(c: Command): Promise<ExecResult> {
-    const r = spawnSync("bash", ["-c", this.rewrite(c.shell)], { encoding: "utf8", input: c.stdin });
-    return { code: r.status ?? 1, stdout: r.stdout, stderr: r.stderr };
-  }
-  stream(c: Command, _step: string, io: StreamIo): Promise<{ code: number; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const p = spawn("bash", ["-c", this.rewrite(c.shell)], { stdio: ["pipe", "pipe", "pipe"] });
-      let stderr = "";
-      p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      const out = io.stdout ? pipeline(p.stdout, io.stdout as Writable) : (p.stdout.resume(), Promise.resolve());
-      if (io.stdin) pipeline(io.stdin as Readable, p.stdin).catch(() => undefined);
-      else p.stdin.end();
-      p.on("error", reject);
-      p.on("close", (code) => void out.then(() => resolve({ code: code ?? 1, stderr }), reject));
-    });
-  }
-  close(): void {}
-}
 
 const files = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((f) => f !== ".gitignore").sort() : []);
 
@@ -259,11 +235,11 @@ test("backup postgres to the storage host: a dump that lands one byte short ther
   const dir = join(tempDir(t), "backups");
   const name = `app-${stamp(NOW)}.dump`;
   // the storage host's write keeps all but the last byte
-  const short = new BashHost("storage1", (s) => s.replace(/\bcat > /, "head -c -1 > "));
+  const short = new BashTransport("storage1", (s) => s.replace(/\bcat > /, "head -c -1 > "));
   await assert.rejects(backupDatabase({ transport: new PrintingHost("postgresql1", DUMP), layout: LAYOUT, db: "app", store: remoteStore(short, dir, 10_000), keep: 3, now: NOW, timeoutMs: 10_000 }), refusedAsDifferent("pg_dump app"));
   assert.deepEqual(files(dir), [], `${name} and ${name}.sha256 are not kept`);
   // the control: the same host writing everything keeps it
-  await backupDatabase({ transport: new PrintingHost("postgresql1", DUMP), layout: LAYOUT, db: "app", store: remoteStore(new BashHost("storage1", (s) => s), dir, 10_000), keep: 3, now: NOW, timeoutMs: 10_000 });
+  await backupDatabase({ transport: new PrintingHost("postgresql1", DUMP), layout: LAYOUT, db: "app", store: remoteStore(new BashTransport("storage1", (s) => s), dir, 10_000), keep: 3, now: NOW, timeoutMs: 10_000 });
   assert.deepEqual(files(dir), [name, `${name}.sha256`]);
   assert.ok(readFileSync(join(dir, name)).equals(DUMP));
 });
