@@ -45,14 +45,17 @@ const etcdHost = (probe: string) =>
     (c) => (c.shell.includes("/health") ? { code: 0, stdout: probe, stderr: "" } : undefined),
   ]);
 
+/** The three members as fmc reads them: each says whether it is healthy and whom it takes for leader. */
+const clusterSaying = (leaders: Array<{ healthy: boolean; leader: string }>) =>
+  readCluster(etcdHost(probeOutput(leaders.map((m, i) => ({ url: `https://10.250.9.${i + 1}:2379`, id: [ID1, ID2, ID3][i]!, ...m })))), etcdAccess());
+
 test("etcd: two healthy members each naming a different leader are not collapsed to one leader; both claims stay visible", async () => {
   // master1 says it leads, master2 and master3 say master2 does: no single leader
-  const split = probeOutput([
-    { url: "https://10.250.9.1:2379", id: ID1, healthy: true, leader: ID1 },
-    { url: "https://10.250.9.2:2379", id: ID2, healthy: true, leader: ID2 },
-    { url: "https://10.250.9.3:2379", id: ID3, healthy: true, leader: ID2 },
+  const c = await clusterSaying([
+    { healthy: true, leader: ID1 },
+    { healthy: true, leader: ID2 },
+    { healthy: true, leader: ID2 },
   ]);
-  const c = await readCluster(etcdHost(split), etcdAccess());
   assert.equal(c.leader, undefined, "two leaders claimed: fmc names none rather than the first");
   assert.deepEqual(
     c.members.map((m) => [m.node, m.healthy, m.isLeader]),
@@ -67,30 +70,20 @@ test("etcd: two healthy members each naming a different leader are not collapsed
   assert.deepEqual(c.members.map((m) => m.status?.leader), [ID1, ID2, ID2]);
 
   // the same cluster, all agreeing: one leader, and only it is marked
-  const agreed = await readCluster(
-    etcdHost(
-      probeOutput([
-        { url: "https://10.250.9.1:2379", id: ID1, healthy: true, leader: ID2 },
-        { url: "https://10.250.9.2:2379", id: ID2, healthy: true, leader: ID2 },
-        { url: "https://10.250.9.3:2379", id: ID3, healthy: true, leader: ID2 },
-      ]),
-    ),
-    etcdAccess(),
-  );
+  const agreed = await clusterSaying([
+    { healthy: true, leader: ID2 },
+    { healthy: true, leader: ID2 },
+    { healthy: true, leader: ID2 },
+  ]);
   assert.equal(agreed.leader, ID2);
   assert.deepEqual(agreed.members.map((m) => m.isLeader), [false, true, false]);
 
   // an unhealthy member's own idea of the leader does not count against the healthy ones'
-  const stale = await readCluster(
-    etcdHost(
-      probeOutput([
-        { url: "https://10.250.9.1:2379", id: ID1, healthy: false, leader: ID1 },
-        { url: "https://10.250.9.2:2379", id: ID2, healthy: true, leader: ID2 },
-        { url: "https://10.250.9.3:2379", id: ID3, healthy: true, leader: ID2 },
-      ]),
-    ),
-    etcdAccess(),
-  );
+  const stale = await clusterSaying([
+    { healthy: false, leader: ID1 },
+    { healthy: true, leader: ID2 },
+    { healthy: true, leader: ID2 },
+  ]);
   assert.equal(stale.leader, ID2);
   assert.deepEqual(stale.members.map((m) => m.isLeader), [false, true, false]);
 });
