@@ -34,32 +34,51 @@ const LAB_DEBIAN = "12";
  * 2026-12-07); its unit is enabled by the package, and base starts it.
  */
 const VM_DATA_PACKAGES = ["lvm2", "xfsprogs", "nfs-kernel-server", "nfs-common", `postgresql-${DEBIAN_POSTGRES[LAB_DEBIAN]}`, "open-iscsi", "cryptsetup", "dmsetup", "prometheus-node-exporter"];
+/** Debian's package of the real Ignition (2.14; it depends on libblkid and libc only): a Flatcar VM's first boot runs it. */
+const VM_FIRSTBOOT_PACKAGES = ["ignition"];
 /**
  * systemd generators a lab VM has no use for (no encrypted, integrity or verity disks, no
- * hibernation, no SysV-only services, no console login, no rc.local, cloud-init off), masked
+ * hibernation, no SysV-only services, no console login, no rc.local), masked
  * as systemd.generator(7) says (a link to /dev/null in /etc). Every daemon-reload runs each
  * generator, and under emulation each costs ≈ 0.2 s: a reload took ≈ 7.5 s on storage1
  * (measured 2026-12-07), and the storage phase reloads once per unit it writes. Kept: fstab,
- * the NFS server's and rpc_pipefs's, PostgreSQL's.
+ * the NFS server's and rpc_pipefs's, PostgreSQL's, and cloud-init's (a VM booted from a
+ * NoCloud seed runs cloud-init; the others say cloud-init=disabled on the kernel command line).
  */
 export const VM_MASKED_GENERATORS = [
-  "cloud-init-generator", "systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-getty-generator",
+  "systemd-cryptsetup-generator", "systemd-debug-generator", "systemd-getty-generator",
   "systemd-gpt-auto-generator", "systemd-hibernate-resume-generator", "systemd-integritysetup-generator",
   "systemd-rc-local-generator", "systemd-run-generator", "systemd-system-update-generator", "systemd-sysv-generator",
   "systemd-veritysetup-generator",
 ] as const;
 /** Installed in the VM image on top of the lab's root filesystem (from the Debian mirror, at build time). */
-const VM_PACKAGES = ["linux-image-amd64", "initramfs-tools", ...VM_DATA_PACKAGES];
+const VM_PACKAGES = ["linux-image-amd64", "initramfs-tools", ...VM_DATA_PACKAGES, ...VM_FIRSTBOOT_PACKAGES];
 const NO_DEFAULT_CLUSTER = postgresLayout("debian-like", DEBIAN_POSTGRES[LAB_DEBIAN]!, "/var/lib/pgsql").noDefaultCluster!;
 /** The image's root filesystem size: sparse, so only what is written takes space. */
 const IMAGE_SIZE = "4G";
-const VM_BUILD = "v3";
+const VM_BUILD = "v4";
 /** The config disk's virtio serial: how the guest finds it without udev. */
 export const CONFIG_SERIAL = "fmc-config";
 const CONFIG_UNIT = "fmc-lab-vm-config.service";
 const CONFIG_SCRIPT = "/usr/local/lib/fmc-lab/vm-config";
 /** Where the guest records which config it applied (so a reboot keeps what phases changed). */
 const CONFIG_STAMP = "/var/lib/fmc-lab/vm-config-applied";
+const IGNITION_UNIT = "fmc-lab-ignition.service";
+const IGNITION_SCRIPT = "/usr/local/lib/fmc-lab/ignition-firstboot";
+/** Where Debian's package puts the real Ignition (for its dracut module: not on PATH). */
+const IGNITION_IN_IMAGE = "/usr/lib/dracut/modules.d/30ignition/ignition";
+/**
+ * The fw_cfg names a Flatcar VM's Ignition config is handed over under, as libvirt does:
+ * Flatcar's own (its Ignition reads it) and upstream's (Debian's Ignition 2.14 reads
+ * /sys/firmware/qemu_fw_cfg/by_name/opt/com.coreos/config/raw). The same file under both.
+ */
+export const IGNITION_FW_CFG_NAMES = ["opt/org.flatcar-linux/config", "opt/com.coreos/config"] as const;
+/** Kernel parameters of a Flatcar VM's first boot (Flatcar's GRUB sets them while /boot/flatcar/first_boot exists). */
+export const IGNITION_KERNEL_ARGS = ["ignition.firstboot", "ignition.platform.id=qemu"] as const;
+/** A VM with no NoCloud seed: cloud-init's generator leaves cloud-init.target alone (kernel command line first). */
+export const NO_CLOUD_INIT_ARG = "cloud-init=disabled";
+/** The NoCloud seed disk's virtio serial (cloud-init finds it by its ISO label, cidata). */
+export const CIDATA_SERIAL = "cidata";
 
 /**
  * Files baked into the VM image only (containers never see them): the config-disk unit,
@@ -115,6 +134,80 @@ ExecStart=${CONFIG_SCRIPT}
 WantedBy=sysinit.target
 `,
   },
+  {
+    path: IGNITION_SCRIPT,
+    mode: 0o755,
+    content: `#!/bin/sh
+# fmc lab stand-in for Flatcar's initramfs: on a first boot (kernel parameter
+# ignition.firstboot), the real Ignition runs its stages on this VM's root, its config read
+# from QEMU's fw_cfg as libvirt hands it over (-platform qemu). On Flatcar these stages run
+# in the initramfs before the root's systemd starts; here they run before sysinit.target,
+# and what Ignition enabled (its preset file) is enabled and started afterwards, as the
+# root's first boot would. Ignition's result file marks it done: a reboot skips it.
+set -eu
+case " $(cat /proc/cmdline) " in *" ignition.firstboot "*) ;; *) exit 0 ;; esac
+if [ -e /etc/.ignition-result.json ]; then echo "fmc-lab-ignition: provisioned already"; exit 0; fi
+modprobe qemu_fw_cfg
+# not under /run: the initramfs mounts it noexec, and setfiles below must run
+scratch=/var/lib/fmc-lab/ignition-run
+rm -rf "$scratch"
+mkdir -p -m 0700 "$scratch"
+mkdir "$scratch/bin"
+# Ignition relabels what it wrote for SELinux (Flatcar has a policy); this Debian root has
+# none: for the run, SELinux's "disabled" config and a setfiles that records the paths
+printf '#!/bin/sh\\ntr "\\\\0" "\\\\n" >> %s/relabel.txt\\n' "$scratch" > "$scratch/bin/setfiles"
+chmod 755 "$scratch/bin/setfiles"
+selinux=""
+if [ ! -e /etc/selinux/config ]; then
+  selinux=yes
+  mkdir -p /etc/selinux
+  printf 'SELINUX=disabled\\nSELINUXTYPE=targeted\\n' > /etc/selinux/config
+fi
+for stage in fetch disks mount files umount; do
+  echo "fmc-lab-ignition: stage $stage"
+  PATH="$scratch/bin:/usr/sbin:/usr/bin:/sbin:/bin" ${IGNITION_IN_IMAGE} -platform qemu -stage "$stage" -root / \\
+    -config-cache "$scratch/config.json" -state-file "$scratch/state" -neednet "$scratch/neednet" -log-to-stdout
+done
+if [ -n "$selinux" ]; then rm -rf /etc/selinux; fi
+echo "fmc-lab-ignition: $(cat "$scratch/relabel.txt" 2>/dev/null | wc -l) paths recorded for SELinux relabelling"
+rm -rf "$scratch" # its config cache holds the config's secrets
+tr -d '\\n' < /etc/hostname > /proc/sys/kernel/hostname
+preset=/etc/systemd/system-preset/20-ignition.preset
+systemctl daemon-reload
+if [ -s "$preset" ]; then
+  units=$(awk '$1 == "enable" || $1 == "disable" { print $2 }' "$preset")
+  # shellcheck disable=SC2086 # unit names, one word each
+  systemctl preset $units
+fi
+# the boot's transaction was computed before Ignition ran: what it enabled joins it now
+systemctl start --no-block default.target
+echo "fmc-lab-ignition: done"
+`,
+  },
+  {
+    path: `/etc/systemd/system/${IGNITION_UNIT}`,
+    mode: 0o644,
+    content: `# fmc lab: the real Ignition on a Flatcar VM's first boot (see ${IGNITION_SCRIPT}), with
+# udev running (its disks stage), before networkd and sshd read what it writes
+[Unit]
+Description=fmc lab: Ignition on first boot (stand-in for Flatcar's initramfs)
+DefaultDependencies=no
+After=${CONFIG_UNIT} systemd-udevd.service systemd-udev-trigger.service systemd-remount-fs.service
+Wants=systemd-udevd.service systemd-udev-trigger.service
+Before=systemd-networkd.service ssh.service sysinit.target local-fs.target
+Conflicts=shutdown.target
+Before=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=${IGNITION_SCRIPT}
+StandardOutput=journal+console
+
+[Install]
+WantedBy=sysinit.target
+`,
+  },
   { path: "/etc/fstab", mode: 0o644, content: "# fmc lab VM: the root is the first virtio disk\n/dev/vda / ext4 rw,errors=remount-ro 0 0\n" },
   // only what the root disk needs: a small initramfs decompresses fast under emulation
   { path: "/etc/initramfs-tools/conf.d/fmc-lab", mode: 0o644, content: "# fmc lab VM: only the modules listed in ../modules\nMODULES=list\n" },
@@ -123,10 +216,9 @@ WantedBy=sysinit.target
   // (lvm2, open-iscsi, …) would spend most of a minute under emulation for nothing
   { path: "/etc/initramfs-tools/update-initramfs.conf", mode: 0o644, content: "# fmc lab VM: QEMU boots the initrd built with the image (-initrd); packages' triggers don't rebuild it\nupdate_initramfs=no\nbackup_initramfs=no\n" },
   { path: "/etc/hostname", mode: 0o644, content: "localhost\n" },
-  // the lab shapes its VMs itself (the config disk): cloud-init, in the root filesystem for the
-  // containers that boot from a seed, stays off here; searching for a datasource it would put
-  // a DHCP fallback network in front of the config disk's (cloud-init.disabled: cloud-init(1))
-  { path: "/etc/cloud/cloud-init.disabled", mode: 0o644, content: "fmc lab: this VM is shaped by its config disk\n" },
+  // the locale cloud-init sets (en_US.UTF-8, generated in the root filesystem) is the
+  // system's already: cloud-init's locale module skips a locale-gen of ≈ 20 s under emulation
+  { path: "/etc/default/locale", mode: 0o644, content: "# fmc lab VM: generated in the lab's root filesystem\nLANG=en_US.UTF-8\n" },
 ];
 
 export interface VmImage {
@@ -201,7 +293,7 @@ export async function ensureVmImage(log: (line: string) => void): Promise<VmImag
       writeFileSync(join(root, f.path), f.content, { mode: f.mode });
       chmodSync(join(root, f.path), f.mode);
     }
-    inRoot(root, "enabling the config unit and systemd-networkd", ["systemctl", "enable", CONFIG_UNIT, "systemd-networkd.service"]);
+    inRoot(root, "enabling the config unit, the first-boot Ignition unit and systemd-networkd", ["systemctl", "enable", CONFIG_UNIT, IGNITION_UNIT, "systemd-networkd.service"]);
     mkdirSync(join(root, "etc/systemd/system-generators"), { recursive: true });
     for (const g of VM_MASKED_GENERATORS) symlinkSync("/dev/null", join(root, "etc/systemd/system-generators", g));
     const kernel = readdirSync(join(root, "boot")).find((f) => /^vmlinuz-/.test(f));
@@ -311,6 +403,12 @@ export interface VmConfig {
   readonly hostKeys: Readonly<Record<string, string>>;
   /** More files, e.g. /etc/hosts. */
   readonly files?: readonly VmFile[];
+  /**
+   * What names and addresses the VM at its first boot: the lab's config disk (default), or
+   * the host's own first-boot files (Ignition writes hostname and networkd files; cloud-init
+   * also makes its own SSH host keys), which the config disk then leaves alone.
+   */
+  readonly firstBoot?: "ignition" | "cloud-init";
 }
 
 /** Stable MAC from the address, the same as the lab's containers get: a recreated host keeps its MAC. */
@@ -375,9 +473,8 @@ export function vmConfigFiles(c: VmConfig): VmFile[] {
   for (const k of keyNames) check(/^ssh_host_[a-z0-9]+_key(\.pub)?$/.test(k), "SSH host key file name", k);
   check(keyNames.includes("ssh_host_ed25519_key") && keyNames.includes("ssh_host_ed25519_key.pub"), "SSH host keys (an ed25519 pair is needed)", keyNames);
   const files: VmFile[] = [
-    { path: "/etc/hostname", mode: 0o644, content: `${c.hostname}\n` },
-    ...networkdFiles(c.nics, c.defaultVia),
-    ...keyNames.sort().map((k) => ({ path: `/etc/ssh/${k}`, mode: k.endsWith(".pub") ? 0o644 : 0o600, content: c.hostKeys[k]!.trimEnd() + "\n" })),
+    ...(c.firstBoot ? [] : [{ path: "/etc/hostname", mode: 0o644, content: `${c.hostname}\n` }, ...networkdFiles(c.nics, c.defaultVia)]),
+    ...(c.firstBoot === "cloud-init" ? [] : keyNames.sort().map((k) => ({ path: `/etc/ssh/${k}`, mode: k.endsWith(".pub") ? 0o644 : 0o600, content: c.hostKeys[k]!.trimEnd() + "\n" }))),
     { path: "/root/.ssh/authorized_keys", mode: 0o600, content: c.authorizedKeys.map((k) => k.trim()).join("\n") + "\n" },
   ];
   for (const f of c.files ?? []) {
@@ -442,6 +539,10 @@ export interface QemuSpec {
   readonly rootDisk: string;
   readonly dataDisks: ReadonlyArray<{ name: string; path: string }>;
   readonly configDisk: string;
+  /** A NoCloud seed ISO, attached read-only after the config disk. */
+  readonly cidata?: string;
+  /** QEMU fw_cfg entries (an Ignition config under its names). */
+  readonly fwCfg?: ReadonlyArray<{ name: string; file: string }>;
   readonly nics: ReadonlyArray<{ tap: string; mac: string }>;
   readonly console: string;
   /** The QMP socket (system_powerdown, system_reset, quit). */
@@ -491,6 +592,11 @@ export function qemuArgs(q: QemuSpec): string[] {
     args.push("-drive", `file=${qemuPath(d.path, "data disk path")},if=none,id=data${i},format=raw,discard=unmap`, "-device", `virtio-blk-pci,drive=data${i},serial=${d.name}`);
   });
   args.push("-drive", `file=${qemuPath(q.configDisk, "config disk path")},if=none,id=config,format=raw,readonly=on`, "-device", `virtio-blk-pci,drive=config,serial=${CONFIG_SERIAL}`);
+  if (q.cidata !== undefined) args.push("-drive", `file=${qemuPath(q.cidata, "NoCloud seed path")},if=none,id=cidata,format=raw,readonly=on`, "-device", `virtio-blk-pci,drive=cidata,serial=${CIDATA_SERIAL}`);
+  for (const f of q.fwCfg ?? []) {
+    check(/^opt\/[a-z0-9][a-z0-9._-]*(\/[a-z0-9][a-z0-9._-]*)+$/.test(f.name) && f.name.length <= 55, "fw_cfg name", f.name);
+    args.push("-fw_cfg", `name=${f.name},file=${qemuPath(f.file, "fw_cfg file path")}`);
+  }
   const taps = new Set<string>();
   q.nics.forEach((n, i) => {
     check(QEMU_WORD.test(n.tap) && n.tap.length <= 15 && !taps.has(n.tap), "tap name", n.tap);
@@ -541,14 +647,23 @@ export interface StartVmOptions {
   /** More kernel parameters (e.g. systemd.log_level=debug while debugging). */
   readonly append?: readonly string[];
   readonly cpu?: string;
+  /**
+   * The host's own first-boot files, handed over as terraform-provider-libvirt does: an
+   * Ignition config through fw_cfg (a Flatcar host), or a NoCloud seed ISO as a read-only
+   * disk (a cloud-init host). Without them the config disk names and addresses the VM.
+   */
+  readonly firstBoot?: { readonly ignition: string } | { readonly cloudInitIso: string };
   readonly log: (line: string) => void;
 }
 
 export interface StartedVm {
   readonly pid: number;
   readonly accel: Accel;
-  /** The host's ed25519 public key, "ssh-ed25519 AAAA…", for known_hosts. */
-  readonly hostKey: string;
+  /**
+   * The host's ed25519 public key, "ssh-ed25519 AAAA…", for known_hosts; none when cloud-init
+   * makes the host's keys at its first boot (consoleHostKey reads them from its console).
+   */
+  readonly hostKey?: string;
   readonly console: string;
   readonly qmp: string;
 }
@@ -588,7 +703,16 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
   mkdirSync(o.dir, { recursive: true, mode: 0o700 });
   chmodSync(o.dir, 0o700);
   const hostKeys = o.hostKeys ?? hostKeysIn(o.dir);
-  const files = vmConfigFiles({ hostname: o.hostname, nics: o.nics, defaultVia: o.defaultVia, authorizedKeys: o.authorizedKeys, hostKeys, files: o.files });
+  const firstBoot = o.firstBoot && ("ignition" in o.firstBoot ? "ignition" : "cloud-init");
+  const files = vmConfigFiles({ hostname: o.hostname, nics: o.nics, defaultVia: o.defaultVia, authorizedKeys: o.authorizedKeys, hostKeys, files: o.files, firstBoot });
+  let ignitionFile: string | undefined;
+  if (o.firstBoot && "ignition" in o.firstBoot) {
+    ignitionFile = join(o.dir, "config.ign");
+    writeFileSync(ignitionFile, o.firstBoot.ignition, { mode: 0o600 });
+    chmodSync(ignitionFile, 0o600); // it may hold tokens
+  }
+  const cidata = o.firstBoot && "cloudInitIso" in o.firstBoot ? o.firstBoot.cloudInitIso : undefined;
+  const append = [...(ignitionFile ? IGNITION_KERNEL_ARGS : []), ...(cidata ? [] : [NO_CLOUD_INIT_ARG]), ...(o.append ?? [])];
 
   const rootDisk = join(o.dir, "root.qcow2");
   if (!existsSync(rootDisk)) {
@@ -628,7 +752,12 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
   const qmp = join(o.dir, "qmp.sock");
   const vcpus = o.vcpus ?? 1;
   const memoryMiB = o.memoryMiB ?? 1024;
-  const args = qemuArgs({ label, accel, memoryMiB, vcpus, cpu: o.cpu, append: o.append, kernel: image.kernel, initrd: image.initrd, rootDisk, dataDisks, configDisk, nics: o.nics.map((n, i) => ({ tap: taps[i]!, mac: n.mac })), console: consoleLog, qmp });
+  const args = qemuArgs({
+    label, accel, memoryMiB, vcpus, cpu: o.cpu, append, kernel: image.kernel, initrd: image.initrd, rootDisk, dataDisks, configDisk,
+    ...(cidata ? { cidata } : {}),
+    ...(ignitionFile ? { fwCfg: IGNITION_FW_CFG_NAMES.map((name) => ({ name, file: ignitionFile })) } : {}),
+    nics: o.nics.map((n, i) => ({ tap: taps[i]!, mac: n.mac })), console: consoleLog, qmp,
+  });
   const err = openSync(join(o.dir, "qemu.log"), "w", 0o600);
   // `ip netns exec` execs QEMU in the switch namespace: the pid is QEMU's own
   const child = spawn("ip", ["netns", "exec", switchNs, QEMU, ...args], { detached: true, stdio: ["ignore", err, err] });
@@ -646,9 +775,10 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
     const why = existsSync(join(o.dir, "qemu.log")) ? readFileSync(join(o.dir, "qemu.log"), "utf8").trim().split("\n").slice(-3).join(" / ") : "";
     throw new FmcError("LAB_VM", `${o.name}'s VM exited at once${why ? `: ${why}` : ""}`, `see ${join(o.dir, "qemu.log")}`);
   }
-  o.log(`${o.name}: VM ${label} (pid ${pid}, ${accel === "kvm" ? "KVM" : "software emulation (TCG)"}, ${vcpus} vCPU, ${memoryMiB} MiB${dataDisks.length ? `, data disks ${dataDisks.map((d, i) => `/dev/vd${String.fromCharCode(98 + i)}=${d.name}`).join(" ")}` : ""}); console ${consoleLog}`);
+  const boots = ignitionFile ? `; first boot: its Ignition config through fw_cfg (${IGNITION_FW_CFG_NAMES.join(", ")})` : cidata ? `; first boot: its NoCloud seed ${cidata}` : "";
+  o.log(`${o.name}: VM ${label} (pid ${pid}, ${accel === "kvm" ? "KVM" : "software emulation (TCG)"}, ${vcpus} vCPU, ${memoryMiB} MiB${dataDisks.length ? `, data disks ${dataDisks.map((d, i) => `/dev/vd${String.fromCharCode(98 + i)}=${d.name}`).join(" ")}` : ""}${boots}); console ${consoleLog}`);
   const pub = hostKeys["ssh_host_ed25519_key.pub"]!.trim().split(/\s+/);
-  return { pid, accel, hostKey: `${pub[0]} ${pub[1]}`, console: consoleLog, qmp };
+  return { pid, accel, ...(firstBoot === "cloud-init" ? {} : { hostKey: `${pub[0]} ${pub[1]}` }), console: consoleLog, qmp };
 }
 
 /** The pid is a QEMU booting a disk in this VM's directory (a recycled pid is never signalled). */
@@ -692,4 +822,28 @@ export async function stopVm(pid: number | undefined, dir: string, opts: { keepD
   }
   if (!opts.keepDisks) rmSync(dir, { recursive: true, force: true });
   else rmSync(join(dir, "qmp.sock"), { force: true });
+}
+
+/**
+ * The ed25519 host key cloud-init made at a VM's first boot, as its keys-to-console module
+ * prints it on the serial console (the lab's own file, so no trust on first use over the
+ * network): the last "BEGIN SSH HOST KEY KEYS" block of the console log.
+ */
+export async function consoleHostKey(consoleLog: string, timeoutMs: number, alivePid?: number): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const key = hostKeyFromConsole(existsSync(consoleLog) ? readFileSync(consoleLog, "latin1") : "");
+    if (key) return key;
+    if (alivePid !== undefined && !alive(alivePid)) throw new FmcError("LAB_BOOT", `the VM stopped before cloud-init printed its host keys`, `see ${consoleLog}`);
+    if (Date.now() > deadline) throw new FmcError("LAB_BOOT", `cloud-init printed no SSH host keys on the console within ${Math.round(timeoutMs / 1000)} s`, `see ${consoleLog}`);
+    await sleep(500);
+  }
+}
+
+/** The ed25519 key of the last host-keys block in a console log (carriage returns and all). */
+export function hostKeyFromConsole(text: string): string | undefined {
+  const blocks = [...text.replace(/\r/g, "").matchAll(/-----BEGIN SSH HOST KEY KEYS-----\n([\s\S]*?)-----END SSH HOST KEY KEYS-----/g)];
+  const last = blocks.at(-1)?.[1];
+  const m = last?.match(/^(ssh-ed25519) ([A-Za-z0-9+/]+={0,3})(?: |$)/m);
+  return m ? `${m[1]} ${m[2]}` : undefined;
 }

@@ -129,13 +129,18 @@ function checkFirstBoot(): void {
   const up = byCommand("fmc lab up")!;
   const said = up.stdout + up.stderr;
   const ignitionHosts = [...said.matchAll(/^lab: (\S+): Ignition \(real, fetch \+ files stages\) provisioned its root/gm)].map((m) => m[1]!);
+  const ignitionVms = [...said.matchAll(/^lab: (\S+): Ignition \(real, every stage, config through fw_cfg\) provisioned it at first boot/gm)].map((m) => m[1]!);
   const cloudInitHosts = [...said.matchAll(/^lab: (\S+): cloud-init status: done$/gm)].map((m) => m[1]!);
-  // the seed: the three servers from Ignition (the workers and storage1 have data disks), the six cloud-init containers
+  // the seed: the three servers from Ignition in containers, storage1 (a VM: its LVM data
+  // disk) from Ignition at its first boot, the six cloud-init containers and postgresql1, a
+  // cloud-init VM; the workers' Longhorn disks need block devices a container lacks
   assert.deepEqual(ignitionHosts.sort(), ["master1", "master2", "master3"], said);
-  assert.deepEqual(cloudInitHosts.sort(), ["firewall1", "freeipa1", "loadbalancer1", "loadbalancer2", "traefik1", "traefik2"], said);
+  assert.deepEqual(ignitionVms, ["storage1"], said);
+  assert.deepEqual(cloudInitHosts.sort(), ["firewall1", "freeipa1", "loadbalancer1", "loadbalancer2", "postgresql1", "traefik1", "traefik2"], said);
+  assert.match(said, /^lab: postgresql1: SSH host key from its console/m, "a cloud-init VM's host key is read from its console");
   const fmcIn = (...args: string[]) => spawnSync(process.execPath, [join(dir, "bin/fmc.js"), ...args], { cwd: dir, encoding: "utf8", timeout: 10 * 60_000 });
   const check = (when: string) => {
-    for (const h of ignitionHosts) {
+    for (const h of [...ignitionHosts, ...ignitionVms]) {
       const r = fmcIn("lab", "exec", h, "--", "cat", "/etc/.ignition-result.json");
       assert.equal(r.status, 0, `${when}: ${h}: ${r.stderr}`);
       assert.equal((JSON.parse(r.stdout) as { userConfigProvided: boolean }).userConfigProvided, true, `${when}: ${h}`);
@@ -148,6 +153,12 @@ function checkFirstBoot(): void {
     }
   };
   check("after apply");
+  // storage1's first boot made its volume group on the data disk (fmc-lvm.service, which
+  // Ignition wrote and enabled) before the storage phase ever ran
+  const lvm = fmcIn("lab", "exec", "storage1", "--", "sh", "-c", "journalctl -b 0 -u fmc-lvm.service -o cat --no-pager | head -5; pvs --noheadings -o pv_name,vg_name");
+  assert.equal(lvm.status, 0, lvm.stderr);
+  assert.match(lvm.stdout, /Physical volume "\/dev\/vdb" successfully created/, `fmc-lvm.service made the volume group at first boot: ${lvm.stdout}`);
+  assert.match(lvm.stdout, /\/dev\/vdb\s+data$/m, lvm.stdout);
   for (const h of ["master1", "loadbalancer1"]) {
     const r = fmcIn("lab", "reboot", h);
     assert.equal(r.status, 0, `lab reboot ${h}: ${r.stderr}`);

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, statSync, writeFileSync, truncateSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  CONFIG_SERIAL, TCG_KERNEL_ARGS, VM_IMAGE_FILES, VM_MASKED_GENERATORS, isOurQemu, macOfAddress, makeConfigDisk, networkdFiles, qemuArgs, stageVmConfig, tapName, vmConfigFiles, vmImageKey, type QemuSpec, type VmConfig,
+  CIDATA_SERIAL, CONFIG_SERIAL, IGNITION_FW_CFG_NAMES, TCG_KERNEL_ARGS, VM_IMAGE_FILES, VM_MASKED_GENERATORS, hostKeyFromConsole, isOurQemu, macOfAddress, makeConfigDisk, networkdFiles, qemuArgs, stageVmConfig, tapName, vmConfigFiles, vmImageKey, type QemuSpec, type VmConfig,
 } from "../../src/lab/vm.js";
 
 const has = (tool: string) => spawnSync("sh", ["-c", `command -v ${tool}`]).status === 0;
@@ -79,8 +79,44 @@ test("qemu args: commas in paths are doubled (QEMU's escape); unsafe names are r
     ["memory", { memoryMiB: 0 }],
     ["vCPUs", { vcpus: 1.5 }],
     ["CPU model with an option", { cpu: "max,+x" }],
+    ["fw_cfg name outside opt/", { fwCfg: [{ name: "etc/boot-menu-wait", file: "/x/c.ign" }] }],
+    ["fw_cfg name with an option", { fwCfg: [{ name: "opt/com.coreos/config,file=/etc/shadow", file: "/x/c.ign" }] }],
+    ["fw_cfg file relative", { fwCfg: [{ name: "opt/com.coreos/config", file: "c.ign" }] }],
+    ["NoCloud seed path with ..", { cidata: "/x/../cidata.iso" }],
   ];
   for (const [what, change] of bad) assert.throws(() => qemuArgs({ ...base, ...change }), /invalid/, what);
+});
+
+test("qemu args: a Flatcar VM's Ignition config through fw_cfg under Flatcar's and upstream's names; a NoCloud seed read-only after the config disk", () => {
+  const args = qemuArgs({ ...base, fwCfg: IGNITION_FW_CFG_NAMES.map((name) => ({ name, file: "/var/lib/fmc-lab/labs/seed/storage1/config,x.ign" })), cidata: "/var/lib/fmc-lab/labs/seed/pg/cidata.iso" });
+  assert.deepEqual(values(args, "-fw_cfg"), [
+    "name=opt/org.flatcar-linux/config,file=/var/lib/fmc-lab/labs/seed/storage1/config,,x.ign",
+    "name=opt/com.coreos/config,file=/var/lib/fmc-lab/labs/seed/storage1/config,,x.ign",
+  ]);
+  const disks = values(args, "-device").filter((d) => d.startsWith("virtio-blk-pci"));
+  assert.deepEqual(disks.slice(-2), [`virtio-blk-pci,drive=config,serial=${CONFIG_SERIAL}`, `virtio-blk-pci,drive=cidata,serial=${CIDATA_SERIAL}`], "the seed after the config disk: data disks keep vdb…");
+  assert.match(values(args, "-drive").at(-1)!, /cidata\.iso,if=none,id=cidata,format=raw,readonly=on$/);
+  assert.deepEqual(values(qemuArgs(base), "-fw_cfg"), [], "no first-boot files, no fw_cfg");
+});
+
+test("config: a VM booted from its first-boot files gets neither hostname nor networkd files from the lab; cloud-init's VM no host keys either", () => {
+  const paths = (c: VmConfig) => vmConfigFiles(c).map((f) => f.path);
+  const ign = paths({ ...config, firstBoot: "ignition" });
+  assert.ok(!ign.includes("/etc/hostname") && !ign.some((p) => p.startsWith("/etc/systemd/network/")), ign.join(" "));
+  assert.ok(ign.includes("/etc/ssh/ssh_host_ed25519_key") && ign.includes("/root/.ssh/authorized_keys"));
+  const ci = paths({ ...config, firstBoot: "cloud-init" });
+  assert.ok(!ci.some((p) => p.startsWith("/etc/ssh/")), "cloud-init makes the host's keys");
+  assert.ok(ci.includes("/root/.ssh/authorized_keys") && ci.includes("/etc/hosts"));
+  assert.ok(paths(config).includes("/etc/hostname"), "the lab's own shaping is unchanged");
+});
+
+test("console: the ed25519 key of cloud-init's last host-keys block, serial line endings and all", () => {
+  const block = (k: string) => `-----BEGIN SSH HOST KEY KEYS-----\r\necdsa-sha2-nistp256 AAAAE2VjZHNh root@pg\r\nssh-ed25519 ${k} root@pg\r\n-----END SSH HOST KEY KEYS-----\r\n`;
+  const log = `[  OK  ] Started ssh.service\r\nci-info: no authorized SSH keys\r\n${block("AAAAC3NzaC1lZDI1NTE5AAAAIOld")}boot again\r\n${block("AAAAC3NzaC1lZDI1NTE5AAAAINew+/=")}`;
+  assert.equal(hostKeyFromConsole(log), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINew+/=");
+  assert.equal(hostKeyFromConsole("-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 AAAA"), undefined, "a block still being written is not read");
+  assert.equal(hostKeyFromConsole("-----BEGIN SSH HOST KEY KEYS-----\nssh-rsa AAAAB3 x\n-----END SSH HOST KEY KEYS-----\n"), undefined, "no ed25519 key, no answer");
+  assert.equal(hostKeyFromConsole("ssh-ed25519 AAAAC3Nza root@pg\n"), undefined, "a key outside the block (anyone's output) is not taken");
 });
 
 test("qemu args: QEMU itself accepts them (machine built, paused before the guest runs); stopVm's pid check knows it", { skip: !has("qemu-system-x86_64") || !has("qemu-img") }, async () => {
@@ -90,11 +126,12 @@ test("qemu args: QEMU itself accepts them (machine built, paused before the gues
     writeFileSync(f("base.img"), "");
     truncateSync(f("base.img"), 64 * 1024 ** 2);
     assert.equal(spawnSync("qemu-img", ["create", "-q", "-f", "qcow2", "-b", f("base.img"), "-F", "raw", f("root.qcow2")]).status, 0);
-    for (const n of ["data.img", "config.img"]) {
+    for (const n of ["data.img", "config.img", "cidata.iso"]) {
       writeFileSync(f(n), "");
       truncateSync(f(n), 1024 ** 2);
     }
-    const args = qemuArgs({ ...base, rootDisk: f("root.qcow2"), dataDisks: [{ name: "data", path: f("data.img") }], configDisk: f("config.img"), nics: [], console: f("console.log"), qmp: f("qmp.sock") });
+    writeFileSync(f("config.ign"), '{"ignition":{"version":"3.3.0"}}');
+    const args = qemuArgs({ ...base, rootDisk: f("root.qcow2"), dataDisks: [{ name: "data", path: f("data.img") }], configDisk: f("config.img"), cidata: f("cidata.iso"), fwCfg: IGNITION_FW_CFG_NAMES.map((name) => ({ name, file: f("config.ign") })), nics: [], console: f("console.log"), qmp: f("qmp.sock") });
     // -S: the machine is built (every -drive/-device parsed and opened), the CPU never starts;
     // direct kernel boot reads the kernel at reset, so use QEMU's own firmware here instead
     const noKernel = args.filter((a, i) => !["-kernel", "-initrd", "-append"].includes(a) && !["-kernel", "-initrd", "-append"].includes(args[i - 1]!));
