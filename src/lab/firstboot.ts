@@ -107,6 +107,28 @@ export function runIgnition(config: string, root: string, scratchParent: string)
   }
 }
 
+/** Where Ignition's files stage records the units a config enables or disables. */
+export const IGNITION_PRESET = "/etc/systemd/system-preset/20-ignition.preset";
+
+/**
+ * Applies Ignition's presets to a root that will boot, as the root's first boot does: on
+ * Flatcar systemd starts with no machine-id, so it runs `preset-all`, which enables what
+ * Ignition's preset file says. A lab container's root has an empty machine-id (not a first
+ * boot to systemd), so the same presets are applied offline (`systemctl --root`), for the
+ * units installed in the root (preset-all never sees the others). Returns the units.
+ */
+export function applyIgnitionPresets(root: string): string[] {
+  const file = join(root, IGNITION_PRESET.slice(1));
+  if (!existsSync(file)) return [];
+  const units = readFileSync(file, "utf8").split("\n").map((l) => l.trim().split(/\s+/)).filter((w) => (w[0] === "enable" || w[0] === "disable") && w[1]).map((w) => w[1]!);
+  const unitDirs = ["etc/systemd/system", "lib/systemd/system", "usr/lib/systemd/system"];
+  const installed = units.filter((u) => /^[A-Za-z0-9@_.:\\-]+$/.test(u) && unitDirs.some((d) => existsSync(join(root, d, u))));
+  if (!installed.length) return [];
+  const r = spawnSync("systemctl", [`--root=${root}`, "preset", "--", ...installed], { encoding: "utf8" });
+  if (r.status !== 0) throw new FmcError("LAB_FIRSTBOOT", `applying Ignition's presets in ${root} failed: ${tail(r)}`);
+  return installed;
+}
+
 /** The NoCloud ISO as terraform-provider-libvirt (v0.8.x, libvirt/cloudinit_def.go createISO) builds it. */
 export function buildNoCloudIso(files: NonNullable<FirstBoot["cloudInit"]>, iso: string): void {
   const dir = mkdtempSync(join(tmpdir(), "fmc-cidata-"));

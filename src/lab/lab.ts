@@ -7,7 +7,7 @@
 // Everything the lab creates carries the "fmclab" label, so `down` finds it even after
 // a crash.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, symlinkSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, symlinkSync, truncateSync } from "node:fs";
 import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
@@ -19,9 +19,9 @@ import { recordFqdn } from "../render/terraform.js";
 import { FmcError } from "../errors.js";
 import type { Artifact } from "../render/types.js";
 import { labVmShape, TERRAFORM_LIBVIRT_MAIN, vmShapes, type VmShape } from "./shape.js";
-import { buildNoCloudIso, firstBootOf, requireFirstBootTools, runIgnition, seedFromIso, type FirstBoot } from "./firstboot.js";
+import { IGNITION_RESULT, applyIgnitionPresets, buildNoCloudIso, firstBootOf, requireFirstBootTools, runIgnition, seedFromIso, type FirstBoot } from "./firstboot.js";
 import { LAB_APT_REPO, LAB_ROOT, prepareRootfs } from "./rootfs.js";
-import { ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
+import { consoleHostKey, ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./k3s-standin.js";
 import { quote } from "../shell.js";
@@ -51,6 +51,8 @@ export interface LabHost {
   readonly vm?: boolean;
   /** A VM's SSH host key, for known_hosts (a container's is read from its root). */
   hostKey?: string;
+  /** A container's data disks: sparse files in DIR on loop devices, bound at the rendered device (/dev/vdb, …). */
+  readonly disks?: ReadonlyArray<{ device: string; loop: string }>;
   pid?: number;
 }
 
@@ -85,6 +87,7 @@ const LabStateFile = z.object({
       defaultVia: z.string().optional(),
       vm: z.boolean().optional(),
       hostKey: z.string().optional(),
+      disks: z.array(z.object({ device: z.string().regex(/^\/dev\/vd[b-z]$/), loop: z.string().regex(/^\/dev\/loop\d+$/) })).optional(),
       pid: z.number().int().positive().optional(),
     }),
   ),
@@ -279,7 +282,7 @@ export async function labUp(o: UpOptions): Promise<LabState> {
         state.hosts.push({ name: h.name, address: hn.sshAddress, netns: `${LABEL}-${h.name}`, dir, defaultVia: hn.defaultVia, vm: true, nics: hn.nics.map((n, k) => ({ ifname: n.ifname, port: tapName(`${LABEL}-${h.name}`, k), address: n.address })) });
       } else {
         o.log(`${h.name}: container at ${hn.sshAddress} (${i + 1} of ${hosts.length} hosts)`);
-        state.hosts.push(createHost(o, h, hn, rootfs, wire, firstBoot.get(h.name) ?? {}, shapes.get(h.name)?.nicMacs, net.internet?.mirror, standIn(h)));
+        state.hosts.push(createHost(o, h, hn, rootfs, wire, firstBoot.get(h.name) ?? {}, shapes.get(h.name), net.internet?.mirror, standIn(h)));
       }
     });
     writeState(state);
@@ -295,16 +298,27 @@ export async function labUp(o: UpOptions): Promise<LabState> {
         const rendered = shapes.get(h.name);
         const shape = rendered && labVmShape(rendered);
         if (rendered && shape) o.log(`${h.name}: shape from ${TERRAFORM_LIBVIRT_MAIN}: ${rendered.vcpu} vCPU, ${rendered.memoryMiB} MiB, root ${rendered.rootGiB} GiB${rendered.dataDisks.map((d) => `, ${d.name} ${d.sizeGiB} GiB`).join("")}${shape.scaled ? `; the lab gives it ${shape.vcpu} vCPU and ${shape.memoryMiB} MiB (emulated beside the containers)` : ""}`);
+        // its first-boot files as the libvirt provider hands them over (fw_cfg, a NoCloud disk)
+        const first = firstBoot.get(h.name) ?? {};
+        let cloudInitIso: string | undefined;
+        if (first.cloudInit && !first.ignition) {
+          mkdirSync(h.dir, { recursive: true, mode: 0o700 });
+          cloudInitIso = join(h.dir, "cidata.iso");
+          buildNoCloudIso(first.cloudInit, cloudInitIso);
+        }
+        const macs = rendered?.nicMacs && rendered.nicMacs.length === hn.nics.length ? rendered.nicMacs : [];
         const vm = await startVm({
           name: h.name,
           dir: h.dir,
-          nics: hn.nics.map((n) => ({ bridge: n.bridge, mac: macOfAddress(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
+          nics: hn.nics.map((n, k) => ({ bridge: n.bridge, mac: macs[k] ?? macOfAddress(n.address.split("/")[0]!), address: n.address, ifname: n.ifname })),
           defaultVia: hn.defaultVia,
           dataDisks: shape?.dataDisks ?? spec.vm?.dataDisks ?? [],
           ...(shape ? { memoryMiB: shape.memoryMiB, vcpus: shape.vcpu } : {}),
           authorizedKeys: [...o.topo.keysOf(spec), labPublicKey(o.stateDir)],
           hostname: h.name,
-          files: [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }, ...(standInOf(spec) ?? [])],
+          // cloud-init writes /etc/hosts itself (as in a container)
+          files: [...(cloudInitIso ? [] : [{ path: "/etc/hosts", content: `127.0.0.1 localhost\n${spec.address} ${o.topo.fqdn(h.name)} ${h.name}\n`, mode: 0o644 }]), ...(standInOf(spec) ?? [])],
+          ...(first.ignition ? { firstBoot: { ignition: first.ignition } } : cloudInitIso ? { firstBoot: { cloudInitIso } } : {}),
           image: vmImage,
           switchNs: SWITCH_NS,
           log: o.log,
@@ -328,7 +342,22 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     const late = state.hosts.filter((_, i) => !ready[i]).map((h) => h.name);
     if (late.length) throw new FmcError("LAB_BOOT", `no SSH on ${late.join(", ")} in time`, `see ${join(LAB_ROOT, "labs", o.spec.name, late[0]!, "console.log")}`);
     o.log(`${state.hosts.length} hosts answer SSH after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const seeded = state.hosts.filter((h) => !h.vm && firstBoot.get(h.name)?.cloudInit);
+    const seeded = state.hosts.filter((h) => firstBoot.get(h.name)?.cloudInit && !firstBoot.get(h.name)?.ignition);
+    writeKnownHosts(o.stateDir, state);
+    // a Flatcar VM's Ignition ran before its sshd started: it must have provisioned the root
+    for (const h of state.hosts.filter((x) => x.vm && firstBoot.get(x.name)?.ignition)) ignitionDoneInVm(h, o.log);
+    // a cloud-init VM's host keys are cloud-init's own, printed on its console when it ends
+    const keyless = state.hosts.filter((h) => h.vm && !h.hostKey);
+    if (keyless.length) {
+      await Promise.all(
+        keyless.map(async (h) => {
+          h.hostKey = await consoleHostKey(join(h.dir, "console.log"), 600_000, h.pid);
+          o.log(`${h.name}: SSH host key from its console (cloud-init's keys-to-console) after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+        }),
+      );
+      writeState(state);
+      writeKnownHosts(o.stateDir, state);
+    }
     if (seeded.length) {
       o.log(`waiting for cloud-init to finish on ${seeded.map((h) => h.name).join(", ")}`);
       await Promise.all(seeded.map((h) => cloudInitDone(h, o.log)));
@@ -364,6 +393,22 @@ async function cloudInitDone(h: LabHost, log: (line: string) => void): Promise<v
   log(`${h.name}: cloud-init status: done`);
 }
 
+/**
+ * A Flatcar VM's first boot ran the real Ignition before sshd: its result file is there, or
+ * lab up fails with Ignition's own words from the console.
+ */
+function ignitionDoneInVm(h: LabHost, log: (line: string) => void): void {
+  const [cmd, ...args] = labExecCommand(h.name, ["cat", IGNITION_RESULT]);
+  const r = spawnSync(cmd!, args, { encoding: "utf8", timeout: 60_000 });
+  if (r.status === 0) {
+    log(`${h.name}: Ignition (real, every stage, config through fw_cfg) provisioned it at first boot (${IGNITION_RESULT})`);
+    return;
+  }
+  const consoleLog = join(h.dir, "console.log");
+  const said = existsSync(consoleLog) ? readFileSync(consoleLog, "latin1").split("\n").filter((l) => /fmc-lab-ignition|CRITICAL/.test(l)).slice(-4).map((l) => l.replace(/^\[[ \d.]+\]\s*/, "").trim()) : [];
+  throw new FmcError("LAB_FIRSTBOOT", `Ignition did not provision ${h.name} at its first boot${said.length ? `: ${said.join(" / ")}` : ""}`, `see ${consoleLog}; the rendered config: ignition-validate out/ignition/${h.name}.ign`);
+}
+
 /** The internet namespace is the lab's when its links carry the lab's label. */
 function isLabInternet(): boolean {
   const r = tryRun("ip", ["-n", INTERNET_NS, "-o", "link", "show"]);
@@ -371,24 +416,21 @@ function isLabInternet(): boolean {
 }
 
 /**
- * What of a host's first-boot files the lab can run. Ignition's disks stage needs block
- * devices, so a Flatcar host with data disks (its Ignition formats and mounts them, and K3s
- * requires the mount) is not booted from its Ignition in a container; nor is any VM yet
- * (the lab shapes those itself, said here).
+ * What of a host's first-boot files the lab can run. A VM runs all of them (Ignition's every
+ * stage, cloud-init from its NoCloud disk). A container gets its data disks as loop devices
+ * (its first boot formats and mounts them, and K3s requires the mount); on a machine without
+ * loop devices a Flatcar host with data disks is not booted from its Ignition (said here).
  */
 function firstBootInLab(h: Host, vm: boolean, f: FirstBoot, log: (line: string) => void): FirstBoot {
-  if ((f.ignition || f.cloudInit) && vm) {
-    log(`${h.name}: a VM, shaped by the lab itself (its ${f.ignition ? "Ignition" : "cloud-init"} files are not run in lab VMs yet)`);
-    return {};
-  }
-  if (f.ignition && h.vm?.dataDisks.length) {
-    log(`${h.name}: has data disks, which its Ignition formats and mounts: not booted from it (a container has no disks; a VM with Ignition's disks stage is not there yet)`);
+  if (f.ignition && h.vm?.dataDisks.length && !vm && !loopDevices()) {
+    log(`${h.name}: has data disks, which its first boot formats and mounts: this machine has no loop devices for a container, so it is not booted from its Ignition (a VM would be)`);
     return {};
   }
   return f;
 }
 
-function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic & { readonly mac?: string }) => string, first: FirstBoot, nicMacs: ReadonlyArray<string | undefined> | undefined, mirror: string | undefined, standIn?: (root: string) => void): LabHost {
+function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (ns: string, nic: Nic & { readonly mac?: string }) => string, first: FirstBoot, shape: VmShape | undefined, mirror: string | undefined, standIn?: (root: string) => void): LabHost {
+  const nicMacs = shape?.nicMacs;
   const netns = `${LABEL}-${h.name}`;
   run("ip", ["netns", "add", netns], `creating ${netns}`);
   run("ip", ["-n", netns, "link", "set", "lo", "up"], "lo up");
@@ -401,6 +443,8 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   for (const d of ["upper", "work", "merged"]) mkdirSync(join(dir, d), { recursive: true });
   run("mount", ["-t", "overlay", `${LABEL}-${h.name}`, "-o", `lowerdir=${rootfs},upperdir=${join(dir, "upper")},workdir=${join(dir, "work")}`, join(dir, "merged")], `mounting ${h.name}'s root`);
   const root = join(dir, "merged");
+  const disks = (shape?.dataDisks ?? []).map((d, i) => attachDataDisk(dir, d, i));
+  if (disks.length) o.log(`${h.name}: data disks ${disks.map((d) => `${d.device} (${d.loop}, sparse)`).join(", ")}, as the rendered domain gives it`);
   // a host with first-boot files gets its name (and cloud-init's hosts its /etc/hosts) from them
   if (!first.ignition && !first.cloudInit) {
     writeFileSync(join(root, "etc/hostname"), `${h.name}\n`, { mode: 0o644 });
@@ -422,7 +466,8 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
   if (first.ignition) {
     const t = Date.now();
     const run = runIgnition(first.ignition, root, dir);
-    o.log(`${h.name}: Ignition (real, fetch + files stages) provisioned its root in ${Date.now() - t} ms (${run.relabelled.length} paths for SELinux relabelling recorded: the lab's Debian root has no policy)`);
+    const presets = applyIgnitionPresets(root);
+    o.log(`${h.name}: Ignition (real, fetch + files stages) provisioned its root in ${Date.now() - t} ms (${run.relabelled.length} paths for SELinux relabelling recorded: the lab's Debian root has no policy); its presets applied as a first boot does: ${presets.join(" ") || "none"}`);
   }
   if (first.cloudInit) {
     const iso = join(dir, "cidata.iso");
@@ -430,7 +475,38 @@ function createHost(o: UpOptions, h: Host, hn: HostNet, rootfs: string, wire: (n
     seedFromIso(iso, root);
     o.log(`${h.name}: NoCloud seed from ${iso} (built as libvirt_cloudinit_disk builds it); the real cloud-init runs it at boot`);
   }
-  return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia };
+  return { name: h.name, address: hn.sshAddress, netns, dir, nics, defaultVia: hn.defaultVia, ...(disks.length ? { disks } : {}) };
+}
+
+/** Whether this machine can give containers block devices (loop devices: built into its kernel, no module to load). */
+const loopDevices = () => existsSync("/dev/loop-control");
+
+/**
+ * A container's data disk as the libvirt domain has it: a sparse file of the rendered size
+ * in the host's directory, on a loop device that boot() binds at /dev/vdb, /dev/vdc, …
+ * (the device names the spec and the first-boot files use). lab down detaches it.
+ */
+function attachDataDisk(dir: string, d: { readonly name: string; readonly sizeGiB: number }, i: number): { device: string; loop: string } {
+  if (!/^[a-z0-9][a-z0-9_-]{0,19}$/.test(d.name) || !Number.isInteger(d.sizeGiB) || d.sizeGiB < 1 || d.sizeGiB > 16384 || i > 23) throw new FmcError("LAB", `invalid data disk ${JSON.stringify(d)}`);
+  const file = join(dir, `disk-${d.name}.img`);
+  closeSync(openSync(file, "wx", 0o600));
+  truncateSync(file, d.sizeGiB * 1024 ** 3);
+  const loop = run("losetup", ["--find", "--show", file], `a loop device for ${file}`).trim();
+  if (!/^\/dev\/loop\d+$/.test(loop)) throw new FmcError("LAB", `losetup answered ${JSON.stringify(loop)} for ${file}`);
+  return { device: `/dev/vd${String.fromCharCode(98 + i)}`, loop };
+}
+
+/** Detaches every loop device whose backing file is under the lab's directory (lab down, even for a lab whose lab.json is gone). */
+function detachDataDisks(): number {
+  const r = tryRun("losetup", ["--json", "--list", "--output", "NAME,BACK-FILE"]);
+  if (r.status !== 0 || !r.stdout.trim()) return 0;
+  const labs = join(LAB_ROOT, "labs") + "/";
+  let n = 0;
+  for (const l of (JSON.parse(r.stdout) as { loopdevices?: Array<{ name: string; "back-file"?: string | null }> }).loopdevices ?? []) {
+    const back = (l["back-file"] ?? "").replace(/ \(deleted\)$/, "");
+    if (back.startsWith(labs) && /^\/dev\/loop\d+$/.test(l.name) && tryRun("losetup", ["--detach", l.name]).status === 0) n++;
+  }
+  return n;
 }
 
 /**
@@ -495,7 +571,9 @@ function boot(h: LabHost): number {
       // keepalived adds and removes the VIP: the network namespace is the host's own
       "--capability=CAP_NET_ADMIN,CAP_NET_RAW",
       // WireGuard in user space (wireguard-go): the lab machine's kernel has no module
-      "--bind=/dev/net/tun"],
+      "--bind=/dev/net/tun",
+      // its data disks at the rendered device names (loop devices on sparse files)
+      ...(h.disks ?? []).map((d) => `--bind=${d.loop}:${d.device}`)],
     // /proc/sys/net belongs to the host's own network namespace: writable, so sysctl
     // settings (forwarding, nonlocal bind) are applied for real; the rest stays read-only
     { detached: true, stdio: ["ignore", log, log], env: { ...process.env, SYSTEMD_NSPAWN_API_VFS_WRITABLE: "network" } },
@@ -558,15 +636,23 @@ export function labOverrides(spec: Spec, internet: string | undefined): LabOverr
   return out;
 }
 
-function writeInventory(o: UpOptions, s: LabState, tls: { cert: string; key: string }): void {
-  const dir = join(o.stateDir, "lab");
+/** .fmc/lab/known_hosts: each host's ed25519 key (a VM's as lab up learnt it, a container's from its root). */
+function writeKnownHosts(stateDir: string, s: LabState): string {
+  const dir = join(stateDir, "lab");
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const knownHosts = join(dir, "known_hosts");
-  const lines = s.hosts.map((h) => {
-    const pub = (h.hostKey ?? readFileSync(join(h.dir, "merged/etc/ssh/ssh_host_ed25519_key.pub"), "utf8")).trim().split(" ");
-    return `${h.address} ${pub[0]} ${pub[1]}`;
+  const lines = s.hosts.flatMap((h) => {
+    const text = h.hostKey ?? (h.vm ? undefined : readFileSync(join(h.dir, "merged/etc/ssh/ssh_host_ed25519_key.pub"), "utf8"));
+    if (!text) return [];
+    const pub = text.trim().split(" ");
+    return [`${h.address} ${pub[0]} ${pub[1]}`];
   });
   writeFileSync(knownHosts, lines.join("\n") + "\n", { mode: 0o600 });
+  return knownHosts;
+}
+
+function writeInventory(o: UpOptions, s: LabState, tls: { cert: string; key: string }): void {
+  const knownHosts = writeKnownHosts(o.stateDir, s);
   const inv: LabInventoryFile = {
     lab: s.lab,
     knownHosts,
@@ -646,6 +732,8 @@ export async function labDown(o: DownOptions): Promise<{ removed: number }> {
     if (tryRun("umount", [m]).status !== 0) tryRun("umount", ["-l", m]);
     removed++;
   }
+  // 2b. the containers' data disks (their filesystems went with the containers' mounts)
+  removed += detachDataDisks();
   // 3. namespaces (their veths go with them) and this machine's link (its routes go with it)
   for (const n of namespaces) {
     if (tryRun("ip", ["netns", "del", n]).status === 0) removed++;

@@ -65,7 +65,9 @@ function diskChanges(pc: PhaseContext, host: Host, facts: HostFacts, disk: Longh
     if (facts.guards.get(diskGuard(disk)) !== 0) return [];
     const scriptFile = fileChange(facts, { path: LONGHORN_DISK_SCRIPT_PATH, content: longhornDiskScript(disk), mode: 0o755 }, c);
     if (scriptFile) out.push(scriptFile);
-    out.push(...unitChanges(facts, { unit: LONGHORN_DISK_SERVICE, content: longhornDiskService(), enabled: true, running: false }, c));
+    // running, as its mount leaves it (Requires=, RemainAfterExit): a plan that stopped it
+    // would stop the mount with it, under Longhorn (found by the lab's loop-device disks)
+    out.push(...unitChanges(facts, { unit: LONGHORN_DISK_SERVICE, content: longhornDiskService(), enabled: true, running: true }, c));
     const mount = longhornDiskMountUnit(disk);
     out.push(...mountChanges(facts, { what: disk.device, where: disk.mount, type: "ext4", unitText: mount.content }, c));
     const label = fileChange(facts, { path: K3S_LONGHORN_CONFIG, content: k3sLonghornConfig(), mode: 0o600 }, c);

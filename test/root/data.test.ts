@@ -50,6 +50,13 @@ before(async () => {
   ours = true;
   assert.match(up.stderr, /storage1: VM fmclab-storage1/);
   assert.match(up.stderr, /postgresql1: VM fmclab-postgresql1/);
+  // both are Debian hosts: each boots from its NoCloud seed (a read-only disk), run by the
+  // real cloud-init, which makes its SSH host keys (lab up reads them from the console)
+  for (const vm of ["storage1", "postgresql1"]) {
+    assert.match(up.stderr, new RegExp(`^lab: ${vm}: VM fmclab-${vm} .*first boot: its NoCloud seed `, "m"));
+    assert.match(up.stderr, new RegExp(`^lab: ${vm}: SSH host key from its console`, "m"));
+    assert.match(up.stderr, new RegExp(`^lab: ${vm}: cloud-init status: done$`, "m"));
+  }
   const a = run("apply", "--yes");
   assert.equal(a.status, 0, a.stdout + a.stderr);
   // worker1 is the database's client: psql from the lab's package repository, the app role's password in .pgpass
@@ -191,6 +198,12 @@ test("every committed row survives restarts of PostgreSQL and NFS and reboots of
     return states === "active\nactive" || undefined;
   }, 120_000, 1000).catch(() => undefined);
   assert.equal(states, "active\nactive");
+  // cloud-init ran again at every boot with the same seed and ended cleanly each time
+  for (const vm of ["storage1", "postgresql1"]) {
+    const ci = on(vm, ["cloud-init", "status", "--wait", "--long"], 180_000);
+    assert.match(ci.stdout, /^status: done$/m, `${vm}: ${ci.stdout}${ci.stderr}`);
+    assert.doesNotMatch(ci.stdout, /^errors:\s*\n\s+-/m, `${vm}: ${ci.stdout}`);
+  }
   assert.equal(run("plan", "--detailed-exitcode").status, 0, "nothing to repair after the faults");
 });
 

@@ -131,10 +131,10 @@ function checkFirstBoot(): void {
   const ignitionHosts = [...said.matchAll(/^lab: (\S+): Ignition \(real, fetch \+ files stages\) provisioned its root/gm)].map((m) => m[1]!);
   const ignitionVms = [...said.matchAll(/^lab: (\S+): Ignition \(real, every stage, config through fw_cfg\) provisioned it at first boot/gm)].map((m) => m[1]!);
   const cloudInitHosts = [...said.matchAll(/^lab: (\S+): cloud-init status: done$/gm)].map((m) => m[1]!);
-  // the seed: the three servers from Ignition in containers, storage1 (a VM: its LVM data
-  // disk) from Ignition at its first boot, the six cloud-init containers and postgresql1, a
-  // cloud-init VM; the workers' Longhorn disks need block devices a container lacks
-  assert.deepEqual(ignitionHosts.sort(), ["master1", "master2", "master3"], said);
+  // the seed: the three servers and the three workers (their data disks on loop devices)
+  // from Ignition in containers, storage1 (a VM: its LVM data disk) from Ignition at its
+  // first boot, the six cloud-init containers and postgresql1, a cloud-init VM
+  assert.deepEqual(ignitionHosts.sort(), ["master1", "master2", "master3", "worker1", "worker2", "worker3"], said);
   assert.deepEqual(ignitionVms, ["storage1"], said);
   assert.deepEqual(cloudInitHosts.sort(), ["firewall1", "freeipa1", "loadbalancer1", "loadbalancer2", "postgresql1", "traefik1", "traefik2"], said);
   assert.match(said, /^lab: postgresql1: SSH host key from its console/m, "a cloud-init VM's host key is read from its console");
@@ -159,11 +159,23 @@ function checkFirstBoot(): void {
   assert.equal(lvm.status, 0, lvm.stderr);
   assert.match(lvm.stdout, /Physical volume "\/dev\/vdb" successfully created/, `fmc-lvm.service made the volume group at first boot: ${lvm.stdout}`);
   assert.match(lvm.stdout, /\/dev\/vdb\s+data$/m, lvm.stdout);
-  for (const h of ["master1", "loadbalancer1"]) {
+  const longhornDisk = (when: string) => {
+    for (const w of ["worker1", "worker2", "worker3"]) {
+      const r = fmcIn("lab", "exec", w, "--", "findmnt", "-n", "-o", "SOURCE,FSTYPE", "/mnt/longhorn-disk");
+      assert.equal(r.stdout.trim().split(/\s+/).join(" "), "/dev/vdb ext4", `${when}: ${w}'s Longhorn disk is mounted: ${r.stdout}${r.stderr}`);
+    }
+  };
+  longhornDisk("after apply");
+  // formatted by the worker's first boot (fmc-longhorn-disk.service, enabled by Ignition's
+  // presets), before apply ever ran: its journal from lab up's boot says mkfs made it
+  const mkfs = fmcIn("lab", "exec", "worker2", "--", "journalctl", "-u", "fmc-longhorn-disk.service", "-o", "cat", "--no-pager");
+  assert.match(mkfs.stdout, /Creating filesystem with \d+ 4k blocks/, mkfs.stdout + mkfs.stderr);
+  for (const h of ["master1", "worker1", "loadbalancer1"]) {
     const r = fmcIn("lab", "reboot", h);
     assert.equal(r.status, 0, `lab reboot ${h}: ${r.stderr}`);
   }
   check("after the reboots");
+  longhornDisk("after the reboots");
   const again = fmcIn("plan", "--detailed-exitcode");
   assert.equal(again.status, 0, `the plan after the reboots: ${again.stdout.slice(-3000)}${again.stderr.slice(-2000)}`);
 }

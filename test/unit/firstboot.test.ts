@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync, statSync, copyFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderAll } from "../../src/render/index.js";
-import { buildNoCloudIso, firstBootOf, IGNITION_BIN, IGNITION_RESULT, isoVolumeId, NOCLOUD_SEED, runIgnition, seedFromIso } from "../../src/lab/firstboot.js";
+import { applyIgnitionPresets, buildNoCloudIso, firstBootOf, IGNITION_BIN, IGNITION_RESULT, isoVolumeId, NOCLOUD_SEED, runIgnition, seedFromIso } from "../../src/lab/firstboot.js";
 import { FmcError } from "../../src/errors.js";
 import { LAB_VM_LIMITS, labVmShape, TERRAFORM_LIBVIRT_MAIN, vmShapes } from "../../src/lab/shape.js";
 import { contextFor, tempDir } from "../helpers.js";
@@ -73,6 +73,16 @@ test("the real Ignition provisions a root from master1's rendered config: its fi
   const preset = readFileSync(join(root, "etc/systemd/system-preset/20-ignition.preset"), "utf8");
   for (const u of cfg.systemd.units.filter((x) => x.enabled)) assert.match(preset, new RegExp(`^enable ${u.name.replace(/[.\\]/g, "\\$&")}$`, "m"));
   assert.ok(existsSync(join(root, "home/core/.ssh/authorized_keys.d/ignition")), "core's keys");
+  // its presets, applied as the first boot's preset-all would: what the config enables is
+  // enabled in the root (systemctl's own links), what isn't installed there is left out
+  const enabled = applyIgnitionPresets(root);
+  const want = cfg.systemd.units.filter((x) => x.enabled && x.contents).map((x) => x.name);
+  assert.ok(want.length > 0 && want.every((u) => enabled.includes(u)), enabled.join(" "));
+  for (const u of want) {
+    const r = spawnSync("systemctl", [`--root=${root}`, "is-enabled", u], { encoding: "utf8" });
+    assert.equal(r.stdout.trim(), "enabled", `${u}: ${r.stdout}${r.stderr}`);
+  }
+  assert.ok(!enabled.includes("iscsid.service"), "a unit the root doesn't have is not preset (preset-all never sees it)");
   // the relabel request was recorded, and the SELinux stand-in is gone again
   assert.ok(run.relabelled.length > 0 && run.relabelled.every((p) => p.startsWith("/")), run.relabelled.join(" "));
   assert.equal(existsSync(join(root, "etc/selinux")), false);

@@ -361,7 +361,9 @@ test("longhorn-prereqs: a worker's data disk is formatted when blank and mounted
     ...base,
     files: { [LONGHORN_MODULES_FILE]: "# Managed by fmc: kernel modules Longhorn needs, loaded at boot.\niscsi_tcp\nnfsv4\ndm_crypt\n", ...Object.fromEntries(plan.flatMap((c) => (c.file ? [[c.file.path, c.file.content]] : []))) },
     modes: { "/etc/rancher/k3s/config.yaml.d/50-fmc-longhorn.yaml": "600" },
-    units: { ...base.units, "fmc-longhorn-disk.service": ["inactive", "enabled"], "mnt-longhorn\\x2ddisk.mount": ["active", "enabled"] },
+    // the format service stays active after the boot or the apply that started the mount
+    // (the mount Requires= it; RemainAfterExit): a plan that stopped it would unmount the disk
+    units: { ...base.units, "fmc-longhorn-disk.service": ["active", "enabled"], "mnt-longhorn\\x2ddisk.mount": ["active", "enabled"] },
   });
   assert.deepEqual(longhornPrereqs.plan(pc, h, done).map((c) => c.title), []);
   // storage1: its LV is mounted by the storage phase; only K3s's ordering is added here
