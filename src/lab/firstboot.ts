@@ -108,7 +108,7 @@ export function runIgnition(config: string, root: string, scratchParent: string)
 }
 
 /** Where Ignition's files stage records the units a config enables or disables. */
-export const IGNITION_PRESET = "/etc/systemd/system-preset/20-ignition.preset";
+const IGNITION_PRESET = "/etc/systemd/system-preset/20-ignition.preset";
 
 /**
  * Applies Ignition's presets to a root that will boot, as the root's first boot does: on

@@ -74,9 +74,9 @@ const IGNITION_IN_IMAGE = "/usr/lib/dracut/modules.d/30ignition/ignition";
  */
 export const IGNITION_FW_CFG_NAMES = ["opt/org.flatcar-linux/config", "opt/com.coreos/config"] as const;
 /** Kernel parameters of a Flatcar VM's first boot (Flatcar's GRUB sets them while /boot/flatcar/first_boot exists). */
-export const IGNITION_KERNEL_ARGS = ["ignition.firstboot", "ignition.platform.id=qemu"] as const;
+const IGNITION_KERNEL_ARGS = ["ignition.firstboot", "ignition.platform.id=qemu"] as const;
 /** A VM with no NoCloud seed: cloud-init's generator leaves cloud-init.target alone (kernel command line first). */
-export const NO_CLOUD_INIT_ARG = "cloud-init=disabled";
+const NO_CLOUD_INIT_ARG = "cloud-init=disabled";
 /** The NoCloud seed disk's virtio serial (cloud-init finds it by its ISO label, cidata). */
 export const CIDATA_SERIAL = "cidata";
 
