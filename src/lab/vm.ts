@@ -5,8 +5,12 @@
 // beside it. Each VM gets a copy-on-write disk over that image, sparse virtio data disks
 // (the first is /dev/vdb), one tap per NIC on its segment's bridge (QEMU runs inside the
 // switch namespace), and a small read-only config disk that a oneshot unit baked into the
-// image applies early at first boot: hostname, addresses (systemd-networkd, matched by
-// MAC), default route, authorized_keys, SSH host keys. No nbd, no kernel modules here.
+// image applies early at first boot: what the lab adds (its login key, the K3s stand-in)
+// and, for a VM the spec gives no first-boot files, its identity: hostname, addresses
+// (systemd-networkd, matched by MAC), default route, SSH host keys. A VM that has them
+// boots from them as libvirt hands them over: Ignition through fw_cfg, run by the real
+// Ignition at first boot (IGNITION_SCRIPT); a NoCloud ISO disk, run by the real cloud-init.
+// No nbd, no kernel modules here.
 // KVM is used when a tiny probe boots under it; otherwise software emulation (TCG).
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
