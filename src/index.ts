@@ -6,7 +6,10 @@ export { SEED_YAML } from "./model/seed.js";
 export { Topology } from "./model/topology.js";
 export { specJsonSchema, specMarkdown } from "./model/jsonschema.js";
 export { renderAll, RENDERERS } from "./render/index.js";
-export type { Artifact, RenderContext } from "./render/types.js";
+export type { Artifact } from "./render/types.js";
+export type { ClusterContext } from "./state/context.js";
+/** @deprecated the former name of ClusterContext */
+export type { ClusterContext as RenderContext } from "./state/context.js";
 export { writeArtifacts } from "./render/write.js";
 export { requiredSecrets, loadOrCreateSecrets, fixedSecrets, Secrets } from "./state/secrets.js";
 export { context, load, InvalidSpec } from "./project.js";

@@ -9,7 +9,7 @@ import { isPublicKey } from "./model/checks.js";
 import { Topology } from "./model/topology.js";
 import type { Spec } from "./model/schema.js";
 import { loadOrCreateSecrets, requiredSecrets, stateDirFor, type Secrets } from "./state/secrets.js";
-import type { RenderContext } from "./render/types.js";
+import type { ClusterContext } from "./state/context.js";
 import { isK3sBootstrapped } from "./state/bootstrap.js";
 import { FmcError, type Problem } from "./errors.js";
 
@@ -161,7 +161,7 @@ export interface ContextOptions {
 }
 
 /** Loads a valid spec and its secrets; invalid specs throw with every problem attached. */
-export function context(options: ContextOptions = {}): { ctx: RenderContext; loaded: Loaded; stateDir: string } {
+export function context(options: ContextOptions = {}): { ctx: ClusterContext; loaded: Loaded; stateDir: string } {
   const loaded = load(options.file);
   if (!loaded.spec || hasErrors(loaded.problems)) throw new InvalidSpec(loaded.problems);
   const state = stateDirFor(loaded.source.file, options.stateDir);

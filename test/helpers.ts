@@ -8,7 +8,7 @@ import { loadSpec } from "../src/model/load.js";
 import { SEED_YAML } from "../src/model/seed.js";
 import { Topology } from "../src/model/topology.js";
 import { fixedSecrets, requiredSecrets } from "../src/state/secrets.js";
-import type { RenderContext } from "../src/render/types.js";
+import type { ClusterContext } from "../src/state/context.js";
 import type { Spec } from "../src/model/schema.js";
 
 export const ROOT = resolve(import.meta.dirname, "..");
@@ -20,7 +20,7 @@ export function specFrom(yaml: string): Spec {
   return r.spec;
 }
 
-export function contextFor(yaml = SEED_YAML, seed = "test"): RenderContext {
+export function contextFor(yaml = SEED_YAML, seed = "test"): ClusterContext {
   const spec = specFrom(yaml);
   const secrets = fixedSecrets(requiredSecrets(spec), seed);
   const admin = secrets.adminPublicKey();

@@ -8,7 +8,7 @@ import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import type { Command } from "../hosts/command.js";
 import type { Transport } from "../hosts/transport.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import {
   adminKubeconfigCommand, apiServerUrl, K3S_ADMIN_KUBECONFIG, KUBECONFIG_ABSENT_EXIT, kubeconfigTarget, mergeKubeconfig, rewriteKubeconfig, writeKubeconfigFile,
 } from "../local/kubeconfig.js";
@@ -22,7 +22,7 @@ export interface ServerLink {
 }
 
 /** Where this cluster's servers keep the admin kubeconfig: K3s's default, unless k3s.serverArgs.write-kubeconfig moves it. */
-export function adminKubeconfigPath(render: RenderContext): string {
+export function adminKubeconfigPath(render: ClusterContext): string {
   const moved = render.spec.k3s.serverArgs["write-kubeconfig"];
   return typeof moved === "string" ? moved : K3S_ADMIN_KUBECONFIG;
 }
@@ -59,7 +59,7 @@ export interface KubeconfigRun {
 }
 
 /** Fetch, rewrite, then print or merge: the command without its session, so tests reach it with recorded transports. */
-export async function runKubeconfig(render: RenderContext, servers: readonly ServerLink[], o: KubeconfigRun): Promise<{ host: string; file?: string }> {
+export async function runKubeconfig(render: ClusterContext, servers: readonly ServerLink[], o: KubeconfigRun): Promise<{ host: string; file?: string }> {
   if (o.print && o.output !== undefined) throw new FmcError("USAGE", "--print and --output: choose one", "--print writes to stdout, --output FILE merges into FILE");
   const server = apiServerUrl(render.topo.apiVip.address, render.spec.loadBalancer.apiPort);
   const { host, text } = await fetchAdminKubeconfig(servers, adminKubeconfigCommand(adminKubeconfigPath(render)));

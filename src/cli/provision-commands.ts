@@ -19,7 +19,7 @@ import { acquireLock, HOSTS_LOCK } from "../state/lock.js";
 import { checkDomainLosses, chooseTool, domainLosses, PLAN_FILE, provisionSteps, type ProvisionVerb, type Tool } from "../local/provision.js";
 import { PROVISION_SECRET_NAMES, PROVISION_SECRETS, provisionSecretsFile, readProvisionSecrets, setProvisionSecret, statePassphrase, checkProvisionSecretName } from "../state/provision-secrets.js";
 import { stateDirFor } from "../state/secrets.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import { bold, confirm, dim, fileArg, printProblems, red, specArg, specFileOf, stateArg } from "./ui.js";
 
 const common = {
@@ -73,7 +73,7 @@ function parseModule(m: string | undefined): TerraformModule | undefined {
  * resource. Its state must be divided before the new modules run, or they would plan
  * to create everything again: say how, with the addresses that move.
  */
-function refuseSingleModuleState(ctx: RenderContext, out: string): void {
+function refuseSingleModuleState(ctx: ClusterContext, out: string): void {
   const old = join(out, "terraform", "terraform.tfstate");
   if (!existsSync(old)) return;
   const cf = cloudflareTerraform(ctx);
@@ -103,7 +103,7 @@ function refuseSingleModuleState(ctx: RenderContext, out: string): void {
  * Terraform's environment per module: the caller's, plus the secrets as TF_VAR_… (a value
  * already exported wins); the Cloudflare token only where the cloudflare module runs.
  */
-function terraformEnv(ctx: RenderContext, stateDir: string, modules: readonly TerraformModule[], verb: ProvisionVerb): Map<TerraformModule, NodeJS.ProcessEnv> {
+function terraformEnv(ctx: ClusterContext, stateDir: string, modules: readonly TerraformModule[], verb: ProvisionVerb): Map<TerraformModule, NodeJS.ProcessEnv> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   const tokenVar = `TF_VAR_${CLOUDFLARE_TOKEN_VAR}`;
   let token = env[tokenVar];

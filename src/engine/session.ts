@@ -19,7 +19,7 @@ import { PHASES, type Phase, type PhaseContext } from "../phases/index.js";
 import { pool, type Reconnect } from "./run.js";
 import { lockHosts, type HostsLock } from "./hosts-lock.js";
 import { commandLine } from "../state/lock.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import type { Host } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 
@@ -40,7 +40,7 @@ export interface SessionOptions {
 }
 
 export interface Session {
-  readonly render: RenderContext;
+  readonly render: ClusterContext;
   readonly pc: PhaseContext;
   readonly inventory: Inventory;
   readonly stateDir: string;
@@ -89,7 +89,7 @@ export function newBootstrapToken(): string {
   return `${out.slice(0, 6).join("")}.${out.slice(6).join("")}`;
 }
 
-function k3sRun(ctx: RenderContext, stateDir: string, markerDir: string, source: "spec" | "lab"): K3sRun {
+function k3sRun(ctx: ClusterContext, stateDir: string, markerDir: string, source: "spec" | "lab"): K3sRun {
   const version = ctx.spec.k3s.version;
   const dir = k3sBundleDir(stateDir, version, source);
   let bundle: K3sBundle | undefined | null = null;
@@ -116,7 +116,7 @@ export async function openSession(o: SessionOptions): Promise<Session> {
   // the lab's cluster is not the real one: its bootstrap record lives (and dies) with the lab
   const markerDir = inv.source === "lab" ? join(stateDir, "lab") : stateDir;
   const labBoot = inv.source === "lab" ? { k3sBootstrapped: isK3sBootstrapped({ path: markerDir }, loaded.ctx.spec.name) } : {};
-  const ctx: RenderContext = spec === loaded.ctx.spec && inv.source !== "lab" ? loaded.ctx : { ...loaded.ctx, ...labBoot, spec, topo: new Topology(spec, loaded.ctx.topo.sshKeys) };
+  const ctx: ClusterContext = spec === loaded.ctx.spec && inv.source !== "lab" ? loaded.ctx : { ...loaded.ctx, ...labBoot, spec, topo: new Topology(spec, loaded.ctx.topo.sshKeys) };
   const phases = selectPhases(o.phases);
   const k3s = k3sRun(ctx, stateDir, markerDir, inv.source);
   const pc: PhaseContext = {

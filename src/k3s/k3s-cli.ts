@@ -9,7 +9,7 @@ import { script, uploadScript, type Command } from "../hosts/command.js";
 import { quote } from "../shell.js";
 import { k3sInstallScript } from "../render/k3s-install.js";
 import { sh } from "../render/quote.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import { checkBundlePin, type K3sBundle } from "../local/bundle.js";
 
 export const SERVER_UNIT = "k3s.service";
@@ -53,10 +53,10 @@ export function parseK3sVersionOutput(stdout: string): string {
 }
 
 /** The spec's k3s.sha256 when it pins `version` (it is the spec's version's only). */
-export const pinnedSha256 = (ctx: RenderContext, version: string): string | undefined => (version === ctx.spec.k3s.version ? ctx.spec.k3s.sha256 : undefined);
+export const pinnedSha256 = (ctx: ClusterContext, version: string): string | undefined => (version === ctx.spec.k3s.version ? ctx.spec.k3s.sha256 : undefined);
 
 /** The bundle to install `version` from, refused when the spec pins another binary (checkBundlePin). */
-export const installableBundle = (ctx: RenderContext, version: string, bundle: K3sBundle | undefined): K3sBundle | undefined =>
+export const installableBundle = (ctx: ClusterContext, version: string, bundle: K3sBundle | undefined): K3sBundle | undefined =>
   bundle && checkBundlePin(bundle, pinnedSha256(ctx, version));
 
 /**
@@ -66,7 +66,7 @@ export const installableBundle = (ctx: RenderContext, version: string, bundle: K
  * sha256sum-amd64.txt (the spec's pinned sha256 and airgapPath belong to its own version only);
  * `how` says which, for titles. Shared with fmc upgrade, which installs another version.
  */
-export function k3sBinaryCommand(ctx: RenderContext, version: string, dir: string, given: K3sBundle | undefined): { command: Command; how: string } {
+export function k3sBinaryCommand(ctx: ClusterContext, version: string, dir: string, given: K3sBundle | undefined): { command: Command; how: string } {
   const bundle = installableBundle(ctx, version, given);
   if (bundle) {
     const d = sh(dir);

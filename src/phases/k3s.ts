@@ -35,7 +35,7 @@ import { k3sUnit } from "../render/ignition.js";
 import { k3sVersionOf } from "../render/k3s-install.js";
 import { K3S_RESOLV_CONF, k3sConfigText, k3sResolvConf } from "../render/k3s.js";
 import { sh } from "../render/quote.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import type { Host } from "../model/schema.js";
 import type { Phase, PhaseContext } from "./phase.js";
 import { AGENT_JOIN_S, AGENT_UNIT, installableBundle, k3sBinaryCommand, parseK3sVersion, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
@@ -99,7 +99,7 @@ function clusterExists(pc: PhaseContext): boolean {
   return pc.render.topo.servers.some((s) => pc.facts?.get(s.name)?.guards.get(G_MEMBER) === 0);
 }
 
-function renderFor(pc: PhaseContext, bootstrapped: boolean): RenderContext {
+function renderFor(pc: PhaseContext, bootstrapped: boolean): ClusterContext {
   return bootstrapped === !!pc.render.k3sBootstrapped ? pc.render : { ...pc.render, k3sBootstrapped: bootstrapped };
 }
 

@@ -1,11 +1,11 @@
 import type { Host } from "../model/schema.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import type { FactRequest, HostFacts } from "../hosts/facts.js";
 import type { Change, Masker } from "../ops/change.js";
 import type { K3sBundle } from "../local/bundle.js";
 
 export interface PhaseContext {
-  readonly render: RenderContext;
+  readonly render: ClusterContext;
   readonly mask: Masker;
   /** The user fmc logs in as on each host (its authorized_keys is managed). */
   readonly loginUser: (host: Host) => string;

@@ -6,7 +6,7 @@
 import { createHash, createHmac, pbkdf2Sync } from "node:crypto";
 import { postgresLayout, type PostgresLayout } from "../hosts/os.js";
 import type { Host } from "../model/schema.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, HEADER_TEXT, lines } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
 import { configWord, systemdPath } from "./quote.js";
@@ -41,13 +41,13 @@ function specFamily(h: Host): "debian-like" | "rhel-like" {
 }
 
 /** The layout of the spec's PostgreSQL on a family, with its data below database.dataDir. */
-export function layoutFor(ctx: RenderContext, family: "debian-like" | "rhel-like", version?: string): PostgresLayout {
+export function layoutFor(ctx: ClusterContext, family: "debian-like" | "rhel-like", version?: string): PostgresLayout {
   const db = ctx.spec.database!;
   return postgresLayout(family, version ?? db.postgresVersion, db.dataDir);
 }
 
 /** The NFS server and export of the data directory, when the spec puts it on NFS. */
-export function nfsSource(ctx: RenderContext): { server: string; export: string; what: string } | undefined {
+export function nfsSource(ctx: ClusterContext): { server: string; export: string; what: string } | undefined {
   const db = ctx.spec.database;
   const st = ctx.spec.storage;
   if (!db?.nfsExport || !st) return undefined;
@@ -55,7 +55,7 @@ export function nfsSource(ctx: RenderContext): { server: string; export: string;
   return { server, export: db.nfsExport, what: `${server}:${db.nfsExport}` };
 }
 
-export const dataMountUnit = (ctx: RenderContext) => mountUnitName(ctx.spec.database!.dataDir);
+export const dataMountUnit = (ctx: ClusterContext) => mountUnitName(ctx.spec.database!.dataDir);
 
 /**
  * NFS options: v4.2, hard (a server that goes away blocks I/O until it is back; it never
@@ -68,7 +68,7 @@ function mountOptions(family: "debian-like" | "rhel-like"): string {
   return ["rw", "hard", "vers=4.2", "proto=tcp", "timeo=600", "retrans=2", `retry=${MOUNT_RETRY_MIN}`, "noatime", "_netdev", ...(family === "rhel-like" ? [`context=${POSTGRES_SELINUX_CONTEXT}`] : [])].join(",");
 }
 
-export function databaseMountUnit(ctx: RenderContext, family: "debian-like" | "rhel-like"): { name: string; content: string } | undefined {
+export function databaseMountUnit(ctx: ClusterContext, family: "debian-like" | "rhel-like"): { name: string; content: string } | undefined {
   const src = nfsSource(ctx);
   if (!src) return undefined;
   const st = ctx.spec.storage!;
@@ -104,7 +104,7 @@ export const dropInPath = (layout: PostgresLayout) => `/etc/systemd/system/${lay
  * mount point really is a mount point (Assert, and the same check as a first ExecStartPre,
  * which also covers a manual `pg_ctlcluster`-less start through the unit).
  */
-export function postgresDropIn(ctx: RenderContext, layout: PostgresLayout, family: "debian-like" | "rhel-like"): string {
+export function postgresDropIn(ctx: ClusterContext, layout: PostgresLayout, family: "debian-like" | "rhel-like"): string {
   const root = systemdPath(ctx.spec.database!.dataDir);
   const nfs = !!nfsSource(ctx);
   const mount = dataMountUnit(ctx);
@@ -131,7 +131,7 @@ export function postgresDropIn(ctx: RenderContext, layout: PostgresLayout, famil
 }
 
 /** The subnets the applications connect from: those of the K3s nodes (else a subnet named cluster). */
-function clusterSubnets(ctx: RenderContext): string[] {
+function clusterSubnets(ctx: ClusterContext): string[] {
   const k3s = ctx.spec.hosts.filter((h) => h.roles.includes("k3s-server") || h.roles.includes("k3s-agent"));
   const out = new Set<string>();
   for (const h of k3s) {
@@ -146,7 +146,7 @@ function clusterSubnets(ctx: RenderContext): string[] {
 }
 
 /** pg_hba.conf: the admin over the local socket, passwords on loopback, each database's owner from the cluster subnets. Nothing else. */
-export function pgHba(ctx: RenderContext): string {
+export function pgHba(ctx: ClusterContext): string {
   const db = ctx.spec.database!;
   const row = (type: string, database: string, user: string, address: string, method: string) => `${type.padEnd(6)} ${database.padEnd(16)} ${user.padEnd(16)} ${address.padEnd(18)} ${method}`;
   return lines(
@@ -184,7 +184,7 @@ export function scramVerifier(password: string, role: string, iterations = 4096)
 }
 
 /** Roles (name = the database, its password) and the superuser, with their verifiers. */
-function roles(ctx: RenderContext): Array<{ role: string; verifier: string; superuser: boolean }> {
+function roles(ctx: ClusterContext): Array<{ role: string; verifier: string; superuser: boolean }> {
   const db = ctx.spec.database!;
   for (const d of db.databases) {
     if (RESERVED.has(d)) throw new FmcError("DATABASE_NAME", `database.databases: ${d} is PostgreSQL's own name`, "choose another name for the application's database");
@@ -196,7 +196,7 @@ function roles(ctx: RenderContext): Array<{ role: string; verifier: string; supe
 }
 
 /** Idempotent SQL (psql, ON_ERROR_STOP): roles with their passwords, each database owned by its role, closed to everyone else. */
-export function rolesSql(ctx: RenderContext): string {
+export function rolesSql(ctx: ClusterContext): string {
   const out: string[] = ["-- fmc: roles and databases of the cluster spec", "\\set ON_ERROR_STOP on"];
   for (const r of roles(ctx)) {
     if (!r.superuser) out.push(`SELECT 'CREATE ROLE ${sqlName(r.role)}' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ${sqlString(r.role)})\\gexec`);
@@ -212,7 +212,7 @@ export function rolesSql(ctx: RenderContext): string {
 }
 
 /** One query printing `t` when the server has exactly what rolesSql makes (read as a guard). */
-export function rolesCheckSql(ctx: RenderContext): string {
+export function rolesCheckSql(ctx: ClusterContext): string {
   const checks: string[] = [];
   for (const r of roles(ctx)) {
     checks.push(`coalesce((SELECT rolcanlogin AND rolpassword = ${sqlString(r.verifier)}${r.superuser ? "" : " AND NOT rolsuper"} FROM pg_authid WHERE rolname = ${sqlString(r.role)}), false)`);
@@ -227,7 +227,7 @@ export function rolesCheckSql(ctx: RenderContext): string {
 export const maskVerifiers = (text: string) => text.replace(/SCRAM-SHA-256\$[^'\s]+/g, "<scram-verifier>");
 
 /** The database host's files as `fmc render` writes them, for the OS the spec names. */
-export function renderDatabase(ctx: RenderContext): Artifact[] {
+export function renderDatabase(ctx: ClusterContext): Artifact[] {
   const db = ctx.spec.database;
   if (!db) return [];
   const host = ctx.topo.host(db.host);

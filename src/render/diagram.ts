@@ -1,7 +1,7 @@
 // A topology diagram (SVG) of the spec: the traffic path from the internet down to the
 // K3s nodes, one row per tier, every host with its address, side services at the right.
 import type { Host, Role } from "../model/schema.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { xmlText } from "./quote.js";
 
 interface Box {
@@ -27,7 +27,7 @@ const hostBox = (row: readonly Role[]) => (h: Host): Box => {
 const ROW_ROLES: readonly Role[] = ["gateway", "firewall", "edge", "loadbalancer", "k3s-server", "k3s-agent"];
 
 /** The main rows, top down; every host once, in the first row of a role it has (its other roles named in its box). */
-export function diagramRows(ctx: RenderContext): Array<{ label: string; boxes: Box[] }> {
+export function diagramRows(ctx: ClusterContext): Array<{ label: string; boxes: Box[] }> {
   const { spec, topo } = ctx;
   const placed = new Set<string>();
   const once = (hosts: readonly Host[]) =>
@@ -50,7 +50,7 @@ export function diagramRows(ctx: RenderContext): Array<{ label: string; boxes: B
   return rows.filter((r) => r.boxes.length > 0);
 }
 
-export function diagramSvg(ctx: RenderContext): string {
+export function diagramSvg(ctx: ClusterContext): string {
   const rows = diagramRows(ctx);
   // a host already in a row (storage1 is a K3s agent too) is not drawn again at the side
   const side = ctx.spec.hosts.filter((h) => !h.roles.some((r) => ROW_ROLES.includes(r)) && h.roles.some((r) => r === "identity" || r === "database" || r === "storage"));
@@ -87,6 +87,6 @@ export function diagramSvg(ctx: RenderContext): string {
   return out.join("\n") + "\n";
 }
 
-export function renderDiagram(ctx: RenderContext): Artifact[] {
+export function renderDiagram(ctx: ClusterContext): Artifact[] {
   return [{ path: "topology.svg", content: diagramSvg(ctx) }];
 }

@@ -9,7 +9,7 @@
 // Secrets never appear here: the FreeIPA passwords are files that `fmc apply` places with
 // mode 0600, read by the installers in-process (not passed in argv); clients enroll with a
 // one-time host password, never the admin password.
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import type { Host } from "../model/schema.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { cidrOf, contains, ipOf, reverseLabel } from "../model/net.js";
@@ -28,7 +28,7 @@ export interface DnsRecord {
  * API VIP (by CNAME, so that only the VIP's own name has its address and its PTR), `ipa`,
  * `postgres` and `nfs` at their hosts. A name is taken once, first come first served.
  */
-export function dnsRecords(ctx: RenderContext): DnsRecord[] {
+export function dnsRecords(ctx: ClusterContext): DnsRecord[] {
   const { spec } = ctx;
   const recs: DnsRecord[] = spec.hosts.map((h) => ({ name: h.name, type: "A", value: h.address }));
   for (const v of spec.vips) recs.push({ name: v.name, type: "A", value: v.address });
@@ -56,7 +56,7 @@ export interface PtrRecord {
 }
 
 /** One PTR per address inside network.cidr: hosts first, then VIPs; an address is named once. */
-export function ptrRecords(ctx: RenderContext): PtrRecord[] {
+export function ptrRecords(ctx: ClusterContext): PtrRecord[] {
   const { spec, topo } = ctx;
   const net = cidrOf(spec.network.cidr);
   const prefix = zonePrefix(ctx);
@@ -119,12 +119,12 @@ function renderDate(): Date {
 // ---------------------------------------------------------------------------------------
 // Zones
 
-function nameServer(ctx: RenderContext): string {
+function nameServer(ctx: ClusterContext): string {
   const ns = ctx.topo.dnsHost;
   return ns ? `${ctx.topo.fqdn(ns.name)}.` : `ns.${ctx.spec.domain}.`;
 }
 
-function soa(ctx: RenderContext, origin: string, serial: number, body: string[]): string {
+function soa(ctx: ClusterContext, origin: string, serial: number, body: string[]): string {
   const ns = nameServer(ctx);
   return lines(
     `; ${HEADER_TEXT}`,
@@ -136,29 +136,29 @@ function soa(ctx: RenderContext, origin: string, serial: number, body: string[])
   );
 }
 
-export function forwardZone(ctx: RenderContext, serial = dateSerial(renderDate())): string {
+export function forwardZone(ctx: ClusterContext, serial = dateSerial(renderDate())): string {
   const body = dnsRecords(ctx).map((r) => `${zoneName(r.name).padEnd(16)} IN ${r.type.padEnd(5)} ${r.type === "A" ? configWord("a zone file", r.value) : zoneName(r.value)}`);
   return soa(ctx, ctx.spec.domain, serial, body);
 }
 
 /** Whole octets of network.cidr (at least one): the reverse zone covers them. */
-function zonePrefix(ctx: RenderContext): number {
+function zonePrefix(ctx: ClusterContext): number {
   return Math.max(8, Math.floor(cidrOf(ctx.spec.network.cidr).prefix / 8) * 8);
 }
 
-export function reverseZoneName(ctx: RenderContext): string {
+export function reverseZoneName(ctx: ClusterContext): string {
   const ip = cidrOf(ctx.spec.network.cidr).network;
   const parts = [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255].slice(0, zonePrefix(ctx) / 8);
   return `${parts.reverse().join(".")}.in-addr.arpa`;
 }
 
-export function reverseZone(ctx: RenderContext, serial = dateSerial(renderDate())): string {
+export function reverseZone(ctx: ClusterContext, serial = dateSerial(renderDate())): string {
   const body = ptrRecords(ctx).map((p) => `${zoneName(p.label).padEnd(10)} IN PTR ${zoneName(p.target)}`);
   return soa(ctx, reverseZoneName(ctx), serial, body);
 }
 
 /** The zones the DNS host serves, each with its renderer by serial. */
-export function zones(ctx: RenderContext): Array<{ name: string; render: (serial: number) => string }> {
+export function zones(ctx: ClusterContext): Array<{ name: string; render: (serial: number) => string }> {
   return [
     { name: ctx.spec.domain, render: (s) => forwardZone(ctx, s) },
     { name: reverseZoneName(ctx), render: (s) => reverseZone(ctx, s) },
@@ -175,14 +175,14 @@ export interface BindLayout {
   /** The group named runs as: it must read the files. */
   readonly group: string;
   /** Config files fmc writes, with their content. */
-  readonly config: (ctx: RenderContext) => Array<{ path: string; content: string }>;
+  readonly config: (ctx: ClusterContext) => Array<{ path: string; content: string }>;
   readonly zoneDir: string;
 }
 
 const zoneFile = (dir: string, zone: string) => `${dir}/${zone}.zone`;
 const q = (name: string) => `"${zoneName(name)}"`;
 
-function bindOptions(ctx: RenderContext, dir: string, extra: readonly string[] = []): string[] {
+function bindOptions(ctx: ClusterContext, dir: string, extra: readonly string[] = []): string[] {
   const { spec, topo } = ctx;
   const host = topo.dnsHost!;
   const addr = (a: string) => `${configWord("named.conf", a)};`;
@@ -206,7 +206,7 @@ function bindOptions(ctx: RenderContext, dir: string, extra: readonly string[] =
   ];
 }
 
-function bindZones(ctx: RenderContext, zoneDir: string): string[] {
+function bindZones(ctx: ClusterContext, zoneDir: string): string[] {
   return zones(ctx).flatMap((z) => [`zone ${q(z.name)} {`, "\ttype primary;", `\tfile "${zoneFile(zoneDir, z.name)}";`, "\tallow-update { none; };", "};"]);
 }
 
@@ -249,7 +249,7 @@ export const BIND_LAYOUTS: Record<"debian-like" | "rhel-like", BindLayout> = {
 // it on 127.0.0.1, and ipa-server-install aborts on that), plus the DNS host's name, so
 // that enrolling and installing never depend on the internal DNS being up.
 
-export function etcHosts(ctx: RenderContext, host: Host): string {
+export function etcHosts(ctx: ClusterContext, host: Host): string {
   const { topo } = ctx;
   const entry = (h: Host) => `${configWord("/etc/hosts", h.address).padEnd(15)} ${zoneName(topo.fqdn(h.name))} ${zoneName(h.name)}`;
   const dnsHost = topo.dnsHost;
@@ -284,10 +284,10 @@ const IPA_CLIENT_OTP = `${IPA_SECRET_DIR}/ipa-otp`;
 export const IPA_SERVER_SCRIPT = `${IPA_SECRET_DIR}/ipa-server-install.sh`;
 export const IPA_RECORDS_SCRIPT = `${IPA_SECRET_DIR}/ipa-records.sh`;
 
-const realmOf = (ctx: RenderContext) => ctx.spec.identity?.realm ?? ctx.spec.domain.toUpperCase();
+const realmOf = (ctx: ClusterContext) => ctx.spec.identity?.realm ?? ctx.spec.domain.toUpperCase();
 
 /** Bash lines: use the bootstrap resolvers while the current ones cannot resolve the package mirrors. */
-function bootstrapResolver(ctx: RenderContext, probe: string): string[] {
+function bootstrapResolver(ctx: ClusterContext, probe: string): string[] {
   const upstream = ctx.spec.network.upstreamDns.map((d) => `nameserver ${configWord("resolv.conf", d)}`).join("\\n");
   return [
     "# Bootstrap resolver: until IPA's DNS answers, package downloads resolve through the",
@@ -308,7 +308,7 @@ const PYTHON_OF = (tool: string) => `PY=$(sed -n '1s/^#! *\\([^ ]*\\).*/\\1/p' "
 const requireSecretFile = (path: string, hint: string) =>
   `if [ ! -s ${sh(path)} ] || [ "$(stat -c %a ${sh(path)})" != 600 ]; then echo ${sh(`fmc: ${path} must exist with mode 0600: ${hint}`)} >&2; exit 2; fi`;
 
-export function ipaServerInstall(ctx: RenderContext): string {
+export function ipaServerInstall(ctx: ClusterContext): string {
   const { spec, topo } = ctx;
   const host = topo.host(spec.identity!.host);
   const fqdn = topo.fqdn(host.name);
@@ -360,7 +360,7 @@ export function ipaServerInstall(ctx: RenderContext): string {
   );
 }
 
-export function ipaRecords(ctx: RenderContext): string {
+export function ipaRecords(ctx: ClusterContext): string {
   const { spec, topo } = ctx;
   const server = topo.host(spec.identity!.host);
   const zone = spec.domain;
@@ -406,7 +406,7 @@ export function ipaRecords(ctx: RenderContext): string {
   );
 }
 
-export function ipaClientInstall(ctx: RenderContext, hostName: string): string {
+export function ipaClientInstall(ctx: ClusterContext, hostName: string): string {
   const { spec, topo } = ctx;
   const server = topo.host(spec.identity!.host);
   const sfqdn = topo.fqdn(server.name);
@@ -452,7 +452,7 @@ export function ipaClientInstall(ctx: RenderContext, hostName: string): string {
   );
 }
 
-export function renderDns(ctx: RenderContext): Artifact[] {
+export function renderDns(ctx: ClusterContext): Artifact[] {
   const { spec, topo } = ctx;
   const dnsHost = topo.dnsHost;
   if (!dnsHost) return [];

@@ -6,7 +6,7 @@
 // VIP's httpPort, where the load balancers spread it over the agents. Each answers
 // `GET /ping` on the host address at edge.metricsPort: Keepalived's health check.
 import type { Host } from "../model/schema.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord, systemdPath } from "./quote.js";
 import { haproxyGlobal } from "./haproxy.js";
@@ -29,7 +29,7 @@ export const EDGE_PATHS: EdgePaths = {
 };
 
 /** The sources whose X-Forwarded-For the edge keeps: empty without a tunnel (trust nobody). */
-export function forwardersList(ctx: RenderContext): string {
+export function forwardersList(ctx: ClusterContext): string {
   const from = ctx.spec.wireguard?.forwardFrom ?? [];
   return lines(HEADER("#"), ...from.map(word));
 }
@@ -39,7 +39,7 @@ export function certBundle(cert: string, key: string): string {
   return `${cert.trim()}\n${key.trim()}\n`;
 }
 
-export function edgeHaproxyConfig(ctx: RenderContext, host: Host, paths: EdgePaths = EDGE_PATHS, family: OsFamilyName = specFamily(host.os)): string {
+export function edgeHaproxyConfig(ctx: ClusterContext, host: Host, paths: EdgePaths = EDGE_PATHS, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
   // one server (the VIP): checked, but back within about two seconds once it answers again
@@ -101,7 +101,7 @@ export const traefikCredentialPath = (name: string) => `/run/credentials/traefik
  * origin key stays root-only on disk and reaches Traefik through LoadCredential= (copied
  * at start, so a new certificate needs a restart, which the edge phase does).
  */
-export function traefikUnit(ctx: RenderContext, binary: string): string {
+export function traefikUnit(ctx: ClusterContext, binary: string): string {
   const e = ctx.spec.edge;
   return lines(
     HEADER("#"),
@@ -133,7 +133,7 @@ export function traefikUnit(ctx: RenderContext, binary: string): string {
 }
 
 /** The edge files `fmc render` shows (the certificate is not rendered: it is not in the spec). */
-export function renderEdge(ctx: RenderContext): Artifact[] {
+export function renderEdge(ctx: ClusterContext): Artifact[] {
   const edges = ctx.topo.withRole("edge");
   if (ctx.spec.edge.engine === "haproxy") {
     return edges.flatMap((h) => [

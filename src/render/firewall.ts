@@ -11,7 +11,7 @@
 // the tunnel. Connections from the tunnel are marked so that policy routing sends their
 // replies back into it (the firewall's default route is the WAN); pfSense does the same
 // with reply-to, from the tunnel interface's gateway.
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { lines, HEADER_TEXT } from "./types.js";
 import { nftSet, nftTable } from "./nft.js";
 import { nftString, xmlComment, xmlText } from "./quote.js";
@@ -35,7 +35,7 @@ const NOT_INTERNET = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0
 const EDGE_EGRESS = ["udp/123", "tcp/80", "tcp/443"] as const;
 
 /** What a subnet may open on the internet: its egress, else EDGE_EGRESS where edge hosts or an edge VIP live, else everything. */
-function egressOf(ctx: RenderContext, subnet: Subnet): readonly string[] {
+function egressOf(ctx: ClusterContext, subnet: Subnet): readonly string[] {
   if (subnet.egress) return subnet.egress;
   const c = cidrOf(subnet.cidr);
   const edge = [...ctx.topo.withRole("edge").map((h) => h.address), ...ctx.spec.vips.filter((v) => v.role === "edge").map((v) => v.address)];
@@ -53,7 +53,7 @@ function egressMatches(services: readonly string[]): Array<{ protocol: "any" | "
 }
 
 /** Remote-admin peers' access through the firewall: their subnet, SSH per port to the LAN hosts, the API VIP. */
-function adminAccess(ctx: RenderContext) {
+function adminAccess(ctx: ClusterContext) {
   const t = tunnelOf(ctx);
   if (!t || t.lanPeer.name !== ctx.spec.firewall!.host) return undefined;
   const lanCidrs = ctx.topo.lanSegments.map((s) => cidrOf(s.subnet.cidr));
@@ -89,23 +89,23 @@ interface Side {
   readonly cidr?: string;
 }
 
-function resolved(ctx: RenderContext, ref: string): string {
+function resolved(ctx: ClusterContext, ref: string): string {
   const r = ctx.topo.resolveEndpoint(ref);
   if (r === undefined) throw new Error(`internal: firewall endpoint ${ref} passed validation`);
   return r;
 }
 
 /** The firewall's LAN interfaces, one per LAN subnet, in subnet order. */
-function lanInterfaces(ctx: RenderContext): string[] {
+function lanInterfaces(ctx: ClusterContext): string[] {
   return [...new Set(ctx.topo.lanSegments.map((s) => s.firewallInterface))];
 }
 
-function tunnelInterface(ctx: RenderContext): string | undefined {
+function tunnelInterface(ctx: ClusterContext): string | undefined {
   return ctx.spec.wireguard ? ctx.spec.wireguard.interface : undefined;
 }
 
 /** An endpoint's side: `any` is the LAN; an address in the private network is on the interfaces of the subnets it overlaps. */
-function sideOf(ctx: RenderContext, ref: string): Side {
+function sideOf(ctx: ClusterContext, ref: string): Side {
   const lan = lanInterfaces(ctx);
   if (ref === "any") return { ifaces: lan };
   const cidr = resolved(ctx, ref);
@@ -119,19 +119,19 @@ function sideOf(ctx: RenderContext, ref: string): Side {
 }
 
 /** The firewall's own addresses: its host address and its gateway address on every LAN subnet. */
-function firewallAddresses(ctx: RenderContext): Set<string> {
+function firewallAddresses(ctx: ClusterContext): Set<string> {
   const fw = ctx.topo.host(ctx.spec.firewall!.host);
   return new Set([fw.address, ...ctx.topo.lanSegments.map((s) => s.gateway)]);
 }
 
 /** A rule whose destination is the firewall itself (its name or one of its addresses). */
-function toFirewall(ctx: RenderContext, r: Rule): boolean {
+function toFirewall(ctx: ClusterContext, r: Rule): boolean {
   if (r.to === ctx.spec.firewall!.host) return true;
   const to = resolved(ctx, r.to);
   return to.endsWith("/32") && firewallAddresses(ctx).has(to.slice(0, -3));
 }
 
-function sshPort(ctx: RenderContext): number {
+function sshPort(ctx: ClusterContext): number {
   const h = ctx.topo.host(ctx.spec.firewall!.host);
   return h.ssh?.port ?? ctx.spec.ssh.port;
 }
@@ -155,11 +155,11 @@ function nftService(r: Pick<Rule, "protocol" | "ports">): string[] {
 const accept = (parts: string[], description: string) => `${parts.join(" ")} accept comment ${nftString(description)}`;
 
 /** Port forwards with their resolved targets. */
-function forwards(ctx: RenderContext) {
+function forwards(ctx: ClusterContext) {
   return ctx.spec.firewall!.portForwards.map((f) => ({ ...f, target: resolved(ctx, f.to).replace("/32", "") }));
 }
 
-export function firewallNftables(ctx: RenderContext): string {
+export function firewallNftables(ctx: ClusterContext): string {
   const fw = ctx.spec.firewall!;
   const wg = tunnelInterface(ctx);
   const lan = lanInterfaces(ctx);
@@ -206,7 +206,7 @@ const esc = xmlText;
 const commentable = (name: string) => (name.includes("--") || name.endsWith("-") ? "(see the spec's firewall interfaces)" : xmlComment(name));
 
 /** pfSense's names for the firewall's interfaces: the first LAN subnet is lan, the tunnel opt1, the other LAN subnets opt2…. */
-function pfInterfaces(ctx: RenderContext): { byIface: Map<string, string>; lan: string[]; tunnel?: string } {
+function pfInterfaces(ctx: ClusterContext): { byIface: Map<string, string>; lan: string[]; tunnel?: string } {
   const byIface = new Map<string, string>();
   const wg = tunnelInterface(ctx);
   if (wg) byIface.set(wg, "opt1");
@@ -220,7 +220,7 @@ function pfInterfaces(ctx: RenderContext): { byIface: Map<string, string>; lan: 
 }
 
 /** pfSense config.xml sections (aliases, NAT, filter rules) stating the nftables ruleset's policy. */
-export function pfsenseFragment(ctx: RenderContext): string {
+export function pfsenseFragment(ctx: ClusterContext): string {
   const fw = ctx.spec.firewall!;
   const pf = pfInterfaces(ctx);
   const all = [...pf.lan, ...(pf.tunnel ? [pf.tunnel] : []), "wan"];
@@ -407,7 +407,7 @@ export function pfsenseFragment(ctx: RenderContext): string {
   );
 }
 
-export function renderFirewall(ctx: RenderContext): Artifact[] {
+export function renderFirewall(ctx: ClusterContext): Artifact[] {
   if (!ctx.spec.firewall) return [];
   return [
     { path: "firewall/nftables.nft", content: firewallNftables(ctx) },

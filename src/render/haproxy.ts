@@ -9,7 +9,7 @@ import type { Host } from "../model/schema.js";
 import { K3S_API_PORT } from "../model/checks.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import { FAMILIES, specFamily } from "../hosts/os.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
 
@@ -29,7 +29,7 @@ function backend(name: string, servers: readonly Host[], port: number, check: st
 /** The admin socket line: a reload hands the bound sockets to the new worker (expose-fd listeners). */
 const adminSocketLine = (family: OsFamilyName) => `    stats socket ${word(FAMILIES[family].haproxySocket)} mode 600 level admin expose-fd listeners`;
 
-function globalSection(ctx: RenderContext, family: OsFamilyName, extra: readonly string[]): string[] {
+function globalSection(ctx: ClusterContext, family: OsFamilyName, extra: readonly string[]): string[] {
   return [
     "global",
     "    log /dev/log local0",
@@ -43,12 +43,12 @@ function globalSection(ctx: RenderContext, family: OsFamilyName, extra: readonly
 }
 
 /** HAProxy's global section, the same for the load balancers and the edge, with the admin socket where `family`'s package provides one. */
-export function haproxyGlobal(ctx: RenderContext, family: OsFamilyName, ...extra: string[]): string[] {
+export function haproxyGlobal(ctx: ClusterContext, family: OsFamilyName, ...extra: string[]): string[] {
   return globalSection(ctx, family, extra);
 }
 
 /** haproxy.cfg for a load balancer, its admin socket where `family`'s package provides one. */
-export function haproxyConfig(ctx: RenderContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
+export function haproxyConfig(ctx: ClusterContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const lb = spec.loadBalancer;
   const check = `check inter ${lb.check.interMs}ms fall ${lb.check.fall} rise ${lb.check.rise}`;
@@ -100,6 +100,6 @@ export function haproxyConfig(ctx: RenderContext, host: Host, family: OsFamilyNa
   );
 }
 
-export function renderHaproxy(ctx: RenderContext): Artifact[] {
+export function renderHaproxy(ctx: ClusterContext): Artifact[] {
   return ctx.topo.withRole("loadbalancer").map((h) => ({ path: `haproxy/${h.name}/haproxy.cfg`, content: haproxyConfig(ctx, h) }));
 }

@@ -6,7 +6,7 @@
 // written but not enabled: the k3s phases start it in order (src/phases/k3s.ts).
 import type { Host } from "../model/schema.js";
 import { longhornDisks } from "../model/capacity.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { K3S_RESOLV_CONF, k3sFirstBootConfigText, k3sResolvConf } from "./k3s.js";
 import { unitFile } from "./systemd.js";
@@ -92,7 +92,7 @@ export function k3sUnit(server: boolean, s3CredentialsFile?: string, o: { bin?: 
   );
 }
 
-function networkdFile(ctx: RenderContext, host: Host): string {
+function networkdFile(ctx: ClusterContext, host: Host): string {
   const { topo, spec } = ctx;
   const gw = topo.gatewayOf(host.address);
   return unitFile(
@@ -117,11 +117,11 @@ function networkdFile(ctx: RenderContext, host: Host): string {
  * which kured (k3s.reboots) watches: it drains and reboots one node at a time
  * (flatcar.org/docs/latest/setup/releases/update-strategies).
  */
-function flatcarUpdateConf(ctx: RenderContext): string {
+function flatcarUpdateConf(ctx: ClusterContext): string {
   return lines(HEADER("#"), `GROUP=${ctx.spec.provisioning.flatcarChannel}`, "REBOOT_STRATEGY=off");
 }
 
-export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
+export function ignitionConfig(ctx: ClusterContext, host: Host): Record<string, unknown> {
   const { spec, topo } = ctx;
   const isK3s = host.roles.includes("k3s-server") || host.roles.includes("k3s-agent");
   const isServer = host.roles.includes("k3s-server");
@@ -180,7 +180,7 @@ export function ignitionConfig(ctx: RenderContext, host: Host): Record<string, u
   };
 }
 
-export function renderIgnition(ctx: RenderContext): Artifact[] {
+export function renderIgnition(ctx: ClusterContext): Artifact[] {
   return ctx.spec.hosts
     .filter((h) => h.os === "flatcar")
     .map((h) => ({ path: `ignition/${h.name}.ign`, content: JSON.stringify(ignitionConfig(ctx, h), null, 2) + "\n", secret: true }));

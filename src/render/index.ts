@@ -1,6 +1,6 @@
 // Every renderer, in the order the artifacts are listed. Each is a pure function of
 // the render context; renderAll() adds nothing but the list.
-import type { Artifact, Renderer, RenderContext } from "./types.js";
+import type { Artifact, Renderer, ClusterContext } from "./types.js";
 import { FmcError } from "../errors.js";
 import { renderTerraform } from "./terraform.js";
 import { renderIgnition } from "./ignition.js";
@@ -36,7 +36,7 @@ export const RENDERERS: ReadonlyArray<readonly [string, Renderer]> = [
   ["diagram", renderDiagram],
 ];
 
-export function renderAll(ctx: RenderContext): Artifact[] {
+export function renderAll(ctx: ClusterContext): Artifact[] {
   const all = RENDERERS.flatMap(([, render]) => render(ctx));
   const seen = new Set<string>();
   for (const a of all) {
@@ -46,4 +46,4 @@ export function renderAll(ctx: RenderContext): Artifact[] {
   return all;
 }
 
-export type { Artifact, RenderContext } from "./types.js";
+export type { Artifact, ClusterContext } from "./types.js";

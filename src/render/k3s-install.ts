@@ -1,7 +1,7 @@
 // The K3s install script and its first-boot unit: Ignition writes both on every Flatcar
 // node (/opt/fmc/install-k3s.sh, k3s-install.service), and the k3s phases and fmc upgrade
 // run the same script on nodes that download K3s themselves (src/k3s/k3s-cli.ts).
-import type { RenderContext } from "./types.js";
+import type { ClusterContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { unitFile } from "./systemd.js";
 import { sh } from "./quote.js";
@@ -38,7 +38,7 @@ export const k3sVersionOf = (bin: string): string => `${bin} --version 2>/dev/nu
  * release's sha256sum-amd64.txt; no such value (no line, an air-gapped path without a pin)
  * is a refusal, never a skipped check.
  */
-export function k3sInstallScript(ctx: RenderContext, binDir = "/opt/bin"): string {
+export function k3sInstallScript(ctx: ClusterContext, binDir = "/opt/bin"): string {
   const k = ctx.spec.k3s;
   const c = K3S_CURL_LIMITS;
   // what the binary must hash to, and where that value comes from (for the messages)
@@ -97,7 +97,7 @@ export function k3sInstallScript(ctx: RenderContext, binDir = "/opt/bin"): strin
  * Restart=; oneshot units may use Restart=on-failure since systemd 244). A run that takes
  * longer than K3S_INSTALL_TIMEOUT is stopped and counts as a failure: restarted too.
  */
-export function k3sInstallUnit(ctx: RenderContext): string {
+export function k3sInstallUnit(ctx: ClusterContext): string {
   return unitFile(
     {
       Unit: [

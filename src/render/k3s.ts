@@ -6,7 +6,7 @@
 import { stringify } from "yaml";
 import type { Host, Spec } from "../model/schema.js";
 import { serverTainted } from "../model/capacity.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER_TEXT, HEADER, lines } from "./types.js";
 
 export const STORAGE_TAINT = "node-role.fmc.dev/storage=true:NoSchedule";
@@ -38,7 +38,7 @@ function k3sDisabled(spec: Spec): string[] {
 }
 
 /** The server that bootstraps the cluster (cluster-init), or undefined once it exists. */
-function bootstrapServer(ctx: RenderContext): Host | undefined {
+function bootstrapServer(ctx: ClusterContext): Host | undefined {
   return ctx.k3sBootstrapped ? undefined : ctx.topo.servers[0];
 }
 
@@ -54,7 +54,7 @@ function etcdS3Config(spec: Spec): Record<string, unknown> {
   return cfg;
 }
 
-function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
+function k3sConfig(ctx: ClusterContext, host: Host): Record<string, unknown> {
   const { spec, topo } = ctx;
   const vip = topo.apiVip.address;
   const isServer = host.roles.includes("k3s-server");
@@ -98,7 +98,7 @@ function k3sConfig(ctx: RenderContext, host: Host): Record<string, unknown> {
 }
 
 /** The file; `token` replaces the join token (an agent joining with a bootstrap token, or keeping the one it joined with). */
-export function k3sConfigText(ctx: RenderContext, host: Host, token?: string): string {
+export function k3sConfigText(ctx: ClusterContext, host: Host, token?: string): string {
   const cfg = k3sConfig(ctx, host);
   if (token !== undefined) cfg.token = token;
   return `# ${HEADER_TEXT}\n${stringify(cfg)}`;
@@ -114,7 +114,7 @@ export function k3sConfigText(ctx: RenderContext, host: Host, token?: string): s
  * bootstrap token that pins the cluster CA). A server's file is then the phase's own
  * (a re-plan finds nothing to write); an agent's gains its token.
  */
-export function k3sFirstBootConfigText(ctx: RenderContext, host: Host): string {
+export function k3sFirstBootConfigText(ctx: ClusterContext, host: Host): string {
   const cfg = k3sConfig(ctx.k3sBootstrapped ? ctx : { ...ctx, k3sBootstrapped: true }, host);
   if (!host.roles.includes("k3s-server")) delete cfg.token;
   return `# ${HEADER_TEXT}\n${stringify(cfg)}`;
@@ -125,11 +125,11 @@ export function k3sFirstBootConfigText(ctx: RenderContext, host: Host): string {
  * has the upstream resolvers as a fallback, but CoreDNS forwards to every nameserver in
  * its file at random, so a public one there would answer internal names with NXDOMAIN.
  */
-export function k3sResolvConf(ctx: RenderContext): string {
+export function k3sResolvConf(ctx: ClusterContext): string {
   return lines(HEADER("#"), ...ctx.topo.dnsServers.map((d) => `nameserver ${d}`), `search ${ctx.spec.domain}`);
 }
 
-export function renderK3s(ctx: RenderContext): Artifact[] {
+export function renderK3s(ctx: ClusterContext): Artifact[] {
   return [...ctx.topo.servers, ...ctx.topo.agents].flatMap((h) => [
     { path: `k3s/${h.name}/config.yaml`, content: k3sConfigText(ctx, h), secret: true },
     { path: `k3s/${h.name}/resolv.conf`, content: k3sResolvConf(ctx) },

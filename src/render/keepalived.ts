@@ -16,7 +16,7 @@
 import type { Host, Vip } from "../model/schema.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import { FAMILIES, specFamily } from "../hosts/os.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { configWord } from "./quote.js";
 
@@ -29,7 +29,7 @@ const word = (v: string) => configWord("keepalived.conf", v);
 export const checkScriptPath = (family: OsFamilyName): string => `${FAMILIES[family].keepalivedScriptDir}/fmc-check-proxy`;
 
 /** The proxy a VIP's holders run: HAProxy on the load balancers, the edge engine on edge nodes. */
-function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {
+function trackedService(ctx: ClusterContext, vip: Vip): "haproxy" | "traefik" {
   return vip.role === "loadbalancer" ? "haproxy" : ctx.spec.edge.engine;
 }
 
@@ -37,7 +37,7 @@ function trackedService(ctx: RenderContext, vip: Vip): "haproxy" | "traefik" {
  * The proxy's own health endpoint on the holder's address: HAProxy's `monitor-uri /ping`
  * on its metrics frontend, or Traefik's ping on its metrics entry point.
  */
-function healthUrl(ctx: RenderContext, vip: Vip, host: Host): string {
+function healthUrl(ctx: ClusterContext, vip: Vip, host: Host): string {
   const port = vip.role === "loadbalancer" ? ctx.spec.loadBalancer.metricsPort : ctx.spec.edge.metricsPort;
   return `http://${host.address}:${port}/ping`;
 }
@@ -97,7 +97,7 @@ export function checkScript(): string {
 }
 
 /** keepalived.conf for `host`, naming the check script where `family` installs it. */
-export function keepalivedConfig(ctx: RenderContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
+export function keepalivedConfig(ctx: ClusterContext, host: Host, family: OsFamilyName = specFamily(host.os)): string {
   const { spec, topo } = ctx;
   const script = checkScriptPath(family);
   const vrrp = spec.vrrp;
@@ -160,7 +160,7 @@ export function keepalivedConfig(ctx: RenderContext, host: Host, family: OsFamil
   );
 }
 
-export function renderKeepalived(ctx: RenderContext): Artifact[] {
+export function renderKeepalived(ctx: ClusterContext): Artifact[] {
   const holders = ctx.spec.hosts.filter((h) => ctx.spec.vips.some((v) => h.roles.includes(v.role)));
   return holders.flatMap((h) => [
     { path: `keepalived/${h.name}/keepalived.conf`, content: keepalivedConfig(ctx, h) },

@@ -14,7 +14,7 @@ import { Namespace, PersistentVolumeClaim, Secret, Service } from "kubernetes-mo
 import { Ingress } from "kubernetes-models/networking.k8s.io/v1";
 import { StorageClass } from "kubernetes-models/storage.k8s.io/v1";
 import type { ChartSpec, ServiceName, Spec } from "../model/schema.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { SERVER_TAINT, STORAGE_LABEL, STORAGE_TAINT } from "./k3s.js";
 import { staticScrapeJobs } from "./prometheus.js";
@@ -148,7 +148,7 @@ const host = (spec: Spec, name: string) => `${name}.${spec.domain}`;
  * (checked against the chart's published values.schema.json or its keys in the tests:
  * test/fixtures/charts). Passwords never appear here: charts read them from Secrets.
  */
-export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingress" | "kibana">): Record<string, unknown> {
+export function chartValues(ctx: ClusterContext, svc: Exclude<ServiceName, "ingress" | "kibana">): Record<string, unknown> {
   const { spec } = ctx;
   const c = spec.services[svc];
   switch (svc) {
@@ -249,7 +249,7 @@ export function chartValues(ctx: RenderContext, svc: Exclude<ServiceName, "ingre
  * (service.type became service.spec.type), and which chart a node runs depends on the
  * K3s release, so the NodePorts come from fmc's own Service (traefikNodePorts).
  */
-function traefikValues(ctx: RenderContext): Record<string, unknown> {
+function traefikValues(ctx: ClusterContext): Record<string, unknown> {
   const lbs = ctx.topo.withRole("loadbalancer").map((h) => `${h.address}/32`);
   const forwarded = lbs.length ? { forwardedHeaders: { trustedIPs: lbs } } : {};
   return {
@@ -393,7 +393,7 @@ function chartServices(spec: Spec): Array<{ name: Exclude<ServiceName, "ingress"
   return out;
 }
 
-export function manifests(ctx: RenderContext): Manifest[] {
+export function manifests(ctx: ClusterContext): Manifest[] {
   const { spec, topo } = ctx;
   const svc = spec.services;
   const charts = chartServices(spec);
@@ -484,7 +484,7 @@ function toYamlDocuments(objects: Manifest["objects"]): string {
   return objects.map((o) => stringify("toJSON" in o && typeof o.toJSON === "function" ? o.toJSON() : o, { aliasDuplicateObjects: false })).join("---\n");
 }
 
-export function renderKubernetes(ctx: RenderContext): Artifact[] {
+export function renderKubernetes(ctx: ClusterContext): Artifact[] {
   const head = `# ${HEADER_TEXT}\n`;
   return manifests(ctx)
     .filter((m) => m.objects.length > 0)

@@ -3,7 +3,7 @@
 // extraScrapeConfigs; the chart's own jobs cover Kubernetes through service discovery.
 import { stringify } from "yaml";
 import type { Host, Spec } from "../model/schema.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 
 /** node_exporter's port, the exporter's default (prometheus/node_exporter, --web.listen-address). */
@@ -26,7 +26,7 @@ export function nodeExporterSkipped(spec: Spec): Host[] {
   return spec.hosts.filter((h) => !h.roles.some((r) => r === "k3s-server" || r === "k3s-agent" || r === "gateway") && h.os === "flatcar");
 }
 
-export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unknown>> {
+export function staticScrapeJobs(ctx: ClusterContext): Array<Record<string, unknown>> {
   const { spec, topo } = ctx;
   const job = (name: string, targets: Array<[string, string]>) => ({
     job_name: name,
@@ -40,7 +40,7 @@ export function staticScrapeJobs(ctx: RenderContext): Array<Record<string, unkno
   return jobs.filter((j) => j.static_configs.length > 0);
 }
 
-function prometheusConfig(ctx: RenderContext): Record<string, unknown> {
+function prometheusConfig(ctx: ClusterContext): Record<string, unknown> {
   return {
     global: { scrape_interval: "30s", evaluation_interval: "30s", external_labels: { cluster: ctx.spec.name } },
     scrape_configs: [
@@ -50,7 +50,7 @@ function prometheusConfig(ctx: RenderContext): Record<string, unknown> {
   };
 }
 
-export function renderPrometheus(ctx: RenderContext): Artifact[] {
+export function renderPrometheus(ctx: ClusterContext): Artifact[] {
   if (!ctx.spec.services.prometheus.enabled) return [];
   return [{ path: "monitoring/prometheus.yml", content: `# ${HEADER_TEXT}\n${stringify(prometheusConfig(ctx))}` }];
 }

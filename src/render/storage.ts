@@ -3,7 +3,7 @@
 // the database host's NFS mount of its data directory, and the Longhorn disks: the
 // storage host's Longhorn volume and every other K3s agent's first data disk.
 import type { LonghornDisk } from "../model/capacity.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines, HEADER_TEXT } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
 import { configWord, sh, systemdPath } from "./quote.js";
@@ -38,7 +38,7 @@ export function mkfsIfBlank(dev: string, filesystem: "ext4" | "xfs", label: stri
   ];
 }
 
-export function lvmPlan(ctx: RenderContext): string {
+export function lvmPlan(ctx: ClusterContext): string {
   const st = ctx.spec.storage!;
   const vg = st.volumeGroup;
   return lines(
@@ -71,7 +71,7 @@ export function lvmPlan(ctx: RenderContext): string {
   );
 }
 
-export function volumeMountUnits(ctx: RenderContext): Array<{ name: string; content: string }> {
+export function volumeMountUnits(ctx: ClusterContext): Array<{ name: string; content: string }> {
   const st = ctx.spec.storage!;
   return st.volumes.map((v) => ({
     name: mountUnitName(v.mount),
@@ -139,12 +139,12 @@ const NFS_ANON_ID = 65534;
  * pg_createcluster/initdb as root), which a squashed root can't; fmc validate warns when
  * no_root_squash reaches more than the hosts that need it.
  */
-function exportOptions(ctx: RenderContext, e: { path: string; options: readonly string[] }): string[] {
+function exportOptions(ctx: ClusterContext, e: { path: string; options: readonly string[] }): string[] {
   if (e.path !== ctx.spec.storage?.sharedExport) return [...e.options];
   return [...e.options.filter((o) => o !== "no_root_squash" && o !== "root_squash"), "root_squash"];
 }
 
-export function exportsFile(ctx: RenderContext): string {
+export function exportsFile(ctx: ClusterContext): string {
   const st = ctx.spec.storage!;
   return lines(
     HEADER("#"),
@@ -160,7 +160,7 @@ export function exportsFile(ctx: RenderContext): string {
  * directory belongs to the user squashed root becomes, so the NFS CSI controller (root in
  * its pod, nobody here) can still create each volume's directory in it.
  */
-export function nfsServerDropIn(ctx: RenderContext): string {
+export function nfsServerDropIn(ctx: ClusterContext): string {
   const st = ctx.spec.storage!;
   const paths = st.exports.map((e) => systemdPath(e.path)).join(" ");
   const shared = st.exports.some((e) => e.path === st.sharedExport);
@@ -231,7 +231,7 @@ export function k3sLonghornConfig(): string {
   return `# ${HEADER_TEXT}\nnode-label+:\n  - node.longhorn.io/create-default-disk=true\n`;
 }
 
-export function renderStorage(ctx: RenderContext): Artifact[] {
+export function renderStorage(ctx: ClusterContext): Artifact[] {
   const st = ctx.spec.storage;
   if (!st) return [];
   const out: Artifact[] = [

@@ -17,7 +17,7 @@
 import { stringify } from "yaml";
 import type { Host, Subnet } from "../model/schema.js";
 import { broadcast, cidrOf, formatIp, ipOf } from "../model/net.js";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { tfString as lit } from "./quote.js";
 import { etcHosts } from "./dns.js";
@@ -40,7 +40,7 @@ const id = (name: string) => name.replace(/[^A-Za-z0-9_-]/g, "_");
 const ref = (type: string, name: string, attr = "id") => `\${${type}.${id(name)}.${attr}}`;
 
 /** The firewall host that routes between the subnets, when the spec has one. */
-function routingFirewall(ctx: RenderContext): Host | undefined {
+function routingFirewall(ctx: ClusterContext): Host | undefined {
   const name = ctx.spec.firewall?.host;
   const h = name === undefined ? undefined : ctx.topo.hostsByName.get(name);
   return h?.roles.includes("firewall") ? h : undefined;
@@ -65,7 +65,7 @@ const mac = (first: string, ip: number) => `${first}:${[(ip >>> 16) & 255, (ip >
  * The LAN segments Terraform renders as isolated libvirt networks: with a firewall, every
  * LAN subnet that Terraform provides (libvirt: bridge), in topo.lanSegments order.
  */
-export function lanNetworks(ctx: RenderContext): LanNetwork[] {
+export function lanNetworks(ctx: ClusterContext): LanNetwork[] {
   if (!routingFirewall(ctx)) return [];
   return ctx.topo.lanSegments.flatMap((l, i) =>
     l.subnet.libvirt === "none"
@@ -104,7 +104,7 @@ export function hostAddressXslt(hostAddress: string): string {
   ].join("\n");
 }
 
-function networkInterfaces(ctx: RenderContext, h: Host): Array<Record<string, unknown>> {
+function networkInterfaces(ctx: ClusterContext, h: Host): Array<Record<string, unknown>> {
   const fw = routingFirewall(ctx);
   const lans = lanNetworks(ctx);
   if (fw && h.name === fw.name) {
@@ -124,7 +124,7 @@ function networkInterfaces(ctx: RenderContext, h: Host): Array<Record<string, un
 }
 
 /** cloud-init network config of the firewall VM: DHCP on the WAN, each LAN interface holding its subnet's gateway. */
-function firewallNetworkConfig(ctx: RenderContext, fw: Host): Record<string, unknown> {
+function firewallNetworkConfig(ctx: ClusterContext, fw: Host): Record<string, unknown> {
   const { topo } = ctx;
   const nameservers = { addresses: topo.dnsServers, search: [ctx.spec.domain] };
   const wan = ctx.spec.firewall!.wanInterface;
@@ -141,7 +141,7 @@ function firewallNetworkConfig(ctx: RenderContext, fw: Host): Record<string, unk
 }
 
 /** cloud-init's ntp module: the OS's own pool, or the servers the spec names (ntpSources). */
-function ntpConfig(ctx: RenderContext, h: Host): Record<string, unknown> {
+function ntpConfig(ctx: ClusterContext, h: Host): Record<string, unknown> {
   const { pools, servers } = ntpSources(ctx.spec, h.os);
   return { enabled: true, ...(pools.length ? { pools: [...pools] } : {}), ...(servers.length ? { servers: [...servers] } : {}) };
 }
@@ -151,7 +151,7 @@ function ntpConfig(ctx: RenderContext, h: Host): Record<string, unknown> {
  * gets its own state (file, key, address or schema). Credentials are never here: each
  * backend reads them from the environment.
  */
-function backendConfig(ctx: RenderContext, module: TerraformModule): Record<string, unknown> | undefined {
+function backendConfig(ctx: ClusterContext, module: TerraformModule): Record<string, unknown> | undefined {
   const b = ctx.spec.provisioning.backend;
   const name = ctx.spec.name;
   if (b?.local) return { local: { path: lit(`${b.local.dir}/${name}-${module}.tfstate`) } };
@@ -195,7 +195,7 @@ function backendConfig(ctx: RenderContext, module: TerraformModule): Record<stri
  * references are bare traversals and the key reference an interpolation, as OpenTofu's
  * own JSON tests write them (internal/encryption/dual_custody_test.go).
  */
-function encryptionConfig(ctx: RenderContext): Record<string, unknown> | undefined {
+function encryptionConfig(ctx: ClusterContext): Record<string, unknown> | undefined {
   const e = ctx.spec.provisioning.stateEncryption;
   if (!e) return undefined;
   const target = { method: "method.aes_gcm.fmc", ...(e.fromUnencrypted ? { fallback: { method: "method.unencrypted.migrate" } } : { enforced: true }) };
@@ -208,7 +208,7 @@ function encryptionConfig(ctx: RenderContext): Record<string, unknown> | undefin
 }
 
 /** The `terraform` block of a module: its provider, and its backend and encryption when the spec has them. */
-function terraformBlock(ctx: RenderContext, module: TerraformModule, providers: Record<string, unknown>): Record<string, unknown> {
+function terraformBlock(ctx: ClusterContext, module: TerraformModule, providers: Record<string, unknown>): Record<string, unknown> {
   const backend = backendConfig(ctx, module);
   const encryption = encryptionConfig(ctx);
   return {
@@ -220,13 +220,13 @@ function terraformBlock(ctx: RenderContext, module: TerraformModule, providers: 
 }
 
 /** The passphrase variable, when the state is encrypted. */
-function stateVariables(ctx: RenderContext): Record<string, unknown> {
+function stateVariables(ctx: ClusterContext): Record<string, unknown> {
   return ctx.spec.provisioning.stateEncryption
     ? { [STATE_PASSPHRASE_VAR]: { type: "string", sensitive: true, description: "OpenTofu state encryption passphrase (fmc provision passes it from fmc's state directory)" } }
     : {};
 }
 
-export function cloudInit(ctx: RenderContext, h: Host): { userData: string; networkConfig: string } {
+export function cloudInit(ctx: ClusterContext, h: Host): { userData: string; networkConfig: string } {
   const { topo } = ctx;
   const gw = topo.gatewayOf(h.address);
   const user = topo.sshUser(h);
@@ -262,7 +262,7 @@ export function cloudInit(ctx: RenderContext, h: Host): { userData: string; netw
   return { userData: `#cloud-config\n${yaml11(userData)}`, networkConfig: yaml11(networkConfig) };
 }
 
-function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
+function libvirtTerraform(ctx: ClusterContext): Record<string, unknown> {
   const { spec } = ctx;
   const vms = spec.hosts.filter((h) => h.vm);
   const pool = "fmc";
@@ -376,12 +376,12 @@ function libvirtTerraform(ctx: RenderContext): Record<string, unknown> {
 export const recordFqdn = (zone: string, name: string) => (name === "@" ? zone : `${name}.${zone}`);
 
 /** wireguard.endpoint's record name in the Cloudflare zone ("@" for the apex), if it is a name there. */
-function endpointRecord(ctx: RenderContext): string | undefined {
+function endpointRecord(ctx: ClusterContext): string | undefined {
   const { cloudflare, wireguard } = ctx.spec;
   return cloudflare && wireguard?.endpoint ? recordInZone(cloudflare.zone, wireguard.endpoint) : undefined;
 }
 
-export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown> | undefined {
+export function cloudflareTerraform(ctx: ClusterContext): Record<string, unknown> | undefined {
   const cf = ctx.spec.cloudflare;
   const gateway = ctx.topo.withRole("gateway")[0];
   if (!cf || !gateway?.publicAddress) return undefined;
@@ -430,7 +430,7 @@ export function cloudflareTerraform(ctx: RenderContext): Record<string, unknown>
   };
 }
 
-export function renderTerraform(ctx: RenderContext): Artifact[] {
+export function renderTerraform(ctx: ClusterContext): Artifact[] {
   const json = (v: unknown) => JSON.stringify(v, null, 2) + "\n";
   const libvirt = moduleDir("libvirt");
   const out: Artifact[] = [{ path: `${libvirt}/main.tf.json`, content: json(libvirtTerraform(ctx)) }];
@@ -445,6 +445,6 @@ export function renderTerraform(ctx: RenderContext): Artifact[] {
 }
 
 /** The modules a context renders: libvirt always, cloudflare with a zone and a gateway's public address. */
-export function renderedModules(ctx: RenderContext): TerraformModule[] {
+export function renderedModules(ctx: ClusterContext): TerraformModule[] {
   return cloudflareTerraform(ctx) ? ["libvirt", "cloudflare"] : ["libvirt"];
 }

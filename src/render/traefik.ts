@@ -4,11 +4,11 @@
 // (wireguard.forwardFrom), everything forwarded to the API VIP's ingress port where
 // HAProxy spreads it over the agents. /ping on the metrics entry point is Keepalived's check.
 import { stringify } from "yaml";
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER_TEXT } from "./types.js";
 import { TRAEFIK_CREDENTIALS, traefikCredentialPath } from "./edge.js";
 
-export function traefikStatic(ctx: RenderContext): Record<string, unknown> {
+export function traefikStatic(ctx: ClusterContext): Record<string, unknown> {
   const e = ctx.spec.edge;
   return {
     entryPoints: {
@@ -27,7 +27,7 @@ export function traefikStatic(ctx: RenderContext): Record<string, unknown> {
   };
 }
 
-export function traefikDynamic(ctx: RenderContext): Record<string, unknown> {
+export function traefikDynamic(ctx: ClusterContext): Record<string, unknown> {
   const { spec, topo } = ctx;
   const vip = topo.apiVip.address;
   const origin = { certFile: traefikCredentialPath(TRAEFIK_CREDENTIALS.cert), keyFile: traefikCredentialPath(TRAEFIK_CREDENTIALS.key) };
@@ -60,7 +60,7 @@ export function traefikDynamic(ctx: RenderContext): Record<string, unknown> {
   };
 }
 
-export function renderTraefik(ctx: RenderContext): Artifact[] {
+export function renderTraefik(ctx: ClusterContext): Artifact[] {
   const head = `# ${HEADER_TEXT}\n`;
   return ctx.topo.withRole("edge").flatMap((h) => [
     { path: `traefik/${h.name}/traefik.yml`, content: head + stringify(traefikStatic(ctx)) },

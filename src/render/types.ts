@@ -1,6 +1,4 @@
-import type { Spec } from "../model/schema.js";
-import type { Topology } from "../model/topology.js";
-import type { Secrets } from "../state/secrets.js";
+import type { ClusterContext } from "../state/context.js";
 
 /** One rendered file. Paths are relative to the output directory, with "/" separators. */
 export interface Artifact {
@@ -12,16 +10,11 @@ export interface Artifact {
   readonly executable?: boolean;
 }
 
-export interface RenderContext {
-  readonly spec: Spec;
-  readonly topo: Topology;
-  readonly secrets: Secrets;
-  /** The K3s cluster exists (state marker, src/state/bootstrap.ts): no server renders cluster-init. */
-  readonly k3sBootstrapped?: boolean;
-}
+/** Renderers read the cluster's context, defined with the state it carries (src/state/context.ts). */
+export type { ClusterContext } from "../state/context.js";
 
 /** A renderer is a pure function: same context, same artifacts, byte for byte. */
-export type Renderer = (ctx: RenderContext) => Artifact[];
+export type Renderer = (ctx: ClusterContext) => Artifact[];
 
 /** Joins lines and ends the file with one newline. */
 export function lines(...parts: Array<string | false | undefined | null | string[]>): string {

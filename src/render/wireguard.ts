@@ -6,7 +6,7 @@
 // The LAN peer's default route stays its WAN: it marks connections that arrive on the
 // tunnel (ct mark) and routes their replies back into it by policy (fwmark rule, own
 // routing table), with wg-quick's own routing off.
-import type { Artifact, RenderContext } from "./types.js";
+import type { Artifact, ClusterContext } from "./types.js";
 import { HEADER, lines } from "./types.js";
 import { nftTable } from "./nft.js";
 import { configWord, nftString, pathPart, systemdPath, systemdValue, wgValue } from "./quote.js";
@@ -38,7 +38,7 @@ export const GATEWAY_NFT_UNIT = "fmc-gateway-nftables.service";
 export const wgConfPath = (iface: string) => `/etc/wireguard/${pathPart(iface)}.conf`;
 export const wgUnit = (iface: string) => `wg-quick@${iface}.service`;
 
-export function tunnelOf(ctx: RenderContext): Tunnel | undefined {
+export function tunnelOf(ctx: ClusterContext): Tunnel | undefined {
   const wg = ctx.spec.wireguard;
   if (!wg) return undefined;
   const gateway = ctx.topo.withRole("gateway")[0];
@@ -47,17 +47,17 @@ export function tunnelOf(ctx: RenderContext): Tunnel | undefined {
 }
 
 /** The LAN prefixes behind the LAN peer: every subnet except the tunnel's own. */
-function lanPrefixes(ctx: RenderContext): string[] {
+function lanPrefixes(ctx: ClusterContext): string[] {
   return ctx.topo.lanSegments.map((l) => l.subnet.cidr);
 }
 
 /** The tunnel's subnet (the one holding the gateway's tunnel address). */
-function tunnelCidr(ctx: RenderContext, t: Tunnel): string {
+function tunnelCidr(ctx: ClusterContext, t: Tunnel): string {
   return ctx.topo.subnetOf(t.gateway.address)?.cidr ?? `${t.gateway.address}/32`;
 }
 
 /** The remote-admin peers' addresses: the spec's adminSubnet, else the upper half of the tunnel subnet. */
-export function adminSubnetOf(ctx: RenderContext, t: Tunnel): string {
+export function adminSubnetOf(ctx: ClusterContext, t: Tunnel): string {
   const explicit = ctx.spec.wireguard?.adminSubnet;
   if (explicit) return explicit;
   const c = cidrOf(tunnelCidr(ctx, t));
@@ -67,7 +67,7 @@ export function adminSubnetOf(ctx: RenderContext, t: Tunnel): string {
 }
 
 /** Whether the admin subnet needs a route of its own (it lies outside the tunnel subnet). */
-function adminOutsideTunnel(ctx: RenderContext, t: Tunnel): boolean {
+function adminOutsideTunnel(ctx: ClusterContext, t: Tunnel): boolean {
   return !isInside(cidrOf(adminSubnetOf(ctx, t)), cidrOf(tunnelCidr(ctx, t)));
 }
 
@@ -75,7 +75,7 @@ function adminOutsideTunnel(ctx: RenderContext, t: Tunnel): boolean {
  * The next free address for a remote-admin peer: the lowest host address of the admin
  * subnet (not its network or broadcast address) that no spec host and no peer uses.
  */
-export function nextPeerAddress(ctx: RenderContext, peers: readonly Pick<WireguardPeer, "address">[]): string {
+export function nextPeerAddress(ctx: ClusterContext, peers: readonly Pick<WireguardPeer, "address">[]): string {
   const t = tunnelOf(ctx);
   if (!t) throw new FmcError("NO_WIREGUARD", "this spec has no WireGuard tunnel (a wireguard section and a host with role gateway)", "add one: fmc docs shows the wireguard section");
   const admin = cidrOf(adminSubnetOf(ctx, t));
@@ -100,7 +100,7 @@ function peerBlock(comment: string, publicKey: string, psk: string, allowed: rea
   return ["", "[Peer]", `# ${comment}`, `PublicKey = ${wgValue(publicKey)}`, `PresharedKey = ${wgValue(psk)}`, `AllowedIPs = ${allowed.join(", ")}`, ...extra.filter((x): x is string => !!x)];
 }
 
-export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan"): string {
+export function wgConfig(ctx: ClusterContext, t: Tunnel, side: "gateway" | "lan"): string {
   const wg = ctx.spec.wireguard!;
   const self = side === "gateway" ? t.gateway : t.lanPeer;
   const peer = side === "gateway" ? t.lanPeer : t.gateway;
@@ -160,7 +160,7 @@ export function wgConfig(ctx: RenderContext, t: Tunnel, side: "gateway" | "lan")
  * A remote-admin peer's own config, printed once by add-peer: the LAN and the tunnel
  * through the gateway, the internal DNS when the spec has one.
  */
-export function peerClientConfig(ctx: RenderContext, t: Tunnel, peer: WireguardPeer, privateKey = ctx.secrets.get(peerKeyName(peer.name)), presharedKey = ctx.secrets.get(peerPskName(peer.name))): string {
+export function peerClientConfig(ctx: ClusterContext, t: Tunnel, peer: WireguardPeer, privateKey = ctx.secrets.get(peerKeyName(peer.name)), presharedKey = ctx.secrets.get(peerPskName(peer.name))): string {
   const wg = ctx.spec.wireguard!;
   const dns = ctx.topo.dnsHost;
   return lines(
@@ -187,7 +187,7 @@ export function peerClientConfig(ctx: RenderContext, t: Tunnel, peer: WireguardP
  * their packets from elsewhere (the replies) carry it as meta mark before routing, so
  * the fwmark rule sends them back into the tunnel. TCP MSS follows the tunnel's MTU.
  */
-export function tunnelNftables(ctx: RenderContext): string {
+export function tunnelNftables(ctx: ClusterContext): string {
   const tun = nftString(ctx.spec.wireguard!.interface);
   return lines(
     "#!/usr/sbin/nft -f",
@@ -219,7 +219,7 @@ export function tunnelNftables(ctx: RenderContext): string {
  * anywhere while wireguard.sshFrom is unset (a new VPS is first reached at its public
  * address); once set, through the tunnel and from those sources on the public side.
  */
-export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
+export function vpsNftables(ctx: ClusterContext, t: Tunnel): string {
   const wg = ctx.spec.wireguard!;
   const ports = wg.forwardPorts.join(", ");
   const pub = nftString(wg.publicInterface);
@@ -245,7 +245,7 @@ export function vpsNftables(ctx: RenderContext, t: Tunnel): string {
 }
 
 /** The unit that loads the VPS's table at boot, before the tunnel. */
-export function gatewayNftUnit(ctx: RenderContext): string {
+export function gatewayNftUnit(ctx: ClusterContext): string {
   const iface = ctx.spec.wireguard!.interface;
   return lines(
     HEADER("#"),
@@ -271,7 +271,7 @@ export function gatewayNftUnit(ctx: RenderContext): string {
   );
 }
 
-export function renderWireguard(ctx: RenderContext): Artifact[] {
+export function renderWireguard(ctx: ClusterContext): Artifact[] {
   const t = tunnelOf(ctx);
   if (!t) return [];
   const iface = pathPart(ctx.spec.wireguard!.interface);

@@ -42,7 +42,7 @@ import { script, slow, type Command } from "../hosts/command.js";
 import { quote } from "../shell.js";
 import type { ExecResult } from "../hosts/transport.js";
 import { FmcError } from "../errors.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "../k3s/etcd.js";
 import { AGENT_UNIT, k3sCli, SERVER_READY_S, SERVER_UNIT } from "../k3s/k3s-cli.js";
 import { nodeReadyStep, quorumStep, serverWaitStep, unitCommand, type WaitOptions } from "./k3s-steps.js";
@@ -333,7 +333,7 @@ export interface RotateRunbook {
  * on `via`) until its node is Ready. With etcd's view, a server whose stop would lose quorum
  * refuses the whole run before anything happens.
  */
-export function certsRotateRunbook(ctx: RenderContext, cluster: EtcdClusterView | undefined, o: { via?: string; wait?: WaitOptions; access?: EtcdAccess } = {}): RotateRunbook {
+export function certsRotateRunbook(ctx: ClusterContext, cluster: EtcdClusterView | undefined, o: { via?: string; wait?: WaitOptions; access?: EtcdAccess } = {}): RotateRunbook {
   const servers = ctx.topo.servers;
   const agents = ctx.topo.agents;
   if (servers.length === 0) throw new FmcError("NO_SERVERS", "the spec has no k3s-server hosts");

@@ -36,7 +36,7 @@ import { cmd, script, slow, uploadScript, type Command } from "../hosts/command.
 import { quote } from "../shell.js";
 import type { OsFamilyName } from "../hosts/facts.js";
 import { k3sBinDir } from "../hosts/os.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import type { Host } from "../model/schema.js";
 import { sha256File } from "../local/digest.js";
 import { SERVER_READY_S } from "../k3s/k3s-cli.js";
@@ -158,7 +158,7 @@ function uploadCommand(s: Snapshot, server: string): Command {
 }
 
 /** `k3s server --cluster-reset --cluster-reset-restore-path=…` in the foreground: it restores, then exits. */
-function resetCommand(ctx: RenderContext, bin: string, path: string): Command {
+function resetCommand(ctx: ClusterContext, bin: string, path: string): Command {
   const args = [bin, "server", "--cluster-reset", `--cluster-reset-restore-path=${path}`, "--server="];
   if (ctx.spec.k3s.etcdS3) args.push("--etcd-s3=false");
   const c = cmd(...args);
@@ -184,7 +184,7 @@ function readyCommand(bin: string): Command {
 const healthy = (r: { stdout: string }) => (/"health":\s*("true"|true)/.test(r.stdout) ? undefined : `etcd's /health says ${r.stdout.trim().slice(0, 120) || "nothing"}`);
 
 /** The plan's first lines: what is restored, what is lost, what K3s needs, what agents do. */
-export function restoreHeading(ctx: RenderContext, s: Snapshot, now: Date): string {
+export function restoreHeading(ctx: ClusterContext, s: Snapshot, now: Date): string {
   const servers = ctx.topo.servers.map((h) => h.name);
   const agents = ctx.topo.agents.map((h) => h.name);
   const [first, ...others] = servers;
@@ -201,7 +201,7 @@ export function restoreHeading(ctx: RenderContext, s: Snapshot, now: Date): stri
 }
 
 /** The question before it runs: it names what is destroyed. */
-export function restoreQuestion(ctx: RenderContext, s: Snapshot): string {
+export function restoreQuestion(ctx: ClusterContext, s: Snapshot): string {
   return `Every server's current etcd data (${ctx.topo.servers.map((h) => h.name).join(", ")}) is replaced by ${s.name} taken ${s.takenAt.toISOString()}; what changed since is lost. Restore?`;
 }
 
@@ -213,7 +213,7 @@ export function restoreQuestion(ctx: RenderContext, s: Snapshot): string {
  * once more: every spec server a healthy voting member and no other member.
  * A snapshot without a readable .sha256 is refused here, before any step exists.
  */
-export function restoreRunbook(ctx: RenderContext, o: RestoreOptions): RunbookStep[] {
+export function restoreRunbook(ctx: ClusterContext, o: RestoreOptions): RunbookStep[] {
   const servers = ctx.topo.servers;
   if (servers.length === 0) throw new FmcError("USAGE", "the spec has no k3s-server hosts: there is no etcd to restore");
   const s = readSnapshot(o.snapshot);

@@ -10,7 +10,7 @@ import { script, type Command } from "../hosts/command.js";
 import type { ExecResult } from "../hosts/transport.js";
 import { haproxyConfig } from "../render/haproxy.js";
 import { dnsRecords } from "../render/dns.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import { Topology } from "../model/topology.js";
 import type { Host } from "../model/schema.js";
 import { etcdAccess, isMember, K3S_DB_DIR, memberLabel, memberRemoveCommand, quorumCheck, type EtcdClusterView } from "../k3s/etcd.js";
@@ -22,7 +22,7 @@ import type { Phase } from "../phases/phase.js";
 export type RemovalPlan = { readonly ok: true; readonly quorum?: string; readonly steps: readonly RunbookStep[]; readonly follow: readonly RunbookStep[] } | { readonly ok: false; readonly text: string };
 
 /** The render context of the spec without `name`: what apply renders once the host is gone from it. */
-export function withoutHost(ctx: RenderContext, name: string): RenderContext {
+export function withoutHost(ctx: ClusterContext, name: string): ClusterContext {
   const spec = { ...ctx.spec, hosts: ctx.spec.hosts.filter((h) => h.name !== name) };
   return { ...ctx, spec, topo: new Topology(spec, ctx.topo.sshKeys) };
 }
@@ -30,7 +30,7 @@ export function withoutHost(ctx: RenderContext, name: string): RenderContext {
 const patch = (path: string, before: string, after: string) => createTwoFilesPatch(path, path, before, after, "now", `without the node`, { context: 1 }).split("\n").slice(2).join("\n");
 
 /** The spec host `name`, refused unless it is a K3s node. */
-export function k3sNode(ctx: RenderContext, name: string): { host: Host; server: boolean } {
+export function k3sNode(ctx: ClusterContext, name: string): { host: Host; server: boolean } {
   const host = ctx.spec.hosts.find((h) => h.name === name);
   if (!host) throw new FmcError("USAGE", `${name}: no such host in the spec`, `hosts: ${ctx.spec.hosts.map((h) => h.name).join(", ")}`);
   const server = host.roles.includes("k3s-server");
@@ -78,7 +78,7 @@ export function removalSteps(name: string, server: boolean, via: string, member:
 }
 
 /** What follows from the spec without `name`: the load balancers' and DNS's diffs, as plan text. */
-export function followDiffs(ctx: RenderContext, name: string): RunbookStep[] {
+export function followDiffs(ctx: ClusterContext, name: string): RunbookStep[] {
   const host = ctx.spec.hosts.find((h) => h.name === name)!;
   const after = withoutHost(ctx, name);
   const out: RunbookStep[] = [];
@@ -87,7 +87,7 @@ export function followDiffs(ctx: RenderContext, name: string): RunbookStep[] {
     const next = haproxyConfig(after, lb);
     if (before !== next) out.push({ title: `${lb.name}: HAProxy stops sending traffic to ${name} (${host.address})`, on: lb.name, detail: patch("/etc/haproxy/haproxy.cfg", before, next) });
   }
-  const recs = (c: RenderContext) => dnsRecords(c).map((r) => `${r.name} ${r.type} ${r.value}`).join("\n") + "\n";
+  const recs = (c: ClusterContext) => dnsRecords(c).map((r) => `${r.name} ${r.type} ${r.value}`).join("\n") + "\n";
   const dnsBefore = recs(ctx);
   const dnsAfter = recs(after);
   if (dnsBefore !== dnsAfter) out.push({ title: `internal DNS: ${name}'s records go`, on: ctx.topo.dnsHost?.name ?? "the DNS host", detail: patch(`zone ${ctx.spec.domain}`, dnsBefore, dnsAfter) });
@@ -98,7 +98,7 @@ export function followDiffs(ctx: RenderContext, name: string): RunbookStep[] {
  * The plan for removing K3s node `name`: for a server, `cluster` is etcd as the servers see
  * it (fmc etcd status) and decides; `via` is the server that drains and removes it.
  */
-export function nodeRemovalPlan(ctx: RenderContext, name: string, cluster: EtcdClusterView | undefined, via: string, reachable = true): RemovalPlan {
+export function nodeRemovalPlan(ctx: ClusterContext, name: string, cluster: EtcdClusterView | undefined, via: string, reachable = true): RemovalPlan {
   const { server } = k3sNode(ctx, name);
   if (via === name) throw new FmcError("USAGE", `${name} cannot drain and remove itself`, "another server must answer");
   let quorum: string | undefined;

@@ -7,7 +7,7 @@
 // disks (/var/lib/longhorn and the spec's Longhorn mount keep their replicas' data).
 import { script, type Command } from "../hosts/command.js";
 import { quote } from "../shell.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import type { Host } from "../model/schema.js";
 import type { RunbookStep } from "./runbook.js";
 import { pendingMarker } from "../ops/service.js";
@@ -48,13 +48,13 @@ function resetNodeCommand(server: boolean): Command {
 }
 
 /** Agents first, then the servers with the first one last. */
-function resetOrder(ctx: RenderContext): { host: Host; server: boolean }[] {
+function resetOrder(ctx: ClusterContext): { host: Host; server: boolean }[] {
   const servers = ctx.topo.servers;
   return [...ctx.topo.agents.map((host) => ({ host, server: false })), ...[...servers].reverse().map((host) => ({ host, server: true }))];
 }
 
 /** The runbook; `forget` clears this machine's record that the cluster was bootstrapped (last, once every node is clean). */
-export function resetRunbook(ctx: RenderContext, reachable: (name: string) => boolean, forget: () => Promise<string | void>): RunbookStep[] {
+export function resetRunbook(ctx: ClusterContext, reachable: (name: string) => boolean, forget: () => Promise<string | void>): RunbookStep[] {
   const steps: RunbookStep[] = resetOrder(ctx).map(({ host, server }) =>
     reachable(host.name)
       ? { title: `tear K3s off ${host.name} (${server ? "server: its etcd member and data go" : "agent"})`, on: host.name, command: resetNodeCommand(server) }
@@ -65,7 +65,7 @@ export function resetRunbook(ctx: RenderContext, reachable: (name: string) => bo
 }
 
 /** What is destroyed, for the question asked before. */
-export function resetWarning(ctx: RenderContext): string {
+export function resetWarning(ctx: ClusterContext): string {
   const nodes = resetOrder(ctx).map((x) => x.host.name);
   return [
     `This destroys the K3s cluster ${ctx.spec.name} on ${nodes.join(", ")}:`,

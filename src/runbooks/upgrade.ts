@@ -19,7 +19,7 @@ import { k3sBinDir } from "../hosts/os.js";
 import { quorumCheck, type EtcdAccess, type EtcdClusterView } from "../k3s/etcd.js";
 import { AGENT_UNIT, k3sBinaryCommand, kubectl, parseK3sVersion, pinnedSha256, SERVER_UNIT, type K3sVersion } from "../k3s/k3s-cli.js";
 import type { K3sBundle } from "../local/bundle.js";
-import type { RenderContext } from "../render/types.js";
+import type { ClusterContext } from "../state/context.js";
 import { drainCommand, nodeReadyStep, quorumStep, serverWaitStep, unitCommand, type WaitOptions } from "./k3s-steps.js";
 import type { RunbookStep } from "./runbook.js";
 
@@ -70,7 +70,7 @@ export type UpgradePlan = { readonly ok: true; readonly from: string; readonly t
  * The plan from `from` (the oldest version the nodes run, or the spec's version) to `to`. With
  * etcd's view, each server's restart is checked as a stop: refused when quorum would be lost.
  */
-export function upgradePlan(ctx: RenderContext, fromText: string, toText: string, cluster: EtcdClusterView | undefined, batch: number): UpgradePlan {
+export function upgradePlan(ctx: ClusterContext, fromText: string, toText: string, cluster: EtcdClusterView | undefined, batch: number): UpgradePlan {
   const from = parseK3sVersion(fromText);
   const to = parseK3sVersion(toText);
   if (!Number.isInteger(batch) || batch < 1) throw new FmcError("USAGE", `--batch ${batch}: a whole number of agents, at least 1`);
@@ -109,7 +109,7 @@ export function upgradePlan(ctx: RenderContext, fromText: string, toText: string
  * decides, as apply's facts do). Bundle: uploaded and checked on the node; else downloaded and
  * checked against the release's checksums.
  */
-export function upgradeBinaryCommand(ctx: RenderContext, version: string, bundle: K3sBundle | undefined): Command {
+export function upgradeBinaryCommand(ctx: ClusterContext, version: string, bundle: K3sBundle | undefined): Command {
   const flatcar = k3sBinaryCommand(ctx, version, k3sBinDir("flatcar"), bundle);
   const other = k3sBinaryCommand(ctx, version, k3sBinDir("debian-like"), bundle);
   const body = `if grep -qs '^ID=flatcar' /etc/os-release; then exec bash -c ${quote(flatcar.command.shell)}; else exec bash -c ${quote(other.command.shell)}; fi`;
@@ -135,7 +135,7 @@ export type UpgradeRunbook =
  * Per server: quorum read again, install, restart, wait. Per batch of agents: every agent of the
  * batch drained first, then per agent install, restart, wait, uncordon.
  */
-export function upgradeRunbook(ctx: RenderContext, from: string, to: string, cluster: EtcdClusterView | undefined, batch: number, o: UpgradeRunbookOptions = {}): UpgradeRunbook {
+export function upgradeRunbook(ctx: ClusterContext, from: string, to: string, cluster: EtcdClusterView | undefined, batch: number, o: UpgradeRunbookOptions = {}): UpgradeRunbook {
   const plan = upgradePlan(ctx, from, to, cluster, batch);
   if (!plan.ok) return plan;
   const via = o.via ?? ctx.topo.servers[0]?.name;

@@ -23,7 +23,7 @@ import { loadSpec } from "../../src/model/load.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { normalImage, RETIRED_SOURCES, retiredChart, retiredImage } from "../../src/model/retired-sources.js";
 import { FmcError } from "../../src/errors.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 // ajv is CommonJS: its class is the default export's default
@@ -41,15 +41,15 @@ type Any = any;
 
 const seed = contextFor();
 const examples = readdirSync(join(ROOT, "examples")).map((d) => [d, contextFor(readFileSync(join(ROOT, "examples", d, "cluster.yaml"), "utf8"))] as const);
-const contexts: ReadonlyArray<readonly [string, RenderContext]> = [["seed", seed], ...examples];
+const contexts: ReadonlyArray<readonly [string, ClusterContext]> = [["seed", seed], ...examples];
 
 /** Every document of every rendered Kubernetes manifest, parsed as K3s would read it. */
-function renderedObjects(ctx: RenderContext): Array<{ file: string; obj: Any }> {
+function renderedObjects(ctx: ClusterContext): Array<{ file: string; obj: Any }> {
   return renderAll(ctx)
     .filter((a) => a.path.startsWith("kubernetes/"))
     .flatMap((a) => parseAllDocuments(a.content).map((d) => ({ file: a.path, obj: d.toJS() as Any })));
 }
-const byKind = (ctx: RenderContext, kind: string) => renderedObjects(ctx).filter((o) => o.obj.kind === kind).map((o) => o.obj);
+const byKind = (ctx: ClusterContext, kind: string) => renderedObjects(ctx).filter((o) => o.obj.kind === kind).map((o) => o.obj);
 
 // --- custom resources against their CRDs -------------------------------------------
 
@@ -365,7 +365,7 @@ test("ingress: K3s's packaged Traefik stays enabled, a DaemonSet behind fmc's No
   for (const ver of K3S_TRAEFIK_CHARTS) for (const p of ["web", "websecure"]) assert.ok(isMap(chartFixture("traefik", ver).values.ports[p]), `${ver} has port ${p}`);
   const haproxy = renderAll(seed).find((a) => a.path.endsWith("haproxy.cfg"))!.content;
   for (const b of seed.topo.ingressBackends) for (const p of [np.http, np.https]) assert.ok(haproxy.includes(`${b.address}:${p}`), `HAProxy forwards to ${b.name}:${p}`);
-  const disabled = (ctx: RenderContext) => parseYaml(renderAll(ctx).find((a) => a.path === "k3s/master1/config.yaml")!.content).disable as string[];
+  const disabled = (ctx: ClusterContext) => parseYaml(renderAll(ctx).find((a) => a.path === "k3s/master1/config.yaml")!.content).disable as string[];
   assert.ok(!disabled(seed).includes("traefik"), "!disabled(seed).includes(\"traefik\")");
   assert.ok(!renderAll(seed).some((a) => a.content.includes("ingress-nginx")), "!renderAll(seed).some((a) => a.content.includes(\"ingress-nginx\"))");
   // the Grafana and Kibana ingresses use its class
@@ -534,7 +534,7 @@ test("node_exporter: a Flatcar host outside K3s is not scraped, and the plan say
 // --- the diagram -------------------------------------------------------------------------------
 
 test("topology.svg: every host drawn once (storage1, a K3s agent with the storage role, too), its other roles named", () => {
-  const titles = (ctx: RenderContext) => [...diagramSvg(ctx).matchAll(/font-weight="bold">([^<]+)<\/text>/g)].map((m) => m[1]!);
+  const titles = (ctx: ClusterContext) => [...diagramSvg(ctx).matchAll(/font-weight="bold">([^<]+)<\/text>/g)].map((m) => m[1]!);
   for (const [name, ctx] of contexts) {
     const drawn = titles(ctx);
     for (const h of ctx.spec.hosts) assert.equal(drawn.filter((t) => t === h.name).length, 1, `${name}: ${h.name}`);

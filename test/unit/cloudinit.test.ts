@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { renderAll } from "../../src/render/index.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { cidrOf, formatIp } from "../../src/model/net.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, ROOT, specFrom, tempDir } from "../helpers.js";
 
 const run = promisify(execFile);
@@ -47,7 +47,7 @@ interface Expected {
 
 const netmask = (prefix: number) => formatIp(prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0);
 
-function expectedFor(ctx: RenderContext, name: string): Expected[] {
+function expectedFor(ctx: ClusterContext, name: string): Expected[] {
   const { spec, topo } = ctx;
   const h = topo.host(name);
   const dns = topo.dnsServers;

@@ -21,7 +21,7 @@ import type { Change } from "../../src/ops/change.js";
 import { database, NFS_CLIENT_GUARD, ROLES_GUARD, ROLES_CHECK } from "../../src/phases/database.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { databaseMountUnit, dropInPath, pgHba, postgresConf, postgresDropIn, rolesCheckSql, rolesSql, scramVerifier } from "../../src/render/database.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { checksumLine, localStore, remoteStore, verifiedChecksum } from "../../src/local/backup-store.js";
 import { backupDatabase, expired, parseBackupName, restoreDatabase } from "../../src/runbooks/postgres-backup.js";
 import { SEED_YAML } from "../../src/model/seed.js";
@@ -213,7 +213,7 @@ function factsOf(m: FactsModel): HostFacts {
   return parseFacts("postgresql1", Object.entries(sections).map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n");
 }
 
-function pcFor(ctx: RenderContext): PhaseContext {
+function pcFor(ctx: ClusterContext): PhaseContext {
   return { render: ctx, mask: (x) => ctx.secrets.mask(x), loginUser: () => "root" };
 }
 
@@ -268,7 +268,7 @@ function converge(pc: PhaseContext, host: FakeHost): Change[] {
   assert.fail("the database phase did not converge in 10 rounds");
 }
 
-function assertNoSecretsOnCommandLines(ctx: RenderContext, changes: readonly Change[]): void {
+function assertNoSecretsOnCommandLines(ctx: ClusterContext, changes: readonly Change[]): void {
   for (const c of changes) {
     for (const x of c.commands) {
       assert.deepEqual(ctx.secrets.leaksInto(`${x.shell}\n${x.display}`), [], `${c.title}: ${x.display}`);

@@ -16,7 +16,7 @@ import { dnsPhase, IPA_INSTALLED_GUARD, IPA_RECORDS_GUARD, withBootstrapResolver
 import { script } from "../../src/hosts/command.js";
 import { parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { cloudInit } from "../../src/render/terraform.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import type { Change } from "../../src/ops/change.js";
 import { Topology } from "../../src/model/topology.js";
 import { contextFor, inNetns, requireTool, tempDir } from "../helpers.js";
@@ -28,7 +28,7 @@ const day = (iso: string) => new Date(`${iso}T12:00:00Z`);
 
 type Mutable = { -readonly [K in keyof typeof ctx.spec]: (typeof ctx.spec)[K] };
 /** The bind9 context with a spec edit that skips validation (renderers must cope anyway). */
-function edited(edit: (s: Mutable) => void): RenderContext {
+function edited(edit: (s: Mutable) => void): ClusterContext {
   const spec = structuredClone(ctx.spec) as Mutable;
   edit(spec);
   return { ...ctx, spec, topo: new Topology(spec, ctx.topo.sshKeys) };
@@ -243,7 +243,7 @@ function stubs(dir: string, scripts: Record<string, string>): NodeJS.ProcessEnv 
 /** The rendered script with its fixed host paths moved into the sandbox. */
 const sandboxed = (text: string, dir: string) => text.replaceAll("/root/.fmc", `${dir}/fmc`).replaceAll("/etc/hosts", `${dir}/hosts`).replaceAll("/etc/ipa/", `${dir}/ipa/`);
 
-function secretsIn(dir: string, c: RenderContext) {
+function secretsIn(dir: string, c: ClusterContext) {
   mkdirSync(join(dir, "fmc"), { recursive: true, mode: 0o700 });
   for (const name of ["ipa-admin", "ipa-directory-manager"]) writeFileSync(join(dir, "fmc", name), `${c.secrets.get(name)}\n`, { mode: 0o600 });
 }
@@ -431,7 +431,7 @@ function hostFacts(o: { os?: "debian" | "almalinux"; files?: Record<string, { co
   return parseFacts("freeipa1", `${text.join("\n")}\n`);
 }
 
-const pcOf = (render: RenderContext) => ({ render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" });
+const pcOf = (render: ClusterContext) => ({ render, mask: (t: string) => render.secrets.mask(t), loginUser: () => "root" });
 
 /** The files a plan writes, as the host would have them afterwards. */
 function written(changes: readonly Change[]): Record<string, { content: string; mode?: number; group?: string }> {

@@ -19,7 +19,7 @@ import { certBundle, edgeHaproxyConfig, forwardersList, traefikCredentialPath, T
 import { haproxyConfig } from "../../src/render/haproxy.js";
 import { checkScript, keepalivedConfig } from "../../src/render/keepalived.js";
 import { traefikDynamic, traefikStatic } from "../../src/render/traefik.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { CLOUDFLARE_IPV4 } from "../../src/model/schema.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { contextFor, fmc, requireTool, tempDir } from "../helpers.js";
@@ -38,7 +38,7 @@ function makeCert(dir: string, name = "origin"): { cert: string; key: string } {
 }
 
 /** The edge HAProxy config with its files in `dir` and its admin socket there too. */
-function edgeFiles(ctx: RenderContext, dir: string, oc: { cert: string; key: string }): string {
+function edgeFiles(ctx: ClusterContext, dir: string, oc: { cert: string; key: string }): string {
   const paths = { bundle: join(dir, "origin-bundle.pem"), forwarders: join(dir, "forwarders.acl") };
   writeFileSync(paths.bundle, certBundle(oc.cert, oc.key), { mode: 0o600 });
   writeFileSync(paths.forwarders, forwardersList(ctx));
@@ -243,7 +243,7 @@ function factsAfter(host: string, address: string, changes: readonly Change[], e
   return parseFacts(host, Object.entries(sections).map(([k, v]) => [`@${k}`, ...v].join("\n")).join("\n") + "\n@end\n");
 }
 
-function pcFor(ctx: RenderContext, oc?: { cert: string; key: string }): PhaseContext {
+function pcFor(ctx: ClusterContext, oc?: { cert: string; key: string }): PhaseContext {
   return { render: ctx, mask: (x) => ctx.secrets.mask(x), loginUser: () => "root", originCertificate: oc };
 }
 

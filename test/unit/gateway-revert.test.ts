@@ -16,13 +16,13 @@ import { apply, plan, REVERT_MARGIN_MS, type Reconnect } from "../../src/engine/
 import { wireguard } from "../../src/phases/wireguard.js";
 import type { Change } from "../../src/ops/change.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { FmcError } from "../../src/errors.js";
 
 /** vps1's SSH on another port than the spec's default: the case that locks people out. */
 const PORTED = SEED_YAML.replace("ssh: { user: root, host: 203.0.113.10 }", "ssh: { user: root, host: 203.0.113.10, port: 2200 }");
 const ctx = contextFor(PORTED);
-const pcOf = (render: RenderContext, confirmTimeoutS?: number): PhaseContext => ({ render, mask: (t) => render.secrets.mask(t), loginUser: () => "root", confirmTimeoutS });
+const pcOf = (render: ClusterContext, confirmTimeoutS?: number): PhaseContext => ({ render, mask: (t) => render.secrets.mask(t), loginUser: () => "root", confirmTimeoutS });
 const vps = ctx.topo.host("vps1");
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");

@@ -8,16 +8,16 @@ import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { renderAll } from "../../src/render/index.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, ROOT, tempDir } from "../helpers.js";
 
 const TOOL = "ignition-validate";
 const present = spawnSync("sh", ["-c", `command -v ${TOOL}`]).status === 0;
 const skip = present ? false : `${TOOL} is not installed (Debian's ignition package; .ci/run installs it)`;
 
-const contexts: Array<[string, RenderContext]> = [
+const contexts: Array<[string, ClusterContext]> = [
   ["seed", contextFor()],
-  ...readdirSync(join(ROOT, "examples")).map((d): [string, RenderContext] => [`examples/${d}`, contextFor(readFileSync(join(ROOT, "examples", d, "cluster.yaml"), "utf8"))]),
+  ...readdirSync(join(ROOT, "examples")).map((d): [string, ClusterContext] => [`examples/${d}`, contextFor(readFileSync(join(ROOT, "examples", d, "cluster.yaml"), "utf8"))]),
 ];
 
 function validate(path: string): { status: number | null; output: string } {

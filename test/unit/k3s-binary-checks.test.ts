@@ -22,13 +22,13 @@ import { upgradeBinaryCommand, upgradeRunbook } from "../../src/runbooks/upgrade
 import { k3sServers } from "../../src/phases/k3s.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
 import { FmcError } from "../../src/errors.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, requireTool, tempDir } from "../helpers.js";
 
 const VERSION = "v1.33.4+k3s1";
 const sha = (b: string | Buffer) => createHash("sha256").update(b).digest("hex");
 const fakeK3s = (version: string, tag = "fake") => `#!/bin/sh\necho 'k3s version ${version} (${tag})'\necho 'go version go1.24.6'\n`;
-const withK3s = (ctx: RenderContext, k3s: Partial<RenderContext["spec"]["k3s"]>): RenderContext => ({ ...ctx, spec: { ...ctx.spec, k3s: { ...ctx.spec.k3s, ...k3s } } });
+const withK3s = (ctx: ClusterContext, k3s: Partial<ClusterContext["spec"]["k3s"]>): ClusterContext => ({ ...ctx, spec: { ...ctx.spec, k3s: { ...ctx.spec.k3s, ...k3s } } });
 
 interface Node {
   /** What the release (as the fake curl serves it) holds: file name -> content. */
@@ -86,7 +86,7 @@ function run(t: { after: (fn: () => void) => void }, make: (binDir: string, dir:
 const good = fakeK3s(VERSION);
 const release = (sums: string, k3s = good) => ({ k3s, "sha256sum-amd64.txt": sums });
 const sumsFor = (k3s: string, name = "k3s") => `${sha(k3s)}  ${name}\n${sha("arm")}  k3s-arm64\n`;
-const script = (ctx: RenderContext) => (binDir: string) => k3sInstallScript(ctx, binDir);
+const script = (ctx: ClusterContext) => (binDir: string) => k3sInstallScript(ctx, binDir);
 
 test("download: a checksum file without a k3s line installs nothing and says why; a mismatch is refused; a match is installed", (t) => {
   const ctx = contextFor();
@@ -221,7 +221,7 @@ async function bundleOf(t: { after: (fn: () => void) => void }, k3s: string): Pr
 
 const refusedBundle = (e: unknown) => e instanceof FmcError && e.code === "BUNDLE" && /its k3s has SHA-256 [0-9a-f]{64}, the spec's k3s\.sha256 pins [0-9a-f]{64}/.test(e.message);
 
-function phaseContext(render: RenderContext, bundle: K3sBundle): PhaseContext {
+function phaseContext(render: ClusterContext, bundle: K3sBundle): PhaseContext {
   return {
     render,
     mask: (s) => s,

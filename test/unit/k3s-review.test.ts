@@ -18,22 +18,22 @@ import { SEED_YAML } from "../../src/model/seed.js";
 import { requiredSecrets } from "../../src/state/secrets.js";
 import { isK3sBootstrapped, markK3sBootstrapped } from "../../src/state/bootstrap.js";
 import { context } from "../../src/project.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, requireTool, ROOT, tempDir } from "../helpers.js";
 
 type Ign = ReturnType<typeof ignitionConfig> & {
   storage: { files: Array<{ path: string; mode: number; contents: { source: string } }> };
   systemd: { units: Array<{ name: string; contents?: string; dropins?: Array<{ name: string; contents: string }> }> };
 };
-const ign = (ctx: RenderContext, host: string) => ignitionConfig(ctx, ctx.topo.host(host)) as Ign;
+const ign = (ctx: ClusterContext, host: string) => ignitionConfig(ctx, ctx.topo.host(host)) as Ign;
 const fileOf = (i: Ign, path: string) => {
   const f = i.storage.files.find((x) => x.path === path);
   assert.ok(f, `no ${path}`);
   return Buffer.from(f.contents.source.split(",")[1]!, "base64").toString("utf8");
 };
 const unitOf = (i: Ign, name: string) => i.systemd.units.find((u) => u.name === name)?.contents ?? assert.fail(`no ${name}`);
-const artifact = (ctx: RenderContext, path: string) => renderAll(ctx).find((a) => a.path === path)?.content ?? assert.fail(`${path} not rendered`);
-const k3sCfg = (ctx: RenderContext, host: string) => parseYaml(artifact(ctx, `k3s/${host}/config.yaml`)) as Record<string, unknown>;
+const artifact = (ctx: ClusterContext, path: string) => renderAll(ctx).find((a) => a.path === path)?.content ?? assert.fail(`${path} not rendered`);
+const k3sCfg = (ctx: ClusterContext, host: string) => parseYaml(artifact(ctx, `k3s/${host}/config.yaml`)) as Record<string, unknown>;
 const seedWith = (k3sLines: string) => SEED_YAML.replace("k3s:\n  version: v1.33.4+k3s1\n", `k3s:\n  version: v1.33.4+k3s1\n${k3sLines}`);
 const problems = (yaml: string) => loadSpec(yaml).problems;
 const servers = ["master1", "master2", "master3"];
@@ -44,7 +44,7 @@ test("cluster-init only while the cluster does not exist: afterwards every serve
   const fresh = contextFor();
   assert.equal(k3sCfg(fresh, "master1")["cluster-init"], true);
   assert.equal(k3sCfg(fresh, "master1").server, undefined);
-  const done: RenderContext = { ...fresh, k3sBootstrapped: true };
+  const done: ClusterContext = { ...fresh, k3sBootstrapped: true };
   for (const s of servers) {
     const cfg = k3sCfg(done, s);
     assert.equal(cfg["cluster-init"], undefined, s);
@@ -228,7 +228,7 @@ test("etcd snapshots: schedule and retention from the spec, etcd-s3 keys K3s kno
 });
 
 /** Default StorageClasses the rendered cluster ends up with: manifests, Longhorn's chart values, K3s's local-path unless disabled. */
-function defaultStorageClasses(ctx: RenderContext): string[] {
+function defaultStorageClasses(ctx: ClusterContext): string[] {
   const out: string[] = [];
   const arts = renderAll(ctx);
   for (const a of arts.filter((x) => x.path.startsWith("kubernetes/"))) {

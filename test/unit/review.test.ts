@@ -18,7 +18,7 @@ import { networkOf } from "../../src/model/net.js";
 import { emptyRequest, factScript, parseFacts, type HostFacts } from "../../src/hosts/facts.js";
 import { base, FIREWALLD_GUARD, firewalldOpenings } from "../../src/phases/base.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, requireTool, ROOT, tempDir } from "../helpers.js";
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- parsed Terraform JSON
@@ -30,7 +30,7 @@ function seedWith(edits: Array<[Array<string | number>, unknown]>): string {
   return doc.toString();
 }
 
-const rendered = (ctx: RenderContext) => {
+const rendered = (ctx: ClusterContext) => {
   const artifacts = renderAll(ctx);
   return (path: string) => {
     const a = artifacts.find((x) => x.path === path);

@@ -10,15 +10,15 @@ import { parse as parseYaml, parseAllDocuments } from "yaml";
 import { renderAll } from "../../src/render/index.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import { loadSpec } from "../../src/model/load.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, ROOT } from "../helpers.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed YAML
 type Any = any;
 const seed = contextFor();
-const artifact = (ctx: RenderContext, path: string) => renderAll(ctx).find((a) => a.path === path)?.content ?? assert.fail(`${path} not rendered`);
-const objects = (ctx: RenderContext): Any[] => renderAll(ctx).filter((a) => a.path.startsWith("kubernetes/")).flatMap((a) => parseAllDocuments(a.content).map((d) => d.toJS()));
-const chartValuesOf = (ctx: RenderContext, name: string): Any => parseYaml(objects(ctx).find((o) => o.kind === "HelmChart" && o.metadata.name === name).spec.valuesContent);
+const artifact = (ctx: ClusterContext, path: string) => renderAll(ctx).find((a) => a.path === path)?.content ?? assert.fail(`${path} not rendered`);
+const objects = (ctx: ClusterContext): Any[] => renderAll(ctx).filter((a) => a.path.startsWith("kubernetes/")).flatMap((a) => parseAllDocuments(a.content).map((d) => d.toJS()));
+const chartValuesOf = (ctx: ClusterContext, name: string): Any => parseYaml(objects(ctx).find((o) => o.kind === "HelmChart" && o.metadata.name === name).spec.valuesContent);
 const withWindow = (w: string) => SEED_YAML.replace("coordinator: kured ", `coordinator: kured, window: ${w} }`).replace("reboots:\n    coordinator", "reboots: { coordinator");
 
 test("NFS: the shared export squashes root, PostgreSQL's keeps no_root_squash for the database host only; squashed root may create volume directories", () => {

@@ -18,7 +18,7 @@ import { edge } from "../../src/phases/edge.js";
 import { loadbalancer } from "../../src/phases/loadbalancer.js";
 import type { Phase, PhaseContext } from "../../src/phases/phase.js";
 import { certBundle, EDGE_PATHS } from "../../src/render/edge.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { SEED_YAML } from "../../src/model/seed.js";
 import type { Host } from "../../src/model/schema.js";
 import { contextFor, requireTool, ROOT, tempDir } from "../helpers.js";
@@ -106,7 +106,7 @@ function holders(dir: string): Holder[] {
   const bin = join(dir, "traefik");
   writeFileSync(bin, "#!/bin/sh\n");
   const sha = createHash("sha256").update(readFileSync(bin)).digest("hex");
-  const pcFor = (ctx: RenderContext): PhaseContext => ({ render: ctx, mask: (x) => ctx.secrets.mask(x), loginUser: () => "root", originCertificate: oc });
+  const pcFor = (ctx: ClusterContext): PhaseContext => ({ render: ctx, mask: (x) => ctx.secrets.mask(x), loginUser: () => "root", originCertificate: oc });
   const lb = contextFor();
   const haproxyEdge = contextFor(`${SEED_YAML}\nedge:\n  engine: haproxy\n`);
   const traefikEdge = contextFor(`${SEED_YAML}\nedge:\n  traefikBinary:\n    path: ${bin}\n    sha256: "${sha}"\n`);

@@ -30,7 +30,7 @@ import { pendingMarker } from "../../src/ops/service.js";
 import { unitPath } from "../../src/ops/unit.js";
 import type { Change } from "../../src/ops/change.js";
 import type { PhaseContext } from "../../src/phases/phase.js";
-import type { RenderContext } from "../../src/render/types.js";
+import type { ClusterContext } from "../../src/state/context.js";
 import { contextFor, requireTool, ROOT, specFrom, tempDir } from "../helpers.js";
 
 requireTool("wg");
@@ -46,12 +46,12 @@ function check(validate: string, content: string, dir: string): { status: number
 }
 
 /** The seed (or a variant) with a real state directory: generated keys, stored peers. */
-function stateContext(dir: string, yaml = SEED_YAML): RenderContext {
+function stateContext(dir: string, yaml = SEED_YAML): ClusterContext {
   const spec = specFrom(yaml);
   return { spec, topo: new Topology(spec), secrets: loadOrCreateSecrets({ path: dir }, requiredSecrets(spec)) };
 }
 
-const pcOf = (render: RenderContext): PhaseContext => ({ render, mask: (t) => render.secrets.mask(t), loginUser: () => "root" });
+const pcOf = (render: ClusterContext): PhaseContext => ({ render, mask: (t) => render.secrets.mask(t), loginUser: () => "root" });
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
