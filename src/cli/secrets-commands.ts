@@ -2,7 +2,7 @@
 // purpose (the Grafana admin password to log in, the admin SSH key for a manual ssh).
 import { defineCommand } from "citty";
 import { context } from "../project.js";
-import { requiredSecrets } from "../state/secrets.js";
+import { requiredSecrets, version1Name } from "../state/secrets.js";
 import { didYouMean, FmcError } from "../errors.js";
 import { bold, dim, fileArg, stateArg } from "./ui.js";
 
@@ -25,19 +25,24 @@ const list = defineCommand({
 const show = defineCommand({
   meta: { name: "show", description: "Print one secret's value on stdout, on purpose (e.g. fmc secrets show grafana-admin)" },
   args: {
-    name: { type: "positional", required: true, valueHint: "NAME", description: "the secret's name (fmc secrets list shows them)" },
+    name: { type: "positional", required: true, valueHint: "NAME", description: "the secret's name (fmc secrets list shows them), e.g. grafana-admin or postgres-owner/app" },
     file: fileArg,
     state: stateArg,
   },
   run({ args }) {
     const { ctx } = context({ file: args.file, stateDir: args.state });
-    const names = requiredSecrets(ctx.spec).map((s) => s.name);
-    if (!names.includes(args.name)) {
+    const needed = requiredSecrets(ctx.spec);
+    // a name from before owned secrets were what/owner (postgres-app): its one secret, said so
+    const was = needed.filter((s) => version1Name(s.name) === args.name);
+    const secret = needed.find((s) => s.name === args.name) ?? (was.length === 1 ? was[0] : undefined);
+    if (!secret) {
+      const names = needed.map((s) => s.name);
       throw new FmcError("SECRET_UNKNOWN", `this spec has no secret named ${args.name}`, didYouMean(args.name, names) ?? `known: ${names.join(", ")}`);
     }
+    if (secret.name !== args.name) process.stderr.write(dim(`${args.name} is now named ${secret.name}\n`));
     // the admin key is stored with its public half; the private key is what ssh -i needs
-    const value = args.name === "admin-ssh" ? ctx.secrets.adminPrivateKey()! : ctx.secrets.get(args.name);
-    if (process.stdout.isTTY) process.stderr.write(dim(`secret ${args.name}, shown on purpose; it stays in your terminal's scrollback\n`));
+    const value = secret.name === "admin-ssh" ? ctx.secrets.adminPrivateKey()! : ctx.secrets.get(secret.name);
+    if (process.stdout.isTTY) process.stderr.write(dim(`secret ${secret.name}, shown on purpose; it stays in your terminal's scrollback\n`));
     process.stdout.write(value.endsWith("\n") ? value : `${value}\n`);
   },
 });

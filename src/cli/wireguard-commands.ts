@@ -9,7 +9,7 @@ import { FmcError } from "../errors.js";
 import { openSession, type Session } from "../engine/session.js";
 import { apply as applyPlan, plan as makePlan, type Event, type Plan } from "../engine/run.js";
 import type { HostsLock } from "../engine/hosts-lock.js";
-import { addWireguardPeer, loadOrCreateSecrets, requiredSecrets, rotateSecrets, wireguardPublicKey, type SecretSpec } from "../state/secrets.js";
+import { addWireguardPeer, loadOrCreateSecrets, requiredSecrets, rotateSecrets, wireguardKeyName, wireguardPublicKey, type SecretSpec } from "../state/secrets.js";
 import { nextPeerAddress, peerClientConfig, tunnelOf, wgConfPath, wgUnit } from "../render/wireguard.js";
 import { cmd } from "../hosts/command.js";
 import type { PhaseContext } from "../phases/phase.js";
@@ -143,7 +143,8 @@ const rotate = defineCommand({
         printChanges(before);
         throw new FmcError("TUNNEL_NOT_APPLIED", `the tunnel does not match the spec yet (${n(before.changes.length, "change")} above); nothing was rotated`, "fmc apply --phase wireguard first, then rotate");
       }
-      const which: SecretSpec[] = requiredSecrets(ctx.spec).filter((x) => x.name === `wireguard-${t.gateway.name}` || x.name === `wireguard-${t.lanPeer.name}` || x.name === "wireguard-psk");
+      const tunnelKeys: readonly string[] = [wireguardKeyName(t.gateway.name), wireguardKeyName(t.lanPeer.name), "wireguard-psk"];
+      const which: SecretSpec[] = requiredSecrets(ctx.spec).filter((x) => tunnelKeys.includes(x.name));
       rotateSecrets({ path: s.stateDir }, which);
       const secrets = loadOrCreateSecrets({ path: s.stateDir }, requiredSecrets(ctx.spec));
       const pc: PhaseContext = { ...s.pc, render: { ...ctx, secrets }, mask: (text) => secrets.mask(s.pc.mask(text)) };
@@ -160,7 +161,7 @@ const rotate = defineCommand({
       const t2 = performance.now();
       await applyPlan(onlyHosts(p, (c) => !isWrite(c) && c.host === t.lanPeer.name), s.transports, { concurrency: 1, onEvent: progress, reconnect: s.reconnect });
       const t3 = performance.now();
-      const lanPublic = wireguardPublicKey(secrets.get(`wireguard-${t.lanPeer.name}`));
+      const lanPublic = wireguardPublicKey(secrets.get(wireguardKeyName(t.lanPeer.name)));
       const shake = await waitForHandshake(s, t.gateway.name, iface, lanPublic, 30_000);
       const ms = (x: number) => `${Math.round(x)} ms`;
       process.stdout.write(

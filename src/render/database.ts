@@ -11,6 +11,7 @@ import { HEADER, HEADER_TEXT, lines } from "./types.js";
 import { mountUnitName, unitFile } from "./systemd.js";
 import { configWord, systemdPath } from "./quote.js";
 import { FmcError } from "../errors.js";
+import { postgresOwnerName } from "../state/secrets.js";
 
 export const POSTGRES_PORT = 5432;
 /** The server's socket directory on both families (Debian's /var/run/postgresql is the same place). */
@@ -191,7 +192,7 @@ function roles(ctx: ClusterContext): Array<{ role: string; verifier: string; sup
   }
   return [
     { role: "postgres", verifier: scramVerifier(ctx.secrets.get("postgres-superuser"), "postgres"), superuser: true },
-    ...db.databases.map((d) => ({ role: d, verifier: scramVerifier(ctx.secrets.get(`postgres-${d}`), d), superuser: false })),
+    ...db.databases.map((d) => ({ role: d, verifier: scramVerifier(ctx.secrets.get(postgresOwnerName(d)), d), superuser: false })),
   ];
 }
 

@@ -13,7 +13,7 @@ import { configWord, nftString, pathPart, systemdPath, systemdValue, wgValue } f
 import type { Host } from "../model/schema.js";
 import { cidrOf, formatIp, ipOf, isInside } from "../model/net.js";
 import type { WireguardPeer } from "../state/secrets.js";
-import { peerKeyName, peerPskName } from "../state/secrets.js";
+import { peerKeyName, peerPskName, wireguardKeyName } from "../state/secrets.js";
 import { FmcError } from "../errors.js";
 
 export interface Tunnel {
@@ -123,7 +123,7 @@ export function wgConfig(ctx: ClusterContext, t: Tunnel, side: "gateway" | "lan"
       "[Interface]",
       `Address = ${self.address}/${prefix}`,
       `ListenPort = ${wg.port}`,
-      `PrivateKey = ${wgValue(ctx.secrets.get(`wireguard-${self.name}`))}`,
+      `PrivateKey = ${wgValue(ctx.secrets.get(wireguardKeyName(self.name)))}`,
       `MTU = ${wg.mtu}`,
       routeAdmin && `PostUp = ${hook(`ip -4 route replace ${admin} dev %i`)}`,
       peerBlock(peer.name, ctx.secrets.wireguardPublic(peer.name), psk, [`${peer.address}/32`, ...lanPrefixes(ctx)]),
@@ -136,7 +136,7 @@ export function wgConfig(ctx: ClusterContext, t: Tunnel, side: "gateway" | "lan"
     header,
     "[Interface]",
     `Address = ${self.address}/${prefix}`,
-    `PrivateKey = ${wgValue(ctx.secrets.get(`wireguard-${self.name}`))}`,
+    `PrivateKey = ${wgValue(ctx.secrets.get(wireguardKeyName(self.name)))}`,
     `MTU = ${wg.mtu}`,
     // AllowedIPs 0.0.0.0/0 must not become this host's default route: the routes are ours
     "Table = off",

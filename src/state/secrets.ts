@@ -42,50 +42,143 @@ const KIND_FORMAT: Record<SecretKind, (v: string) => boolean> = {
   },
 };
 
-/** secrets.json as written by fmc; anything else is refused rather than half-used. */
-const StoreFile = z.object({
-  version: z.literal(1),
-  secrets: z.record(
-    z.string().regex(/^[a-z0-9][a-z0-9-]{0,127}$/),
-    z
-      .object({ kind: z.enum(SECRET_KINDS), value: z.string().min(1).max(16384) })
-      .refine((s) => KIND_FORMAT[s.kind](s.value), { message: "is not a value fmc generates for its kind", path: ["value"] }),
-  ),
-});
+// Secret names. A secret that belongs to something the spec (or fmc wireguard add-peer)
+// names is "<what>/<owner>": wireguard-key/firewall1, postgres-owner/app, wgpeer-psk/alice.
+// Every other secret has a fixed name without a "/": k3s-token, wireguard-psk. No owner
+// may contain "/" (checked here, whatever the spec's formats allow: host and peer names
+// are DNS labels, databases SQL identifiers), so a name splits one way only, and two
+// secrets share a name only if they are the same secret, whatever hosts, databases and
+// peers are called. Store version 1 joined what and owner with "-": a gateway named psk
+// forged the tunnel's wireguard-psk, a database named superuser the postgres-superuser.
+
+/** The secrets that belong to nothing the spec names, and the kind of each. */
+const FIXED = {
+  "k3s-token": "token",
+  "k3s-agent-token": "token",
+  "wireguard-psk": "wireguard-psk",
+  "postgres-superuser": "password",
+  "ipa-admin": "password",
+  "ipa-directory-manager": "password",
+  "grafana-admin": "password",
+  redis: "password",
+  elastic: "password",
+  "admin-ssh": "ssh-ed25519",
+} as const satisfies Record<string, SecretKind>;
+type FixedName = keyof typeof FIXED;
+
+/** The secrets that belong to a host, a database or a peer: their kind, and the prefix the owner had in store version 1. */
+const OWNED = {
+  "wireguard-key": { kind: "wireguard", v1: "wireguard-" },
+  "postgres-owner": { kind: "password", v1: "postgres-" },
+  "wgpeer-key": { kind: "wireguard", v1: "wgpeer-key-" },
+  "wgpeer-psk": { kind: "wireguard-psk", v1: "wgpeer-psk-" },
+} as const satisfies Record<string, { kind: SecretKind; v1: string }>;
+type OwnedWhat = keyof typeof OWNED;
+
+/** A secret's name: fixed, or what it is and whose, joined by the one character no owner has. */
+export type SecretName = FixedName | `${OwnedWhat}/${string}`;
+
+/** Owners: host names and peer names (DNS labels) and database names (SQL identifiers) all fit; "/" never does. */
+const OWNER = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+function owned(what: OwnedWhat, owner: string): SecretName {
+  // the spec's formats already refuse such a name; this makes a collision impossible even if one loosens
+  if (!OWNER.test(owner)) throw new Error(`internal: ${JSON.stringify(owner)} cannot own a secret (1 to 63 of a-z 0-9 _ -, no "/")`);
+  return `${what}/${owner}`;
+}
+
+/** A gateway's or LAN peer's WireGuard private key. */
+export const wireguardKeyName = (host: string) => owned("wireguard-key", host);
+/** The password of the role that owns a database (the role has the database's name). */
+export const postgresOwnerName = (database: string) => owned("postgres-owner", database);
+/** An admin peer's WireGuard private key and preshared key (fmc wireguard add-peer). */
+export const peerKeyName = (peer: string) => owned("wgpeer-key", peer);
+export const peerPskName = (peer: string) => owned("wgpeer-psk", peer);
+
+/** The name a secret had in store version 1, which older notes and scripts may still use. */
+export function version1Name(name: SecretName): string {
+  const slash = name.indexOf("/");
+  return slash < 0 ? name : OWNED[name.slice(0, slash) as OwnedWhat].v1 + name.slice(slash + 1);
+}
+
+/**
+ * A version-1 name as a current one, told by its shape and its kind. A fixed name whose kind
+ * is its own stays: where version 1 stored two meanings under one name (wireguard-psk for a
+ * host named psk, postgres-superuser for a database named superuser), the stored kind says
+ * which one fmc generated last (the tunnel's preshared key: generated after the host's key,
+ * it replaced it), or both kinds were equal and the fixed secret came first (the superuser's
+ * password); the owned one then has no value to keep. A name fmc no longer uses (the VRRP
+ * passwords of older versions) stays as it was: without a "/" and not fixed, it is no current name.
+ */
+function fromVersion1(name: string, kind: SecretKind): string {
+  if (Object.hasOwn(FIXED, name) && FIXED[name as FixedName] === kind) return name;
+  for (const [what, o] of Object.entries(OWNED) as Array<[OwnedWhat, (typeof OWNED)[OwnedWhat]]>) {
+    const owner = name.slice(o.v1.length);
+    if (name.startsWith(o.v1) && o.kind === kind && OWNER.test(owner)) return `${what}/${owner}`;
+  }
+  return name;
+}
+
+const StoredSecret = z
+  .object({ kind: z.enum(SECRET_KINDS), value: z.string().min(1).max(16384) })
+  .refine((s) => KIND_FORMAT[s.kind](s.value), { message: "is not a value fmc generates for its kind", path: ["value"] });
+
+/** Version 1's names. It wrote a database's owner with the database's "_" but refused to read it back; read here, it is renamed. */
+const V1_NAME = /^[a-z0-9][a-z0-9_-]{0,127}$/;
+
+/** Version 2's names: an owned secret's, or a name without "/" (fixed, or kept from version 1 for something fmc no longer uses). */
+const V2_NAME = new RegExp(`^(${Object.keys(OWNED).join("|")})/${OWNER.source.slice(1)}|${V1_NAME.source}`);
+const STORE_VERSION = 2;
+
+/** secrets.json as written by fmc (version 2, or version 1 to be renamed); anything else is refused rather than half-used. */
+const StoreFile = z.discriminatedUnion("version", [
+  z.object({ version: z.literal(1), secrets: z.record(z.string().regex(V1_NAME), StoredSecret) }),
+  z.object({ version: z.literal(STORE_VERSION), secrets: z.record(z.string().regex(V2_NAME), StoredSecret) }),
+]);
 
 export interface SecretSpec {
-  readonly name: string;
+  readonly name: SecretName;
   readonly kind: SecretKind;
   readonly purpose: string;
 }
 
+const fixed = (name: FixedName, purpose: string): SecretSpec => ({ name, kind: FIXED[name], purpose });
+const ownedBy = (what: OwnedWhat, owner: string, purpose: string): SecretSpec => ({ name: owned(what, owner), kind: OWNED[what].kind, purpose });
+
 /** Every secret a spec needs, in a stable order. */
 export function requiredSecrets(spec: Spec): SecretSpec[] {
   const out: SecretSpec[] = [
-    { name: "k3s-token", kind: "token", purpose: "K3s cluster join token" },
+    fixed("k3s-token", "K3s cluster join token"),
     // agents join with their own token, which cannot join a server (K3s --agent-token)
-    { name: "k3s-agent-token", kind: "token", purpose: "K3s agent join token" },
+    fixed("k3s-agent-token", "K3s agent join token"),
   ];
   if (spec.wireguard) {
     for (const h of spec.hosts.filter((x) => x.roles.includes("gateway") || x.name === spec.wireguard?.lanPeer)) {
-      out.push({ name: `wireguard-${h.name}`, kind: "wireguard", purpose: `WireGuard private key of ${h.name}` });
+      out.push(ownedBy("wireguard-key", h.name, `WireGuard private key of ${h.name}`));
     }
-    out.push({ name: "wireguard-psk", kind: "wireguard-psk", purpose: "WireGuard preshared key of the tunnel" });
+    out.push(fixed("wireguard-psk", "WireGuard preshared key of the tunnel"));
   }
   if (spec.database) {
-    out.push({ name: "postgres-superuser", kind: "password", purpose: "PostgreSQL postgres user" });
-    for (const d of spec.database.databases) out.push({ name: `postgres-${d}`, kind: "password", purpose: `PostgreSQL owner of database ${d}` });
+    out.push(fixed("postgres-superuser", "PostgreSQL postgres user"));
+    for (const d of spec.database.databases) out.push(ownedBy("postgres-owner", d, `PostgreSQL owner of database ${d}`));
   }
   if (spec.identity) {
-    out.push({ name: "ipa-admin", kind: "password", purpose: "FreeIPA admin" });
-    out.push({ name: "ipa-directory-manager", kind: "password", purpose: "FreeIPA Directory Manager" });
+    out.push(fixed("ipa-admin", "FreeIPA admin"));
+    out.push(fixed("ipa-directory-manager", "FreeIPA Directory Manager"));
   }
   const svc = spec.services;
-  if (svc.grafana.enabled) out.push({ name: "grafana-admin", kind: "password", purpose: "Grafana admin" });
-  if (svc.redis.enabled) out.push({ name: "redis", kind: "password", purpose: "Redis AUTH" });
-  if (svc.elasticsearch.enabled) out.push({ name: "elastic", kind: "password", purpose: "Elasticsearch elastic user" });
-  if (spec.ssh.generatedKey) out.push({ name: "admin-ssh", kind: "ssh-ed25519", purpose: "fmc's admin SSH key" });
-  return out;
+  if (svc.grafana.enabled) out.push(fixed("grafana-admin", "Grafana admin"));
+  if (svc.redis.enabled) out.push(fixed("redis", "Redis AUTH"));
+  if (svc.elasticsearch.enabled) out.push(fixed("elastic", "Elasticsearch elastic user"));
+  if (spec.ssh.generatedKey) out.push(fixed("admin-ssh", "fmc's admin SSH key"));
+  // a name repeats only for the same secret asked for twice (databases: [app, app]): kept once.
+  // Two different secrets under one name would share, and regenerate, one value: never.
+  const unique = out.filter((s, i) => out.findIndex((o) => o.name === s.name) === i);
+  for (const s of out) {
+    const first = unique.find((u) => u.name === s.name)!;
+    if (first.kind !== s.kind || first.purpose !== s.purpose) throw new Error(`internal: two different secrets named ${s.name}`);
+  }
+  return unique;
 }
 
 /** Secret values by name, with the derived public parts renderers need. */
@@ -101,7 +194,7 @@ export class Secrets {
     return this.peers;
   }
 
-  get(name: string): string {
+  get(name: SecretName): string {
     const v = this.values.get(name);
     if (v === undefined) throw new Error(`internal: secret ${name} was not generated`);
     return v;
@@ -113,7 +206,7 @@ export class Secrets {
 
   /** WireGuard public key (base64) of a host's private key. */
   wireguardPublic(host: string): string {
-    return wireguardPublicKey(this.get(`wireguard-${host}`));
+    return wireguardPublicKey(this.get(wireguardKeyName(host)));
   }
 
   /** The admin key's OpenSSH public line. */
@@ -209,30 +302,38 @@ export function stateDirFor(specFile: string | undefined, override?: string): St
   return { path: join(base, ".fmc") };
 }
 
+type Stored = Record<string, { kind: SecretKind; value: string }>;
 
 /**
  * Loads the secrets a spec needs, generating and saving the missing ones. The file is
- * rewritten atomically (temp file + rename), so a crash never leaves half a store.
+ * rewritten atomically (temp file + rename), so a crash never leaves half a store. A
+ * version-1 store is renamed (values untouched) and written as version 2 by the first
+ * load; `say` hears what that changed.
  */
-export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]): Secrets {
+export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[], say: (line: string) => void = (line) => void process.stderr.write(`${line}\n`)): Secrets {
   openStateDir(dir.path);
   const file = join(dir.path, "secrets.json");
-  const missing = (stored: Record<string, { kind: SecretKind }>) => needed.some((s) => stored[s.name]?.kind !== s.kind);
+  const stale = (s: { stored: Stored; version?: number }) => s.version !== STORE_VERSION || needed.some((n) => s.stored[n.name]?.kind !== n.kind);
   // the peer list before the store: add-peer writes keys first, so every listed peer's keys are there
   const peers = readWireguardPeers(dir);
-  let stored = readStore(file);
-  if (missing(stored)) {
+  let read = readStore(file);
+  if (stale(read)) {
     // two fmc runs generating at once must agree: generate under a lock, from a fresh read
     const lock = acquireLock(dir.path, "secrets", 10_000);
     try {
-      stored = readStore(file);
-      if (missing(stored)) stored = generateMissing(file, stored, needed);
+      read = readStore(file);
+      if (stale(read)) {
+        const report = read.version === 1 ? migrationReport(file, read, needed) : [];
+        read = { stored: generateMissing(file, read.stored, needed), version: STORE_VERSION, renamed: 0 };
+        for (const line of report) say(line);
+      }
     } finally {
       lock.release();
     }
   }
+  const stored = read.stored;
   stateFileIo(file, "secure", () => chmodSync(file, 0o600));
-  const values = new Map(needed.map((s) => [s.name, stored[s.name]!.value]));
+  const values = new Map<string, string>(needed.map((s) => [s.name, stored[s.name]!.value]));
   for (const p of peers) {
     for (const name of [peerKeyName(p.name), peerPskName(p.name)]) {
       const v = stored[name]?.value;
@@ -243,23 +344,49 @@ export function loadOrCreateSecrets(dir: StateDir, needed: readonly SecretSpec[]
   return new Secrets(values, peers);
 }
 
-function readStore(file: string): Record<string, { kind: SecretKind; value: string }> {
-  let stored: Record<string, { kind: SecretKind; value: string }> = {};
-  if (existsSync(file)) {
-    const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
-    stored = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret")).secrets;
+/**
+ * What renaming a version-1 store did, for people: how many names changed, and each secret
+ * that shared its version-1 name with another one of this spec and so had no value of its
+ * own (it is generated now, and the next apply puts it on the hosts).
+ */
+function migrationReport(file: string, read: { stored: Stored; renamed: number }, needed: readonly SecretSpec[]): string[] {
+  const out: string[] = [];
+  if (read.renamed) out.push(`note: ${file}: ${read.renamed} secret(s) renamed to what/owner names (postgres-app is now postgres-owner/app; fmc secrets list shows them all); no value changed`);
+  for (const s of needed) {
+    const old = version1Name(s.name);
+    const kept = needed.find((o) => o !== s && version1Name(o.name) === old && read.stored[o.name]);
+    if (!kept || read.stored[s.name]) continue;
+    out.push(
+      `warning: ${file}: version 1 kept one value under ${old} for two secrets, ${kept.name} (${kept.purpose}) and ${s.name} (${s.purpose}); ` +
+        `it stays ${kept.name}'s, and ${s.name} gets a value of its own now: the next fmc apply puts it on the hosts`,
+    );
   }
-  return stored;
+  return out;
+}
+
+/** The store, version 1 renamed to current names in memory (`renamed` counts the names that changed); none when the file does not exist. */
+function readStore(file: string): { stored: Stored; version?: number; renamed: number } {
+  if (!existsSync(file)) return { stored: {}, renamed: 0 };
+  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
+  const store = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret"));
+  if (store.version === STORE_VERSION) return { stored: store.secrets, version: store.version, renamed: 0 };
+  const stored: Stored = {};
+  let renamed = 0;
+  for (const [old, secret] of Object.entries(store.secrets)) {
+    const name = fromVersion1(old, secret.kind);
+    // distinct old names give distinct new ones (a "/" only in renamed ones, each split one way), so nothing is overwritten
+    if (Object.hasOwn(stored, name)) throw new Error(`internal: version-1 secrets ${old} and another both became ${name}`);
+    stored[name] = secret;
+    if (name !== old) renamed++;
+  }
+  return { stored, version: store.version, renamed };
 }
 
 /** Generates the missing secrets and replaces the store atomically (temp file + rename). */
-function generateMissing(file: string, current: Record<string, { kind: SecretKind; value: string }>, needed: readonly SecretSpec[]) {
+function generateMissing(file: string, current: Stored, needed: readonly SecretSpec[]): Stored {
   const stored = { ...current };
   for (const s of needed) if (stored[s.name]?.kind !== s.kind) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
-  const tmp = `${file}.tmp-${process.pid}`;
-  const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-  stateFileIo(tmp, "write", () => writeFileSync(tmp, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n", { mode: 0o600 }));
-  stateFileIo(file, "replace", () => renameSync(tmp, file));
+  writeStore(file, stored);
   return stored;
 }
 
@@ -295,10 +422,8 @@ export interface WireguardPeer {
   readonly added: string;
 }
 
-/** Peer names: short, lower case, usable in a comment and a secret name. */
+/** Peer names: short, lower case, usable in a comment and as a secret's owner. */
 const PEER_NAME = /^[a-z0-9][a-z0-9-]{0,31}$/;
-export const peerKeyName = (peer: string) => `wgpeer-key-${peer}`;
-export const peerPskName = (peer: string) => `wgpeer-psk-${peer}`;
 const peersFile = (dir: StateDir) => join(dir.path, "wireguard-peers.json");
 
 const PeersFile = z.object({
@@ -331,9 +456,9 @@ function writeAtomically(file: string, text: string) {
   stateFileIo(file, "replace", () => renameSync(tmp, file));
 }
 
-function writeStore(file: string, stored: Record<string, { kind: SecretKind; value: string }>) {
+function writeStore(file: string, stored: Stored) {
   const sorted = Object.fromEntries(Object.entries(stored).sort(([a], [b]) => a.localeCompare(b)));
-  writeAtomically(file, JSON.stringify({ version: 1, secrets: sorted }, null, 2) + "\n");
+  writeAtomically(file, JSON.stringify({ version: STORE_VERSION, secrets: sorted }, null, 2) + "\n");
 }
 
 /**
@@ -350,7 +475,7 @@ export function addWireguardPeer(dir: StateDir, name: string, allocate: (existin
     if (peers.some((p) => p.name === name)) throw new FmcError("PEER_EXISTS", `WireGuard peer ${name} exists already`, "pick another name; each peer has its own keys and address");
     const address = allocate(peers);
     const file = join(dir.path, "secrets.json");
-    const stored = { ...readStore(file) };
+    const stored = { ...readStore(file).stored };
     const privateKey = generate("wireguard");
     const presharedKey = generate("wireguard-psk");
     stored[peerKeyName(name)] = { kind: "wireguard", value: privateKey };
@@ -370,7 +495,7 @@ export function rotateSecrets(dir: StateDir, which: readonly SecretSpec[]): void
   const lock = acquireLock(dir.path, "secrets", 10_000);
   try {
     const file = join(dir.path, "secrets.json");
-    const stored = { ...readStore(file) };
+    const stored = { ...readStore(file).stored };
     for (const s of which) stored[s.name] = { kind: s.kind, value: generate(s.kind) };
     writeStore(file, stored);
   } finally {

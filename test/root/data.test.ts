@@ -61,7 +61,7 @@ before(async () => {
   assert.equal(a.status, 0, a.stdout + a.stderr);
   // worker1 is the database's client: psql from the lab's package repository, the app role's password in .pgpass
   assert.equal(on("worker1", ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql-client"], 180_000).status, 0);
-  const pw = run("secrets", "show", "postgres-app").stdout.trim();
+  const pw = run("secrets", "show", "postgres-owner/app").stdout.trim();
   assert.ok(pw.length >= 16, "a generated password");
   assert.equal(labExec("worker1", ["sh", "-c", "umask 077; cat > /root/.pgpass"], { input: `${PG}:5432:app:app:${pw}\n` }).status, 0);
 });

@@ -393,7 +393,7 @@ test("no request is lost while HAProxy reloads a changed config under load", asy
 test("secrets never appear on a command line while applying (ps), nor in its output", async () => {
   needsLab();
   const { ctx } = context({ file: spec() });
-  const secrets = ["wireguard-vps1", "wireguard-firewall1", "wireguard-psk"].map((k) => ctx.secrets.get(k));
+  const secrets = (["wireguard-key/vps1", "wireguard-key/firewall1", "wireguard-psk"] as const).map((k) => ctx.secrets.get(k));
   // force work that carries keys: WireGuard and Keepalived configs rewritten
   for (const f of ["/etc/wireguard/wg0.conf", "/etc/keepalived/keepalived.conf"]) inHost("vps1", "sh", "-c", `[ -f ${f} ] && echo "# touched" >> ${f} || true`);
   const child = spawn(process.execPath, [join(ROOT, "bin/fmc.js"), "apply", "--yes"], { cwd: dir, env: { ...process.env, NO_COLOR: "1" } });

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { loadOrCreateSecrets } from "../../src/state/secrets.js";
+import { loadOrCreateSecrets, type SecretName } from "../../src/state/secrets.js";
 import { fmc, FMC, ROOT, tempDir } from "../helpers.js";
 
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -240,7 +240,7 @@ test("concurrent first runs agree on one set of secrets", async (t) => {
 
 test("every generated admin key is a key OpenSSH accepts (ssh2 drops leading zero bytes 1 time in 256)", (t) => {
   const dir = tempDir(t);
-  const needed = Array.from({ length: 600 }, (_, i) => ({ name: `admin-${i}`, kind: "ssh-ed25519" as const, purpose: "test" }));
+  const needed = Array.from({ length: 600 }, (_, i) => ({ name: `admin-${i}` as SecretName, kind: "ssh-ed25519" as const, purpose: "test" }));
   const secrets = loadOrCreateSecrets({ path: join(dir, ".fmc") }, needed);
   const publics = needed.map((n) => (JSON.parse(secrets.get(n.name)) as { public: string }).public);
   writeFileSync(join(dir, "keys"), publics.join("\n") + "\n");

@@ -308,7 +308,7 @@ test("database phase on Debian: no default cluster, packages, mount, binding, cl
   assert.equal(host.files.get(ROLES_CHECK)!.mode, 0o600);
   assertNoSecretsOnCommandLines(ctx, all);
   const roles = all.find((c) => c.title.startsWith("roles and databases"))!.commands[0]!;
-  assert.ok(roles.stdinSecret && roles.stdin!.includes(scramVerifier(ctx.secrets.get("postgres-app"), "app")));
+  assert.ok(roles.stdinSecret && roles.stdin!.includes(scramVerifier(ctx.secrets.get("postgres-owner/app"), "app")));
   // converged: the re-plan is empty
   assert.deepEqual(database.plan(pc, ctx.topo.host("postgresql1"), host.facts()), []);
   // a changed pg_hba reloads; a changed listen address restarts, and says so
@@ -517,9 +517,9 @@ test("a real PostgreSQL 15: the roles SQL makes roles and databases, its check s
   assert.equal(psql(`SELECT datname || ':' || pg_get_userbyid(datdba) FROM pg_database WHERE datname IN ('app','user') ORDER BY 1`).stdout, "app:app\nuser:user\n");
   // the stored verifier is fmc's, and it takes the password from the secret store (and nothing else)
   const login = (role: string, password: string, db: string) => spawnSync(`${bin}/psql`, ["-X", "-A", "-t", "-h", sock, "-p", String(port), "-U", role, "-d", db, "-c", "select current_user"], { encoding: "utf8", env: { ...process.env, PGPASSWORD: password } });
-  assert.equal(login("app", ctx.secrets.get("postgres-app"), "app").stdout, "app\n");
+  assert.equal(login("app", ctx.secrets.get("postgres-owner/app"), "app").stdout, "app\n");
   assert.match(login("app", "wrong-password-123", "app").stderr, /password authentication failed/);
-  assert.match(login("app", ctx.secrets.get("postgres-app"), "user").stderr, /permission denied for database "user"/);
+  assert.match(login("app", ctx.secrets.get("postgres-owner/app"), "user").stderr, /permission denied for database "user"/);
   // the superuser's password too (its socket logins are peer, so for this check only: passwords for everyone)
   writeFileSync(join(data, "pg_hba.conf"), "local all all scram-sha-256\n");
   assert.equal(as(`${bin}/pg_ctl -D ${quote(data)} reload`).status, 0);

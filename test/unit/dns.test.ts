@@ -245,7 +245,7 @@ const sandboxed = (text: string, dir: string) => text.replaceAll("/root/.fmc", `
 
 function secretsIn(dir: string, c: ClusterContext) {
   mkdirSync(join(dir, "fmc"), { recursive: true, mode: 0o700 });
-  for (const name of ["ipa-admin", "ipa-directory-manager"]) writeFileSync(join(dir, "fmc", name), `${c.secrets.get(name)}\n`, { mode: 0o600 });
+  for (const name of ["ipa-admin", "ipa-directory-manager"] as const) writeFileSync(join(dir, "fmc", name), `${c.secrets.get(name)}\n`, { mode: 0o600 });
 }
 
 test("FreeIPA scripts are valid bash and hold no secret", () => {
@@ -494,7 +494,7 @@ test("dns phase, freeipa: secrets by file (masked), install guarded by ipactl st
     "install the FreeIPA server with integrated DNS (ipa-server-install)",
     "create the zones' records and the clients' one-time passwords in FreeIPA",
   ]);
-  for (const name of ["ipa-admin", "ipa-directory-manager"]) {
+  for (const name of ["ipa-admin", "ipa-directory-manager"] as const) {
     const c = fresh.find((x) => x.path === `/root/.fmc/${name}`)!;
     assert.equal(c.file!.mode, 0o600);
     assert.ok(c.file!.secret);

@@ -288,7 +288,7 @@ test("phase: a new peer or new keys reload (wg syncconf); an [Interface] change 
   const oldKey = /PrivateKey = (\S+)/.exec(oldConf)![1]!;
   assert.equal(everyCommandText(rot).includes(oldKey), false, "the previous key is masked too");
   assert.deepEqual(rotated.render.secrets.leaksInto(everyCommandText(rot)), []);
-  assert.match(rot[0]!.diff!, /-PrivateKey = <secret:previous key>\n\+PrivateKey = <secret:wireguard-firewall1>/);
+  assert.match(rot[0]!.diff!, /-PrivateKey = <secret:previous key>\n\+PrivateKey = <secret:wireguard-key\/firewall1>/);
 
   // MTU is wg-quick's: restart, with a risk note; the mark asks for a restart until one ran
   const mtu = stateContext(dir, SEED_YAML.replace("mtu: 1420", "mtu: 1380"));
@@ -330,7 +330,7 @@ test("fmc wireguard add-peer: prints the client config once, stores the peer, re
   assert.match(r.stdout, /█/, "a QR code follows");
   const key = /PrivateKey = (\S+)/.exec(r.stdout)![1]!;
   assert.equal(r.stderr.includes(key), false, "the key goes to stdout only");
-  const stored = JSON.parse(readFileSync(join(dir, ".fmc", "secrets.json"), "utf8")).secrets["wgpeer-key-alice"].value;
+  const stored = JSON.parse(readFileSync(join(dir, ".fmc", "secrets.json"), "utf8")).secrets["wgpeer-key/alice"].value;
   assert.equal(stored, key);
   const dup = run(["wireguard", "add-peer", "alice", "--no-apply", "-f", spec]);
   assert.equal(dup.status, 1);
