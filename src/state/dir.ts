@@ -4,8 +4,8 @@
 // every opening of the state directory checks that this user can read and write what is
 // in it, and every file operation on it turns a permission error into STATE_PERMISSION
 // with the fix.
-import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, writeFileSync, type Stats } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
 import { FmcError } from "../errors.js";
 import { quote } from "../shell.js";
@@ -133,15 +133,85 @@ function refuseTrackedState(root: string): void {
   }
 }
 
+/** The first line of the .gitignore fmc writes into a state directory; it marks the directory as fmc's. */
+const MARKER_LINE = "# fmc state: secrets and locks. Never commit.";
+/** Read no further than this into a .gitignore to find the marker. */
+const MARKER_MAX_BYTES = 4096;
+
 /**
- * Opens the state directory for secrets: created 0700 if missing, usable by this user,
- * ignored by git (its own .gitignore), and refused if git tracks anything in it.
+ * Whether the existing directory `root` (lstat `st`) is fmc's to secure and write into:
+ * named .fmc (the default; older fmc, and fmc bundle, made it without the marker), or
+ * holding the marker written by the directory's owner (one planted in a shared directory
+ * does not count), or empty and writable by this user alone (mktemp -d), as good as new.
+ */
+function isFmcStateDir(root: string, st: Stats): boolean {
+  if (basename(root) === ".fmc") return true;
+  const marker = join(root, ".gitignore");
+  const m = stateIo(root, marker, "read", () => lstatSync(marker, { throwIfNoEntry: false }));
+  if (m) {
+    if (!m.isFile() || m.uid !== st.uid || m.size > MARKER_MAX_BYTES) return false;
+    return stateIo(root, marker, "read", () => readFileSync(marker, "utf8")).startsWith(`${MARKER_LINE}\n`);
+  }
+  return st.uid === uid() && (st.mode & 0o7022) === 0 && stateIo(root, root, "read", () => readdirSync(root)).length === 0;
+}
+
+/**
+ * The state directory as fmc may use it: created (0700) when missing, else one that is
+ * already fmc's. fmc chmods its state directory 0700 and writes secrets into it, so a
+ * directory it did not make (a 1777 shared one, --state /tmp as root) is refused before
+ * either happens, and so is a symlink (a committed .fmc link would send secrets, and the
+ * chmod, wherever it points).
+ */
+function claimStateDir(root: string): void {
+  const abs = resolve(root); // no trailing "/": lstat must see a link, not its target
+  let st = stateIo(root, root, "inspect", () => lstatSync(abs, { throwIfNoEntry: false }));
+  if (!st) {
+    const made = stateIo(root, root, "create", () => {
+      mkdirSync(dirname(abs), { recursive: true });
+      try {
+        mkdirSync(abs, { mode: 0o700 });
+        return true;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+        throw e;
+      }
+    });
+    if (made) return; // made here: fmc's
+    st = stateIo(root, root, "inspect", () => lstatSync(abs)); // made meanwhile, by whoever: judged below
+  }
+  if (st.isSymbolicLink()) {
+    let real: string | undefined;
+    try {
+      real = realpathSync(abs);
+    } catch {
+      // dangling or a loop: nothing to name
+    }
+    throw new FmcError(
+      "STATE_SYMLINK",
+      `the state directory ${root} is a symlink${real ? ` to ${real}` : ""}; fmc keeps secrets only in a real directory, never where a link (one a repository can carry) points`,
+      basename(abs) === ".fmc" ? `remove the link (rm ${quote(abs)}) and fmc creates .fmc on the next run; or name a directory with --state` : `name a real directory with --state${real ? `, e.g. --state ${quote(real)}` : ""}`,
+    );
+  }
+  if (!st.isDirectory()) throw new FmcError("STATE_NOT_DIR", `the state directory ${root} is not a directory`, "name a directory with --state (fmc creates it when missing)");
+  if (!isFmcStateDir(abs, st)) {
+    throw new FmcError(
+      "STATE_NOT_FMC",
+      `${root} is not a state directory fmc made (no ${join(root, ".gitignore")} starting "${MARKER_LINE}"); fmc would make it 0700 and keep secrets in it`,
+      `name a directory that does not exist yet and fmc creates it: --state ${quote(join(abs, "fmc-state"))}`,
+    );
+  }
+}
+
+/**
+ * Opens the state directory for secrets: created 0700 if missing (an existing one must be
+ * fmc's), usable by this user, ignored by git (its own .gitignore, which also marks it as
+ * fmc's), and refused if git tracks anything in it.
  */
 export function openStateDir(root: string): void {
-  stateIo(root, root, "create", () => mkdirSync(root, { recursive: true, mode: 0o700 }));
+  claimStateDir(root);
   checkStateAccess(root);
   stateIo(root, root, "secure", () => chmodSync(root, 0o700));
   const ignore = join(root, ".gitignore");
-  if (!existsSync(ignore)) stateIo(root, ignore, "write", () => writeFileSync(ignore, "# fmc state: secrets and locks. Never commit.\n*\n", { mode: 0o644 }));
+  if (!existsSync(ignore)) stateIo(root, ignore, "write", () => writeFileSync(ignore, `${MARKER_LINE}\n*\n`, { mode: 0o644 }));
   refuseTrackedState(root);
 }

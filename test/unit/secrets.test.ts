@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { dnsLabel, sqlIdentifier } from "../../src/model/formats.js";
 import { SEED_YAML } from "../../src/model/seed.js";
@@ -215,6 +215,8 @@ function asVersion1(source: string, dir: string, extra: Record<string, { kind: s
   const old = Object.fromEntries([...Object.entries(current).map(([name, s]) => [back[name] ?? name, s] as const), ...Object.entries(extra)].sort(([a], [b]) => a.localeCompare(b)));
   for (const name of Object.keys(old)) assert.ok(!name.includes("/"), `${name} has no version-1 name in V1_NAMES`);
   writeFileSync(join(dir, "secrets.json"), JSON.stringify({ version: 1, secrets: old }, null, 2) + "\n", { mode: 0o600 });
+  // and the .gitignore every fmc wrote beside its store, which marks the directory as fmc's
+  if (!existsSync(join(dir, ".gitignore"))) writeFileSync(join(dir, ".gitignore"), "# fmc state: secrets and locks. Never commit.\n*\n");
   return old;
 }
 
