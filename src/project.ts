@@ -1,6 +1,6 @@
 // The seam between the pure core and the machine: finds and reads the spec, resolves
 // key files, loads or creates the secrets, and builds the render context.
-import { closeSync, constants, existsSync, fstatSync, openSync, readSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { resolve } from "node:path";
 import { loadSpec, hasErrors } from "./model/load.js";
@@ -12,6 +12,7 @@ import { loadOrCreateSecrets, requiredSecrets, stateDirFor, type Secrets } from 
 import type { ClusterContext } from "./state/context.js";
 import { isK3sBootstrapped } from "./state/bootstrap.js";
 import { FmcError, type Problem } from "./errors.js";
+import { readSmallTextFile } from "./files.js";
 
 export const DEFAULT_SPEC_FILE = "cluster.yaml";
 
@@ -25,84 +26,6 @@ export interface SpecSource {
 const MAX_SPEC_BYTES = 1024 * 1024;
 /** The largest public key file fmc reads (an authorized_keys-style list of keys). */
 export const MAX_KEY_FILE_BYTES = 64 * 1024;
-
-/**
- * Reads a small regular file as UTF-8, refusing anything else with a coded error: a
- * directory, a device (/dev/zero would grow without end), a FIFO (opened without
- * blocking), a symlink loop, an unreadable file, more than `max` bytes, invalid UTF-8.
- */
-export function readSmallTextFile(path: string, what: string, max: number): string {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
-  } catch (e) {
-    throw fileError(e as NodeJS.ErrnoException, path, what);
-  }
-  try {
-    const st = fstatSync(fd);
-    if (st.isDirectory()) throw new FmcError("FILE_NOT_REGULAR", `${what} ${path} is a directory`, "name a file");
-    if (!st.isFile()) throw new FmcError("FILE_NOT_REGULAR", `${what} ${path} is not a regular file (a device, FIFO or socket)`, "name a regular file");
-    if (st.size > max) throw new FmcError("FILE_TOO_LARGE", `${what} ${path} is ${st.size} bytes; the limit is ${max}`, "is this the right file?");
-    const buf = Buffer.alloc(max + 1);
-    let n = 0;
-    for (let got = -1; got !== 0 && n <= max; n += got) got = readSync(fd, buf, n, buf.length - n, null);
-    if (n > max) throw new FmcError("FILE_TOO_LARGE", `${what} ${path} is larger than ${max} bytes`, "is this the right file?");
-    return decodeUtf8(buf.subarray(0, n), path, what);
-  } catch (e) {
-    if (e instanceof FmcError) throw e;
-    throw fileError(e as NodeJS.ErrnoException, path, what);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-function decodeUtf8(bytes: Buffer, path: string, what: string): string {
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    // find the first bad byte for the message: decode growing prefixes is O(n^2); scan instead
-    const at = firstInvalidUtf8(bytes);
-    const before = bytes.subarray(0, at);
-    const line = before.filter((b) => b === 0x0a).length + 1;
-    throw new FmcError("FILE_ENCODING", `${what} ${path}: byte 0x${bytes[at]!.toString(16).padStart(2, "0")} at line ${line} is not valid UTF-8`, "save the file as UTF-8");
-  }
-}
-
-/** Offset of the first byte that does not start or continue a valid UTF-8 sequence. */
-function firstInvalidUtf8(b: Buffer): number {
-  for (let i = 0; i < b.length; ) {
-    const c = b[i]!;
-    const len = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
-    if (len === 0 || i + len > b.length) return i;
-    try {
-      new TextDecoder("utf-8", { fatal: true }).decode(b.subarray(i, i + len));
-    } catch {
-      return i;
-    }
-    i += len;
-  }
-  return 0;
-}
-
-function fileError(e: NodeJS.ErrnoException, path: string, what: string): FmcError {
-  switch (e.code) {
-    case "ENOENT":
-      return new FmcError("FILE_NOT_FOUND", `${what} ${path} does not exist`);
-    case "ELOOP":
-      return new FmcError("FILE_SYMLINK_LOOP", `${what} ${path} is a symlink loop`, "point the link at a real file");
-    case "EACCES":
-    case "EPERM":
-      return new FmcError("FILE_UNREADABLE", `${what} ${path} is not readable by this user`, "check its permissions (ls -l)");
-    case "EISDIR":
-      return new FmcError("FILE_NOT_REGULAR", `${what} ${path} is a directory`, "name a file");
-    case "ENOTDIR":
-      return new FmcError("FILE_NOT_FOUND", `${what} ${path} does not exist (a parent is not a directory)`);
-    case "ENAMETOOLONG":
-      return new FmcError("FILE_NOT_FOUND", `${what} path is too long`);
-    default:
-      return new FmcError("FILE_IO", `${what} ${path}: ${e.message}`);
-  }
-}
 
 /** -f FILE, else ./cluster.yaml when it exists, else the built-in seed topology. */
 export function findSpec(file?: string): SpecSource {

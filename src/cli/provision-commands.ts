@@ -12,6 +12,7 @@ import { join, relative, resolve } from "node:path";
 import { defineCommand } from "citty";
 import { FmcError } from "../errors.js";
 import { context, findSpec } from "../project.js";
+import { readStdin } from "../files.js";
 import { renderAll } from "../render/index.js";
 import { checkOutDir, writeArtifacts } from "../render/write.js";
 import { CLOUDFLARE_TOKEN_VAR, cloudflareTerraform, moduleDir, renderedModules, STATE_PASSPHRASE_VAR, TERRAFORM_MODULES, type TerraformModule } from "../render/terraform.js";
@@ -259,14 +260,13 @@ const output = defineCommand({
   run: ({ args }) => provision("output", args),
 });
 
+/** The most a piped secret may be: the longest one fmc keeps is 1,024 characters. */
+const MAX_SECRET_INPUT_BYTES = 64 * 1024;
+
 /** A secret from stdin: piped as is (one trailing newline dropped), or typed at a prompt without echo. */
 async function readSecretInput(prompt: string): Promise<string> {
   const stdin = process.stdin;
-  if (!stdin.isTTY) {
-    const chunks: Buffer[] = [];
-    for await (const c of stdin) chunks.push(c as Buffer);
-    return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
-  }
+  if (!stdin.isTTY) return (await readStdin(prompt.replace(/: $/, ""), MAX_SECRET_INPUT_BYTES)).replace(/\r?\n$/, "");
   process.stderr.write(prompt);
   stdin.setRawMode(true);
   stdin.setEncoding("utf8");

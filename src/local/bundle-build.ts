@@ -12,7 +12,7 @@ import { pipeline } from "node:stream/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { FmcError } from "../errors.js";
-import { readSmallTextFile } from "../project.js";
+import { readSmallTextFile } from "../files.js";
 import { BUNDLE_FILES, BUNDLE_MANIFEST, parseReleaseChecksums, readBundle, RELEASE_CHECKSUMS, type BundleFile, type BundleManifest, type K3sBundle } from "./bundle.js";
 import { Digest, sha256File } from "./digest.js";
 

@@ -13,6 +13,8 @@ import { z } from "zod";
 import type { Artifact } from "./types.js";
 import { FmcError } from "../errors.js";
 import { parseStored } from "../state/stored.js";
+import { readSmallTextFile } from "../files.js";
+import { quote } from "../shell.js";
 
 const MARKER = ".fmc-render";
 const GITIGNORE = ".gitignore";
@@ -87,14 +89,20 @@ function listFiles(dir: string, base = dir): string[] {
   return out;
 }
 
+/** The largest render manifest fmc reads: one line per file, a 1,000-host spec's is well under it. */
+const MAX_MANIFEST_BYTES = 8 * 1024 * 1024;
+
 function readManifest(target: string): Set<string> | undefined {
   const file = join(target, MARKER);
   let text: string;
   try {
-    text = readFileSync(file, "utf8");
+    // out/ is committed: a shared repository can carry a FIFO or a link to /dev/zero here
+    text = readSmallTextFile(file, "render manifest", MAX_MANIFEST_BYTES);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw fsError(e, "reading the render manifest", target);
+    if (!(e instanceof FmcError)) throw e;
+    if (e.code === "FILE_NOT_FOUND") return undefined;
+    if (e.code === "FILE_UNREADABLE" || e.code === "FILE_IO") throw e;
+    throw new FmcError("OUT_MANIFEST", e.message, `fmc writes it as a small regular file: remove ${quote(file)} only if nothing else in that directory is yours to keep`);
   }
   const parsed = parseStored(text, Manifest, () => new FmcError("OUT_MANIFEST", `${file} is not a manifest fmc wrote`, "remove it only if nothing else in that directory is yours to keep"));
   for (const p of parsed.files) checkArtifactPath(p);
@@ -157,7 +165,8 @@ function writeOne(target: string, rel: string, content: string, mode: number): b
   const file = join(target, rel);
   try {
     const st = lstatSync(file);
-    if (st.isFile() && (st.mode & 0o777) === mode && readFileSync(file, "utf8") === content) return false;
+    // the size first: a file of another size differs, and is not read (it may be huge)
+    if (st.isFile() && (st.mode & 0o777) === mode && st.size === Buffer.byteLength(content) && readFileSync(file, "utf8") === content) return false;
   } catch {
     // absent: write it
   }

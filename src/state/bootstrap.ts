@@ -5,12 +5,12 @@
 // `server:`) creates a new one-node cluster (k3s-io/k3s pkg/etcd/etcd.go, ETCD.Start:
 // "Starting etcd for existing cluster member" when initialised; newCluster when no server
 // URL; join otherwise). So once this marker exists, every server renders `server: <VIP>`.
-import { existsSync, readFileSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, renameSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { parseStored } from "./stored.js";
-import { stateIo } from "./dir.js";
+import { readStateFile, stateIo } from "./dir.js";
 import type { StateDir } from "./secrets.js";
 
 const K3S_BOOTSTRAP_FILE = "k3s-bootstrapped.json";
@@ -26,8 +26,9 @@ export type K3sBootstrap = z.infer<typeof Marker>;
 /** The marker, or undefined when the cluster has not been bootstrapped from this state directory. */
 function readK3sBootstrap(dir: StateDir): K3sBootstrap | undefined {
   const file = join(dir.path, K3S_BOOTSTRAP_FILE);
-  if (!existsSync(file)) return undefined;
-  return parseStored(stateIo(dir.path, file, "read", () => readFileSync(file, "utf8")), Marker, (why) => new FmcError("STATE_CORRUPT", `${file} is not a marker fmc wrote: ${why}`, "remove it only if the cluster was never bootstrapped; otherwise fix it"));
+  const text = readStateFile(dir.path, file, "K3s bootstrap marker");
+  if (text === undefined) return undefined;
+  return parseStored(text, Marker, (why) => new FmcError("STATE_CORRUPT", `${file} is not a marker fmc wrote: ${why}`, "remove it only if the cluster was never bootstrapped; otherwise fix it"));
 }
 
 /** Whether `cluster` was bootstrapped (a marker for another cluster name does not count). */

@@ -8,6 +8,7 @@ import { accessSync, chmodSync, constants, existsSync, lstatSync, mkdirSync, rea
 import { basename, dirname, join, resolve } from "node:path";
 import { spawnSync } from "node:child_process";
 import { FmcError } from "../errors.js";
+import { readSmallTextFile } from "../files.js";
 import { quote } from "../shell.js";
 
 /** How deep the access check looks: .fmc/lab/etcd/<file> is the deepest fmc writes to. */
@@ -56,6 +57,26 @@ export function stateIo<T>(root: string, path: string, what: string, fn: () => T
     const err = e as NodeJS.ErrnoException;
     if (err.code === "EACCES" || err.code === "EPERM") throw statePermissionError(root, path, what);
     throw new FmcError("STATE_IO", `cannot ${what} ${path}: ${err.message}`, "check that the state directory is a writable local directory");
+  }
+}
+
+/** The largest state file fmc reads back: a store with every secret of a 1,000-host spec is a fraction of it. */
+const MAX_STATE_FILE_BYTES = 1024 * 1024;
+
+/**
+ * A file fmc wrote into the state directory `root`, read back through the spec file's
+ * guards (a FIFO, a link to /dev/zero, a file of gigabytes are refused, never read):
+ * undefined when it does not exist. Not fmc's kind of file: STATE_CORRUPT, naming it.
+ */
+export function readStateFile(root: string, file: string, what: string, max = MAX_STATE_FILE_BYTES): string | undefined {
+  try {
+    return readSmallTextFile(file, what, max);
+  } catch (e) {
+    if (!(e instanceof FmcError)) throw e;
+    if (e.code === "FILE_NOT_FOUND") return undefined;
+    if (e.code === "FILE_UNREADABLE") throw statePermissionError(root, file, "read");
+    if (e.code === "FILE_IO") throw new FmcError("STATE_IO", e.message, "check that the state directory is a readable local directory");
+    throw new FmcError("STATE_CORRUPT", e.message, `fmc writes it as a small regular file: remove ${quote(file)} (or restore it from a backup)`);
   }
 }
 

@@ -14,12 +14,13 @@
 //   so a lock created since never matches. After that, link() picks exactly one winner.
 // - Release deletes the lock only if it still carries this acquisition's token. Nobody else
 //   deletes a lock whose holder is alive, so it can't change between that check and the delete.
-import { linkSync, mkdirSync, readFileSync, unlinkSync, writeFileSync } from "node:fs";
+import { linkSync, mkdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { basename, dirname, join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
+import { readSmallTextFile } from "../files.js";
 import { quote } from "../shell.js";
 import { checkStateAccess, statePermissionError } from "./dir.js";
 
@@ -182,15 +183,24 @@ function create(path: string, content: string, token: string): boolean {
   }
 }
 
+/** A lock file is a line of JSON: anything longer is not one of fmc's. */
+const MAX_LOCK_BYTES = 64 * 1024;
+
+/**
+ * The lock file's text, undefined when there is none. Read with the spec file's guards: a
+ * FIFO, a device or an oversized file is not a lock fmc wrote, so it reads as "" (invalid:
+ * counts as held, and the refusal names it), never as a read that hangs or has no end.
+ */
 function read(path: string): string | undefined {
-  return io(path, "read", () => {
-    try {
-      return readFileSync(path, "utf8");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-      throw e;
-    }
-  });
+  try {
+    return readSmallTextFile(path, "lock file", MAX_LOCK_BYTES);
+  } catch (e) {
+    if (!(e instanceof FmcError)) throw e;
+    if (e.code === "FILE_NOT_FOUND") return undefined;
+    if (e.code === "FILE_UNREADABLE") throw statePermissionError(dirname(path), path, "read");
+    if (e.code === "FILE_IO") throw new FmcError("LOCK_IO", e.message, "check that the state directory is a writable local directory");
+    return "";
+  }
 }
 
 function remove(path: string): void {

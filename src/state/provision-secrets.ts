@@ -5,13 +5,13 @@
 // in <stateDir>/provisioning-secrets.json, mode 0600, replaced atomically under the
 // secrets lock.
 import { randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { chmodSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
-import { openStateDir, stateFileIo } from "./dir.js";
+import { openStateDir, readStateFile, stateFileIo } from "./dir.js";
 
 export const PROVISION_SECRETS = {
   "cloudflare-api-token": {
@@ -47,8 +47,8 @@ export const provisionSecretsFile = (stateDir: string) => join(stateDir, FILE);
 /** The stored provisioning secrets (none when the file does not exist yet). */
 export function readProvisionSecrets(stateDir: string): Partial<Record<ProvisionSecretName, string>> {
   const file = provisionSecretsFile(stateDir);
-  if (!existsSync(file)) return {};
-  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
+  const text = readStateFile(stateDir, file, "provisioning secret store");
+  if (text === undefined) return {};
   const parsed = parseStored(text, Store, (why) => new FmcError("STATE_CORRUPT", `${file} is not a store fmc wrote: ${why}`, "restore it from a backup, or set the secrets again with fmc provision secret set NAME"));
   return parsed.secrets as Partial<Record<ProvisionSecretName, string>>;
 }

@@ -2,15 +2,15 @@
 // 0600 in a 0700 directory with its own .gitignore. They are created once and reused,
 // so renders are reproducible; renderers get values, logs get masks.
 import { createPrivateKey, createPublicKey, randomBytes } from "node:crypto";
-import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { createRequire } from "node:module";
 import { z } from "zod";
 import type { Spec } from "../model/schema.js";
 import { FmcError } from "../errors.js";
 import { acquireLock } from "./lock.js";
 import { parseStored } from "./stored.js";
-import { openStateDir, stateFileIo } from "./dir.js";
+import { openStateDir, readStateFile, stateFileIo } from "./dir.js";
 
 /** The comment of fmc's generated admin keys; authorized_keys handling recognises them by it. */
 export const ADMIN_KEY_COMMENT = "fmc-admin";
@@ -366,8 +366,8 @@ function migrationReport(file: string, read: { stored: Stored; renamed: number }
 
 /** The store, version 1 renamed to current names in memory (`renamed` counts the names that changed); none when the file does not exist. */
 function readStore(file: string): { stored: Stored; version?: number; renamed: number } {
-  if (!existsSync(file)) return { stored: {}, renamed: 0 };
-  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
+  const text = readStateFile(dirname(file), file, "secret store");
+  if (text === undefined) return { stored: {}, renamed: 0 };
   const store = parseStored(text, StoreFile, (why) => new FmcError("STATE_CORRUPT", `${file} is not a secret store fmc wrote: ${why}`, "restore it from a backup, or remove the entry named above to have fmc generate a new one; deleting the whole file rotates every secret"));
   if (store.version === STORE_VERSION) return { stored: store.secrets, version: store.version, renamed: 0 };
   const stored: Stored = {};
@@ -441,8 +441,8 @@ const PeersFile = z.object({
 /** The stored peer list; none when the file does not exist. */
 export function readWireguardPeers(dir: StateDir): WireguardPeer[] {
   const file = peersFile(dir);
-  if (!existsSync(file)) return [];
-  const text = stateFileIo(file, "read", () => readFileSync(file, "utf8"));
+  const text = readStateFile(dir.path, file, "WireGuard peer list");
+  if (text === undefined) return [];
   const refuse = (why: string) => new FmcError("STATE_CORRUPT", `${file} is not a peer list fmc wrote: ${why}`, "restore it from a backup; its peers' keys are in secrets.json");
   const peers = parseStored(text, PeersFile, refuse).peers;
   const dup = peers.find((p, i) => peers.findIndex((q) => q.name === p.name || q.address === p.address) !== i);
