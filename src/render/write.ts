@@ -7,7 +7,7 @@
 // and anything a user added. A file fmc would
 // have to overwrite but does not own stops the render with its name. No path may leave
 // the output directory: artifact paths are checked, and symlinks inside it are refused.
-import { chmodSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import type { Artifact } from "./types.js";
@@ -190,8 +190,47 @@ function manifestText(files: Iterable<string>): string {
   return JSON.stringify({ files: [...files].sort() }, null, 2) + "\n";
 }
 
+/**
+ * The output directory as writeArtifacts will find it: its manifest (undefined when fmc
+ * has never written there), after the refusals that need no artifacts (not a directory;
+ * not empty without a manifest). Nothing is created.
+ */
+function inspectOutDir(outDir: string, target: string): Set<string> | undefined {
+  let st;
+  try {
+    st = statSync(target); // a symlink to a directory is followed and kept
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw e;
+  }
+  if (!st.isDirectory()) throw new FmcError("OUT_NOT_DIR", `${outDir} is a file, not a directory`, "pick another -o directory");
+  const manifest = readManifest(target);
+  if (!manifest) {
+    // fmc has never written here: only an empty directory (or Terraform's own files) will do
+    const foreign = foreignEntries(target);
+    if (foreign.length) {
+      throw new FmcError(
+        "OUT_NOT_EMPTY",
+        `${outDir} is not empty and fmc has not written there before: ${foreign.slice(0, 8).join(", ")}${foreign.length > 8 ? ", …" : ""}`,
+        "pick another -o directory or empty this one; fmc never overwrites files it did not write",
+      );
+    }
+  }
+  return manifest;
+}
+
+/**
+ * Refuses an -o writeArtifacts would refuse, before anything else happens: a render that
+ * can't write must not generate the secret store first (-o ., -o /).
+ */
 export function checkOutDir(outDir: string): void {
   if (outDir.trim() === "") throw new FmcError("USAGE", "the output directory name is empty", "use -o out (or any directory name)");
+  const target = resolve(outDir);
+  try {
+    inspectOutDir(outDir, target);
+  } catch (e) {
+    throw fsError(e, `checking ${outDir}`, target);
+  }
 }
 
 export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): WriteResult {
@@ -199,31 +238,10 @@ export function writeArtifacts(outDir: string, artifacts: readonly Artifact[]): 
   for (const a of artifacts) checkArtifactPath(a.path);
   const target = resolve(outDir);
   try {
-    // a symlink to a directory is followed and kept; anything else that is not a directory is refused
-    let st;
-    try {
-      st = statSync(target);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      mkdirSync(target, { recursive: true, mode: 0o755 });
-      st = statSync(target);
-    }
-    if (!st.isDirectory()) throw new FmcError("OUT_NOT_DIR", `${outDir} is a file, not a directory`, "pick another -o directory");
-
-    const manifest = readManifest(target);
+    if (!existsSync(target)) mkdirSync(target, { recursive: true, mode: 0o755 });
+    const manifest = inspectOutDir(outDir, target);
     const owned = manifest ?? new Set<string>();
     const wanted = new Map(artifacts.map((a) => [a.path, a] as const));
-    if (!manifest) {
-      // fmc has never written here: only an empty directory (or Terraform's own files) will do
-      const foreign = foreignEntries(target);
-      if (foreign.length) {
-        throw new FmcError(
-          "OUT_NOT_EMPTY",
-          `${outDir} is not empty and fmc has not written there before: ${foreign.slice(0, 8).join(", ")}${foreign.length > 8 ? ", …" : ""}`,
-          "pick another -o directory or empty this one; fmc never overwrites files it did not write",
-        );
-      }
-    }
     // a temp file left by an interrupted render of fmc's own is removed
     const existing = listFiles(target).filter((rel) => {
       if (!manifest || !TMP.test(rel.split("/").pop()!) || !realDirsUpTo(target, rel)) return true;

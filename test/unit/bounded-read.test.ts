@@ -82,3 +82,15 @@ test("fmc provision secret set < /dev/zero stops at the limit instead of reading
   assert.match(r.stderr, /^error\[FILE_TOO_LARGE\] /, r.stderr);
   assert.equal(existsSync(join(dir, ".fmc", "provisioning-secrets.json")), false, "nothing stored");
 });
+
+// A render refused for its -o is refused before the secret store exists (issue 22).
+test("fmc render -o . and -o / are refused before .fmc/secrets.json is created", { timeout: 2 * TIMEOUT + 5000 }, (t) => {
+  const dir = tempDir(t, "fmc-out-");
+  assert.equal(run(["init"], dir).status, 0);
+  for (const out of [".", "/"]) {
+    const r = run(["render", "-o", out], dir);
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /^error\[OUT_NOT_EMPTY\] /m, r.stderr);
+    assert.equal(existsSync(join(dir, ".fmc")), false, `-o ${out}: no state directory, no secrets`);
+  }
+});
