@@ -173,6 +173,7 @@ function checkFirstBoot(): void {
   for (const h of ["master1", "worker1", "loadbalancer1"]) {
     const r = fmcIn("lab", "reboot", h);
     assert.equal(r.status, 0, `lab reboot ${h}: ${r.stderr}`);
+    assert.match(r.stdout, new RegExp(`^${h} rebooted: SSH answers again after \\d+\\.\\d s$`, "m"));
   }
   check("after the reboots");
   longhornDisk("after the reboots");
