@@ -181,6 +181,9 @@ export interface UpOptions {
 /** The roles whose hosts need a kernel of their own (kernel NFS, device-mapper, real reboots). */
 export const DEFAULT_VM_ROLES = ["storage", "database"];
 
+/** How long lab up waits for a VM's sshd (an emulated boot, cloud-init's stages before sshd). */
+const VM_SSH_WAIT_MS = 600_000;
+
 export async function labUp(o: UpOptions): Promise<LabState> {
   requireRoot();
   const stateDir = resolve(o.stateDir);
@@ -330,11 +333,13 @@ export async function labUp(o: UpOptions): Promise<LabState> {
     writeState(state);
     const started = Date.now();
     // a VM boots a kernel under software emulation: 20-30 s, longer beside the containers
-    o.log(`waiting for SSH on ${state.hosts.length} hosts${state.hosts.some((h) => h.vm) ? " (a VM boots its own kernel: up to 3 min)" : ""}`);
+    // (a cloud-init VM's sshd waits for cloud-init's network stage: ≈ 130-170 s under
+    // emulation beside the containers, measured 2026-12-07; more on a busy machine)
+    o.log(`waiting for SSH on ${state.hosts.length} hosts${state.hosts.some((h) => h.vm) ? " (a VM boots its own kernel under emulation: up to 10 min)" : ""}`);
     let answered = 0;
     const ready = await Promise.all(
       state.hosts.map(async (h) => {
-        const ok = await waitForPort(h.address, 22, h.vm ? 180_000 : 60_000);
+        const ok = await waitForPort(h.address, 22, h.vm ? VM_SSH_WAIT_MS : 60_000);
         if (ok) o.log(`${h.name}: SSH answers after ${((Date.now() - started) / 1000).toFixed(1)} s (${++answered} of ${state.hosts.length})`);
         return ok;
       }),
