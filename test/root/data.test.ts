@@ -203,9 +203,11 @@ test("every committed row survives restarts of PostgreSQL and NFS and reboots of
   const ci = on("postgresql1", ["cloud-init", "status", "--wait", "--long"], 180_000);
   assert.match(ci.stdout, /^status: done$/m, ci.stdout + ci.stderr);
   assert.doesNotMatch(ci.stdout, /^errors:\s*\n\s+-/m, ci.stdout);
-  const ign = on("storage1", ["sh", "-c", "cat /etc/.ignition-result.json && journalctl -o cat --no-pager -u fmc-lab-ignition.service"]);
-  assert.equal((JSON.parse(ign.stdout.split("\n")[0]!) as { userConfigProvided: boolean }).userConfigProvided, true);
-  assert.match(ign.stdout, /fmc-lab-ignition: provisioned already/, "this boot skipped Ignition");
+  const result = on("storage1", ["cat", "/etc/.ignition-result.json"]);
+  assert.equal(result.status, 0, result.stderr);
+  assert.equal((JSON.parse(result.stdout) as { userConfigProvided: boolean }).userConfigProvided, true);
+  const ign = on("storage1", ["journalctl", "-b", "0", "-o", "cat", "--no-pager", "-u", "fmc-lab-ignition.service"]);
+  assert.match(ign.stdout, /fmc-lab-ignition: provisioned already/, `this boot skipped Ignition: ${ign.stdout}${ign.stderr}`);
   assert.equal(run("plan", "--detailed-exitcode").status, 0, "nothing to repair after the faults");
 });
 
