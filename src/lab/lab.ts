@@ -7,7 +7,7 @@
 // Everything the lab creates carries the "fmclab" label, so `down` finds it even after
 // a crash.
 import { spawn, spawnSync } from "node:child_process";
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, symlinkSync, truncateSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync, chmodSync, symlinkSync } from "node:fs";
 import { connect } from "node:net";
 import { basename, dirname, join, resolve } from "node:path";
 import { z } from "zod";
@@ -21,7 +21,7 @@ import type { Artifact } from "../render/types.js";
 import { labVmShape, TERRAFORM_LIBVIRT_MAIN, vmShapes, type VmShape } from "./shape.js";
 import { IGNITION_RESULT, applyIgnitionPresets, buildNoCloudIso, firstBootOf, requireFirstBootTools, runIgnition, seedFromIso, type FirstBoot } from "./firstboot.js";
 import { LAB_APT_REPO, LAB_ROOT, prepareRootfs } from "./rootfs.js";
-import { consoleHostKey, ensureVmImage, isOurQemu, macOfAddress, startVm, stopVm, tapName, vmPids } from "./vm.js";
+import { consoleHostKey, ensureVmImage, isOurQemu, macOfAddress, sparseDataDisk, startVm, stopVm, tapName, vmPids } from "./vm.js";
 import { alive, cmdlineOf, sleep } from "./proc.js";
 import { etcdStandInAvailable, HOST_ETCD, installStandIn, issueEtcdCertificates, standInFiles, STANDIN_UNIT, writeLabK3sBundle, type EtcdNode, type StandInFile } from "./k3s-standin.js";
 import { quote } from "../shell.js";
@@ -403,8 +403,7 @@ async function cloudInitDone(h: LabHost, log: (line: string) => void): Promise<v
  * lab up fails with Ignition's own words from the console.
  */
 function ignitionDoneInVm(h: LabHost, log: (line: string) => void): void {
-  const [cmd, ...args] = labExecCommand(h.name, ["cat", IGNITION_RESULT]);
-  const r = spawnSync(cmd!, args, { encoding: "utf8", timeout: 60_000 });
+  const r = labExec(h.name, ["cat", IGNITION_RESULT], { timeoutMs: 60_000 });
   if (r.status === 0) {
     log(`${h.name}: Ignition (real, every stage, config through fw_cfg) provisioned it at first boot (${IGNITION_RESULT})`);
     return;
@@ -492,10 +491,8 @@ const loopDevices = () => existsSync("/dev/loop-control");
  * (the device names the spec and the first-boot files use). lab down detaches it.
  */
 function attachDataDisk(dir: string, d: { readonly name: string; readonly sizeGiB: number }, i: number): { device: string; loop: string } {
-  if (!/^[a-z0-9][a-z0-9_-]{0,19}$/.test(d.name) || !Number.isInteger(d.sizeGiB) || d.sizeGiB < 1 || d.sizeGiB > 16384 || i > 23) throw new FmcError("LAB", `invalid data disk ${JSON.stringify(d)}`);
-  const file = join(dir, `disk-${d.name}.img`);
-  closeSync(openSync(file, "wx", 0o600));
-  truncateSync(file, d.sizeGiB * 1024 ** 3);
+  if (i > 23) throw new FmcError("LAB", `invalid data disk ${JSON.stringify(d)}: a host has /dev/vdb to /dev/vdy`);
+  const file = sparseDataDisk(dir, d);
   const loop = run("losetup", ["--find", "--show", file], `a loop device for ${file}`).trim();
   if (!/^\/dev\/loop\d+$/.test(loop)) throw new FmcError("LAB", `losetup answered ${JSON.stringify(loop)} for ${file}`);
   return { device: `/dev/vd${String.fromCharCode(98 + i)}`, loop };

@@ -693,6 +693,21 @@ function hostKeysIn(dir: string): Record<string, string> {
 
 
 /**
+ * A data disk as the libvirt volume would be: the sparse file DIR/disk-NAME.img of its size,
+ * kept when it exists (a VM started again boots the same disks). A VM's and a container's.
+ */
+export function sparseDataDisk(dir: string, d: VmDataDisk): string {
+  check(DISK_NAME.test(d.name), "data disk name", d.name);
+  check(Number.isInteger(d.sizeGiB) && d.sizeGiB > 0 && d.sizeGiB <= 16384, "data disk size (GiB)", d.sizeGiB);
+  const path = join(dir, `disk-${d.name}.img`);
+  if (!existsSync(path)) {
+    closeSync(openSync(path, "wx", 0o600));
+    truncateSync(path, d.sizeGiB * 1024 ** 3); // sparse
+  }
+  return path;
+}
+
+/**
  * Boots a VM on the lab's segments. Its disks are kept in DIR: starting again with the
  * same DIR (after stopVm with keepDisks, or a power cut) boots the same disks.
  */
@@ -723,16 +738,7 @@ export async function startVm(o: StartVmOptions): Promise<StartedVm> {
     run("qemu-img", ["create", "-q", "-f", "qcow2", "-b", image.image, "-F", "raw", rootDisk], `creating ${o.name}'s disk`);
     chmodSync(rootDisk, 0o600);
   }
-  const dataDisks = o.dataDisks.map((d) => {
-    check(DISK_NAME.test(d.name), "data disk name", d.name);
-    check(Number.isInteger(d.sizeGiB) && d.sizeGiB > 0 && d.sizeGiB <= 16384, "data disk size (GiB)", d.sizeGiB);
-    const path = join(o.dir, `disk-${d.name}.img`);
-    if (!existsSync(path)) {
-      closeSync(openSync(path, "wx", 0o600));
-      truncateSync(path, d.sizeGiB * 1024 ** 3); // sparse
-    }
-    return { name: d.name, path };
-  });
+  const dataDisks = o.dataDisks.map((d) => ({ name: d.name, path: sparseDataDisk(o.dir, d) }));
   const stage = join(o.dir, "config");
   stageVmConfig(stage, files);
   const configDisk = join(o.dir, "config.img");
